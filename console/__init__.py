@@ -1,0 +1,1 @@
+"""Static admin console, served by the gateway at /console."""

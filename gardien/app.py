@@ -1,0 +1,159 @@
+"""Application assembly: routes, middleware, lifespan, and the per-request GraphQL context."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from gardien import db
+from gardien.clock import Clock, SystemClock
+from gardien.graphql_http import GraphQLEndpoint, RequestError
+from gardien.observability import Metrics, RequestIdMiddleware
+from gardien.resolvers import sessions
+from gardien.resolvers.authz import ANONYMOUS, Actor
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.schema import schema
+from gardien.schema.context import Context
+from gardien.security import Keyring
+from gardien.settings import Settings
+
+logger = logging.getLogger("gardien.app")
+
+
+def session_cookie_name(settings: Settings) -> str:
+    # The __Host- prefix pins the cookie to this host over HTTPS; plain HTTP cannot carry it.
+    return "__Host-gardien_session" if settings.secure_cookies else "gardien_session"
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, manage_database: bool = True
+) -> Starlette:
+    """The gateway. With manage_database=False the caller opens and closes the database."""
+    services = Services(
+        settings=settings, clock=clock or SystemClock(), keyring=Keyring(settings.secret_key)
+    )
+    metrics = Metrics()
+    cookie_name = session_cookie_name(settings)
+
+    async def build_context(request: Request) -> Context:
+        meta = RequestMeta(
+            ip=request.client.host if request.client else None,
+            device=(request.headers.get("user-agent") or "")[:200] or None,
+            request_id=request.scope.get("state", {}).get("request_id"),
+        )
+        return Context(services=services, actor=await _actor(request), meta=meta)
+
+    async def _actor(request: Request) -> Actor:
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            actor = (
+                await sessions.authenticate(services, token.strip())
+                if scheme.lower() == "bearer"
+                else None
+            )
+            if actor is None:
+                raise RequestError(
+                    "The session token is invalid or has expired; sign in again.",
+                    401,
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                    code="UNAUTHENTICATED",
+                )
+            return actor
+        cookie = request.cookies.get(cookie_name)
+        if cookie:
+            # A stale cookie is not an error: the browser simply is no longer signed in.
+            return await sessions.authenticate(services, cookie) or ANONYMOUS
+        return ANONYMOUS
+
+    def finish_response(context: Any, response: Response) -> None:
+        instruction = context.session_cookie
+        if instruction is None:
+            return
+        if instruction.token is None:
+            response.delete_cookie(
+                cookie_name,
+                path="/",
+                secure=settings.secure_cookies,
+                httponly=True,
+                samesite="strict",
+            )
+            return
+        response.set_cookie(
+            cookie_name,
+            instruction.token,
+            # MFA-8: without "remember this browser" the cookie ends with the browser.
+            max_age=int(sessions.ABSOLUTE_LIFETIME.total_seconds())
+            if instruction.persistent
+            else None,
+            path="/",
+            secure=settings.secure_cookies,
+            httponly=True,
+            samesite="strict",
+        )
+
+    graphql = GraphQLEndpoint(
+        schema,
+        build_context,
+        metrics,
+        graphiql=settings.env == "development" or settings.introspection,
+        introspection=settings.introspection,
+        finish_response=finish_response,
+    )
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            await db.ping()
+        except Exception:
+            logger.exception("readiness check failed")
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if not manage_database:
+            yield
+            return
+        database = await db.open_database(settings.database_url)
+        try:
+            yield
+        finally:
+            await db.close_database(database)
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=[Middleware(RequestIdMiddleware, metrics=metrics)],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.metrics = metrics
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for uvicorn workers: each process reads and validates the settings itself."""
+    from gardien.observability import configure_logging
+    from gardien.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

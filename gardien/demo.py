@@ -1,0 +1,174 @@
+"""Demo data for `make run`: the organisation "Démo SA" with one member of each role."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from tortoise.transactions import in_transaction
+
+from gardien import db
+from gardien.clock import SystemClock
+from gardien.models.activity import ActivityEvent
+from gardien.models.domains import Domain, TldPolicy
+from gardien.models.enums import DomainStatus, ProductKind, Role
+from gardien.models.organisations import Membership, Organisation
+from gardien.models.products import Product, ProductGrant
+from gardien.models.users import User
+from gardien.resolvers import accounts
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.security import Keyring, hash_password
+from gardien.settings import Settings
+
+DEMO_PASSWORD = "correct horse battery staple"  # published demo credentials
+DEMO_ORGANISATION = "Démo SA"
+DEMO_MEMBERS = (
+    ("anna.legal@demo.example", "Anna Legal", Role.LEGAL_REPRESENTATIVE),
+    ("marc.admin@demo.example", "Marc Admin", Role.ADMINISTRATOR),
+    ("lea.collab@demo.example", "Léa Collab", Role.COLLABORATOR),
+    ("tom.extern@demo.example", "Tom Extern", Role.EXTERNAL),
+)
+TLD_POLICIES = (
+    ("ch", 40, Decimal("120.00"), "CHF"),
+    ("swiss", 40, Decimal("150.00"), "CHF"),
+    ("fr", 30, Decimal("90.00"), "EUR"),
+    ("com", 30, Decimal("80.00"), "USD"),
+    ("be", 40, Decimal("70.00"), "EUR"),
+    ("de", 30, Decimal("60.00"), "EUR"),
+)
+
+
+def credentials_text() -> str:
+    lines = [f'Demo organisation "{DEMO_ORGANISATION}", password for everyone: {DEMO_PASSWORD}']
+    lines += [f"  {role.value:<21} {email}" for email, _, role in DEMO_MEMBERS]
+    return "\n".join(lines)
+
+
+async def load_demo(settings: Settings) -> str:
+    database = await db.open_database(settings.database_url)
+    try:
+        if await User.exists(email=DEMO_MEMBERS[0][0]):
+            return "Demo data already loaded.\n" + credentials_text()
+        services = Services(
+            settings=settings, clock=SystemClock(), keyring=Keyring(settings.secret_key)
+        )
+        await _create(services)
+        return "Demo data loaded.\n" + credentials_text()
+    finally:
+        await db.close_database(database)
+
+
+async def _create(services: Services) -> None:
+    now = services.clock.now()
+    meta = RequestMeta(ip="127.0.0.1", country="CH", device="demo loader")
+    email, name, _ = DEMO_MEMBERS[0]
+    legal = await accounts.sign_up(
+        services, meta, email=email, password=DEMO_PASSWORD, display_name=name, language="fr"
+    )
+    organisation = legal.organisation
+    password_hash = await hash_password(DEMO_PASSWORD)
+    async with in_transaction():
+        await Organisation.filter(id=organisation.id).update(name=DEMO_ORGANISATION)
+        for tld, days, fee, currency in TLD_POLICIES:
+            await TldPolicy.get_or_create(
+                tld=tld,
+                defaults={"redemption_days": days, "restore_fee": fee, "currency": currency},
+            )
+        products = {
+            kind: await Product.create(
+                organisation=organisation, kind=kind, name=f"{label}", created_at=now
+            )
+            for kind, label in (
+                (ProductKind.MAIL_SERVICE, "Mail demo.example"),
+                (ProductKind.WEB_DRIVE, "kDrive Démo"),
+                (ProductKind.HOSTING, "Hébergement Web démo"),
+                (ProductKind.DOMAIN, "Domaines Démo"),
+                (ProductKind.CALENDAR, "Calendrier Démo"),
+                (ProductKind.VPS, "VPS Démo"),
+            )
+        }
+        for member_email, member_name, role in DEMO_MEMBERS[1:]:
+            user = await User.create(
+                email=member_email,
+                password_hash=password_hash,
+                password_changed_at=now,
+                display_name=member_name,
+                language="fr",
+                country="CH",
+                current_organisation=organisation,
+                created_at=now,
+            )
+            membership = await Membership.create(
+                organisation=organisation,
+                user=user,
+                role=role,
+                created_at=now,
+                notify_technical=role == Role.ADMINISTRATOR,
+                notify_domain_expiry=role == Role.ADMINISTRATOR,
+            )
+            if role in (Role.COLLABORATOR, Role.EXTERNAL):
+                await ProductGrant.create(
+                    membership=membership, product=products[ProductKind.WEB_DRIVE]
+                )
+            if role == Role.COLLABORATOR:
+                await ProductGrant.create(
+                    membership=membership, product=products[ProductKind.MAIL_SERVICE]
+                )
+            await ActivityEvent.create(
+                type="member.joined",
+                occurred_at=now,
+                actor=legal.user,
+                subject=user,
+                organisation=organisation,
+                ip=meta.ip,
+                country=meta.country,
+                device=meta.device,
+                data={"role": role.value},
+            )
+        await _domains(organisation, now)
+
+
+async def _domains(organisation: Organisation, now: object) -> None:
+    from datetime import datetime
+
+    assert isinstance(now, datetime)
+    await Domain.create(
+        organisation=organisation,
+        name="demo-sa.ch",
+        live_name="demo-sa.ch",
+        tld_id="ch",
+        status=DomainStatus.ACTIVE,
+        registered_at=now - timedelta(days=700),
+        expires_at=now + timedelta(days=300),
+        renewal_warranty=True,
+    )
+    await Domain.create(
+        organisation=organisation,
+        name="demo-sa.fr",
+        live_name="demo-sa.fr",
+        tld_id="fr",
+        status=DomainStatus.ACTIVE,
+        registered_at=now - timedelta(days=358),
+        expires_at=now + timedelta(days=7),
+    )
+    await Domain.create(
+        organisation=organisation,
+        name="demo-boutique.com",
+        live_name="demo-boutique.com",
+        tld_id="com",
+        status=DomainStatus.REDEMPTION,
+        registered_at=now - timedelta(days=380),
+        expires_at=now - timedelta(days=15),
+        redemption_ends_at=now + timedelta(days=15),
+    )
+    await Domain.create(
+        organisation=organisation,
+        name="ancienne-demo.be",
+        live_name=None,
+        tld_id="be",
+        status=DomainStatus.RELEASED,
+        registered_at=now - timedelta(days=900),
+        expires_at=now - timedelta(days=100),
+        redemption_ends_at=now - timedelta(days=60),
+        released_at=now - timedelta(days=60),
+    )

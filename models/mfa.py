@@ -1,0 +1,129 @@
+"""Second factors: TOTP apps, security keys, SMS, push devices; backup codes, app passwords."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gardien.models.enums import ApprovalStatus, TwoFactorKind
+from tortoise import fields
+from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from gardien.models.sessions import SignInChallenge
+    from gardien.models.users import User
+
+
+class TwoFactorMethod(Model):
+    """One registered second factor. Kind-specific columns stay null for the other kinds.
+
+    A method counts only once confirmed (MFA-1: the first code proves the enrolment).
+    """
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="two_factor_methods", on_delete=fields.CASCADE
+    )
+    user_id: int
+    kind = fields.CharEnumField(TwoFactorKind, max_length=16)
+    label = fields.CharField(max_length=100)
+    # TOTP (MFA-1): encrypted secret and the last accepted time step, so no code counts twice.
+    totp_secret_encrypted = fields.BinaryField(null=True)
+    totp_last_step = fields.BigIntField(null=True)
+    # Security key (MFA-2).
+    credential_id = fields.CharField(max_length=1024, null=True, unique=True)
+    public_key = fields.BinaryField(null=True)
+    sign_count = fields.BigIntField(null=True)
+    # SMS (MFA-3): E.164 number.
+    phone = fields.CharField(max_length=16, null=True)
+    # Push (MFA-4): the app device's push token, encrypted.
+    push_token_encrypted = fields.BinaryField(null=True)
+    created_at = fields.DatetimeField()
+    confirmed_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "two_factor_method"
+        indexes = (("user_id", "confirmed_at"),)
+
+
+class OneTimeCode(Model):
+    """MFA-3 SMS codes: hashed, short-lived, limited attempts, resend throttled."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="one_time_codes", on_delete=fields.CASCADE
+    )
+    user_id: int
+    purpose = fields.CharField(max_length=32)
+    destination = fields.CharField(max_length=254)
+    code_hash = fields.CharField(max_length=64)
+    attempts = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    consumed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "one_time_code"
+        indexes = (("user_id", "purpose"),)
+
+
+class PushApproval(Model):
+    """MFA-4: an approval request pushed to the app devices of the user."""
+
+    id = fields.UUIDField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="push_approvals", on_delete=fields.CASCADE
+    )
+    user_id: int
+    challenge: fields.ForeignKeyNullableRelation[SignInChallenge] = fields.ForeignKeyField(
+        "models.SignInChallenge",
+        related_name="push_approvals",
+        null=True,
+        on_delete=fields.CASCADE,
+    )
+    challenge_id: int | None
+    status = fields.CharEnumField(ApprovalStatus, default=ApprovalStatus.PENDING, max_length=16)
+    ip = fields.CharField(max_length=45, null=True)
+    country = fields.CharField(max_length=2, null=True)
+    device = fields.CharField(max_length=200, null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    answered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "push_approval"
+
+
+class BackupCode(Model):
+    """MFA-5: single-use codes, stored hashed. A new set replaces the old one."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="backup_codes", on_delete=fields.CASCADE
+    )
+    user_id: int
+    code_hash = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "backup_code"
+        unique_together = (("user", "code_hash"),)
+
+
+class AppPassword(Model):
+    """MFA-6: per-application passwords for sync tools, which never open a web session."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="app_passwords", on_delete=fields.CASCADE
+    )
+    user_id: int
+    label = fields.CharField(max_length=100)
+    password_hash = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField()
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "app_password"

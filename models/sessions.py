@@ -1,0 +1,101 @@
+"""Web and app sessions, sign-in challenges, known devices and integrator tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gardien.models.enums import SessionKind
+from tortoise import fields
+from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from gardien.models.organisations import Organisation
+    from gardien.models.users import User
+
+
+class Session(Model):
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="sessions", on_delete=fields.CASCADE
+    )
+    user_id: int
+    # Only a keyed digest of the bearer token is stored; the token itself is shown once.
+    token_hash = fields.CharField(max_length=64, unique=True)
+    kind = fields.CharEnumField(SessionKind, default=SessionKind.WEB, max_length=8)
+    # MFA-8: False means a browser-session cookie that ends when the browser closes.
+    persistent = fields.BooleanField(default=False)
+    ip = fields.CharField(max_length=45, null=True)
+    country = fields.CharField(max_length=2, null=True)
+    device = fields.CharField(max_length=200, null=True)
+    created_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "session"
+        indexes = (("user_id", "revoked_at"),)
+
+
+class SignInChallenge(Model):
+    """MFA-7: the password step passed, the second factor is still owed."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="sign_in_challenges", on_delete=fields.CASCADE
+    )
+    user_id: int
+    token_hash = fields.CharField(max_length=64, unique=True)
+    remember_browser = fields.BooleanField(default=False)
+    attempts = fields.IntField(default=0)
+    ip = fields.CharField(max_length=45, null=True)
+    country = fields.CharField(max_length=2, null=True)
+    device = fields.CharField(max_length=200, null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    completed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "sign_in_challenge"
+
+
+class KnownDevice(Model):
+    """ACT-2: a (country, device) pair already seen for this user."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="known_devices", on_delete=fields.CASCADE
+    )
+    user_id: int
+    country = fields.CharField(max_length=2)
+    device_hash = fields.CharField(max_length=64)
+    first_seen_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+
+    class Meta:
+        table = "known_device"
+        unique_together = (("user", "country", "device_hash"),)
+
+
+class ApiToken(Model):
+    """API-6: a personal access token (owner set) or an organisation service account."""
+
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="api_tokens", null=True, on_delete=fields.CASCADE
+    )
+    owner_id: int | None
+    organisation: fields.ForeignKeyNullableRelation[Organisation] = fields.ForeignKeyField(
+        "models.Organisation", related_name="service_accounts", null=True, on_delete=fields.CASCADE
+    )
+    organisation_id: int | None
+    name = fields.CharField(max_length=100)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    scopes: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_token"

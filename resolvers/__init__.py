@@ -1,0 +1,1 @@
+"""Operations: what each GraphQL field or CLI command does, with no GraphQL in sight."""

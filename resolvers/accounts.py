@@ -1,0 +1,268 @@
+"""Sign-up, sign-in (password step) and sign-out (ORG-1, MFA-7, MFA-8, ACT-1)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gardien.models.enums import Role, TwoFactorKind
+from gardien.models.mfa import TwoFactorMethod
+from gardien.models.organisations import Membership, Organisation, SecurityPolicy, UserBlock
+from gardien.models.sessions import SignInChallenge
+from gardien.models.users import User
+from gardien.resolvers import activity, ratelimits, sessions
+from gardien.resolvers.authz import Actor, require_user
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from gardien.security import (
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    common_passwords,
+    hash_password,
+    new_token,
+    password_needs_rehash,
+    verify_password,
+)
+
+LANGUAGES = ("fr", "en", "de", "it")
+CHALLENGE_LIFETIME = timedelta(minutes=5)
+CHALLENGE_PURPOSE = "sign-in-challenge"
+# Deliberately loose: the address is proved by mail, not by a pattern (RFC 5321 length limits).
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+INVALID_CREDENTIALS_MESSAGE = "The login or password is incorrect."
+
+
+@dataclass(frozen=True)
+class SecondFactorChallenge:
+    challenge_id: str
+    methods: list[TwoFactorKind]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    """Exactly one of the two is set: a session, or the second factor still owed."""
+
+    session: sessions.IssuedSession | None = None
+    second_factor: SecondFactorChallenge | None = None
+
+
+@dataclass(frozen=True)
+class SignUpResult:
+    user: User
+    organisation: Organisation
+    session: sessions.IssuedSession
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    cleaned = email.strip().lower()
+    if len(cleaned) > 254 or not EMAIL_PATTERN.match(cleaned):
+        raise DomainError(ErrorCode.INVALID_INPUT, "Enter a valid e-mail address.", field)
+    return cleaned
+
+
+def check_password_policy(password: str, *, context: tuple[str, ...] = ()) -> None:
+    """NIST SP 800-63B 3.1.1.2: length, not a known common password, not the account's own words."""
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise DomainError(
+            ErrorCode.PASSWORD_TOO_SHORT,
+            f"Use at least {PASSWORD_MIN_LENGTH} characters.",
+            "password",
+        )
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise DomainError(
+            ErrorCode.PASSWORD_TOO_LONG,
+            f"Use at most {PASSWORD_MAX_LENGTH} characters.",
+            "password",
+        )
+    lowered = password.lower()
+    if lowered in common_passwords() or any(word and lowered == word.lower() for word in context):
+        raise DomainError(
+            ErrorCode.PASSWORD_TOO_COMMON,
+            "This password is too common or too easy to guess; choose another.",
+            "password",
+        )
+
+
+def _validate_display_name(display_name: str) -> str:
+    cleaned = " ".join(display_name.split())
+    if not 1 <= len(cleaned) <= 120:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "Give a name of 1 to 120 characters.", "displayName"
+        )
+    return cleaned
+
+
+def _validate_language(language: str | None) -> str:
+    if language is None:
+        return "fr"
+    if language not in LANGUAGES:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"Choose one of: {', '.join(LANGUAGES)}.", "language"
+        )
+    return language
+
+
+async def sign_up(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    language: str | None = None,
+) -> SignUpResult:
+    """ORG-1: the new user's own organisation, with the user as its legal representative."""
+    cleaned_email = normalise_email(email)
+    name = _validate_display_name(display_name)
+    lang = _validate_language(language)
+    check_password_policy(password, context=(cleaned_email, cleaned_email.split("@")[0], name))
+    await ratelimits.check(services, ratelimits.SIGN_UPS_PER_IP, meta.ip)
+    await ratelimits.hit(services, ratelimits.SIGN_UPS_PER_IP, meta.ip)
+    password_hash = await hash_password(password)
+    now = services.clock.now()
+    try:
+        async with in_transaction():
+            user = await User.create(
+                email=cleaned_email,
+                password_hash=password_hash,
+                password_changed_at=now,
+                display_name=name,
+                language=lang,
+                created_at=now,
+            )
+            organisation = await create_organisation(services, user, name)
+            user.current_organisation_id = organisation.id
+            await user.save(update_fields=["current_organisation_id"])
+            await activity.signed_up(services, meta, user.id, organisation.id)
+            issued = await sessions.open_session(services, user, meta, persistent=False)
+            await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
+    except IntegrityError:
+        # Sign-up hands out a session at once, so a taken address cannot be hidden here; the
+        # per-IP sign-up limit is what keeps this from being used to list accounts.
+        raise DomainError(
+            ErrorCode.EMAIL_UNAVAILABLE,
+            "This e-mail address cannot be used to create an account; sign in instead.",
+            "email",
+        ) from None
+    return SignUpResult(user=user, organisation=organisation, session=issued)
+
+
+async def create_organisation(services: Services, owner: User, name: str) -> Organisation:
+    """An organisation always starts with its legal representative and a security policy."""
+    now = services.clock.now()
+    organisation = await Organisation.create(name=name, created_at=now)
+    await Membership.create(
+        organisation=organisation, user=owner, role=Role.LEGAL_REPRESENTATIVE, created_at=now
+    )
+    await SecurityPolicy.create(organisation=organisation, updated_at=now)
+    return organisation
+
+
+async def find_by_login(login: str) -> User | None:
+    """A login is the login e-mail, or the generated username that replaced it (REC-4)."""
+    cleaned = login.strip().lower()
+    if not cleaned or len(cleaned) > 254:
+        return None
+    if "@" in cleaned:
+        return await User.get_or_none(email=cleaned)
+    return await User.get_or_none(generated_username=cleaned)
+
+
+async def sign_in(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    login: str,
+    password: str,
+    remember_browser: bool = False,
+) -> SignInResult:
+    """MFA-7: the password step. The same answer for an unknown login and a wrong password."""
+    login_key = login.strip().lower()
+    await ratelimits.check(services, ratelimits.SIGN_IN_FAILURES_PER_IP, meta.ip)
+    await ratelimits.check(services, ratelimits.SIGN_IN_FAILURES_PER_LOGIN, login_key)
+    user = await find_by_login(login)
+    valid = await verify_password(user.password_hash if user else None, password[:1024])
+    if user is None or not valid:
+        async with in_transaction():
+            await ratelimits.hit(services, ratelimits.SIGN_IN_FAILURES_PER_IP, meta.ip)
+            await ratelimits.hit(services, ratelimits.SIGN_IN_FAILURES_PER_LOGIN, login_key)
+            await activity.sign_in_failed(
+                services,
+                meta,
+                user_id=user.id if user else None,
+                login=login_key,
+                reason="unknown_login" if user is None else "wrong_password",
+            )
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
+
+    if await UserBlock.exists(user_id=user.id, lifted_at=None):
+        async with in_transaction():
+            await activity.sign_in_failed(
+                services, meta, user_id=user.id, login=login_key, reason="blocked"
+            )
+        raise DomainError(
+            ErrorCode.ACCOUNT_BLOCKED,
+            "Web access to this account is blocked. Contact your organisation's administrator.",
+        )
+
+    await ratelimits.reset(services, ratelimits.SIGN_IN_FAILURES_PER_LOGIN, login_key)
+    if password_needs_rehash(user.password_hash):
+        user.password_hash = await hash_password(password)
+        await user.save(update_fields=["password_hash"])
+
+    methods = await confirmed_methods(user.id)
+    async with in_transaction():
+        if methods:
+            challenge = await _open_challenge(services, user, meta, methods, remember_browser)
+            await activity.sign_in_password_verified(services, meta, user.id)
+            return SignInResult(second_factor=challenge)
+        issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
+        await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
+    return SignInResult(session=issued)
+
+
+async def confirmed_methods(user_id: int) -> list[TwoFactorKind]:
+    kinds: list[Any] = await (
+        TwoFactorMethod.filter(user_id=user_id, confirmed_at__isnull=False)
+        .distinct()
+        .values_list("kind", flat=True)
+    )
+    return sorted({TwoFactorKind(k) for k in kinds})
+
+
+async def _open_challenge(
+    services: Services,
+    user: User,
+    meta: RequestMeta,
+    methods: list[TwoFactorKind],
+    remember_browser: bool,
+) -> SecondFactorChallenge:
+    now = services.clock.now()
+    token = new_token()
+    await SignInChallenge.create(
+        user=user,
+        token_hash=services.keyring.token_digest(token, CHALLENGE_PURPOSE),
+        remember_browser=remember_browser,
+        ip=meta.ip,
+        country=meta.country,
+        device=meta.device,
+        created_at=now,
+        expires_at=now + CHALLENGE_LIFETIME,
+    )
+    return SecondFactorChallenge(
+        challenge_id=token, methods=methods, expires_at=now + CHALLENGE_LIFETIME
+    )
+
+
+async def sign_out(services: Services, meta: RequestMeta, actor: Actor) -> None:
+    user = require_user(actor)
+    assert actor.session is not None
+    async with in_transaction():
+        await sessions.revoke(services, actor.session)
+        await activity.signed_out(services, meta, user.id)

@@ -1,0 +1,74 @@
+"""The one place that decides who may do what; every rule of the roles table is a function here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gardien.models.enums import Role
+from gardien.models.organisations import Membership
+from gardien.models.sessions import Session
+from gardien.models.users import User
+from gardien.resolvers.errors import DomainError, ErrorCode
+
+ORGANISATION_MANAGERS = frozenset({Role.LEGAL_REPRESENTATIVE, Role.ADMINISTRATOR})
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling: a signed-in user with their session, or nobody."""
+
+    user: User | None = None
+    session: Session | None = None
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.id if self.user else None
+
+
+ANONYMOUS = Actor()
+
+
+def require_user(actor: Actor) -> User:
+    if actor.user is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first.")
+    return actor.user
+
+
+def can_view_organisation(membership: Membership | None) -> bool:
+    """Only members see an organisation; to anyone else it does not exist."""
+    return membership is not None
+
+
+def can_view_organisation_activity(membership: Membership | None) -> bool:
+    """ACT-4: the organisation's activity is for administrators and legal representatives."""
+    return membership is not None and membership.role in ORGANISATION_MANAGERS
+
+
+def can_view_private_profile(actor: Actor, user_id: int) -> bool:
+    """Recovery contacts, support code and second factors are for the user alone."""
+    return actor.user_id is not None and actor.user_id == user_id
+
+
+def not_found(kind: str) -> DomainError:
+    # The same answer for "does not exist" and "not yours", so nothing leaks (ACT-4, DOM-5).
+    return DomainError(ErrorCode.NOT_FOUND, f"No such {kind}.")
+
+
+async def membership_of(actor: Actor, organisation_id: int) -> Membership | None:
+    """The caller's membership in an organisation: the scoping helper every lookup goes through."""
+    if actor.user_id is None:
+        return None
+    return (
+        await Membership.filter(user_id=actor.user_id, organisation_id=organisation_id)
+        .select_related("organisation")
+        .first()
+    )
+
+
+async def require_visible_organisation(actor: Actor, organisation_id: int) -> Membership:
+    require_user(actor)
+    membership = await membership_of(actor, organisation_id)
+    if not can_view_organisation(membership):
+        raise not_found("organisation")
+    assert membership is not None
+    return membership

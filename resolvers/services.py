@@ -1,0 +1,26 @@
+"""What operations need from the outside world, gathered in one object passed to each of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gardien.clock import Clock
+from gardien.security import Keyring
+from gardien.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    keyring: Keyring
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """Where a request comes from, as recorded on sessions and activity events (ACT-1)."""
+
+    ip: str | None = None
+    country: str | None = None
+    device: str | None = None
+    request_id: str | None = None

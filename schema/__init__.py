@@ -1,0 +1,72 @@
+"""The GraphQL surface: builds the one strawberry.Schema from the domain modules."""
+
+from __future__ import annotations
+
+import strawberry
+from gardien.models.activity import ActivityEvent
+from gardien.models.organisations import Membership
+from gardien.resolvers import authz
+from gardien.resolvers.errors import DomainError
+from gardien.schema.accounts import AccountMutations
+from gardien.schema.activity import ActivityEventNode
+from gardien.schema.context import Info
+from gardien.schema.members import MembershipNode, ProductNode
+from gardien.schema.organisations import OrganisationNode, organisation_by_id
+from gardien.schema.relay import Node, decode_any_id, decode_id
+from gardien.schema.users import UserNode
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The signed-in user, or null.")
+    def viewer(self, info: Info) -> UserNode | None:
+        user = info.context.actor.user
+        return UserNode.from_model(user) if user else None
+
+    @strawberry.field(description="An organisation the caller is a member of.")
+    async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode:
+        return await organisation_by_id(info, decode_id(id, "Organisation"))
+
+    @strawberry.field(description="Any object by its global ID (API-1).")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await _node(info, id)
+
+
+async def _node(info: Info, global_id: str) -> Node | None:
+    """Each type answers only what its own field would answer, so node() leaks nothing more."""
+    type_name, _ = decode_any_id(global_id)
+    actor = info.context.actor
+    authz.require_user(actor)
+    try:
+        if type_name == "Organisation":
+            return await organisation_by_id(info, decode_id(global_id, "Organisation"))
+        if type_name == "User":
+            user_id = decode_id(global_id, "User")
+            if authz.can_view_private_profile(actor, user_id) and actor.user:
+                return UserNode.from_model(actor.user)
+            return None
+        if type_name == "Membership":
+            membership = await Membership.get_or_none(id=decode_id(global_id, "Membership"))
+            if membership and await authz.membership_of(actor, membership.organisation_id):
+                return MembershipNode.from_model(membership)
+            return None
+        if type_name == "ActivityEvent":
+            event = await ActivityEvent.get_or_none(id=decode_id(global_id, "ActivityEvent"))
+            if event and event.organisation_id is not None:
+                caller = await authz.membership_of(actor, event.organisation_id)
+                if authz.can_view_organisation_activity(caller):
+                    return ActivityEventNode.from_model(event)
+            return None
+    except DomainError:
+        return None
+    return None
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=merge_types("Mutation", (AccountMutations,)),
+    types=[ProductNode],
+    config=StrawberryConfig(auto_camel_case=True),
+)

@@ -1,0 +1,123 @@
+"""Sign-up, sign-in and sign-out mutations (ORG-1, MFA-7, MFA-8)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from gardien.resolvers import accounts
+from gardien.resolvers.errors import DomainError
+from gardien.resolvers.sessions import IssuedSession
+from gardien.schema.context import Info, SessionCookie
+from gardien.schema.errors import UserError
+from gardien.schema.users import TwoFactorKind, UserNode
+
+
+@strawberry.type(description="A web session; the token is shown once, here.")
+class Session:
+    token: str
+    expires_at: datetime
+
+    @classmethod
+    def issued(cls, info: Info, issued: IssuedSession) -> Session:
+        info.context.session_cookie = SessionCookie(
+            token=issued.token, persistent=issued.session.persistent
+        )
+        return cls(token=issued.token, expires_at=issued.session.expires_at)
+
+
+@strawberry.type(description="The password was right; finish with one of these methods (MFA-7).")
+class SecondFactorChallenge:
+    challenge_id: str
+    methods: list[TwoFactorKind]  # type: ignore[valid-type]
+    expires_at: datetime
+
+
+@strawberry.input
+class SignUpInput:
+    email: str
+    password: str
+    display_name: str
+    language: str | None = None
+
+
+@strawberry.type
+class SignUpPayload:
+    user: UserNode | None = None
+    session: Session | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SignInInput:
+    login: str = strawberry.field(description="Login e-mail, or the generated username (REC-4).")
+    password: str
+    remember_browser: bool = strawberry.field(
+        default=False,
+        description="False: the session cookie ends when the browser closes (MFA-8).",
+    )
+
+
+@strawberry.type
+class SignInPayload:
+    session: Session | None = None
+    second_factor: SecondFactorChallenge | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SignOutPayload:
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class AccountMutations:
+    @strawberry.mutation(description="Create an account and its own organisation (ORG-1).")
+    async def sign_up(self, info: Info, input: SignUpInput) -> SignUpPayload:
+        try:
+            result = await accounts.sign_up(
+                info.context.services,
+                info.context.meta,
+                email=input.email,
+                password=input.password,
+                display_name=input.display_name,
+                language=input.language,
+            )
+        except DomainError as error:
+            return SignUpPayload(errors=[UserError.from_domain(error)])
+        return SignUpPayload(
+            user=UserNode.from_model(result.user), session=Session.issued(info, result.session)
+        )
+
+    @strawberry.mutation(description="Password step of signing in (MFA-7).")
+    async def sign_in(self, info: Info, input: SignInInput) -> SignInPayload:
+        try:
+            result = await accounts.sign_in(
+                info.context.services,
+                info.context.meta,
+                login=input.login,
+                password=input.password,
+                remember_browser=input.remember_browser,
+            )
+        except DomainError as error:
+            return SignInPayload(errors=[UserError.from_domain(error)])
+        if result.second_factor is not None:
+            challenge = result.second_factor
+            return SignInPayload(
+                second_factor=SecondFactorChallenge(
+                    challenge_id=challenge.challenge_id,
+                    methods=challenge.methods,
+                    expires_at=challenge.expires_at,
+                )
+            )
+        assert result.session is not None
+        return SignInPayload(session=Session.issued(info, result.session))
+
+    @strawberry.mutation(description="End the current session.")
+    async def sign_out(self, info: Info) -> SignOutPayload:
+        try:
+            await accounts.sign_out(info.context.services, info.context.meta, info.context.actor)
+        except DomainError as error:
+            return SignOutPayload(errors=[UserError.from_domain(error)])
+        info.context.session_cookie = SessionCookie(token=None)
+        return SignOutPayload()

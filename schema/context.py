@@ -1,0 +1,31 @@
+"""The per-request context handed to every field: who calls, from where, with which services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+import strawberry
+from gardien.resolvers.authz import Actor
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.schema.loaders import Loaders
+
+
+@dataclass(frozen=True)
+class SessionCookie:
+    """What the HTTP layer must do with the session cookie once the operation is done."""
+
+    token: str | None  # None clears the cookie
+    persistent: bool = False
+
+
+@dataclass
+class Context:
+    services: Services
+    actor: Actor
+    meta: RequestMeta
+    loaders: Loaders = field(default_factory=Loaders)
+    session_cookie: SessionCookie | None = None
+
+
+Info: TypeAlias = strawberry.Info[Context, None]

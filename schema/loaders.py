@@ -1,0 +1,30 @@
+"""DataLoaders, made per request: a page costs the same number of queries whatever its size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gardien.models.organisations import Organisation, SecurityPolicy
+from gardien.models.products import Product
+from gardien.models.users import User
+from gardien.resolvers import organisations
+from strawberry.dataloader import DataLoader
+
+
+@dataclass
+class Loaders:
+    two_factor_enabled: DataLoader[int, bool] = field(
+        default_factory=lambda: DataLoader(organisations.load_users_with_two_factor)
+    )
+    product_access: DataLoader[int, list[Product]] = field(
+        default_factory=lambda: DataLoader(organisations.load_product_access)
+    )
+    security_policy: DataLoader[int, SecurityPolicy | None] = field(
+        default_factory=lambda: DataLoader(organisations.load_security_policies)
+    )
+    user: DataLoader[int, User | None] = field(
+        default_factory=lambda: DataLoader(organisations.load_users)
+    )
+    organisation: DataLoader[int, Organisation | None] = field(
+        default_factory=lambda: DataLoader(organisations.load_organisations)
+    )

@@ -1,0 +1,100 @@
+"""Organisation and its security policy, members and activity as Relay connections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from gardien.models.enums import Role as RoleModel
+from gardien.models.enums import SupportPlan as SupportPlanModel
+from gardien.models.organisations import Organisation, SecurityPolicy
+from gardien.resolvers import authz, organisations
+from gardien.schema.context import Info
+from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
+
+if TYPE_CHECKING:
+    from gardien.schema.activity import ActivityEventNode
+    from gardien.schema.members import MembershipNode
+
+Role = strawberry.enum(RoleModel, name="Role")
+SupportPlan = strawberry.enum(SupportPlanModel, name="SupportPlan")
+
+
+@strawberry.type(name="SecurityPolicy")
+class SecurityPolicyType:
+    require_two_factor: bool
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, policy: SecurityPolicy) -> SecurityPolicyType:
+        return cls(require_two_factor=policy.require_two_factor, updated_at=policy.updated_at)
+
+
+@strawberry.type(name="Organisation")
+class OrganisationNode(Node):
+    name: str
+    support_plan: SupportPlan  # type: ignore[valid-type]
+    _model: strawberry.Private[Organisation]
+
+    @classmethod
+    def from_model(cls, organisation: Organisation) -> OrganisationNode:
+        return cls(
+            id=encode_id("Organisation", organisation.id),
+            name=organisation.name,
+            support_plan=organisation.support_plan,
+            _model=organisation,
+        )
+
+    @strawberry.field
+    async def security_policy(self, info: Info) -> SecurityPolicyType | None:
+        policy = await info.context.loaders.security_policy.load(self._model.id)
+        return SecurityPolicyType.from_model(policy) if policy else None
+
+    @strawberry.field(description="Members, oldest first; filter on 2FA status and role (POL-2).")
+    async def members(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        two_factor_enabled: bool | None = None,
+        role: Role | None = None,  # type: ignore[valid-type]
+    ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
+        from gardien.schema.members import MembershipNode
+
+        caller = await authz.require_visible_organisation(info.context.actor, self._model.id)
+        page = await organisations.members(
+            caller,
+            first=first,
+            after_id=decode_cursor(after),
+            two_factor_enabled=two_factor_enabled,
+            role=role,
+        )
+        return connection(
+            [MembershipNode.from_model(m) for m in page.items],
+            [m.id for m in page.items],
+            page.has_next_page,
+            lambda: organisations.count_members(
+                caller, two_factor_enabled=two_factor_enabled, role=role
+            ),
+        )
+
+    @strawberry.field(description="Security activity, newest first (ACT-4: administrators only).")
+    async def activity(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[ActivityEventNode, strawberry.lazy("gardien.schema.activity")]]:
+        from gardien.schema.activity import ActivityEventNode
+
+        caller = await authz.require_visible_organisation(info.context.actor, self._model.id)
+        page = await organisations.activity(caller, first=first, after_id=decode_cursor(after))
+        return connection(
+            [ActivityEventNode.from_model(e) for e in page.items],
+            [e.id for e in page.items],
+            page.has_next_page,
+            lambda: organisations.count_activity(caller),
+        )
+
+
+async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:
+    membership = await authz.require_visible_organisation(info.context.actor, organisation_id)
+    return OrganisationNode.from_model(membership.organisation)

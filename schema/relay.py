@@ -1,0 +1,102 @@
+"""Relay conventions (API-1): the Node interface, global IDs, cursors and page info."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import strawberry
+from gardien.resolvers.errors import DomainError, ErrorCode
+
+T = TypeVar("T")
+
+
+@strawberry.interface(name="Node", description="An object with a global ID.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Items matching the filters, over all pages.")
+    async def total_count(self) -> int:
+        return await self._count()
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unb64(value: str) -> str:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+
+
+def encode_id(type_name: str, pk: int | str) -> strawberry.ID:
+    return strawberry.ID(_b64(f"{type_name}:{pk}"))
+
+
+def decode_any_id(global_id: str) -> tuple[str, str]:
+    try:
+        type_name, _, pk = _unb64(global_id).partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        type_name, pk = "", ""
+    if not type_name or not pk:
+        raise DomainError(ErrorCode.INVALID_ID, "This is not a valid ID.", "id")
+    return type_name, pk
+
+
+def decode_id(global_id: str, expected_type: str, field: str = "id") -> int:
+    """The primary key of an ID of the expected type; an ID of another type is not found."""
+    type_name, pk = decode_any_id(global_id)
+    if type_name != expected_type:
+        raise DomainError(ErrorCode.NOT_FOUND, f"No such {expected_type.lower()}.", field)
+    if not pk.isdigit() or len(pk) > 18:
+        raise DomainError(ErrorCode.INVALID_ID, "This is not a valid ID.", field)
+    return int(pk)
+
+
+def encode_cursor(pk: int) -> str:
+    return _b64(f"cursor:{pk}")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        prefix, _, pk = _unb64(cursor).partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        prefix, pk = "", ""
+    if prefix != "cursor" or not pk.isdigit() or len(pk) > 18:
+        raise DomainError(ErrorCode.INVALID_INPUT, "This cursor is not valid.", "after")
+    return int(pk)
+
+
+def connection(
+    nodes: list[T], pks: list[int], has_next_page: bool, count: Callable[[], Awaitable[int]]
+) -> Connection[T]:
+    edges = [Edge(cursor=encode_cursor(pk), node=node) for pk, node in zip(pks, nodes, strict=True)]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next_page, end_cursor=edges[-1].cursor if edges else None
+        ),
+        _count=count,
+    )

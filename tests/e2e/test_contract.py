@@ -1,0 +1,250 @@
+"""The client contract: every operation validates against the schema; this issue's run for real.
+
+tests/contract/operations.graphql is the contract of ../shared/contract, kept in the repository
+so CI (a clean clone) has it; a test below keeps the two copies equal wherever both exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gardien.schema import schema
+from graphql import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode, parse, validate
+from graphql.language import FragmentSpreadNode, Visitor, visit
+
+from gardien.demo import DEMO_PASSWORD
+from tests.e2e.conftest import ServedGateway
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = ROOT / "tests" / "contract" / "operations.graphql"
+SHARED_CONTRACT = ROOT.parent / "shared" / "contract" / "operations.graphql"
+
+# Operations that later capabilities deliver; strict, so each marker must go when they land.
+LATER = {
+    "CompleteSecondFactor": "MFA: second-factor completion",
+    "InviteMember": "members & invitations",
+    "AcceptInvitation": "members & invitations",
+    "ChangeMemberRole": "members & invitations",
+    "RemoveMember": "members & invitations",
+    "LeaveOrganisation": "members & invitations",
+    "UpdateSecurityPolicy": "members: security policy",
+    "SendSecurityAlert": "members: security policy",
+    "BeginTotpEnrolment": "MFA: TOTP enrolment",
+    "ConfirmTotpEnrolment": "MFA: TOTP enrolment",
+    "OrganisationSecurityEvents": "events: live security events",
+    "OrganisationDomains": "blocking & domains",
+}
+
+
+def _document() -> DocumentNode:
+    return parse(CONTRACT.read_text(encoding="utf-8"))
+
+
+def _operations() -> dict[str, OperationDefinitionNode]:
+    return {
+        op.name.value: op
+        for op in _document().definitions
+        if isinstance(op, OperationDefinitionNode) and op.name
+    }
+
+
+def _standalone(name: str) -> str:
+    """The operation with just the fragments it spreads, as a client would send it."""
+    document = _document()
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operation = _operations()[name]
+    used: set[str] = set()
+
+    class Spreads(Visitor):
+        def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+            used.add(node.name.value)
+
+    visit(operation, Spreads())
+    assert operation.loc is not None
+    parts = [operation.loc.source.body[operation.loc.start : operation.loc.end]]
+    for fragment_name in sorted(used):
+        loc = fragments[fragment_name].loc
+        assert loc is not None
+        parts.append(loc.source.body[loc.start : loc.end])
+    return "\n".join(parts)
+
+
+def _cases() -> list[Any]:
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(strict=True, reason=f"delivered with {LATER[name]}"),
+        )
+        if name in LATER
+        else name
+        for name in _operations()
+    ]
+
+
+def test_api5_contract_copy_matches_shared_contract() -> None:
+    if not SHARED_CONTRACT.exists():
+        pytest.skip("../shared is not beside this checkout (CI clones the project alone)")
+    assert CONTRACT.read_text(encoding="utf-8") == SHARED_CONTRACT.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_api5_contract_operation_validates_against_schema(name: str) -> None:
+    errors = validate(schema._schema, parse(_standalone(name)))
+
+    assert errors == [], [e.message for e in errors]
+
+
+def _post(
+    gateway: ServedGateway,
+    name: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> httpx.Response:
+    headers = {"accept": "application/graphql-response+json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return httpx.post(
+        f"{gateway.url}/graphql",
+        json={"query": _standalone(name), "operationName": name, "variables": variables or {}},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def _sign_in(gateway: ServedGateway, login: str) -> str:
+    body = _post(gateway, "SignIn", {"input": {"login": login, "password": DEMO_PASSWORD}}).json()
+    assert body["data"]["signIn"]["errors"] == []
+    token: str = body["data"]["signIn"]["session"]["token"]
+    return token
+
+
+def test_org1_contract_sign_up_served(served: ServedGateway) -> None:
+    response = _post(
+        served,
+        "SignUp",
+        {
+            "input": {
+                "email": "new.customer@example.test",
+                "password": "lantern over the river",
+                "displayName": "New Customer",
+                "language": "de",
+            }
+        },
+    )
+
+    payload = response.json()["data"]["signUp"]
+    assert response.status_code == 200
+    assert payload["errors"] == []
+    assert payload["user"]["email"] == "new.customer@example.test"
+    assert len(payload["session"]["token"]) >= 43
+    assert "httponly" in response.headers["set-cookie"].lower()
+
+
+def test_mfa7_contract_sign_in_viewer_and_sign_out_served(served: ServedGateway) -> None:
+    signed_in = _post(
+        served,
+        "SignIn",
+        {
+            "input": {
+                "login": "marc.admin@demo.example",
+                "password": DEMO_PASSWORD,
+            }
+        },
+    )
+    payload = signed_in.json()["data"]["signIn"]
+    token = payload["session"]["token"]
+
+    viewer = _post(served, "Viewer", token=token).json()["data"]["viewer"]
+    signed_out = _post(served, "SignOut", token=token).json()["data"]["signOut"]
+    after = _post(served, "Viewer", token=token)
+
+    assert payload["secondFactor"] is None and payload["errors"] == []
+    assert (viewer["email"], viewer["displayName"], viewer["twoFactorEnabled"]) == (
+        "marc.admin@demo.example",
+        "Marc Admin",
+        False,
+    )
+    assert viewer["currentOrganisation"]["name"] == "Démo SA"
+    assert viewer["memberships"]["totalCount"] == 1
+    assert viewer["memberships"]["edges"][0]["node"]["role"] == "ADMINISTRATOR"
+    assert signed_out == {"errors": []}
+    assert after.status_code == 401
+    assert after.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_mfa7_contract_sign_in_wrong_password_served(served: ServedGateway) -> None:
+    body = _post(
+        served,
+        "SignIn",
+        {
+            "input": {
+                "login": "marc.admin@demo.example",
+                "password": "not the password",
+            }
+        },
+    ).json()
+
+    assert body["data"]["signIn"] == {
+        "session": None,
+        "secondFactor": None,
+        "errors": [
+            {
+                "code": "INVALID_CREDENTIALS",
+                "message": "The login or password is incorrect.",
+                "field": None,
+            }
+        ],
+    }
+
+
+def _organisation_id(served: ServedGateway, token: str) -> str:
+    viewer = _post(served, "Viewer", token=token).json()["data"]["viewer"]
+    organisation_id: str = viewer["currentOrganisation"]["id"]
+    return organisation_id
+
+
+def test_pol2_contract_organisation_members_served(served: ServedGateway) -> None:
+    token = _sign_in(served, "lea.collab@demo.example")
+    organisation_id = _organisation_id(served, token)
+
+    everyone = _post(served, "OrganisationMembers", {"id": organisation_id, "first": 50}, token)
+    without_2fa = _post(
+        served,
+        "OrganisationMembers",
+        {"id": organisation_id, "first": 2, "twoFactorEnabled": False},
+        token,
+    )
+
+    organisation = everyone.json()["data"]["organisation"]
+    members = organisation["members"]
+    assert organisation["name"] == "Démo SA"
+    assert organisation["securityPolicy"]["requireTwoFactor"] is False
+    assert [(e["node"]["user"]["email"], e["node"]["role"]) for e in members["edges"]] == [
+        ("anna.legal@demo.example", "LEGAL_REPRESENTATIVE"),
+        ("marc.admin@demo.example", "ADMINISTRATOR"),
+        ("lea.collab@demo.example", "COLLABORATOR"),
+        ("tom.extern@demo.example", "EXTERNAL"),
+    ]
+    assert [len(e["node"]["productAccess"]) for e in members["edges"]] == [0, 0, 2, 1]
+    page = without_2fa.json()["data"]["organisation"]["members"]
+    assert (page["totalCount"], len(page["edges"]), page["pageInfo"]["hasNextPage"]) == (4, 2, True)
+
+
+def test_act4_contract_organisation_activity_served(served: ServedGateway) -> None:
+    legal = _sign_in(served, "anna.legal@demo.example")
+    external = _sign_in(served, "tom.extern@demo.example")
+    organisation_id = _organisation_id(served, legal)
+
+    allowed = _post(served, "OrganisationActivity", {"id": organisation_id, "first": 10}, legal)
+    refused = _post(served, "OrganisationActivity", {"id": organisation_id, "first": 10}, external)
+
+    events = [e["node"] for e in allowed.json()["data"]["organisation"]["activity"]["edges"]]
+    assert {e["type"] for e in events} >= {"member.joined", "account.signed_up"}
+    assert all(e["occurredAt"] and e["id"] for e in events)
+    assert refused.json()["data"] is None
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -1,0 +1,100 @@
+"""OPS-5 on a served gateway: health, readiness, metrics, request IDs; the CLI's schema command."""
+
+from __future__ import annotations
+
+import httpx
+
+from gardien.schema import schema
+from tests.e2e.conftest import ServedGateway, gardien
+
+
+def test_ops5_health_and_readiness(served: ServedGateway) -> None:
+    health = httpx.get(f"{served.url}/healthz")
+    ready = httpx.get(f"{served.url}/readyz")
+
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+
+
+def test_ops5_metrics_count_requests_and_error_codes(served: ServedGateway) -> None:
+    httpx.post(f"{served.url}/graphql", json={"query": "{ nope }"})
+    httpx.post(
+        f"{served.url}/graphql",
+        json={
+            "query": 'mutation { signIn(input: {login: "x@y.z", password: "wrong pass"}) { errors { code } } }'
+        },
+    )
+
+    metrics = httpx.get(f"{served.url}/metrics").text
+
+    assert 'gardien_http_requests_total{method="POST",route="/graphql",status="200"}' in metrics
+    assert "gardien_http_request_duration_seconds_bucket" in metrics
+    assert 'gardien_errors_total{code="GRAPHQL_VALIDATION_FAILED"}' in metrics
+
+
+def test_ops5_request_id_returned_and_echoed(served: ServedGateway) -> None:
+    generated = httpx.get(f"{served.url}/healthz")
+    echoed = httpx.get(f"{served.url}/healthz", headers={"x-request-id": "trace-0123456789"})
+    hostile = httpx.get(f"{served.url}/healthz", headers={"x-request-id": "<script>bad id</script>"})
+
+    assert len(generated.headers["x-request-id"]) == 32
+    assert echoed.headers["x-request-id"] == "trace-0123456789"
+    assert hostile.headers["x-request-id"] != "<script>bad id</script>"
+
+
+def test_mfa8_session_cookie_httponly_strict_and_ends_with_browser_unless_remembered(
+    served: ServedGateway,
+) -> None:
+    query = "mutation($i: SignInInput!) { signIn(input: $i) { session { token } errors { code } } }"
+
+    def cookie(remember: bool) -> str:
+        response = httpx.post(
+            f"{served.url}/graphql",
+            json={
+                "query": query,
+                "variables": {
+                    "i": {
+                        "login": "lea.collab@demo.example",
+                        "password": "correct horse battery staple",
+                        "rememberBrowser": remember,
+                    }
+                },
+            },
+        )
+        return response.headers["set-cookie"].lower()
+
+    browser_session, remembered = cookie(False), cookie(True)
+
+    for value in (browser_session, remembered):
+        assert "httponly" in value and "samesite=strict" in value
+    assert "max-age" not in browser_session and "expires" not in browser_session
+    assert "max-age=43200" in remembered
+
+
+def test_mfa7_cookie_authenticates_the_browser(served: ServedGateway) -> None:
+    with httpx.Client(base_url=served.url) as browser:
+        browser.post(
+            "/graphql",
+            json={
+                "query": 'mutation { signIn(input: {login: "tom.extern@demo.example", '
+                'password: "correct horse battery staple"}) { errors { code } } }'
+            },
+        )
+        viewer = browser.post("/graphql", json={"query": "{ viewer { email } }"}).json()
+
+    assert viewer == {"data": {"viewer": {"email": "tom.extern@demo.example"}}}
+
+
+def test_api5_cli_schema_prints_the_sdl(served: ServedGateway) -> None:
+    done = gardien("schema", env=served.env)
+
+    assert done.returncode == 0
+    assert done.stdout.strip() == schema.as_str().strip()
+
+
+def test_ops1_demo_is_idempotent(served: ServedGateway) -> None:
+    again = gardien("demo", env=served.env)
+
+    assert again.returncode == 0
+    assert again.stdout.startswith("Demo data already loaded.")
+    assert "anna.legal@demo.example" in again.stdout

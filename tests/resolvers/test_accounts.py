@@ -1,0 +1,250 @@
+"""Sign-up and sign-in operations, called without GraphQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from gardien.models.activity import ActivityEvent
+from gardien.models.enums import Role, TwoFactorKind
+from gardien.models.organisations import Membership, SecurityPolicy
+from gardien.models.sessions import Session
+from gardien.models.users import User
+from gardien.resolvers import accounts, sessions
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
+
+from gardien.clock import ManualClock
+from tests import factories
+
+pytestmark = pytest.mark.usefixtures("database")
+
+
+async def test_org1_sign_up_creates_own_organisation_with_user_as_legal_representative(
+    services: Services, meta: RequestMeta
+) -> None:
+    result = await accounts.sign_up(
+        services,
+        meta,
+        email="  Alice@Example.TEST ",
+        password=factories.PASSWORD,
+        display_name="Alice  Martin",
+        language="en",
+    )
+
+    user = await User.get(id=result.user.id)
+    membership = await Membership.get(user_id=user.id)
+    assert (user.email, user.display_name, user.language) == (
+        "alice@example.test",
+        "Alice Martin",
+        "en",
+    )
+    assert membership.role == Role.LEGAL_REPRESENTATIVE
+    assert membership.organisation_id == result.organisation.id == user.current_organisation_id
+    assert await SecurityPolicy.exists(
+        organisation_id=result.organisation.id, require_two_factor=False
+    )
+
+
+async def test_org1_password_stored_as_argon2id_never_in_clear(services: Services) -> None:
+    result = await factories.sign_up(services)
+
+    user = await User.get(id=result.user.id)
+    assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert factories.PASSWORD not in user.password_hash
+
+
+@pytest.mark.parametrize(
+    ("password", "code"),
+    [
+        ("short7!", ErrorCode.PASSWORD_TOO_SHORT),
+        ("x" * 257, ErrorCode.PASSWORD_TOO_LONG),
+        ("password1", ErrorCode.PASSWORD_TOO_COMMON),
+        ("Baseball", ErrorCode.PASSWORD_TOO_COMMON),
+        ("alice@example.test", ErrorCode.PASSWORD_TOO_COMMON),
+    ],
+)
+async def test_org1_password_policy_nist_800_63b(
+    services: Services, meta: RequestMeta, password: str, code: ErrorCode
+) -> None:
+    with pytest.raises(DomainError) as raised:
+        await accounts.sign_up(
+            services, meta, email="alice@example.test", password=password, display_name="Alice"
+        )
+
+    assert (raised.value.code, raised.value.field) == (code, "password")
+    assert not await User.exists(email="alice@example.test")
+
+
+async def test_org1_long_passphrase_of_128_characters_accepted(
+    services: Services, meta: RequestMeta
+) -> None:
+    passphrase = "correct horse battery staple " * 4 + "x" * 12
+    assert len(passphrase) == 128
+
+    result = await accounts.sign_up(
+        services, meta, email="long@example.test", password=passphrase, display_name="Long"
+    )
+    signed_in = await accounts.sign_in(
+        services, meta, login="long@example.test", password=passphrase
+    )
+
+    assert signed_in.session is not None
+    assert signed_in.session.session.user_id == result.user.id
+
+
+async def test_org1_duplicate_email_refused_and_nothing_created(
+    services: Services, meta: RequestMeta
+) -> None:
+    await factories.sign_up(services, email="taken@example.test")
+
+    with pytest.raises(DomainError) as raised:
+        await factories.sign_up(services, email="TAKEN@example.test")
+
+    assert (raised.value.code, raised.value.field) == (ErrorCode.EMAIL_UNAVAILABLE, "email")
+    assert await User.all().count() == 1
+    assert await Membership.all().count() == 1
+
+
+async def test_mfa7_sign_in_issues_new_random_token_stored_only_as_digest(
+    services: Services, meta: RequestMeta
+) -> None:
+    await factories.sign_up(services, email="bob@example.test")
+
+    first = await accounts.sign_in(
+        services, meta, login="bob@example.test", password=factories.PASSWORD
+    )
+    second = await accounts.sign_in(
+        services, meta, login="Bob@Example.test", password=factories.PASSWORD
+    )
+
+    assert first.session and second.session
+    assert first.session.token != second.session.token
+    assert len(first.session.token) >= 43  # 256 bits, base64url
+    stored = [s.token_hash for s in await Session.all()]
+    assert first.session.token not in stored and second.session.token not in stored
+    assert services.keyring.token_digest(first.session.token, "session") in stored
+
+
+async def test_act1_sign_in_failure_is_generic_and_recorded(
+    services: Services, meta: RequestMeta
+) -> None:
+    signed_up = await factories.sign_up(services, email="carol@example.test")
+
+    with pytest.raises(DomainError) as wrong_password:
+        await accounts.sign_in(
+            services, meta, login="carol@example.test", password="not her password"
+        )
+    with pytest.raises(DomainError) as unknown_login:
+        await accounts.sign_in(
+            services, meta, login="nobody@example.test", password="not her password"
+        )
+
+    assert wrong_password.value.code == unknown_login.value.code == ErrorCode.INVALID_CREDENTIALS
+    assert wrong_password.value.message == unknown_login.value.message
+    failures = await ActivityEvent.filter(type="sign_in.failed").order_by("id")
+    assert [(e.subject_id, e.subject_email, e.data["reason"], e.ip) for e in failures] == [
+        (signed_up.user.id, None, "wrong_password", meta.ip),
+        (None, "nobody@example.test", "unknown_login", meta.ip),
+    ]
+
+
+async def test_act1_sign_in_success_recorded_in_same_transaction(
+    services: Services, meta: RequestMeta
+) -> None:
+    signed_up = await factories.sign_up(services, email="dan@example.test")
+
+    await accounts.sign_in(services, meta, login="dan@example.test", password=factories.PASSWORD)
+
+    events = await ActivityEvent.filter(type="sign_in.succeeded", ip=meta.ip)
+    assert [(e.actor_id, e.subject_id, e.country, e.device) for e in events] == [
+        (signed_up.user.id, signed_up.user.id, "CH", "pytest")
+    ]
+
+
+async def test_mfa7_user_with_second_factor_gets_challenge_not_session(
+    services: Services, meta: RequestMeta
+) -> None:
+    signed_up = await factories.sign_up(services, email="eve@example.test")
+    await factories.confirm_totp(services, signed_up.user)
+    sessions_before = await Session.all().count()
+
+    result = await accounts.sign_in(
+        services, meta, login="eve@example.test", password=factories.PASSWORD
+    )
+
+    assert result.session is None
+    assert result.second_factor is not None
+    assert result.second_factor.methods == [TwoFactorKind.TOTP]
+    assert result.second_factor.expires_at == services.clock.now() + accounts.CHALLENGE_LIFETIME
+    assert await Session.all().count() == sessions_before
+    assert await ActivityEvent.exists(
+        type="sign_in.password_verified", subject_id=signed_up.user.id
+    )
+
+
+async def test_api4_sign_in_locked_after_ten_failures_per_login_then_window_ends(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="frank@example.test")
+    for _ in range(10):
+        with pytest.raises(DomainError):
+            await accounts.sign_in(
+                services, meta, login="frank@example.test", password="wrong guess!"
+            )
+
+    with pytest.raises(DomainError) as locked:
+        await accounts.sign_in(
+            services, meta, login="frank@example.test", password=factories.PASSWORD
+        )
+    clock.advance(timedelta(minutes=16))
+    after_window = await accounts.sign_in(
+        services, meta, login="frank@example.test", password=factories.PASSWORD
+    )
+
+    assert locked.value.code == ErrorCode.TOO_MANY_ATTEMPTS
+    assert after_window.session is not None
+
+
+async def test_mfa7_session_expires_when_idle_and_after_absolute_lifetime(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="gina@example.test")
+    result = await accounts.sign_in(
+        services, meta, login="gina@example.test", password=factories.PASSWORD
+    )
+    assert result.session is not None
+    token = result.session.token
+
+    clock.advance(sessions.IDLE_TIMEOUT - timedelta(seconds=1))
+    still_active = await sessions.authenticate(services, token)
+    for _ in range(int(sessions.ABSOLUTE_LIFETIME / timedelta(minutes=20))):
+        clock.advance(timedelta(minutes=20))
+        await sessions.authenticate(services, token)
+    past_absolute = await sessions.authenticate(services, token)
+
+    other = await accounts.sign_in(
+        services, meta, login="gina@example.test", password=factories.PASSWORD
+    )
+    assert other.session is not None
+    clock.advance(sessions.IDLE_TIMEOUT)
+    idle = await sessions.authenticate(services, other.session.token)
+
+    assert still_active is not None and still_active.user_id == result.session.session.user_id
+    assert past_absolute is None
+    assert idle is None
+
+
+async def test_mfa7_sign_out_revokes_the_session(services: Services, meta: RequestMeta) -> None:
+    await factories.sign_up(services, email="hugo@example.test")
+    result = await accounts.sign_in(
+        services, meta, login="hugo@example.test", password=factories.PASSWORD
+    )
+    assert result.session is not None
+    actor = await sessions.authenticate(services, result.session.token)
+    assert actor is not None
+
+    await accounts.sign_out(services, meta, actor)
+
+    assert await sessions.authenticate(services, result.session.token) is None
+    assert await ActivityEvent.exists(type="session.signed_out", subject_id=actor.user_id)
