@@ -187,7 +187,8 @@ class GraphQLEndpoint:
     def _format_error(self, error: GraphQLError, request: Request) -> dict[str, Any]:
         original = error.original_error
         formatted = error.formatted
-        if original is None:
+        # graphql-core wraps its own explanations (e.g. variable coercion) as original errors too.
+        if original is None or isinstance(original, GraphQLError):
             return dict(formatted)
         if isinstance(original, DomainError):
             self._metrics.count_error(original.code.value)

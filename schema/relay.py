@@ -49,6 +49,11 @@ def _unb64(value: str) -> str:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
 
 
+def _is_key(pk: str) -> bool:
+    # isascii() too: str.isdigit() accepts digits such as "²" that int() refuses.
+    return pk.isascii() and pk.isdigit() and len(pk) <= 18
+
+
 def encode_id(type_name: str, pk: int | str) -> strawberry.ID:
     return strawberry.ID(_b64(f"{type_name}:{pk}"))
 
@@ -68,7 +73,7 @@ def decode_id(global_id: str, expected_type: str, field: str = "id") -> int:
     type_name, pk = decode_any_id(global_id)
     if type_name != expected_type:
         raise DomainError(ErrorCode.NOT_FOUND, f"No such {expected_type.lower()}.", field)
-    if not pk.isdigit() or len(pk) > 18:
+    if not _is_key(pk):
         raise DomainError(ErrorCode.INVALID_ID, "This is not a valid ID.", field)
     return int(pk)
 
@@ -84,7 +89,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         prefix, _, pk = _unb64(cursor).partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         prefix, pk = "", ""
-    if prefix != "cursor" or not pk.isdigit() or len(pk) > 18:
+    if prefix != "cursor" or not _is_key(pk):
         raise DomainError(ErrorCode.INVALID_INPUT, "This cursor is not valid.", "after")
     return int(pk)
 
