@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-
 from gardien.schema import schema
+
 from tests.e2e.conftest import ServedGateway, gardien
 
 
@@ -35,7 +35,9 @@ def test_ops5_metrics_count_requests_and_error_codes(served: ServedGateway) -> N
 def test_ops5_request_id_returned_and_echoed(served: ServedGateway) -> None:
     generated = httpx.get(f"{served.url}/healthz")
     echoed = httpx.get(f"{served.url}/healthz", headers={"x-request-id": "trace-0123456789"})
-    hostile = httpx.get(f"{served.url}/healthz", headers={"x-request-id": "<script>bad id</script>"})
+    hostile = httpx.get(
+        f"{served.url}/healthz", headers={"x-request-id": "<script>bad id</script>"}
+    )
 
     assert len(generated.headers["x-request-id"]) == 32
     assert echoed.headers["x-request-id"] == "trace-0123456789"
