@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 from tortoise.transactions import in_transaction
 
 from gardien import db
 from gardien.clock import SystemClock
 from gardien.models.activity import ActivityEvent
-from gardien.models.domains import Domain, TldPolicy
+from gardien.models.domains import Domain
 from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
@@ -27,14 +26,6 @@ DEMO_MEMBERS = (
     ("marc.admin@demo.example", "Marc Admin", Role.ADMINISTRATOR),
     ("lea.collab@demo.example", "Léa Collab", Role.COLLABORATOR),
     ("tom.extern@demo.example", "Tom Extern", Role.EXTERNAL),
-)
-TLD_POLICIES = (
-    ("ch", 40, Decimal("120.00"), "CHF"),
-    ("swiss", 40, Decimal("150.00"), "CHF"),
-    ("fr", 30, Decimal("90.00"), "EUR"),
-    ("com", 30, Decimal("80.00"), "USD"),
-    ("be", 40, Decimal("70.00"), "EUR"),
-    ("de", 30, Decimal("60.00"), "EUR"),
 )
 
 
@@ -69,14 +60,9 @@ async def _create(services: Services) -> None:
     password_hash = await hash_password(DEMO_PASSWORD)
     async with in_transaction():
         await Organisation.filter(id=organisation.id).update(name=DEMO_ORGANISATION)
-        for tld, days, fee, currency in TLD_POLICIES:
-            await TldPolicy.get_or_create(
-                tld=tld,
-                defaults={"redemption_days": days, "restore_fee": fee, "currency": currency},
-            )
         products = {
             kind: await Product.create(
-                organisation=organisation, kind=kind, name=f"{label}", created_at=now
+                organisation=organisation, kind=kind, name=label, created_at=now
             )
             for kind, label in (
                 (ProductKind.MAIL_SERVICE, "Mail demo.example"),

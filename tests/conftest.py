@@ -97,22 +97,28 @@ async def open_db(database_url: str) -> AsyncIterator[str]:
         await db.close_database(context)
 
 
+# Reference data written by the migrations themselves stays between tests.
+KEPT_TABLES = ("tortoise_migrations", "tld_policy")
+
+
 async def _empty_tables(database_url: str) -> None:
     connection = get_connection("default")
     if database_url.startswith("sqlite"):
         _, rows = await connection.execute_query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
-            "AND name != 'tortoise_migrations'"
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
         )
         for row in rows:
+            if row["name"] in KEPT_TABLES:
+                continue
             await connection.execute_script(f'DELETE FROM "{row["name"]}"')
         await connection.execute_script("DELETE FROM sqlite_sequence")
     else:
         _, rows = await connection.execute_query(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' "
-            "AND tablename != 'tortoise_migrations'"
+            "SELECT tablename FROM pg_tables WHERE schemaname='public'"
         )
-        names = ", ".join(f'"{row["tablename"]}"' for row in rows)
+        names = ", ".join(
+            f'"{row["tablename"]}"' for row in rows if row["tablename"] not in KEPT_TABLES
+        )
         await connection.execute_script(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
 
 
