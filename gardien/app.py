@@ -18,7 +18,7 @@ from gardien.clock import Clock, SystemClock
 from gardien.graphql_http import GraphQLEndpoint, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.resolvers import sessions
-from gardien.resolvers.authz import ANONYMOUS, Actor
+from gardien.resolvers.authz import Actor
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
@@ -71,8 +71,8 @@ def create_app(
         cookie = request.cookies.get(cookie_name)
         if cookie:
             # A stale cookie is not an error: the browser simply is no longer signed in.
-            return await sessions.authenticate(services, cookie) or ANONYMOUS
-        return ANONYMOUS
+            return await sessions.authenticate(services, cookie) or Actor()
+        return Actor()
 
     def finish_response(context: Any, response: Response) -> None:
         instruction = context.session_cookie

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gardien.models.enums import Role
 from gardien.models.organisations import Membership
@@ -19,13 +19,13 @@ class Actor:
 
     user: User | None = None
     session: Session | None = None
+    # The caller's memberships looked up during this request, by organisation id: an actor lives
+    # for one request, so a role change is seen by the next one.
+    _memberships: dict[int, Membership | None] = field(default_factory=dict, compare=False)
 
     @property
     def user_id(self) -> int | None:
         return self.user.id if self.user else None
-
-
-ANONYMOUS = Actor()
 
 
 def require_user(actor: Actor) -> User:
@@ -58,11 +58,13 @@ async def membership_of(actor: Actor, organisation_id: int) -> Membership | None
     """The caller's membership in an organisation: the scoping helper every lookup goes through."""
     if actor.user_id is None:
         return None
-    return (
-        await Membership.filter(user_id=actor.user_id, organisation_id=organisation_id)
-        .select_related("organisation")
-        .first()
-    )
+    if organisation_id not in actor._memberships:
+        actor._memberships[organisation_id] = (
+            await Membership.filter(user_id=actor.user_id, organisation_id=organisation_id)
+            .select_related("organisation")
+            .first()
+        )
+    return actor._memberships[organisation_id]
 
 
 async def require_visible_organisation(actor: Actor, organisation_id: int) -> Membership:
