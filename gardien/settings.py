@@ -12,8 +12,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 PREFIX = "GARDIEN_"
-# Variables of the test suite share the prefix; the application never reads them.
-RESERVED_PREFIXES = ("GARDIEN_TEST_",)
+# Variables of the test suite and benchmarks share the prefix; the application never reads them.
+RESERVED_PREFIXES = ("GARDIEN_TEST_", "GARDIEN_BENCH_")
 KNOWN = frozenset(
     {
         "ENV",
