@@ -3,39 +3,151 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from gardien.models.activity import ActivityEvent
-from gardien.models.enums import Role
+from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import Membership, Organisation, SecurityPolicy
-from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
-from gardien.resolvers import authz
+from gardien.resolvers import authz, sql
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
-from gardien.resolvers.pagination import Page, forward_page
-from tortoise.expressions import Subquery
-from tortoise.queryset import QuerySet
+from gardien.resolvers.pagination import Page, forward_page, page_size
 
 
-def _members_query(
-    organisation_id: int, two_factor_enabled: bool | None, role: Role | None
-) -> QuerySet[Membership]:
-    query = Membership.filter(organisation_id=organisation_id)
-    if role is not None:
-        query = query.filter(role=role)
-    if two_factor_enabled is not None:
-        # POL-2: filter on 2FA status in SQL, so totalCount and pages agree.
-        with_two_factor = Subquery(
-            TwoFactorMethod.filter(confirmed_at__isnull=False).values("user_id")
+@dataclass(frozen=True)
+class ProductSummary:
+    id: int
+    name: str
+    kind: ProductKind
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """What fellow members see of a user."""
+
+    id: int
+    email: str | None
+    display_name: str
+    language: str
+    country: str | None
+    timezone: str
+    two_factor_enabled: bool
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    membership_id: int
+    role: Role
+    organisation_id: int
+    organisation_name: str
+    support_plan: SupportPlan
+    user: UserSummary
+    products: list[ProductSummary]
+
+
+# Members are read on every page of the console: fixed SQL (see sql.py), three statements per
+# page whatever its size: the page with users and 2FA status, their products, the count.
+_HAS_TWO_FACTOR = (
+    "EXISTS (SELECT 1 FROM two_factor_method t"
+    " WHERE t.user_id = m.user_id AND t.confirmed_at IS NOT NULL)"
+)
+_MEMBER_ROWS = (
+    "SELECT m.id, m.role, m.organisation_id, o.name AS organisation_name, o.support_plan,"
+    " u.id AS user_id, u.email, u.display_name, u.language, u.country, u.timezone, "
+    + _HAS_TWO_FACTOR
+    + " AS two_factor_enabled"
+    " FROM membership m JOIN user_account u ON u.id = m.user_id"
+    " JOIN organisation o ON o.id = m.organisation_id"
+)
+
+
+@dataclass(frozen=True)
+class MemberScope:
+    """Which memberships: of an organisation (with filters), of a user, or one by id."""
+
+    column: Literal["organisation_id", "user_id", "id"]
+    value: int
+    role: Role | None = None
+    two_factor_enabled: bool | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        conditions: list[str] = [f"m.{self.column} = $1"]
+        params: list[Any] = [self.value]
+        if self.role is not None:
+            params.append(self.role.value)
+            conditions.append(f"m.role = ${len(params)}")
+        if self.two_factor_enabled is not None:
+            # POL-2: filtered in SQL, so totalCount and pages agree.
+            conditions.append(
+                _HAS_TWO_FACTOR if self.two_factor_enabled else f"NOT {_HAS_TWO_FACTOR}"
+            )
+        return conditions, params
+
+
+async def _member_entries(
+    scope: MemberScope, first: int | None, after_id: int | None
+) -> Page[MemberEntry]:
+    size = page_size(first)
+    conditions, params = scope.where()
+    if after_id is not None:
+        params.append(after_id)
+        conditions.append(f"m.id > ${len(params)}")
+    params.append(size + 1)
+    rows = await sql.fetch(
+        f"{_MEMBER_ROWS} WHERE {' AND '.join(conditions)} ORDER BY m.id LIMIT ${len(params)}",
+        params,
+    )
+    products = await _granted_products([row["id"] for row in rows[:size]])
+    entries = [
+        MemberEntry(
+            membership_id=row["id"],
+            role=Role(row["role"]),
+            organisation_id=row["organisation_id"],
+            organisation_name=row["organisation_name"],
+            support_plan=SupportPlan(row["support_plan"]),
+            user=UserSummary(
+                id=row["user_id"],
+                email=row["email"],
+                display_name=row["display_name"],
+                language=row["language"],
+                country=row["country"],
+                timezone=row["timezone"],
+                two_factor_enabled=bool(row["two_factor_enabled"]),
+            ),
+            products=products.get(row["id"], []),
         )
-        query = (
-            query.filter(user_id__in=with_two_factor)
-            if two_factor_enabled
-            else query.filter(user_id__not_in=with_two_factor)
+        for row in rows[:size]
+    ]
+    return Page(items=entries, has_next_page=len(rows) > size)
+
+
+async def _granted_products(membership_ids: list[int]) -> dict[int, list[ProductSummary]]:
+    """ORG-3: the products granted to each membership of a page, in one statement."""
+    if not membership_ids:
+        return {}
+    rows = await sql.fetch(
+        "SELECT g.membership_id, p.id, p.name, p.kind FROM product_grant g"
+        " JOIN product p ON p.id = g.product_id"
+        f" WHERE g.membership_id IN ({sql.placeholders(1, len(membership_ids))}) ORDER BY p.id",
+        membership_ids,
+    )
+    granted: dict[int, list[ProductSummary]] = defaultdict(list)
+    for row in rows:
+        granted[row["membership_id"]].append(
+            ProductSummary(id=row["id"], name=row["name"], kind=ProductKind(row["kind"]))
         )
-    return query
+    return granted
+
+
+async def _count_members(scope: MemberScope) -> int:
+    conditions, params = scope.where()
+    rows = await sql.fetch(
+        f"SELECT COUNT(*) AS n FROM membership m WHERE {' AND '.join(conditions)}", params
+    )
+    return int(rows[0]["n"])
 
 
 async def members(
@@ -45,16 +157,25 @@ async def members(
     after_id: int | None,
     two_factor_enabled: bool | None = None,
     role: Role | None = None,
-) -> Page[Membership]:
+) -> Page[MemberEntry]:
     """Members of the caller's organisation; `membership` is the caller's own, already checked."""
-    query = _members_query(membership.organisation_id, two_factor_enabled, role)
-    return await forward_page(query.select_related("user"), first, after_id)
+    scope = MemberScope("organisation_id", membership.organisation_id, role, two_factor_enabled)
+    return await _member_entries(scope, first, after_id)
 
 
 async def count_members(
     membership: Membership, *, two_factor_enabled: bool | None = None, role: Role | None = None
 ) -> int:
-    return await _members_query(membership.organisation_id, two_factor_enabled, role).count()
+    scope = MemberScope("organisation_id", membership.organisation_id, role, two_factor_enabled)
+    return await _count_members(scope)
+
+
+async def member_entry(actor: Actor, membership_id: int) -> MemberEntry | None:
+    """One membership, when the caller belongs to its organisation."""
+    page = await _member_entries(MemberScope("id", membership_id), 1, None)
+    if not page.items or not await authz.membership_of(actor, page.items[0].organisation_id):
+        return None
+    return page.items[0]
 
 
 async def activity(
@@ -75,15 +196,14 @@ async def count_activity(membership: Membership) -> int:
 
 async def viewer_memberships(
     actor: Actor, *, first: int | None, after_id: int | None
-) -> Page[Membership]:
+) -> Page[MemberEntry]:
     user = authz.require_user(actor)
-    query = Membership.filter(user_id=user.id).select_related("organisation")
-    return await forward_page(query, first, after_id)
+    return await _member_entries(MemberScope("user_id", user.id), first, after_id)
 
 
 async def count_viewer_memberships(actor: Actor) -> int:
     user = authz.require_user(actor)
-    return await Membership.filter(user_id=user.id).count()
+    return await _count_members(MemberScope("user_id", user.id))
 
 
 # Batch loads for DataLoaders: one query for a whole page, whatever its size.
@@ -97,14 +217,6 @@ async def load_users_with_two_factor(user_ids: list[int]) -> list[bool]:
     )
     enabled = {int(user_id) for user_id in rows}
     return [user_id in enabled for user_id in user_ids]
-
-
-async def load_product_access(membership_ids: list[int]) -> list[list[Product]]:
-    grants = await ProductGrant.filter(membership_id__in=membership_ids).select_related("product")
-    by_membership: dict[int, list[Product]] = defaultdict(list)
-    for grant in sorted(grants, key=lambda g: g.product_id):
-        by_membership[grant.membership_id].append(grant.product)
-    return [by_membership.get(mid, []) for mid in membership_ids]
 
 
 async def load_security_policies(organisation_ids: list[int]) -> list[SecurityPolicy | None]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import strawberry
 from gardien.models.activity import ActivityEvent
-from gardien.models.organisations import Membership
-from gardien.resolvers import authz
+from gardien.resolvers import authz, organisations
 from gardien.resolvers.errors import DomainError
 from gardien.schema.accounts import AccountMutations
 from gardien.schema.activity import ActivityEventNode
 from gardien.schema.context import Info
-from gardien.schema.members import MembershipNode, ProductNode
+from gardien.schema.members import ProductNode, membership_nodes
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.users import UserNode
@@ -21,9 +20,9 @@ from strawberry.tools import merge_types
 @strawberry.type
 class Query:
     @strawberry.field(description="The signed-in user, or null.")
-    def viewer(self, info: Info) -> UserNode | None:
+    async def viewer(self, info: Info) -> UserNode | None:
         user = info.context.actor.user
-        return UserNode.from_model(user) if user else None
+        return await UserNode.load(info, user) if user else None
 
     @strawberry.field(description="An organisation the caller is a member of.")
     async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode:
@@ -45,12 +44,11 @@ async def _node(info: Info, global_id: str) -> Node | None:
         if type_name == "User":
             user_id = decode_id(global_id, "User")
             if authz.can_view_private_profile(actor, user_id) and actor.user:
-                return UserNode.from_model(actor.user)
+                return await UserNode.load(info, actor.user)
             return None
         if type_name == "Membership":
-            membership = await Membership.get_or_none(id=decode_id(global_id, "Membership"))
-            if membership and await authz.membership_of(actor, membership.organisation_id):
-                return MembershipNode.from_model(membership)
+            entry = await organisations.member_entry(actor, decode_id(global_id, "Membership"))
+            return membership_nodes([entry])[0] if entry else None
             return None
         if type_name == "ActivityEvent":
             event = await ActivityEvent.get_or_none(id=decode_id(global_id, "ActivityEvent"))

@@ -86,7 +86,8 @@ class AccountMutations:
         except DomainError as error:
             return SignUpPayload(errors=[UserError.from_domain(error)])
         return SignUpPayload(
-            user=UserNode.from_model(result.user), session=Session.issued(info, result.session)
+            user=UserNode.from_model(result.user, two_factor_enabled=False),
+            session=Session.issued(info, result.session),
         )
 
     @strawberry.mutation(description="Password step of signing in (MFA-7).")

@@ -45,4 +45,4 @@ async def _user(info: Info, user_id: int | None) -> UserNode | None:
     if user_id is None:
         return None
     user = await info.context.loaders.user.load(user_id)
-    return UserNode.from_model(user) if user else None
+    return await UserNode.load(info, user) if user else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gardien.models.organisations import Organisation, SecurityPolicy
-from gardien.models.products import Product
 from gardien.models.users import User
 from gardien.resolvers import organisations
 from strawberry.dataloader import DataLoader
@@ -15,9 +14,6 @@ from strawberry.dataloader import DataLoader
 class Loaders:
     two_factor_enabled: DataLoader[int, bool] = field(
         default_factory=lambda: DataLoader(organisations.load_users_with_two_factor)
-    )
-    product_access: DataLoader[int, list[Product]] = field(
-        default_factory=lambda: DataLoader(organisations.load_product_access)
     )
     security_policy: DataLoader[int, SecurityPolicy | None] = field(
         default_factory=lambda: DataLoader(organisations.load_security_policies)

@@ -35,20 +35,26 @@ class SecurityPolicyType:
 class OrganisationNode(Node):
     name: str
     support_plan: SupportPlan  # type: ignore[valid-type]
-    _model: strawberry.Private[Organisation]
+    _organisation_id: strawberry.Private[int]
 
     @classmethod
     def from_model(cls, organisation: Organisation) -> OrganisationNode:
+        return cls.of(organisation.id, organisation.name, organisation.support_plan)
+
+    @classmethod
+    def of(
+        cls, organisation_id: int, name: str, support_plan: SupportPlanModel
+    ) -> OrganisationNode:
         return cls(
-            id=encode_id("Organisation", organisation.id),
-            name=organisation.name,
-            support_plan=organisation.support_plan,
-            _model=organisation,
+            id=encode_id("Organisation", organisation_id),
+            name=name,
+            support_plan=support_plan,
+            _organisation_id=organisation_id,
         )
 
     @strawberry.field
     async def security_policy(self, info: Info) -> SecurityPolicyType | None:
-        policy = await info.context.loaders.security_policy.load(self._model.id)
+        policy = await info.context.loaders.security_policy.load(self._organisation_id)
         return SecurityPolicyType.from_model(policy) if policy else None
 
     @strawberry.field(description="Members, oldest first; filter on 2FA status and role (POL-2).")
@@ -60,9 +66,9 @@ class OrganisationNode(Node):
         two_factor_enabled: bool | None = None,
         role: Role | None = None,  # type: ignore[valid-type]
     ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
-        from gardien.schema.members import MembershipNode
+        from gardien.schema.members import membership_nodes
 
-        caller = await authz.require_visible_organisation(info.context.actor, self._model.id)
+        caller = await authz.require_visible_organisation(info.context.actor, self._organisation_id)
         page = await organisations.members(
             caller,
             first=first,
@@ -71,8 +77,8 @@ class OrganisationNode(Node):
             role=role,
         )
         return connection(
-            [MembershipNode.from_model(m) for m in page.items],
-            [m.id for m in page.items],
+            membership_nodes(page.items),
+            [entry.membership_id for entry in page.items],
             page.has_next_page,
             lambda: organisations.count_members(
                 caller, two_factor_enabled=two_factor_enabled, role=role
@@ -85,7 +91,7 @@ class OrganisationNode(Node):
     ) -> Connection[Annotated[ActivityEventNode, strawberry.lazy("gardien.schema.activity")]]:
         from gardien.schema.activity import ActivityEventNode
 
-        caller = await authz.require_visible_organisation(info.context.actor, self._model.id)
+        caller = await authz.require_visible_organisation(info.context.actor, self._organisation_id)
         page = await organisations.activity(caller, first=first, after_id=decode_cursor(after))
         return connection(
             [ActivityEventNode.from_model(e) for e in page.items],

@@ -10,6 +10,7 @@ from gardien.models.enums import TwoFactorKind as TwoFactorKindModel
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.users import User
 from gardien.resolvers import authz, organisations
+from gardien.resolvers.organisations import UserSummary
 from gardien.schema.context import Info
 from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
 
@@ -45,10 +46,14 @@ class UserNode(Node):
     language: str
     country: str | None
     timezone: str
-    _model: strawberry.Private[User]
+    two_factor_enabled: bool = strawberry.field(
+        description="True once a second factor is confirmed (POL-2)."
+    )
+    _user_id: strawberry.Private[int]
 
     @classmethod
-    def from_model(cls, user: User) -> UserNode:
+    def from_model(cls, user: User, *, two_factor_enabled: bool) -> UserNode:
+        # Plain values, not resolvers: a page of members then executes without one task per field.
         return cls(
             id=encode_id("User", user.id),
             email=user.email,
@@ -56,39 +61,60 @@ class UserNode(Node):
             language=user.language,
             country=user.country,
             timezone=user.timezone,
-            _model=user,
+            two_factor_enabled=two_factor_enabled,
+            _user_id=user.id,
         )
 
-    def _is_self(self, info: Info) -> bool:
-        return authz.can_view_private_profile(info.context.actor, self._model.id)
+    @classmethod
+    def from_summary(cls, user: UserSummary) -> UserNode:
+        return cls(
+            id=encode_id("User", user.id),
+            email=user.email,
+            display_name=user.display_name,
+            language=user.language,
+            country=user.country,
+            timezone=user.timezone,
+            two_factor_enabled=user.two_factor_enabled,
+            _user_id=user.id,
+        )
 
-    @strawberry.field(description="True once a second factor is confirmed (POL-2).")
-    async def two_factor_enabled(self, info: Info) -> bool:
-        return await info.context.loaders.two_factor_enabled.load(self._model.id)
+    @classmethod
+    async def load(cls, info: Info, user: User) -> UserNode:
+        enabled = await info.context.loaders.two_factor_enabled.load(user.id)
+        return cls.from_model(user, two_factor_enabled=enabled)
+
+    def _own(self, info: Info) -> User | None:
+        """The caller's own full record when this is the caller, else None (private fields)."""
+        actor = info.context.actor
+        return actor.user if authz.can_view_private_profile(actor, self._user_id) else None
 
     @strawberry.field(description="E.164 recovery phone; only for the user themself.")
     def recovery_phone(self, info: Info) -> str | None:
-        return self._model.recovery_phone if self._is_self(info) else None
+        own = self._own(info)
+        return own.recovery_phone if own else None
 
     @strawberry.field(description="Recovery e-mail; only for the user themself.")
     def recovery_email(self, info: Info) -> str | None:
-        return self._model.recovery_email if self._is_self(info) else None
+        own = self._own(info)
+        return own.recovery_email if own else None
 
     @strawberry.field(
         description="Code the user reads to support (PRO-4); only for the user themself."
     )
     def support_code(self, info: Info) -> str | None:
-        encrypted = self._model.support_code_encrypted
-        if not self._is_self(info) or encrypted is None:
+        own = self._own(info)
+        if own is None or own.support_code_encrypted is None:
             return None
-        return info.context.services.keyring.decrypt(encrypted, "support-code").decode()
+        return info.context.services.keyring.decrypt(
+            own.support_code_encrypted, "support-code"
+        ).decode()
 
     @strawberry.field(description="Second factors; only for the user themself.")
     async def two_factor_methods(self, info: Info) -> list[TwoFactorMethodNode]:
-        if not self._is_self(info):
+        if self._own(info) is None:
             return []
         methods = await TwoFactorMethod.filter(
-            user_id=self._model.id, confirmed_at__isnull=False
+            user_id=self._user_id, confirmed_at__isnull=False
         ).order_by("id")
         return [TwoFactorMethodNode.from_model(m) for m in methods]
 
@@ -98,8 +124,9 @@ class UserNode(Node):
     ) -> Annotated[OrganisationNode, strawberry.lazy("gardien.schema.organisations")] | None:
         from gardien.schema.organisations import OrganisationNode
 
-        organisation_id = self._model.current_organisation_id
-        if not self._is_self(info) or organisation_id is None:
+        own = self._own(info)
+        organisation_id = own.current_organisation_id if own else None
+        if organisation_id is None:
             return None
         organisation = await info.context.loaders.organisation.load(organisation_id)
         return OrganisationNode.from_model(organisation) if organisation else None
@@ -108,17 +135,17 @@ class UserNode(Node):
     async def memberships(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
-        from gardien.schema.members import MembershipNode
+        from gardien.schema.members import membership_nodes
 
         actor = info.context.actor
-        if not self._is_self(info):
+        if self._own(info) is None:
             return connection([], [], False, _zero)
         page = await organisations.viewer_memberships(
             actor, first=first, after_id=decode_cursor(after)
         )
         return connection(
-            [MembershipNode.from_model(m) for m in page.items],
-            [m.id for m in page.items],
+            membership_nodes(page.items),
+            [entry.membership_id for entry in page.items],
             page.has_next_page,
             lambda: organisations.count_viewer_memberships(actor),
         )

@@ -47,7 +47,7 @@ async def test_ops5_access_log_is_json_with_the_request_id(client: httpx.AsyncCl
 async def test_ops5_unexpected_error_logged_with_traceback_and_request_id(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode(*_: object) -> None:
+    def explode(*_: object, **__: object) -> None:
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr("gardien.schema.UserNode.from_model", explode)

@@ -1,0 +1,34 @@
+"""Hand-written SQL for hot read paths, portable between PostgreSQL and SQLite.
+
+Queries are written with PostgreSQL's $1, $2… placeholders, each used once and in order, and
+rewritten once per query text for SQLite. The ORM builds and compiles every statement anew on
+each request; for reads that run on every page view, a fixed text is several times cheaper.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from tortoise.connection import get_connection
+
+_PLACEHOLDER = re.compile(r"\$\d+")
+
+
+@lru_cache(maxsize=256)
+def _for_sqlite(query: str) -> str:
+    return _PLACEHOLDER.sub("?", query)
+
+
+def placeholders(start: int, count: int) -> str:
+    """`$start, …` for an IN list of `count` values."""
+    return ", ".join(f"${n}" for n in range(start, start + count))
+
+
+async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "sqlite":
+        query = _for_sqlite(query)
+    return await connection.execute_query_dict(query, list(params))
