@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
 from strawberry.http.ides import get_graphql_ide_html
 
+from gardien.graphql_execution import executor_for, is_awaitable
 from gardien.observability import Metrics, request_id_of
 from gardien.resolvers.errors import DomainError, ErrorCode
 
@@ -90,6 +91,7 @@ class GraphQLEndpoint:
         finish_response: ResponseHook,
     ) -> None:
         self._schema = schema._schema
+        self._executor = executor_for(schema)
         self._context_factory = context_factory
         self._metrics = metrics
         self._graphiql = graphiql
@@ -150,6 +152,8 @@ class GraphQLEndpoint:
             context_value=context,
             variable_values=params.variables,
             operation_name=params.operation_name,
+            executor_class=self._executor,
+            is_awaitable=is_awaitable,
         )
         if not isinstance(result, ExecutionResult):
             result = await result
