@@ -65,7 +65,7 @@ def executor_for(schema: Schema) -> type[IncrementalExecutor]:
     fields = plain_leaf_fields(schema)
 
     class PlainLeafExecutor(IncrementalExecutor):
-        def execute_field(  # type: ignore[override]
+        def execute_field(
             self,
             parent_type: GraphQLObjectType,
             source: Any,

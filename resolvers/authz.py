@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from gardien.models.enums import Role
-from gardien.models.organisations import Membership
+from gardien.models.enums import Role, SupportPlan
 from gardien.models.sessions import Session
 from gardien.models.users import User
+from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 
 ORGANISATION_MANAGERS = frozenset({Role.LEGAL_REPRESENTATIVE, Role.ADMINISTRATOR})
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The caller's standing in one organisation: role, organisation, its security policy."""
+
+    id: int
+    role: Role
+    organisation_id: int
+    organisation_name: str
+    support_plan: SupportPlan
+    require_two_factor: bool
+    policy_updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -59,12 +73,30 @@ async def membership_of(actor: Actor, organisation_id: int) -> Membership | None
     if actor.user_id is None:
         return None
     if organisation_id not in actor._memberships:
+        rows = await sql.fetch(_CALLER_MEMBERSHIP, [actor.user_id, organisation_id])
         actor._memberships[organisation_id] = (
-            await Membership.filter(user_id=actor.user_id, organisation_id=organisation_id)
-            .select_related("organisation")
-            .first()
+            Membership(
+                id=rows[0]["id"],
+                role=Role(rows[0]["role"]),
+                organisation_id=organisation_id,
+                organisation_name=rows[0]["name"],
+                support_plan=SupportPlan(rows[0]["support_plan"]),
+                require_two_factor=bool(rows[0]["require_two_factor"]),
+                policy_updated_at=sql.as_datetime(rows[0]["updated_at"]),
+            )
+            if rows
+            else None
         )
     return actor._memberships[organisation_id]
+
+
+# Read on every organisation request: one fixed statement (see sql.py).
+_CALLER_MEMBERSHIP = (
+    "SELECT m.id, m.role, o.name, o.support_plan, p.require_two_factor, p.updated_at"
+    " FROM membership m JOIN organisation o ON o.id = m.organisation_id"
+    " JOIN security_policy p ON p.organisation_id = m.organisation_id"
+    " WHERE m.user_id = $1 AND m.organisation_id = $2"
+)
 
 
 async def require_visible_organisation(actor: Actor, organisation_id: int) -> Membership:

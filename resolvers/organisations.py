@@ -9,10 +9,10 @@ from typing import Any, Literal
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.mfa import TwoFactorMethod
-from gardien.models.organisations import Membership, Organisation, SecurityPolicy
+from gardien.models.organisations import Organisation, SecurityPolicy
 from gardien.models.users import User
 from gardien.resolvers import authz, sql
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import Actor, Membership
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.pagination import Page, forward_page, page_size
 

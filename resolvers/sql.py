@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -32,3 +33,9 @@ async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     if connection.capabilities.dialect == "sqlite":
         query = _for_sqlite(query)
     return await connection.execute_query_dict(query, list(params))
+
+
+def as_datetime(value: datetime | str) -> datetime:
+    """A timestamp column: asyncpg returns datetimes, SQLite the ISO text Tortoise wrote."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

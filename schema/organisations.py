@@ -36,6 +36,7 @@ class OrganisationNode(Node):
     name: str
     support_plan: SupportPlan  # type: ignore[valid-type]
     _organisation_id: strawberry.Private[int]
+    _policy: strawberry.Private[SecurityPolicyType | None] = None
 
     @classmethod
     def from_model(cls, organisation: Organisation) -> OrganisationNode:
@@ -43,17 +44,24 @@ class OrganisationNode(Node):
 
     @classmethod
     def of(
-        cls, organisation_id: int, name: str, support_plan: SupportPlanModel
+        cls,
+        organisation_id: int,
+        name: str,
+        support_plan: SupportPlanModel,
+        policy: SecurityPolicyType | None = None,
     ) -> OrganisationNode:
         return cls(
             id=encode_id("Organisation", organisation_id),
             name=name,
             support_plan=support_plan,
             _organisation_id=organisation_id,
+            _policy=policy,
         )
 
     @strawberry.field
     async def security_policy(self, info: Info) -> SecurityPolicyType | None:
+        if self._policy is not None:
+            return self._policy
         policy = await info.context.loaders.security_policy.load(self._organisation_id)
         return SecurityPolicyType.from_model(policy) if policy else None
 
@@ -102,5 +110,11 @@ class OrganisationNode(Node):
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:
-    membership = await authz.require_visible_organisation(info.context.actor, organisation_id)
-    return OrganisationNode.from_model(membership.organisation)
+    caller = await authz.require_visible_organisation(info.context.actor, organisation_id)
+    # The caller's membership was read with the organisation and its policy: no second query.
+    policy = SecurityPolicyType(
+        require_two_factor=caller.require_two_factor, updated_at=caller.policy_updated_at
+    )
+    return OrganisationNode.of(
+        caller.organisation_id, caller.organisation_name, caller.support_plan, policy
+    )
