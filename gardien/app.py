@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gardien import db
+from gardien import db, redis_client
 from gardien.clock import Clock, SystemClock
 from gardien.graphql_http import GraphQLEndpoint, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
@@ -26,6 +28,7 @@ from gardien.security import Keyring
 from gardien.settings import Settings
 
 logger = logging.getLogger("gardien.app")
+READINESS_TIMEOUT_SECONDS = 2.0
 
 
 def session_cookie_name(settings: Settings) -> str:
@@ -112,27 +115,37 @@ def create_app(
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    redis = redis_client.connect(settings.redis_url) if settings.redis_url else None
+
     async def readyz(_: Request) -> Response:
-        try:
-            await db.ping()
-        except Exception:
-            logger.exception("readiness check failed")
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({"status": "ok", "database": "ok"})
+        """Ready when every configured dependency answers within its timeout."""
+        checks: dict[str, Callable[[], Awaitable[None]]] = {"database": db.ping}
+        if redis is not None:
+            checks["redis"] = functools.partial(redis_client.ping, redis)
+        body: dict[str, str] = {"status": "ok"}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
+                body[name] = "ok"
+            except Exception:
+                logger.warning("readiness: %s unreachable", name, exc_info=True)
+                body[name] = "unreachable"
+                body["status"] = "unavailable"
+        return JSONResponse(body, 200 if body["status"] == "ok" else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if not manage_database:
-            yield
-            return
-        database = await db.open_database(settings.database_url)
+        database = await db.open_database(settings.database_url) if manage_database else None
         try:
             yield
         finally:
-            await db.close_database(database)
+            if redis is not None:
+                await redis.aclose()
+            if database is not None:
+                await db.close_database(database)
 
     app = Starlette(
         routes=[
@@ -145,6 +158,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.redis = redis
     app.state.metrics = metrics
     return app
 
