@@ -14,7 +14,7 @@ from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
-from gardien.resolvers import accounts
+from gardien.resolvers import accounts, profile
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import Keyring, hash_password
 from gardien.settings import Settings
@@ -82,6 +82,7 @@ async def _create(services: Services) -> None:
                 language="fr",
                 country="CH",
                 current_organisation=organisation,
+                support_code_encrypted=profile.new_support_code(services),
                 created_at=now,
             )
             membership = await Membership.create(

@@ -12,7 +12,7 @@ from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import Membership, Organisation, SecurityPolicy, UserBlock
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import activity, ratelimits, sessions
+from gardien.resolvers import activity, profile, ratelimits, sessions
 from gardien.resolvers.authz import Actor, require_user
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -134,6 +134,7 @@ async def sign_up(
                 password_changed_at=now,
                 display_name=name,
                 language=lang,
+                support_code_encrypted=profile.new_support_code(services),
                 created_at=now,
             )
             organisation = await create_organisation(services, user, name)

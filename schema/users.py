@@ -9,7 +9,7 @@ import strawberry
 from gardien.models.enums import TwoFactorKind as TwoFactorKindModel
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.users import User
-from gardien.resolvers import authz, organisations
+from gardien.resolvers import authz, organisations, profile
 from gardien.resolvers.organisations import UserSummary
 from gardien.schema.context import Info
 from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
@@ -105,9 +105,7 @@ class UserNode(Node):
         own = self._own(info)
         if own is None or own.support_code_encrypted is None:
             return None
-        return info.context.services.keyring.decrypt(
-            own.support_code_encrypted, "support-code"
-        ).decode()
+        return profile.read_support_code(info.context.services, own.support_code_encrypted)
 
     @strawberry.field(description="Second factors; only for the user themself.")
     async def two_factor_methods(self, info: Info) -> list[TwoFactorMethodNode]:

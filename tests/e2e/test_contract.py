@@ -170,6 +170,8 @@ def test_mfa7_contract_sign_in_viewer_and_sign_out_served(served: ServedGateway)
         False,
     )
     assert viewer["currentOrganisation"]["name"] == "Démo SA"
+    assert len(viewer["supportCode"]) == 6 and viewer["supportCode"].isdigit()
+    assert viewer["twoFactorMethods"] == []
     assert viewer["memberships"]["totalCount"] == 1
     assert viewer["memberships"]["edges"][0]["node"]["role"] == "ADMINISTRATOR"
     assert signed_out == {"errors": []}

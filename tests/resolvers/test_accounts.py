@@ -10,7 +10,7 @@ from gardien.models.enums import Role, TwoFactorKind
 from gardien.models.organisations import Membership, SecurityPolicy
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import accounts, sessions
+from gardien.resolvers import accounts, profile, sessions
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 
@@ -248,3 +248,16 @@ async def test_mfa7_sign_out_revokes_the_session(services: Services, meta: Reque
 
     assert await sessions.authenticate(services, result.session.token) is None
     assert await ActivityEvent.exists(type="session.signed_out", subject_id=actor.user_id)
+
+
+async def test_pro4_sign_up_gives_a_six_digit_support_code_kept_encrypted(
+    services: Services,
+) -> None:
+    first = await factories.sign_up(services)
+    second = await factories.sign_up(services)
+
+    stored = [(await User.get(id=r.user.id)).support_code_encrypted for r in (first, second)]
+    assert None not in stored
+    codes = [profile.read_support_code(services, s) for s in stored if s is not None]
+    assert all(len(code) == 6 and code.isdigit() for code in codes)
+    assert all(code.encode() not in s for code, s in zip(codes, stored, strict=True) if s)
