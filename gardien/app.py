@@ -107,7 +107,7 @@ def create_app(
         schema,
         build_context,
         metrics,
-        graphiql=settings.env == "development" or settings.introspection,
+        graphiql=settings.introspection,  # GraphiQL is of no use without introspection
         introspection=settings.introspection,
         finish_response=finish_response,
     )
