@@ -265,5 +265,5 @@ async def sign_out(services: Services, meta: RequestMeta, actor: Actor) -> None:
     user = require_user(actor)
     assert actor.session is not None
     async with in_transaction():
-        await sessions.revoke(services, actor.session)
+        await sessions.revoke(services, actor.session.id)
         await activity.signed_out(services, meta, user.id)

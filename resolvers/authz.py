@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gardien.models.enums import Role, SupportPlan
-from gardien.models.sessions import Session
-from gardien.models.users import User
+from gardien.models.enums import PlatformRole, Role, SupportPlan
 from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 
@@ -28,11 +26,40 @@ class Membership:
 
 
 @dataclass(frozen=True)
+class SignedInUser:
+    """The signed-in account, read with its session: a snapshot for one request.
+
+    An operation that changes the account loads its row inside its own transaction.
+    """
+
+    id: int
+    email: str | None
+    display_name: str
+    language: str
+    country: str | None
+    timezone: str
+    recovery_phone: str | None
+    recovery_email: str | None
+    support_code_encrypted: bytes | None
+    current_organisation_id: int | None
+    platform_role: PlatformRole
+
+
+@dataclass(frozen=True)
+class SignedInSession:
+    id: int
+    persistent: bool
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who is calling: a signed-in user with their session, or nobody."""
 
-    user: User | None = None
-    session: Session | None = None
+    user: SignedInUser | None = None
+    session: SignedInSession | None = None
     # The caller's memberships looked up during this request, by organisation id: an actor lives
     # for one request, so a role change is seen by the next one.
     _memberships: dict[int, Membership | None] = field(default_factory=dict, compare=False)
@@ -42,7 +69,7 @@ class Actor:
         return self.user.id if self.user else None
 
 
-def require_user(actor: Actor) -> User:
+def require_user(actor: Actor) -> SignedInUser:
     if actor.user is None:
         raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first.")
     return actor.user

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from gardien.models.enums import SessionKind
+from gardien.models.enums import PlatformRole, SessionKind
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers.authz import Actor
+from gardien.resolvers import sql
+from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
 from gardien.resolvers.services import RequestMeta, Services
 
 from gardien.security import new_token
@@ -48,21 +49,51 @@ async def open_session(
     return IssuedSession(session=session, token=token)
 
 
+# Read on every request: one fixed statement (see sql.py) for the session and its account.
+_SESSION_AND_USER = (
+    "SELECT s.id AS session_id, s.persistent, s.created_at, s.last_seen_at, s.expires_at,"
+    " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
+    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
+    " FROM session s JOIN user_account u ON u.id = s.user_id"
+    " WHERE s.token_hash = $1 AND s.revoked_at IS NULL"
+)
+
+
 async def authenticate(services: Services, token: str) -> Actor | None:
     """The actor of a bearer token, or None when it is unknown, revoked, expired or idle."""
     if not token or len(token) > 256:
         return None
-    session = await Session.get_or_none(
-        token_hash=services.keyring.token_digest(token, TOKEN_PURPOSE), revoked_at=None
-    ).select_related("user")
+    rows = await sql.fetch(_SESSION_AND_USER, [services.keyring.token_digest(token, TOKEN_PURPOSE)])
+    if not rows:
+        return None
+    row = rows[0]
+    session = SignedInSession(
+        id=row["session_id"],
+        persistent=bool(row["persistent"]),
+        created_at=sql.as_datetime(row["created_at"]),
+        last_seen_at=sql.as_datetime(row["last_seen_at"]),
+        expires_at=sql.as_datetime(row["expires_at"]),
+    )
     now = services.clock.now()
-    if session is None or session.expires_at <= now or session.last_seen_at + IDLE_TIMEOUT <= now:
+    if session.expires_at <= now or session.last_seen_at + IDLE_TIMEOUT <= now:
         return None
     if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
-        session.last_seen_at = now
         await Session.filter(id=session.id).update(last_seen_at=now)
-    return Actor(user=session.user, session=session)
+    user = SignedInUser(
+        id=row["id"],
+        email=row["email"],
+        display_name=row["display_name"],
+        language=row["language"],
+        country=row["country"],
+        timezone=row["timezone"],
+        recovery_phone=row["recovery_phone"],
+        recovery_email=row["recovery_email"],
+        support_code_encrypted=row["support_code_encrypted"],
+        current_organisation_id=row["current_organisation_id"],
+        platform_role=PlatformRole(row["platform_role"]),
+    )
+    return Actor(user=user, session=session)
 
 
-async def revoke(services: Services, session: Session) -> None:
-    await Session.filter(id=session.id, revoked_at=None).update(revoked_at=services.clock.now())
+async def revoke(services: Services, session_id: int) -> None:
+    await Session.filter(id=session_id, revoked_at=None).update(revoked_at=services.clock.now())

@@ -10,6 +10,7 @@ from gardien.models.enums import TwoFactorKind as TwoFactorKindModel
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.users import User
 from gardien.resolvers import authz, organisations, profile
+from gardien.resolvers.authz import SignedInUser
 from gardien.resolvers.organisations import UserSummary
 from gardien.schema.context import Info
 from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
@@ -52,7 +53,7 @@ class UserNode(Node):
     _user_id: strawberry.Private[int]
 
     @classmethod
-    def from_model(cls, user: User, *, two_factor_enabled: bool) -> UserNode:
+    def from_model(cls, user: User | SignedInUser, *, two_factor_enabled: bool) -> UserNode:
         # Plain values, not resolvers: a page of members then executes without one task per field.
         return cls(
             id=encode_id("User", user.id),
@@ -79,11 +80,11 @@ class UserNode(Node):
         )
 
     @classmethod
-    async def load(cls, info: Info, user: User) -> UserNode:
+    async def load(cls, info: Info, user: User | SignedInUser) -> UserNode:
         enabled = await info.context.loaders.two_factor_enabled.load(user.id)
         return cls.from_model(user, two_factor_enabled=enabled)
 
-    def _own(self, info: Info) -> User | None:
+    def _own(self, info: Info) -> SignedInUser | None:
         """The caller's own full record when this is the caller, else None (private fields)."""
         actor = info.context.actor
         return actor.user if authz.can_view_private_profile(actor, self._user_id) else None
