@@ -7,13 +7,13 @@ document text, so a repeated query costs only its execution.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -231,7 +231,7 @@ class GraphQLEndpoint:
 
 
 def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return orjson.dumps(payload, default=str)
 
 
 def _wants_html(request: Request) -> bool:
@@ -317,7 +317,7 @@ async def _read_params(request: Request) -> GraphQLParams:
 
 def _loads(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text)
+        return orjson.loads(text)
     except (ValueError, RecursionError):
         raise RequestError(f"The {what} is not valid JSON.") from None
 

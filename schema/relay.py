@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Generic, TypeVar
 
 import strawberry
@@ -54,6 +55,9 @@ def _is_key(pk: str) -> bool:
     return pk.isascii() and pk.isdigit() and len(pk) <= 18
 
 
+# IDs repeat from request to request (the same members, the same organisation): encoding each
+# once keeps base64 off the hot path. Bounded, and holds nothing secret.
+@lru_cache(maxsize=65536)
 def encode_id(type_name: str, pk: int | str) -> strawberry.ID:
     return strawberry.ID(_b64(f"{type_name}:{pk}"))
 
@@ -78,6 +82,7 @@ def decode_id(global_id: str, expected_type: str, field: str = "id") -> int:
     return int(pk)
 
 
+@lru_cache(maxsize=65536)
 def encode_cursor(pk: int) -> str:
     return _b64(f"cursor:{pk}")
 
