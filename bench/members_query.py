@@ -48,14 +48,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-from gardien.models.enums import ProductKind, Role, TwoFactorKind
-from gardien.models.mfa import TwoFactorMethod
-from gardien.models.organisations import Membership, Organisation
-from gardien.models.products import Product, ProductGrant
-from gardien.models.users import User
-from gardien.resolvers import accounts, sessions
-from gardien.resolvers.services import RequestMeta, Services
-from gardien.schema.relay import encode_id
 from graphql import ExecutionResult
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tortoise import queryset as tortoise_queryset
@@ -67,6 +59,14 @@ from gardien import db, graphql_http
 from gardien.app import create_app
 from gardien.clock import SystemClock
 from gardien.graphql_http import GraphQLEndpoint
+from gardien.models.enums import ProductKind, Role, TwoFactorKind
+from gardien.models.mfa import TwoFactorMethod
+from gardien.models.organisations import Membership, Organisation
+from gardien.models.products import Product, ProductGrant
+from gardien.models.users import User
+from gardien.resolvers import accounts, sessions
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.schema.relay import encode_id
 from gardien.security import Keyring, hash_password
 from gardien.settings import Settings, load_settings
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gardien.models.enums import ApprovalStatus, TwoFactorKind
 from tortoise import fields
 from tortoise.models import Model
+
+from gardien.models.enums import ApprovalStatus, TwoFactorKind
 
 if TYPE_CHECKING:
     from gardien.models.sessions import SignInChallenge

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gardien.models.enums import OutboxChannel, OutboxStatus
 from tortoise import fields
 from tortoise.models import Model
+
+from gardien.models.enums import OutboxChannel, OutboxStatus
 
 if TYPE_CHECKING:
     from gardien.models.activity import ActivityEvent

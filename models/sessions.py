@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gardien.models.enums import SessionKind
 from tortoise import fields
 from tortoise.models import Model
+
+from gardien.models.enums import SessionKind
 
 if TYPE_CHECKING:
     from gardien.models.organisations import Organisation

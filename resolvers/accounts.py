@@ -5,20 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from gardien.models.enums import Role, TwoFactorKind
-from gardien.models.mfa import TwoFactorMethod
-from gardien.models.organisations import Membership, Organisation, SecurityPolicy, UserBlock
-from gardien.models.sessions import SignInChallenge
-from gardien.models.users import User
-from gardien.resolvers import activity, profile, ratelimits, sessions
-from gardien.resolvers.authz import Actor, require_user
-from gardien.resolvers.errors import DomainError, ErrorCode
-from gardien.resolvers.services import RequestMeta, Services
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from gardien.models.enums import Role, TwoFactorKind
+from gardien.models.organisations import Membership, Organisation, SecurityPolicy, UserBlock
+from gardien.models.sessions import SignInChallenge
+from gardien.models.users import User
+from gardien.resolvers import activity, profile, ratelimits, sessions, two_factor
+from gardien.resolvers.authz import Actor, require_user
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
@@ -217,7 +215,7 @@ async def sign_in(
         user.password_hash = await hash_password(password)
         await user.save(update_fields=["password_hash"])
 
-    methods = await confirmed_methods(user.id)
+    methods = await two_factor.confirmed_kinds(user.id)
     async with in_transaction():
         if methods:
             challenge = await _open_challenge(services, user, meta, methods, remember_browser)
@@ -226,15 +224,6 @@ async def sign_in(
         issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
     return SignInResult(session=issued)
-
-
-async def confirmed_methods(user_id: int) -> list[TwoFactorKind]:
-    kinds: list[Any] = await (
-        TwoFactorMethod.filter(user_id=user_id, confirmed_at__isnull=False)
-        .distinct()
-        .values_list("kind", flat=True)
-    )
-    return sorted({TwoFactorKind(k) for k in kinds})
 
 
 async def _open_challenge(

@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ProductKind, Role, SupportPlan
-from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import Organisation, SecurityPolicy
 from gardien.models.users import User
 from gardien.resolvers import authz, sql
@@ -207,16 +206,6 @@ async def count_viewer_memberships(actor: Actor) -> int:
 
 
 # Batch loads for DataLoaders: one query for a whole page, whatever its size.
-
-
-async def load_users_with_two_factor(user_ids: list[int]) -> list[bool]:
-    rows: list[Any] = await (
-        TwoFactorMethod.filter(user_id__in=user_ids, confirmed_at__isnull=False)
-        .distinct()
-        .values_list("user_id", flat=True)
-    )
-    enabled = {int(user_id) for user_id in rows}
-    return [user_id in enabled for user_id in user_ids]
 
 
 async def load_security_policies(organisation_ids: list[int]) -> list[SecurityPolicy | None]:

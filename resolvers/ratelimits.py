@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from tortoise.expressions import F
+
 from gardien.models.ratelimits import RateLimitCounter
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import Services
-from tortoise.expressions import F
 
 
 @dataclass(frozen=True)

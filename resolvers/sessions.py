@@ -11,7 +11,6 @@ from gardien.models.users import User
 from gardien.resolvers import sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
 from gardien.resolvers.services import RequestMeta, Services
-
 from gardien.security import new_token
 
 # NIST SP 800-63B 4.2.3 (AAL2): re-authenticate every 12 hours, and after 30 idle minutes.

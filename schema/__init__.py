@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+
 from gardien.models.activity import ActivityEvent
 from gardien.resolvers import authz, organisations
 from gardien.resolvers.errors import DomainError
@@ -13,8 +16,6 @@ from gardien.schema.members import ProductNode, membership_nodes
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.users import UserNode
-from strawberry.schema.config import StrawberryConfig
-from strawberry.tools import merge_types
 
 
 @strawberry.type

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+
 from gardien.resolvers import accounts
 from gardien.resolvers.errors import DomainError
 from gardien.resolvers.sessions import IssuedSession

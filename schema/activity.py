@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+
 from gardien.models.activity import ActivityEvent
 from gardien.schema.context import Info
 from gardien.schema.relay import Node, encode_id

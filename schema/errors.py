@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+
 from gardien.resolvers.errors import DomainError
 from gardien.resolvers.errors import ErrorCode as DomainErrorCode
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from strawberry.dataloader import DataLoader
+
 from gardien.models.organisations import Organisation, SecurityPolicy
 from gardien.models.users import User
-from gardien.resolvers import organisations
-from strawberry.dataloader import DataLoader
+from gardien.resolvers import organisations, two_factor
 
 
 @dataclass
 class Loaders:
     two_factor_enabled: DataLoader[int, bool] = field(
-        default_factory=lambda: DataLoader(organisations.load_users_with_two_factor)
+        default_factory=lambda: DataLoader(two_factor.load_two_factor_enabled)
     )
     security_policy: DataLoader[int, SecurityPolicy | None] = field(
         default_factory=lambda: DataLoader(organisations.load_security_policies)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+
 from gardien.models.enums import ProductKind as ProductKindModel
 from gardien.models.products import Product
 from gardien.resolvers.organisations import MemberEntry

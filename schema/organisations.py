@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+
 from gardien.models.enums import Role as RoleModel
 from gardien.models.enums import SupportPlan as SupportPlanModel
 from gardien.models.organisations import Organisation, SecurityPolicy

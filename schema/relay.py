@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Generic, TypeVar
 
 import strawberry
+
 from gardien.resolvers.errors import DomainError, ErrorCode
 
 T = TypeVar("T")

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+
 from gardien.models.enums import TwoFactorKind as TwoFactorKindModel
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.users import User
-from gardien.resolvers import authz, organisations, profile
+from gardien.resolvers import authz, organisations, profile, two_factor
 from gardien.resolvers.authz import SignedInUser
 from gardien.resolvers.organisations import UserSummary
 from gardien.schema.context import Info
@@ -112,9 +113,7 @@ class UserNode(Node):
     async def two_factor_methods(self, info: Info) -> list[TwoFactorMethodNode]:
         if self._own(info) is None:
             return []
-        methods = await TwoFactorMethod.filter(
-            user_id=self._user_id, confirmed_at__isnull=False
-        ).order_by("id")
+        methods = await two_factor.confirmed_methods(self._user_id)
         return [TwoFactorMethodNode.from_model(m) for m in methods]
 
     @strawberry.field(description="The organisation the user works in now (ORG-2).")

@@ -14,13 +14,13 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from gardien.resolvers.services import RequestMeta, Services
 from starlette.applications import Starlette
 from tortoise.connection import get_connection
 
 from gardien import db
 from gardien.app import create_app
 from gardien.clock import ManualClock
+from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import Keyring
 from gardien.settings import Settings, load_settings
 

@@ -11,7 +11,6 @@ from gardien.models.organisations import Membership, Organisation
 from gardien.models.users import User
 from gardien.resolvers import accounts
 from gardien.resolvers.services import RequestMeta, Services
-
 from gardien.security import hash_password
 
 PASSWORD = "plum tree under snow"

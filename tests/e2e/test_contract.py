@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from gardien.schema import schema
 from graphql import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode, parse, validate
 from graphql.language import FragmentSpreadNode, Visitor, visit
 
 from gardien.demo import DEMO_PASSWORD
+from gardien.schema import schema
 from tests.e2e.conftest import ServedGateway
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from gardien.schema import schema
 
+from gardien.schema import schema
 from tests.e2e.conftest import ServedGateway, gardien
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from tortoise.context import TortoiseContext
+from tortoise.exceptions import IntegrityError
+from tortoise.migrations.autodetector import MigrationAutodetector
+
+from gardien.db import tortoise_config
 from gardien.models.activity import ActivityEvent, AppendOnlyError
 from gardien.models.domains import TldPolicy
 from gardien.models.enums import Role
 from gardien.models.organisations import Membership
 from gardien.models.users import User
 from gardien.resolvers.services import Services
-from tortoise.context import TortoiseContext
-from tortoise.exceptions import IntegrityError
-from tortoise.migrations.autodetector import MigrationAutodetector
-
-from gardien.db import tortoise_config
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")

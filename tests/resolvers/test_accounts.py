@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
+from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, TwoFactorKind
 from gardien.models.organisations import Membership, SecurityPolicy
@@ -13,8 +15,6 @@ from gardien.models.users import User
 from gardien.resolvers import accounts, profile, sessions
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-
-from gardien.clock import ManualClock
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")

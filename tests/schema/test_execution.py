@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from graphql import ExecutionResult, execute, parse
+
+from gardien.graphql_execution import executor_for, is_awaitable, plain_leaf_fields
 from gardien.models.enums import Role
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import sessions
@@ -12,9 +15,6 @@ from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
 from gardien.schema.relay import encode_id
-from graphql import ExecutionResult, execute, parse
-
-from gardien.graphql_execution import executor_for, is_awaitable, plain_leaf_fields
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")

@@ -16,6 +16,9 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
+
+from gardien.clock import ManualClock
+from gardien.graphql_http import MAX_BODY_BYTES
 from gardien.models.enums import Role
 from gardien.models.users import User
 from gardien.resolvers import organisations as organisation_resolvers
@@ -23,9 +26,6 @@ from gardien.resolvers.accounts import SignUpResult
 from gardien.resolvers.services import Services
 from gardien.resolvers.sessions import IDLE_TIMEOUT
 from gardien.schema.relay import encode_id
-
-from gardien.clock import ManualClock
-from gardien.graphql_http import MAX_BODY_BYTES
 from tests import factories
 from tests.conftest import GraphQLClient
 

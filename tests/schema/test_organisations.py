@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from gardien.models.enums import Role
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import accounts
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema.relay import encode_id
-
 from tests import factories
 from tests.conftest import GraphQLClient
 from tests.querycount import count_queries

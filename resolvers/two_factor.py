@@ -1,0 +1,33 @@
+"""Reading a user's second factors (MFA-7, POL-2); enrolment and checks come with MFA-1..6."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gardien.models.enums import TwoFactorKind
+from gardien.models.mfa import TwoFactorMethod
+
+
+async def confirmed_kinds(user_id: int) -> list[TwoFactorKind]:
+    """The kinds of second factor a sign-in challenge may offer (MFA-7)."""
+    kinds: list[Any] = await (
+        TwoFactorMethod.filter(user_id=user_id, confirmed_at__isnull=False)
+        .distinct()
+        .values_list("kind", flat=True)
+    )
+    return sorted({TwoFactorKind(k) for k in kinds})
+
+
+async def confirmed_methods(user_id: int) -> list[TwoFactorMethod]:
+    return await TwoFactorMethod.filter(user_id=user_id, confirmed_at__isnull=False).order_by("id")
+
+
+async def load_two_factor_enabled(user_ids: list[int]) -> list[bool]:
+    """For a DataLoader: whether each user has a confirmed second factor, in one query."""
+    rows: list[Any] = await (
+        TwoFactorMethod.filter(user_id__in=user_ids, confirmed_at__isnull=False)
+        .distinct()
+        .values_list("user_id", flat=True)
+    )
+    enabled = {int(user_id) for user_id in rows}
+    return [user_id in enabled for user_id in user_ids]
