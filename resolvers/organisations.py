@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,20 +46,33 @@ class MemberEntry:
     products: list[ProductSummary]
 
 
-# Members are read on every page of the console: fixed SQL (see sql.py), three statements per
-# page whatever its size: the page with users and 2FA status, their products, the count.
+# Members are read on every page of the console: one fixed statement (see sql.py) per page,
+# whatever its size: the page of memberships with the total matching the filters, then each
+# one's user, 2FA status and granted products (one row per product, grouped below).
 _HAS_TWO_FACTOR = (
     "EXISTS (SELECT 1 FROM two_factor_method t"
     " WHERE t.user_id = m.user_id AND t.confirmed_at IS NOT NULL)"
 )
-_MEMBER_ROWS = (
-    "SELECT m.id, m.role, m.organisation_id, o.name AS organisation_name, o.support_plan,"
-    " u.id AS user_id, u.email, u.display_name, u.language, u.country, u.timezone, "
-    + _HAS_TWO_FACTOR
-    + " AS two_factor_enabled"
-    " FROM membership m JOIN user_account u ON u.id = m.user_id"
-    " JOIN organisation o ON o.id = m.organisation_id"
+_MEMBER_PAGE = """
+WITH page AS (
+  SELECT m.id, m.role, m.organisation_id, m.user_id,
+         (SELECT COUNT(*) FROM membership m WHERE {scope}) AS total
+  FROM membership m WHERE {conditions} ORDER BY m.id LIMIT {limit}
 )
+SELECT page.id, page.role, page.organisation_id, page.total,
+       o.name AS organisation_name, o.support_plan,
+       u.id AS user_id, u.email, u.display_name, u.language, u.country, u.timezone,
+       EXISTS (SELECT 1 FROM two_factor_method t
+               WHERE t.user_id = page.user_id AND t.confirmed_at IS NOT NULL)
+         AS two_factor_enabled,
+       p.id AS product_id, p.name AS product_name, p.kind AS product_kind
+FROM page
+JOIN user_account u ON u.id = page.user_id
+JOIN organisation o ON o.id = page.organisation_id
+LEFT JOIN product_grant g ON g.membership_id = page.id
+LEFT JOIN product p ON p.id = g.product_id
+ORDER BY page.id, p.id
+"""
 
 
 @dataclass(frozen=True)
@@ -90,55 +102,54 @@ async def _member_entries(
     scope: MemberScope, first: int | None, after_id: int | None
 ) -> Page[MemberEntry]:
     size = page_size(first)
-    conditions, params = scope.where()
+    scope_conditions, params = scope.where()
+    conditions = list(scope_conditions)
     if after_id is not None:
         params.append(after_id)
         conditions.append(f"m.id > ${len(params)}")
     params.append(size + 1)
     rows = await sql.fetch(
-        f"{_MEMBER_ROWS} WHERE {' AND '.join(conditions)} ORDER BY m.id LIMIT ${len(params)}",
+        _MEMBER_PAGE.format(
+            scope=" AND ".join(scope_conditions),
+            conditions=" AND ".join(conditions),
+            limit=f"${len(params)}",
+        ),
         params,
     )
-    products = await _granted_products([row["id"] for row in rows[:size]])
-    entries = [
-        MemberEntry(
-            membership_id=row["id"],
-            role=Role(row["role"]),
-            organisation_id=row["organisation_id"],
-            organisation_name=row["organisation_name"],
-            support_plan=SupportPlan(row["support_plan"]),
-            user=UserSummary(
-                id=row["user_id"],
-                email=row["email"],
-                display_name=row["display_name"],
-                language=row["language"],
-                country=row["country"],
-                timezone=row["timezone"],
-                two_factor_enabled=bool(row["two_factor_enabled"]),
-            ),
-            products=products.get(row["id"], []),
-        )
-        for row in rows[:size]
-    ]
-    return Page(items=entries, has_next_page=len(rows) > size)
-
-
-async def _granted_products(membership_ids: list[int]) -> dict[int, list[ProductSummary]]:
-    """ORG-3: the products granted to each membership of a page, in one statement."""
-    if not membership_ids:
-        return {}
-    rows = await sql.fetch(
-        "SELECT g.membership_id, p.id, p.name, p.kind FROM product_grant g"
-        " JOIN product p ON p.id = g.product_id"
-        f" WHERE g.membership_id IN ({sql.placeholders(1, len(membership_ids))}) ORDER BY p.id",
-        membership_ids,
-    )
-    granted: dict[int, list[ProductSummary]] = defaultdict(list)
+    entries: list[MemberEntry] = []
     for row in rows:
-        granted[row["membership_id"]].append(
-            ProductSummary(id=row["id"], name=row["name"], kind=ProductKind(row["kind"]))
-        )
-    return granted
+        if not entries or entries[-1].membership_id != row["id"]:
+            entries.append(_entry(row))
+        if row["product_id"] is not None:
+            entries[-1].products.append(
+                ProductSummary(
+                    id=row["product_id"],
+                    name=row["product_name"],
+                    kind=ProductKind(row["product_kind"]),
+                )
+            )
+    total = int(rows[0]["total"]) if rows else None
+    return Page(items=entries[:size], has_next_page=len(entries) > size, total_count=total)
+
+
+def _entry(row: dict[str, Any]) -> MemberEntry:
+    return MemberEntry(
+        membership_id=row["id"],
+        role=Role(row["role"]),
+        organisation_id=row["organisation_id"],
+        organisation_name=row["organisation_name"],
+        support_plan=SupportPlan(row["support_plan"]),
+        user=UserSummary(
+            id=row["user_id"],
+            email=row["email"],
+            display_name=row["display_name"],
+            language=row["language"],
+            country=row["country"],
+            timezone=row["timezone"],
+            two_factor_enabled=bool(row["two_factor_enabled"]),
+        ),
+        products=[],
+    )
 
 
 async def _count_members(scope: MemberScope) -> int:

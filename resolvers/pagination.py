@@ -21,6 +21,8 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     has_next_page: bool
+    # Set when the query that read the page also counted every match.
+    total_count: int | None = None
 
 
 def page_size(first: int | None) -> int:

@@ -1,8 +1,9 @@
 """Hand-written SQL for hot read paths, portable between PostgreSQL and SQLite.
 
-Queries are written with PostgreSQL's $1, $2… placeholders, each used once and in order, and
-rewritten once per query text for SQLite. The ORM builds and compiles every statement anew on
-each request; for reads that run on every page view, a fixed text is several times cheaper.
+Queries are written with PostgreSQL's $1, $2… placeholders, rewritten once per query text into
+SQLite's ?1, ?2… (numbered too, so a parameter may appear more than once). The ORM builds and
+compiles every statement anew on each request; for reads that run on every page view, a fixed
+text is several times cheaper.
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ _PLACEHOLDER = re.compile(r"\$\d+")
 
 @lru_cache(maxsize=256)
 def _for_sqlite(query: str) -> str:
-    return _PLACEHOLDER.sub("?", query)
-
-
-def placeholders(start: int, count: int) -> str:
-    """`$start, …` for an IN list of `count` values."""
-    return ", ".join(f"${n}" for n in range(start, start + count))
+    return _PLACEHOLDER.sub(lambda match: "?" + match.group()[1:], query)
 
 
 async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

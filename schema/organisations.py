@@ -92,6 +92,7 @@ class OrganisationNode(Node):
             lambda: organisations.count_members(
                 caller, two_factor_enabled=two_factor_enabled, role=role
             ),
+            page.total_count,
         )
 
     @strawberry.field(description="Security activity, newest first (ACT-4: administrators only).")

@@ -37,10 +37,12 @@ class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
     _count: strawberry.Private[Callable[[], Awaitable[int]]]
+    _total: strawberry.Private[int | None] = None
 
     @strawberry.field(description="Items matching the filters, over all pages.")
     async def total_count(self) -> int:
-        return await self._count()
+        # Counted with the page when the resolver could; counted now only when asked for.
+        return self._total if self._total is not None else await self._count()
 
 
 def _b64(text: str) -> str:
@@ -101,7 +103,11 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 
 def connection(
-    nodes: list[T], pks: list[int], has_next_page: bool, count: Callable[[], Awaitable[int]]
+    nodes: list[T],
+    pks: list[int],
+    has_next_page: bool,
+    count: Callable[[], Awaitable[int]],
+    total: int | None = None,
 ) -> Connection[T]:
     edges = [Edge(cursor=encode_cursor(pk), node=node) for pk, node in zip(pks, nodes, strict=True)]
     return Connection(
@@ -110,4 +116,5 @@ def connection(
             has_next_page=has_next_page, end_cursor=edges[-1].cursor if edges else None
         ),
         _count=count,
+        _total=total,
     )

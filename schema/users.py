@@ -146,6 +146,7 @@ class UserNode(Node):
             [entry.membership_id for entry in page.items],
             page.has_next_page,
             lambda: organisations.count_viewer_memberships(actor),
+            page.total_count,
         )
 
 

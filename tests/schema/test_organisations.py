@@ -126,19 +126,46 @@ async def test_pol2_members_filter_on_two_factor_status_and_role(
 async def test_org3_members_show_product_access(services: Services, gql: GraphQLClient) -> None:
     owner = await factories.sign_up(services, email="owner@example.test")
     collaborator = await factories.add_member(services, owner.organisation, Role.COLLABORATOR)
-    drive = await Product.create(
-        organisation=owner.organisation,
-        kind="WEB_DRIVE",
-        name="Drive",
-        created_at=services.clock.now(),
-    )
-    await ProductGrant.create(membership=collaborator.membership, product=drive)
+    await factories.add_member(services, owner.organisation, Role.EXTERNAL)
+    external = await factories.add_member(services, owner.organisation, Role.EXTERNAL)
+    products = [
+        await Product.create(
+            organisation=owner.organisation, kind=kind, name=name, created_at=services.clock.now()
+        )
+        for kind, name in (("WEB_DRIVE", "Drive"), ("MAIL_SERVICE", "Mail"), ("HOSTING", "Web"))
+    ]
+    for product in reversed(products):
+        await ProductGrant.create(membership=collaborator.membership, product=product)
+    await ProductGrant.create(membership=external.membership, product=products[1])
     gql.token = owner.session.token
 
     body = await gql(MEMBERS, {"id": encode_id("Organisation", owner.organisation.id)})
 
-    access = [e["node"]["productAccess"] for e in body["data"]["organisation"]["members"]["edges"]]
-    assert access == [[], [{"id": encode_id("Product", drive.id), "name": "Drive"}]]
+    access = [
+        [p["name"] for p in e["node"]["productAccess"]]
+        for e in body["data"]["organisation"]["members"]["edges"]
+    ]
+    assert access == [[], ["Drive", "Mail", "Web"], [], ["Mail"]]
+    assert body["data"]["organisation"]["members"]["totalCount"] == 4
+
+
+async def test_api1_page_past_the_end_is_empty_with_the_total(
+    services: Services, gql: GraphQLClient
+) -> None:
+    owner = await factories.sign_up(services, email="owner@example.test")
+    await factories.add_member(services, owner.organisation, Role.COLLABORATOR)
+    gql.token = owner.session.token
+    org_id = encode_id("Organisation", owner.organisation.id)
+    everything = await gql(MEMBERS, {"id": org_id, "first": 2})
+    last = everything["data"]["organisation"]["members"]["pageInfo"]["endCursor"]
+
+    after_last = await gql(MEMBERS, {"id": org_id, "after": last})
+    empty_page = await gql(MEMBERS, {"id": org_id, "first": 0})
+
+    for body in (after_last, empty_page):
+        members = body["data"]["organisation"]["members"]
+        assert (members["edges"], members["totalCount"]) == ([], 2)
+        assert members["pageInfo"] == {"hasNextPage": body is empty_page, "endCursor": None}
 
 
 async def test_pro4_other_members_private_fields_are_hidden(
