@@ -11,6 +11,7 @@ answer keeps the order of the selection set. A test compares both executors' ans
 
 from __future__ import annotations
 
+from types import GeneratorType
 from typing import Any, TypeGuard, cast
 
 from graphql import (
@@ -27,12 +28,20 @@ from strawberry.types.base import StrawberryObjectDefinition
 
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
 
-# Values that resolvers return directly and that are never awaitable: checked by type first.
-_PLAIN_VALUES = frozenset({str, int, float, bool, type(None), list, dict, tuple})
+# Whether values of a type can be awaited, learned once per type (a memo, like functools.cache):
+# graphql-core asks for every field and list item. Generators are the one case decided per
+# value (types.coroutine), so they are always asked.
+_AWAITABLE_TYPES: dict[type, bool] = {}
 
 
 def is_awaitable(value: Any) -> TypeGuard[Any]:
-    return type(value) not in _PLAIN_VALUES and graphql_is_awaitable(value)
+    kind = type(value)
+    known = _AWAITABLE_TYPES.get(kind)
+    if known is None:
+        known = graphql_is_awaitable(value)
+        if kind is not GeneratorType:
+            _AWAITABLE_TYPES[kind] = known
+    return known
 
 
 def plain_leaf_fields(schema: Schema) -> PlainFields:

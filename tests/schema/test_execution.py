@@ -86,3 +86,25 @@ def test_api1_shortcut_only_for_plain_scalar_and_enum_fields() -> None:
         ("Organisation", "securityPolicy"),
     ]:
         assert kept not in fields
+
+
+async def test_api1_awaitable_check_learns_per_type_but_asks_generators_each_time() -> None:
+    import types
+
+    async def coroutine() -> int:
+        return 1
+
+    @types.coroutine
+    def generator_coroutine() -> Any:
+        yield
+
+    def plain_generator() -> Any:
+        yield
+
+    pending = coroutine()
+    checks = [is_awaitable(v) for v in ("x", 1, None, {"a": 1}, [1], pending)]
+    generators = [is_awaitable(generator_coroutine()), is_awaitable(plain_generator())]
+    pending.close()
+
+    assert checks == [False, False, False, False, False, True]
+    assert generators == [True, False]
