@@ -11,6 +11,7 @@ answer keeps the order of the selection set. A test compares both executors' ans
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any, TypeGuard, cast
 
@@ -18,13 +19,15 @@ from graphql import (
     GraphQLEnumType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLScalarType,
     Undefined,
 )
 from graphql.execution.incremental.incremental_executor import IncrementalExecutor
 from graphql.pyutils import is_awaitable as graphql_is_awaitable
 from strawberry import Schema
-from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.base import StrawberryObjectDefinition, StrawberryOptional
+from strawberry.types.lazy_type import LazyType
 
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
 
@@ -70,12 +73,90 @@ def plain_leaf_fields(schema: Schema) -> PlainFields:
     return found
 
 
+@dataclass(frozen=True)
+class PlainObjectField:
+    attribute: str
+    python_class: type
+    object_type: GraphQLObjectType
+    return_type: GraphQLOutputType
+
+
+def plain_object_fields(schema: Schema) -> dict[tuple[str, str], PlainObjectField]:
+    """(type, field) → how to read it, for every plain field of a (non-list) object type."""
+    graphql_schema = schema._schema
+    found: dict[tuple[str, str], PlainObjectField] = {}
+    for name, concrete in schema.schema_converter.type_map.items():
+        definition = concrete.definition
+        graphql_type = graphql_schema.type_map.get(name)
+        if not isinstance(definition, StrawberryObjectDefinition) or not isinstance(
+            graphql_type, GraphQLObjectType
+        ):
+            continue
+        for field in definition.fields:
+            field_name = schema.config.name_converter.get_graphql_name(field)
+            graphql_field = graphql_type.fields.get(field_name)
+            if graphql_field is None or graphql_field.args:
+                continue
+            if not getattr(graphql_field.resolve, "_is_default", False):
+                continue
+            object_type = graphql_field.type
+            if isinstance(object_type, GraphQLNonNull):
+                object_type = object_type.of_type
+            python_class = field.type
+            if isinstance(python_class, StrawberryOptional):
+                python_class = python_class.of_type
+            if isinstance(python_class, LazyType):
+                python_class = python_class.resolve_type()
+            if isinstance(object_type, GraphQLObjectType) and isinstance(python_class, type):
+                found[(name, field_name)] = PlainObjectField(
+                    field.python_name, python_class, object_type, graphql_field.type
+                )
+    return found
+
+
 def executor_for(schema: Schema) -> type[IncrementalExecutor]:
     by_type: dict[str, dict[str, tuple[str, GraphQLScalarType | GraphQLEnumType]]] = {}
     for (type_name, field_name), plain in plain_leaf_fields(schema).items():
         by_type.setdefault(type_name, {})[field_name] = plain
+    objects = plain_object_fields(schema)
 
     class PlainLeafExecutor(IncrementalExecutor):
+        def execute_field(
+            self,
+            parent_type: GraphQLObjectType,
+            source: Any,
+            field_details_list: Any,
+            path: Any,
+            position_context: Any,
+        ) -> Any:
+            """graphql-core's execute_field for a plain object field, minus the resolver call,
+            the resolve-info object and the type check that an exact class makes moot."""
+            node = field_details_list[0].node
+            plain = objects.get((parent_type.name, node.name.value))
+            value = getattr(source, plain.attribute, None) if plain else None
+            if plain is None or node.arguments or type(value) is not plain.python_class:
+                return super().execute_field(
+                    parent_type, source, field_details_list, path, position_context
+                )
+            try:
+                completed = self.collect_and_execute_subfields(
+                    plain.object_type, field_details_list, path, value, position_context
+                )
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, plain.return_type, field_details_list, path)
+                return None
+            if not self.is_awaitable(completed):
+                return completed
+
+            async def await_completed() -> Any:
+                try:
+                    return await completed
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, plain.return_type, field_details_list, path)
+                    return None
+
+            return await_completed()
+
         def execute_fields(
             self,
             parent_type: GraphQLObjectType,

@@ -11,10 +11,12 @@ from gardien.graphql_execution import executor_for, is_awaitable, plain_leaf_fie
 from gardien.models.enums import Role
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import sessions
+from gardien.resolvers.organisations import UserSummary
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
 from gardien.schema.relay import encode_id
+from gardien.schema.users import UserNode
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -108,3 +110,28 @@ async def test_api1_awaitable_check_learns_per_type_but_asks_generators_each_tim
 
     assert checks == [False, False, False, False, False, True]
     assert generators == [True, False]
+
+
+async def test_api2_null_in_non_null_field_propagates_as_graphql_core_does(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await factories.sign_up(services, email="owner@example.test")
+    member = await factories.add_member(services, owner.organisation, Role.COLLABORATOR)
+    variables = {"id": encode_id("Organisation", owner.organisation.id)}
+    from_summary = UserNode.from_summary
+
+    def broken(summary: UserSummary) -> UserNode:
+        node = from_summary(summary)
+        if summary.id == member.user.id:
+            node.display_name = None  # type: ignore[assignment]  # a bug the executor must report
+        return node
+
+    monkeypatch.setattr(UserNode, "from_summary", staticmethod(broken))
+    fast = await _run(services, owner.session.token, variables, fast=True)
+    reference = await _run(services, owner.session.token, variables, fast=False)
+
+    assert fast == reference
+    assert reference["data"] is None  # organisation(id:) is non-null, up to the root
+    assert [e["path"] for e in reference["errors"]] == [
+        ["organisation", "members", "edges", 1, "node", "user", "displayName"]
+    ]
