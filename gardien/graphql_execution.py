@@ -11,12 +11,14 @@ answer keeps the order of the selection set. A test compares both executors' ans
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any, TypeGuard, cast
 
 from graphql import (
     GraphQLEnumType,
+    GraphQLField,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -27,6 +29,7 @@ from graphql.execution.incremental.incremental_executor import IncrementalExecut
 from graphql.pyutils import is_awaitable as graphql_is_awaitable
 from strawberry import Schema
 from strawberry.types.base import StrawberryObjectDefinition, StrawberryOptional
+from strawberry.types.field import StrawberryField
 from strawberry.types.lazy_type import LazyType
 
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
@@ -47,10 +50,11 @@ def is_awaitable(value: Any) -> TypeGuard[Any]:
     return known
 
 
-def plain_leaf_fields(schema: Schema) -> PlainFields:
-    """(type, field) → (attribute, leaf type) for every plain scalar or enum field."""
+def _plain_fields(
+    schema: Schema,
+) -> Iterator[tuple[str, str, StrawberryField, GraphQLField]]:
+    """Fields that Strawberry resolves as plain attributes: no resolver, extension, handler."""
     graphql_schema = schema._schema
-    found: PlainFields = {}
     for name, concrete in schema.schema_converter.type_map.items():
         definition = concrete.definition
         graphql_type = graphql_schema.type_map.get(name)
@@ -63,13 +67,21 @@ def plain_leaf_fields(schema: Schema) -> PlainFields:
             graphql_field = graphql_type.fields.get(field_name)
             if graphql_field is None or graphql_field.args:
                 continue
-            if not getattr(graphql_field.resolve, "_is_default", False):
-                continue  # a resolver, an extension or an exception handler: the normal path
-            leaf = graphql_field.type
-            if isinstance(leaf, GraphQLNonNull):
-                leaf = leaf.of_type
-            if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
-                found[(name, field_name)] = (field.python_name, leaf)
+            if getattr(graphql_field.resolve, "_is_default", False):
+                yield name, field_name, field, graphql_field
+
+
+def _unwrap(graphql_type: GraphQLOutputType) -> GraphQLOutputType:
+    return graphql_type.of_type if isinstance(graphql_type, GraphQLNonNull) else graphql_type
+
+
+def plain_leaf_fields(schema: Schema) -> PlainFields:
+    """(type, field) → (attribute, leaf type) for every plain scalar or enum field."""
+    found: PlainFields = {}
+    for type_name, field_name, field, graphql_field in _plain_fields(schema):
+        leaf = _unwrap(graphql_field.type)
+        if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+            found[(type_name, field_name)] = (field.python_name, leaf)
     return found
 
 
@@ -83,34 +95,18 @@ class PlainObjectField:
 
 def plain_object_fields(schema: Schema) -> dict[tuple[str, str], PlainObjectField]:
     """(type, field) → how to read it, for every plain field of a (non-list) object type."""
-    graphql_schema = schema._schema
     found: dict[tuple[str, str], PlainObjectField] = {}
-    for name, concrete in schema.schema_converter.type_map.items():
-        definition = concrete.definition
-        graphql_type = graphql_schema.type_map.get(name)
-        if not isinstance(definition, StrawberryObjectDefinition) or not isinstance(
-            graphql_type, GraphQLObjectType
-        ):
-            continue
-        for field in definition.fields:
-            field_name = schema.config.name_converter.get_graphql_name(field)
-            graphql_field = graphql_type.fields.get(field_name)
-            if graphql_field is None or graphql_field.args:
-                continue
-            if not getattr(graphql_field.resolve, "_is_default", False):
-                continue
-            object_type = graphql_field.type
-            if isinstance(object_type, GraphQLNonNull):
-                object_type = object_type.of_type
-            python_class = field.type
-            if isinstance(python_class, StrawberryOptional):
-                python_class = python_class.of_type
-            if isinstance(python_class, LazyType):
-                python_class = python_class.resolve_type()
-            if isinstance(object_type, GraphQLObjectType) and isinstance(python_class, type):
-                found[(name, field_name)] = PlainObjectField(
-                    field.python_name, python_class, object_type, graphql_field.type
-                )
+    for type_name, field_name, field, graphql_field in _plain_fields(schema):
+        object_type = _unwrap(graphql_field.type)
+        python_class = field.type
+        if isinstance(python_class, StrawberryOptional):
+            python_class = python_class.of_type
+        if isinstance(python_class, LazyType):
+            python_class = python_class.resolve_type()
+        if isinstance(object_type, GraphQLObjectType) and isinstance(python_class, type):
+            found[(type_name, field_name)] = PlainObjectField(
+                field.python_name, python_class, object_type, graphql_field.type
+            )
     return found
 
 
