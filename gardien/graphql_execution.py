@@ -1,12 +1,15 @@
-"""Executing documents: graphql-core's own executor, with a shortcut for plain leaf fields.
+"""Executing documents: graphql-core's own executor, with shortcuts for plain fields.
 
-Most fields of a page are plain attributes of the returned objects (an id, a name, a role);
-graphql-core still makes a path, a resolve-info object, a Strawberry resolver call and a trip
-through its completion machinery for each. When Strawberry marks a field as a plain attribute
-(no resolver, no extension) of a scalar or enum type, the executor here reads and coerces it
-directly while executing the object's fields; everything else, and any null or coercion
-failure (so that errors stay graphql-core's), goes through graphql-core unchanged, and the
-answer keeps the order of the selection set. A test compares both executors' answers.
+Most fields of a page are plain attributes of the returned objects (an id, a name, a role, the
+user of a membership); graphql-core still makes a resolve-info object, calls Strawberry's
+attribute resolver and walks its completion machinery for each. For fields that Strawberry marks
+as plain attributes (no resolver, no extension):
+- of a scalar or enum type, the value is read and coerced while executing the object's fields;
+- of an object type, when the value is exactly that type's class, its sub-selection is completed
+  directly, inside graphql-core's own error handling.
+Anything else, and any null or coercion failure (so that errors stay graphql-core's), goes
+through graphql-core unchanged; answers keep the order of the selection set. Tests compare both
+executors' answers, errors included.
 """
 
 from __future__ import annotations

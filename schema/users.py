@@ -54,7 +54,9 @@ class UserNode(Node):
     _user_id: strawberry.Private[int]
 
     @classmethod
-    def from_model(cls, user: User | SignedInUser, *, two_factor_enabled: bool) -> UserNode:
+    def from_model(
+        cls, user: User | SignedInUser | UserSummary, *, two_factor_enabled: bool
+    ) -> UserNode:
         # Plain values, not resolvers: a page of members then executes without one task per field.
         return cls(
             id=encode_id("User", user.id),
@@ -69,16 +71,7 @@ class UserNode(Node):
 
     @classmethod
     def from_summary(cls, user: UserSummary) -> UserNode:
-        return cls(
-            id=encode_id("User", user.id),
-            email=user.email,
-            display_name=user.display_name,
-            language=user.language,
-            country=user.country,
-            timezone=user.timezone,
-            two_factor_enabled=user.two_factor_enabled,
-            _user_id=user.id,
-        )
+        return cls.from_model(user, two_factor_enabled=user.two_factor_enabled)
 
     @classmethod
     async def load(cls, info: Info, user: User | SignedInUser) -> UserNode:
