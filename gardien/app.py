@@ -24,7 +24,7 @@ from gardien.resolvers.authz import Actor
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
-from gardien.security import Keyring
+from gardien.security import Keyring, common_passwords
 from gardien.settings import Settings
 
 logger = logging.getLogger("gardien.app")
@@ -45,6 +45,7 @@ def create_app(
     )
     metrics = Metrics()
     cookie_name = session_cookie_name(settings)
+    common_passwords()  # read the shipped list now, not on the event loop of a first sign-up
 
     async def build_context(request: Request) -> Context:
         meta = RequestMeta(
