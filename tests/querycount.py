@@ -14,7 +14,13 @@ class _Counter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.lstrip().split(" ", 1)[0].upper() in {"SELECT", "WITH", "INSERT", "UPDATE", "DELETE"}:
+        if message.lstrip().split(" ", 1)[0].upper() in {
+            "SELECT",
+            "WITH",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+        }:
             self.statements.append(message)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from gardien.models.users import User
 from gardien.resolvers import accounts, profile, sessions
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
+from gardien.security import hash_password
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -261,3 +263,16 @@ async def test_pro4_sign_up_gives_a_six_digit_support_code_kept_encrypted(
     codes = [profile.read_support_code(services, s) for s in stored if s is not None]
     assert all(len(code) == 6 and code.isdigit() for code in codes)
     assert all(code.encode() not in s for code, s in zip(codes, stored, strict=True) if s)
+
+
+async def test_org1_password_hashing_runs_off_the_event_loop() -> None:
+    """argon2id takes tens of milliseconds of CPU; the event loop must keep serving meanwhile."""
+    ticks = 0
+    hashing = asyncio.ensure_future(hash_password("a sufficiently long passphrase"))
+
+    while not hashing.done():
+        ticks += 1
+        await asyncio.sleep(0)
+
+    assert (await hashing).startswith("$argon2id$")
+    assert ticks > 10  # a hash computed on the loop would leave no room for a single tick

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import accounts
@@ -272,3 +273,30 @@ async def test_api1_members_sql_statements_do_not_grow_with_page_size(
     assert len(large_body["data"]["organisation"]["members"]["edges"]) == 100
     # Session, caller's membership with organisation and policy, the page: as by hand.
     assert len(small) == len(large) == 3, (small, large)
+
+
+async def test_act4_activity_sql_statements_do_not_grow_with_page_size(
+    services: Services, gql: GraphQLClient
+) -> None:
+    owner = await factories.sign_up(services, email="owner@example.test")
+    for _ in range(30):
+        member = await factories.add_member(services, owner.organisation, Role.COLLABORATOR)
+        await ActivityEvent.create(
+            type="member.joined",
+            occurred_at=services.clock.now(),
+            actor=owner.user,
+            subject=member.user,
+            organisation=owner.organisation,
+        )
+    gql.token = owner.session.token
+    org_id = encode_id("Organisation", owner.organisation.id)
+    await gql(ACTIVITY, {"id": org_id, "first": 1})
+
+    with count_queries() as small:
+        small_body = await gql(ACTIVITY, {"id": org_id, "first": 3})
+    with count_queries() as large:
+        large_body = await gql(ACTIVITY, {"id": org_id, "first": 30})
+
+    assert len(small_body["data"]["organisation"]["activity"]["edges"]) == 3
+    assert len(large_body["data"]["organisation"]["activity"]["edges"]) == 30
+    assert len(small) == len(large), (small, large)
