@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
 import httpx
 
+from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.schema import schema
 from tests.e2e.conftest import ServedGateway, gardien
 
@@ -100,3 +105,17 @@ def test_ops1_demo_is_idempotent(served: ServedGateway) -> None:
     assert again.returncode == 0
     assert again.stdout.startswith("Demo data already loaded.")
     assert "anna.legal@demo.example" in again.stdout
+
+
+def test_ops1_demo_has_every_role_product_kind_and_domain_state(served: ServedGateway) -> None:
+    database = Path(served.env["GARDIEN_VAR_DIR"]) / "gardien.sqlite3"
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        roles = {r for (r,) in connection.execute("SELECT role FROM membership")}
+        kinds = {k for (k,) in connection.execute("SELECT kind FROM product")}
+        states = {s for (s,) in connection.execute("SELECT status FROM domain")}
+        events = connection.execute("SELECT COUNT(*) FROM activity_event").fetchone()[0]
+
+    assert roles == {role.value for role in Role}
+    assert kinds == {kind.value for kind in ProductKind}
+    assert states == {state.value for state in DomainStatus}
+    assert events >= 4
