@@ -23,6 +23,7 @@ from graphql import (
     execute,
     get_operation_ast,
     parse,
+    specified_rules,
     validate,
 )
 from graphql.execution import get_variable_values
@@ -95,7 +96,8 @@ class GraphQLEndpoint:
         self._context_factory = context_factory
         self._metrics = metrics
         self._graphiql = graphiql
-        self._rules = None if introspection else [NoSchemaIntrospectionCustomRule]
+        # None means graphql-core's specified rules; without introspection, one rule more.
+        self._rules = None if introspection else [*specified_rules, NoSchemaIntrospectionCustomRule]
         self._finish_response = finish_response
         self._documents: OrderedDict[str, PreparedDocument] = OrderedDict()
 
@@ -174,19 +176,12 @@ class GraphQLEndpoint:
         except GraphQLError as error:
             prepared = PreparedDocument(None, [error])
         else:
-            errors = validate(self._schema, document, self._rules_with_defaults(), max_errors=20)
+            errors = validate(self._schema, document, self._rules, max_errors=20)
             prepared = PreparedDocument(None if errors else document, errors)
         self._documents[query] = prepared
         if len(self._documents) > DOCUMENT_CACHE_SIZE:
             self._documents.popitem(last=False)
         return prepared
-
-    def _rules_with_defaults(self) -> Any:
-        if self._rules is None:
-            return None
-        from graphql import specified_rules
-
-        return [*specified_rules, *self._rules]
 
     def _format_error(self, error: GraphQLError, request: Request) -> dict[str, Any]:
         original = error.original_error

@@ -56,12 +56,6 @@ def new_token(nbytes: int = SESSION_TOKEN_BYTES) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
-    left = a.encode() if isinstance(a, str) else a
-    right = b.encode() if isinstance(b, str) else b
-    return hmac.compare_digest(left, right)
-
-
 class Keyring:
     """Keys derived from the one GARDIEN_SECRET_KEY, one per purpose."""
 
