@@ -36,6 +36,21 @@ LATER = {
     "ConfirmTotpEnrolment": "MFA: TOTP enrolment",
     "OrganisationSecurityEvents": "events: live security events",
     "OrganisationDomains": "blocking & domains",
+    "BeginSecurityKeyRegistration": "MFA: security keys",
+    "CompleteSecurityKeyRegistration": "MFA: security keys",
+    "CreateAppPassword": "MFA: app passwords",
+    "CreatePersonalAccessToken": "members & invitations: integrator tokens",
+    "ViewerActivity": "events: own activity",
+    "ViewerSessions": "events: sessions",
+    "RevokeSession": "events: sessions",
+    "ViewerSecurityEvents": "events: live security events",
+    "RequestPasswordReset": "recovery",
+    "SendRecoveryCode": "recovery",
+    "ResetPassword": "recovery",
+    "OrganisationProducts": "blocking & domains",
+    "BlockProductManagement": "blocking & domains",
+    "RenewDomain": "blocking & domains",
+    "RestoreDomain": "blocking & domains",
 }
 
 
