@@ -22,8 +22,8 @@ def test_ops5_health_and_readiness(served: ServedGateway) -> None:
 
 
 def test_ops5_metrics_count_requests_and_error_codes(served: ServedGateway) -> None:
-    httpx.post(f"{served.url}/graphql", json={"query": "{ nope }"})
-    httpx.post(
+    invalid = httpx.post(f"{served.url}/graphql", json={"query": "{ nope }"})
+    wrong_password = httpx.post(
         f"{served.url}/graphql",
         json={
             "query": 'mutation { signIn(input: {login: "x@y.z", password: "wrong pass"}) { errors { code } } }'
@@ -31,6 +31,11 @@ def test_ops5_metrics_count_requests_and_error_codes(served: ServedGateway) -> N
     )
 
     metrics = httpx.get(f"{served.url}/metrics").text
+
+    assert invalid.json()["errors"][0]["message"].startswith("Cannot query field 'nope'")
+    assert wrong_password.json() == {
+        "data": {"signIn": {"errors": [{"code": "INVALID_CREDENTIALS"}]}}
+    }
 
     assert 'gardien_http_requests_total{method="POST",route="/graphql",status="200"}' in metrics
     assert "gardien_http_request_duration_seconds_bucket" in metrics
