@@ -35,6 +35,10 @@ class MailOutbox:
         of variables. A language we do not write falls back to French (see templates.py); times
         are shown in `timezone` (IANA name, e.g. the recipient's profile zone), else UTC.
         """
+        if "@" not in to or any(character in to for character in "\r\n,;"):
+            # Callers validate addresses with a DomainError first; this only keeps one recipient
+            # per message and headers intact whatever a caller forgot.
+            raise ValueError("an outbox message needs exactly one e-mail address")
         lang = supported_language(language)
         rendered = render(template, lang, context, timezone)
         now = self._clock.now()

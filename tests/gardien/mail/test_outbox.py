@@ -97,3 +97,16 @@ async def test_pro1_unsupported_language_is_stored_as_the_french_fallback(
     stored = await OutboxMessage.get(id=queued.id)
     assert stored.language == "fr"
     assert stored.payload["subject"] == "Anna Legal vous invite à rejoindre Démo SA"
+
+
+@pytest.mark.parametrize(
+    "to",
+    ["no-at-sign", "a@example.test\r\nBcc: all@example.test", "a@example.test, b@example.test"],
+)
+async def test_ops6_recipient_must_be_one_address(services: Services, to: str) -> None:
+    with pytest.raises(ValueError, match="exactly one e-mail address"):
+        await services.mail.enqueue(
+            Template.INVITATION_JOIN, to=to, language="fr", context=INVITATION
+        )
+
+    assert await OutboxMessage.all().count() == 0
