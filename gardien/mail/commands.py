@@ -60,9 +60,13 @@ async def show_message(settings: Settings, message_id: int) -> str | None:
 
 
 def _describe(message: OutboxMessage) -> str:
+    when = (
+        f"sent {message.sent_at.isoformat(timespec='seconds')}"
+        if message.sent_at is not None
+        else f"next {message.next_attempt_at.isoformat(timespec='seconds')}"
+    )
     lines = [
-        f"#{message.id}  {message.status.value}  attempts {message.attempts}"
-        f"  next {message.next_attempt_at.isoformat(timespec='seconds')}",
+        f"#{message.id}  {message.status.value}  attempts {message.attempts}  {when}",
         f"  to:       {message.recipient}",
         f"  template: {message.template} ({message.language})",
         f"  subject:  {message.payload['subject']}",

@@ -120,6 +120,6 @@ def test_ops6_gardien_worker_delivers_the_outbox(
     ]
     assert pending.stdout == "outbox: no pending e-mail\n"
     # Delivered: the single-use link is gone from the database; the subject stays for the record.
-    assert everything.stdout.startswith("#1  SENT  attempts 1")
+    assert everything.stdout.startswith("#1  SENT  attempts 1  sent ")
     assert "subject:  Anna Legal invites you to join Démo SA" in everything.stdout
     assert "link:" not in everything.stdout
