@@ -29,6 +29,7 @@ from gardien.settings import Settings
 
 logger = logging.getLogger("gardien.app")
 READINESS_TIMEOUT_SECONDS = 2.0
+WORKER_STOP_SECONDS = 10.0
 
 
 def session_cookie_name(settings: Settings) -> str:
@@ -140,9 +141,23 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         database = await db.open_database(settings.database_url) if manage_database else None
+        # OPS-6: with SMTP configured, each serving process also delivers the outbox, unless
+        # GARDIEN_OUTBOX_WORKER=off leaves that to dedicated `gardien worker` processes.
+        stop_worker = asyncio.Event()
+        worker_task = None
+        if settings.smtp_url and settings.outbox_worker:
+            from gardien.mail.worker import worker_from_settings
+
+            worker = worker_from_settings(settings, services.clock)
+            worker_task = asyncio.create_task(worker.run(stop_worker), name="outbox-worker")
         try:
             yield
         finally:
+            if worker_task is not None:
+                stop_worker.set()
+                # A send cut short here stays claimed until its lease ends, then is retried.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker_task, WORKER_STOP_SECONDS)
             if redis is not None:
                 await redis.aclose()
             if database is not None:

@@ -1,4 +1,4 @@
-"""The `gardien` command: serve, migrate, demo, schema."""
+"""The `gardien` command: serve, migrate, demo, schema, worker, outbox."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="Apply pending database migrations.")
     commands.add_parser("demo", help="Load the demo organisation (idempotent).")
     commands.add_parser("schema", help="Print the GraphQL SDL.")
+    worker = commands.add_parser("worker", help="Deliver the e-mail outbox over GARDIEN_SMTP_URL.")
+    worker.add_argument("--once", action="store_true", help="Deliver what is due now, then stop.")
+    outbox = commands.add_parser("outbox", help="List queued e-mail with their links.")
+    outbox.add_argument("--all", action="store_true", help="Include sent and dead messages.")
+    outbox.add_argument("--limit", type=int, default=50)
+    outbox.add_argument("--show", type=int, metavar="ID", help="Print one message's text.")
     args = parser.parse_args(argv)
 
     if args.command == "schema":
@@ -44,12 +50,48 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(asyncio.run(load_demo(settings)))
         return 0
+    if args.command == "worker":
+        return _worker(settings, args.once)
+    if args.command == "outbox":
+        return _outbox(settings, args.all, args.limit, args.show)
     return _serve(settings, args.host, args.port, args.workers)
 
 
 def _prepare_sqlite_dir(settings: Settings) -> None:
     if settings.database_url.startswith("sqlite://"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _worker(settings: Settings, once: bool) -> int:
+    from gardien.mail.commands import run_worker
+    from gardien.mail.smtp import SmtpConfigurationError
+    from gardien.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        print(asyncio.run(run_worker(settings, once=once)))
+    except SmtpConfigurationError as error:
+        print(
+            f"gardien: cannot deliver e-mail: {error}; queued messages stay in the outbox "
+            "(see `gardien outbox`)",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+def _outbox(settings: Settings, show_all: bool, limit: int, show: int | None) -> int:
+    from gardien.mail.commands import list_outbox, show_message
+
+    if show is None:
+        print(asyncio.run(list_outbox(settings, show_all=show_all, limit=limit)))
+        return 0
+    text = asyncio.run(show_message(settings, show))
+    if text is None:
+        print(f"gardien: no e-mail #{show} in the outbox", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:

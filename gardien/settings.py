@@ -25,6 +25,8 @@ KNOWN = frozenset(
         "VAR_DIR",
         "LOG_LEVEL",
         "INTROSPECTION",
+        "MAIL_FROM",
+        "OUTBOX_WORKER",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -45,6 +47,9 @@ class Settings:
     var_dir: Path
     log_level: str
     introspection: bool
+    # OPS-6: the sender of outgoing mail, and whether `gardien serve` runs the outbox worker too.
+    mail_from: str = "Gardien <no-reply@gardien.localhost>"
+    outbox_worker: bool = True
 
     @property
     def secure_cookies(self) -> bool:
@@ -83,6 +88,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"GARDIEN_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}"
         )
     introspection = _boolean(values, "INTROSPECTION", default=env == "development")
+    mail_from = values.get("MAIL_FROM", Settings.mail_from)
+    if "@" not in mail_from or any(c in mail_from for c in "\r\n"):
+        raise SettingsError(f"GARDIEN_MAIL_FROM must be an e-mail address, not {mail_from!r}")
+    outbox_worker = _boolean(values, "OUTBOX_WORKER", default=True)
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -93,6 +102,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         var_dir=var_dir,
         log_level=log_level,
         introspection=introspection,
+        mail_from=mail_from,
+        outbox_worker=outbox_worker,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gardien.clock import Clock
+from gardien.mail.outbox import MailOutbox
 from gardien.security import Keyring
 from gardien.settings import Settings
 
@@ -14,6 +15,11 @@ class Services:
     settings: Settings
     clock: Clock
     keyring: Keyring
+
+    @property
+    def mail(self) -> MailOutbox:
+        """E-mail through the transactional outbox (OPS-6): queued in the caller's transaction."""
+        return MailOutbox(self.clock)
 
 
 @dataclass(frozen=True)

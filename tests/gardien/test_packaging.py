@@ -40,6 +40,9 @@ def test_ops1_wheel_holds_only_the_gardien_namespace(tmp_path: Path) -> None:
         "gardien/models/migrations/0001_initial.py",
         "gardien/data/common-passwords.txt",
         "gardien/console/__init__.py",
+        "gardien/mail/templates/layout.html",
+        "gardien/mail/templates/it/invitation_join.txt",
+        "gardien/mail/templates/de/sign_up_confirmation.html",
     ):
         assert module in names
     entry_points = (

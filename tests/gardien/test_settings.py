@@ -38,6 +38,9 @@ def test_ops2_defaults_to_embedded_sqlite_and_generates_a_kept_secret_key(tmp_pa
         ({"GARDIEN_REDIS_URL": "http://x"}, "GARDIEN_REDIS_URL must be a redis://"),
         ({"GARDIEN_SMTP_URL": "mail.example"}, "GARDIEN_SMTP_URL must be a smtp://"),
         ({"GARDIEN_INTROSPECTION": "maybe"}, "GARDIEN_INTROSPECTION must be true or false"),
+        ({"GARDIEN_MAIL_FROM": "gardien"}, "GARDIEN_MAIL_FROM must be an e-mail address"),
+        ({"GARDIEN_MAIL_FROM": "a@b.example\nBcc: x@y"}, "GARDIEN_MAIL_FROM must be an e-mail"),
+        ({"GARDIEN_OUTBOX_WORKER": "later"}, "GARDIEN_OUTBOX_WORKER must be true or false"),
     ],
 )
 def test_ops2_invalid_settings_are_refused(
@@ -79,3 +82,23 @@ def test_ops1_cli_stops_with_one_line_on_a_bad_setting(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert done.stderr.startswith("gardien: GARDIEN_ENV must be development or production")
+
+
+def test_ops6_outbox_worker_runs_in_serve_unless_turned_off(tmp_path: Path) -> None:
+    default = load_settings({"GARDIEN_VAR_DIR": str(tmp_path)})
+    dedicated = load_settings(
+        {
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_OUTBOX_WORKER": "off",
+            "GARDIEN_MAIL_FROM": "Gardien <no-reply@manager.example>",
+        }
+    )
+
+    assert (default.outbox_worker, default.mail_from) == (
+        True,
+        "Gardien <no-reply@gardien.localhost>",
+    )
+    assert (dedicated.outbox_worker, dedicated.mail_from) == (
+        False,
+        "Gardien <no-reply@manager.example>",
+    )
