@@ -140,9 +140,21 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         database = await db.open_database(settings.database_url) if manage_database else None
+        from gardien import jobs
+
+        # DOM-1, DOM-3: the domain lifecycle runs in every replica; the jobs are safe to overlap.
+        job_runner = (
+            asyncio.create_task(jobs.run_periodically(services, settings.jobs_interval_seconds))
+            if settings.jobs
+            else None
+        )
         try:
             yield
         finally:
+            if job_runner is not None:
+                job_runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job_runner
             if redis is not None:
                 await redis.aclose()
             if database is not None:

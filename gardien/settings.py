@@ -25,6 +25,8 @@ KNOWN = frozenset(
         "VAR_DIR",
         "LOG_LEVEL",
         "INTROSPECTION",
+        "JOBS",
+        "JOBS_INTERVAL",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -45,6 +47,9 @@ class Settings:
     var_dir: Path
     log_level: str
     introspection: bool
+    # `gardien serve` runs the due jobs (domain lifecycle) every jobs_interval_seconds.
+    jobs: bool = True
+    jobs_interval_seconds: int = 300
 
     @property
     def secure_cookies(self) -> bool:
@@ -83,6 +88,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"GARDIEN_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}"
         )
     introspection = _boolean(values, "INTROSPECTION", default=env == "development")
+    jobs = _boolean(values, "JOBS", default=True)
+    jobs_interval = values.get("JOBS_INTERVAL", "300")
+    if not jobs_interval.isdigit() or not 1 <= int(jobs_interval) <= 86400:
+        raise SettingsError(
+            "GARDIEN_JOBS_INTERVAL must be a number of seconds from 1 to 86400, "
+            f"not {jobs_interval!r}"
+        )
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -93,6 +105,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         var_dir=var_dir,
         log_level=log_level,
         introspection=introspection,
+        jobs=jobs,
+        jobs_interval_seconds=int(jobs_interval),
     )
 
 
