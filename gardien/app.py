@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gardien import db, redis_client
+from gardien import db, jobs, redis_client
 from gardien.clock import Clock, SystemClock
 from gardien.graphql_http import GraphQLEndpoint, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
@@ -150,9 +150,21 @@ def create_app(
 
             worker = worker_from_settings(settings, services.clock)
             worker_task = asyncio.create_task(worker.run(stop_worker), name="outbox-worker")
+        # DOM-1, DOM-3: the domain lifecycle runs in every replica; the jobs are safe to overlap.
+        job_runner = (
+            asyncio.create_task(
+                jobs.run_periodically(services, settings.jobs_interval_seconds), name="job-runner"
+            )
+            if settings.jobs
+            else None
+        )
         try:
             yield
         finally:
+            if job_runner is not None:
+                job_runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job_runner
             if worker_task is not None:
                 stop_worker.set()
                 # A send cut short here stays claimed until its lease ends, then is retried.

@@ -1,4 +1,4 @@
-"""The `gardien` command: serve, migrate, demo, schema, worker, outbox."""
+"""The `gardien` command: serve, migrate, demo, schema, worker, outbox, jobs, tld."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from gardien.settings import Settings, SettingsError, load_settings
 
@@ -26,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outbox.add_argument("--all", action="store_true", help="Include sent and dead messages.")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--show", type=int, metavar="ID", help="Print one message's text.")
+    _add_jobs_and_tld_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "schema":
@@ -45,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(migrate(settings.database_url))
         print("gardien: database is up to date")
         return 0
+    if args.command in ("jobs", "tld"):
+        return _jobs_or_tld(settings, args)
     if args.command == "demo":
         from gardien.demo import load_demo
 
@@ -55,6 +60,88 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "outbox":
         return _outbox(settings, args.all, args.limit, args.show)
     return _serve(settings, args.host, args.port, args.workers)
+
+
+def _add_jobs_and_tld_commands(commands: Any) -> None:
+    jobs = commands.add_parser("jobs", help="Time-driven work: the domain lifecycle.")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_commands.add_parser("run-due", help="Run the jobs due now (safe beside other runners).")
+    tld = commands.add_parser("tld", help="The TLD table: redemption periods and restore fees.")
+    tld_commands = tld.add_subparsers(dest="tld_command", required=True)
+    tld_commands.add_parser("list", help="Show every TLD with where its values come from.")
+    tld_set = tld_commands.add_parser("set", help="Create or change one TLD.")
+    tld_set.add_argument("tld")
+    tld_set.add_argument("--redemption-days", type=int)
+    tld_set.add_argument("--restore-fee", type=_amount)
+    tld_set.add_argument("--currency")
+    tld_set.add_argument(
+        "--source",
+        required=True,
+        help='where the values come from, e.g. "Redemption: registry rule …; fee: price list"',
+    )
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount such as 120.00") from None
+
+
+def _jobs_or_tld(settings: Settings, args: argparse.Namespace) -> int:
+    from gardien import db
+    from gardien.resolvers.errors import DomainError
+
+    async def run() -> str:
+        database = await db.open_database(settings.database_url)
+        try:
+            if args.command == "jobs":
+                return await _run_due_jobs(settings)
+            return await _tld(args)
+        finally:
+            await db.close_database(database)
+
+    try:
+        print(asyncio.run(run()))
+    except DomainError as error:
+        print(f"gardien: {error.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _run_due_jobs(settings: Settings) -> str:
+    from dataclasses import asdict
+
+    from gardien.clock import SystemClock
+    from gardien.jobs import run_due
+    from gardien.resolvers.services import Services
+    from gardien.security import Keyring
+
+    services = Services(
+        settings=settings, clock=SystemClock(), keyring=Keyring(settings.secret_key)
+    )
+    report = await run_due(services)
+    return " ".join(f"{name}={count}" for name, count in asdict(report).items())
+
+
+async def _tld(args: argparse.Namespace) -> str:
+    from gardien.resolvers import domains
+
+    if args.tld_command == "set":
+        changed = await domains.set_tld_policy(
+            args.tld,
+            source=args.source,
+            redemption_days=args.redemption_days,
+            restore_fee=args.restore_fee,
+            currency=args.currency,
+        )
+        policies = [changed]
+    else:
+        policies = await domains.tld_policies()
+    return "\n".join(
+        f"{p.tld:<8} {p.redemption_days:>3} days  {p.restore_fee:>8} {p.currency}  {p.source}"
+        for p in policies
+    )
 
 
 def _prepare_sqlite_dir(settings: Settings) -> None:

@@ -148,6 +148,17 @@ async def _domains(organisation: Organisation, now: object) -> None:
         expires_at=now - timedelta(days=15),
         redemption_ends_at=now + timedelta(days=15),
     )
+    # A second one in redemption, so restoring one in the console still leaves that state to see.
+    await Domain.create(
+        organisation=organisation,
+        name="atelier-demo.de",
+        live_name="atelier-demo.de",
+        tld_id="de",
+        status=DomainStatus.REDEMPTION,
+        registered_at=now - timedelta(days=740),
+        expires_at=now - timedelta(days=10),
+        redemption_ends_at=now + timedelta(days=20),
+    )
     await Domain.create(
         organisation=organisation,
         name="ancienne-demo.be",

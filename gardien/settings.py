@@ -27,6 +27,8 @@ KNOWN = frozenset(
         "INTROSPECTION",
         "MAIL_FROM",
         "OUTBOX_WORKER",
+        "JOBS",
+        "JOBS_INTERVAL",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -50,6 +52,9 @@ class Settings:
     # OPS-6: the sender of outgoing mail, and whether `gardien serve` runs the outbox worker too.
     mail_from: str = "Gardien <no-reply@gardien.localhost>"
     outbox_worker: bool = True
+    # `gardien serve` runs the due jobs (domain lifecycle) every jobs_interval_seconds.
+    jobs: bool = True
+    jobs_interval_seconds: int = 300
 
     @property
     def secure_cookies(self) -> bool:
@@ -92,6 +97,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if "@" not in mail_from or any(c in mail_from for c in "\r\n"):
         raise SettingsError(f"GARDIEN_MAIL_FROM must be an e-mail address, not {mail_from!r}")
     outbox_worker = _boolean(values, "OUTBOX_WORKER", default=True)
+    jobs = _boolean(values, "JOBS", default=True)
+    jobs_interval = values.get("JOBS_INTERVAL", "300")
+    if not jobs_interval.isdigit() or not 1 <= int(jobs_interval) <= 86400:
+        raise SettingsError(
+            "GARDIEN_JOBS_INTERVAL must be a number of seconds from 1 to 86400, "
+            f"not {jobs_interval!r}"
+        )
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -104,6 +116,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         introspection=introspection,
         mail_from=mail_from,
         outbox_worker=outbox_worker,
+        jobs=jobs,
+        jobs_interval_seconds=int(jobs_interval),
     )
 
 

@@ -11,6 +11,7 @@ from gardien.models.enums import DomainStatus
 
 if TYPE_CHECKING:
     from gardien.models.organisations import Organisation
+    from gardien.models.users import User
 
 
 class TldPolicy(Model):
@@ -20,6 +21,9 @@ class TldPolicy(Model):
     redemption_days = fields.IntField()
     restore_fee = fields.DecimalField(max_digits=10, decimal_places=2)
     currency = fields.CharField(max_length=3, default="CHF")
+    # Where these values come from: the registry rule for the redemption period, the provider's
+    # price list for the restore fee (not a registry fact), or "unconfirmed" when unverified.
+    source = fields.TextField(db_default="unconfirmed")
 
     class Meta:
         table = "tld_policy"
@@ -68,3 +72,24 @@ class DomainReminder(Model):
     class Meta:
         table = "domain_reminder"
         unique_together = (("domain", "expires_at", "days_before"),)
+
+
+class DomainCharge(Model):
+    """DOM-3: what a domain operation cost the organisation (a restore fee), as charged."""
+
+    id = fields.IntField(primary_key=True)
+    domain: fields.ForeignKeyRelation[Domain] = fields.ForeignKeyField(
+        "models.Domain", related_name="charges", on_delete=fields.CASCADE
+    )
+    domain_id: int
+    kind = fields.CharField(max_length=16)
+    amount = fields.DecimalField(max_digits=10, decimal_places=2)
+    currency = fields.CharField(max_length=3)
+    charged_at = fields.DatetimeField()
+    charged_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    charged_by_id: int | None
+
+    class Meta:
+        table = "domain_charge"

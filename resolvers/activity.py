@@ -87,3 +87,156 @@ async def sign_in_failed(
 
 async def signed_out(services: Services, meta: RequestMeta, user_id: int) -> None:
     await _record(services, "session.signed_out", meta, actor_id=user_id, subject_id=user_id)
+
+
+# --- Domain lifecycle (DOM-1…DOM-4) ------------------------------------------------------------
+# Events of the job runner have no actor: the platform acted, at the time its clock says.
+
+
+def _domain_data(domain_id: int, name: str, **more: Any) -> dict[str, Any]:
+    return {"domain_id": domain_id, "domain": name, **more}
+
+
+async def domain_expiry_reminder_sent(
+    services: Services,
+    *,
+    organisation_id: int,
+    domain_id: int,
+    name: str,
+    expires_at: str,
+    days_before: int,
+    recipients: int,
+) -> None:
+    await _record(
+        services,
+        "domain.expiry_reminder_sent",
+        RequestMeta(),
+        organisation_id=organisation_id,
+        data=_domain_data(
+            domain_id, name, expires_at=expires_at, days_before=days_before, recipients=recipients
+        ),
+    )
+
+
+async def domain_entered_redemption(
+    services: Services,
+    *,
+    organisation_id: int,
+    domain_id: int,
+    name: str,
+    expired_at: str,
+    redemption_ends_at: str,
+) -> None:
+    await _record(
+        services,
+        "domain.entered_redemption",
+        RequestMeta(),
+        organisation_id=organisation_id,
+        data=_domain_data(
+            domain_id, name, expired_at=expired_at, redemption_ends_at=redemption_ends_at
+        ),
+    )
+
+
+async def domain_renewed_by_warranty(
+    services: Services,
+    *,
+    organisation_id: int,
+    domain_id: int,
+    name: str,
+    previous_expires_at: str,
+    expires_at: str,
+) -> None:
+    """DOM-4: the renewal warranty kept the domain at its expiry."""
+    await _record(
+        services,
+        "domain.renewed_by_warranty",
+        RequestMeta(),
+        organisation_id=organisation_id,
+        data=_domain_data(
+            domain_id, name, previous_expires_at=previous_expires_at, expires_at=expires_at
+        ),
+    )
+
+
+async def domain_released(
+    services: Services, *, organisation_id: int, domain_id: int, name: str
+) -> None:
+    await _record(
+        services,
+        "domain.released",
+        RequestMeta(),
+        organisation_id=organisation_id,
+        data=_domain_data(domain_id, name),
+    )
+
+
+async def domain_renewed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    domain_id: int,
+    name: str,
+    years: int,
+    previous_expires_at: str,
+    expires_at: str,
+) -> None:
+    await _record(
+        services,
+        "domain.renewed",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_domain_data(
+            domain_id,
+            name,
+            years=years,
+            previous_expires_at=previous_expires_at,
+            expires_at=expires_at,
+        ),
+    )
+
+
+async def domain_restored(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    domain_id: int,
+    name: str,
+    amount: str,
+    currency: str,
+    expires_at: str,
+) -> None:
+    """DOM-3: restored during redemption; the fee charged is part of the record."""
+    await _record(
+        services,
+        "domain.restored",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_domain_data(domain_id, name, amount=amount, currency=currency, expires_at=expires_at),
+    )
+
+
+async def domain_renewal_warranty_changed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    domain_id: int,
+    name: str,
+    enabled: bool,
+) -> None:
+    await _record(
+        services,
+        "domain.renewal_warranty_changed",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_domain_data(domain_id, name, enabled=enabled),
+    )

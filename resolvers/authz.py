@@ -133,3 +133,53 @@ async def require_visible_organisation(actor: Actor, organisation_id: int) -> Me
         raise not_found("organisation")
     assert membership is not None
     return membership
+
+
+# --- Domains (DOM-1…DOM-5) -------------------------------------------------------------------
+# Domains are managed by the organisation's managers; a COLLABORATOR or EXTERNAL member sees them
+# only when granted the organisation's DOMAIN product (ORG-3).
+
+
+def can_manage_domains(role: Role) -> bool:
+    """Renew, restore, and the renewal warranty: administrators and legal representatives."""
+    return role in ORGANISATION_MANAGERS
+
+
+def can_view_domains(role: Role, *, granted_domain_product: bool) -> bool:
+    return can_manage_domains(role) or granted_domain_product
+
+
+async def _granted_domain_product(membership_id: int) -> bool:
+    from gardien.models.enums import ProductKind
+    from gardien.models.products import ProductGrant
+
+    return await ProductGrant.filter(
+        membership_id=membership_id, product__kind=ProductKind.DOMAIN
+    ).exists()
+
+
+async def may_view_domains(actor: Actor, organisation_id: int) -> bool:
+    """Whether the caller sees the organisation's domains; False for non-members too."""
+    membership = await membership_of(actor, organisation_id)
+    if membership is None:
+        return False
+    if can_manage_domains(membership.role):
+        return True
+    return can_view_domains(
+        membership.role, granted_domain_product=await _granted_domain_product(membership.id)
+    )
+
+
+async def require_domain_viewer(actor: Actor, organisation_id: int) -> None:
+    """Non-members get NOT_FOUND (the organisation does not exist for them), others FORBIDDEN."""
+    await require_visible_organisation(actor, organisation_id)
+    if not await may_view_domains(actor, organisation_id):
+        raise DomainError(ErrorCode.FORBIDDEN, "Only members granted the domains may see them.")
+
+
+async def require_domain_manager(actor: Actor, organisation_id: int) -> None:
+    membership = await require_visible_organisation(actor, organisation_id)
+    if not can_manage_domains(membership.role):
+        raise DomainError(
+            ErrorCode.FORBIDDEN, "Only administrators and legal representatives manage domains."
+        )

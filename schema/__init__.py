@@ -12,6 +12,7 @@ from gardien.resolvers.errors import DomainError
 from gardien.schema.accounts import AccountMutations
 from gardien.schema.activity import ActivityEventNode
 from gardien.schema.context import Info
+from gardien.schema.domains import DomainLookup, DomainMutations, domain_lookup, domain_node
 from gardien.schema.members import ProductNode, membership_nodes
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
@@ -28,6 +29,13 @@ class Query:
     @strawberry.field(description="An organisation the caller is a member of.")
     async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode:
         return await organisation_by_id(info, decode_id(id, "Organisation"))
+
+    @strawberry.field(
+        description="Whether a domain name is in one of your organisations, released by one, or"
+        " not reachable by you; nothing about other customers (DOM-5)."
+    )
+    async def domain_lookup(self, info: Info, name: str) -> DomainLookup:
+        return await domain_lookup(info, name)
 
     @strawberry.field(description="Any object by its global ID (API-1).")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -51,6 +59,8 @@ async def _node(info: Info, global_id: str) -> Node | None:
             entry = await organisations.member_entry(actor, decode_id(global_id, "Membership"))
             return membership_nodes([entry])[0] if entry else None
             return None
+        if type_name == "Domain":
+            return await domain_node(info, global_id)
         if type_name == "ActivityEvent":
             event = await ActivityEvent.get_or_none(id=decode_id(global_id, "ActivityEvent"))
             if event and event.organisation_id is not None:
@@ -65,7 +75,7 @@ async def _node(info: Info, global_id: str) -> Node | None:
 
 schema = strawberry.Schema(
     query=Query,
-    mutation=merge_types("Mutation", (AccountMutations,)),
+    mutation=merge_types("Mutation", (AccountMutations, DomainMutations)),
     types=[ProductNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

@@ -12,10 +12,12 @@ from gardien.models.enums import SupportPlan as SupportPlanModel
 from gardien.models.organisations import Organisation, SecurityPolicy
 from gardien.resolvers import authz, organisations
 from gardien.schema.context import Info
+from gardien.schema.domains import DomainStatus
 from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
 
 if TYPE_CHECKING:
     from gardien.schema.activity import ActivityEventNode
+    from gardien.schema.domains import DomainNode
     from gardien.schema.members import MembershipNode
 
 Role = strawberry.enum(RoleModel, name="Role")
@@ -109,6 +111,20 @@ class OrganisationNode(Node):
             page.has_next_page,
             lambda: organisations.count_activity(caller),
         )
+
+    @strawberry.field(
+        description="Domains, oldest first (DOM-1…DOM-4): managers, and members granted DOMAIN."
+    )
+    async def domains(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: DomainStatus | None = None,  # type: ignore[valid-type]
+    ) -> Connection[Annotated[DomainNode, strawberry.lazy("gardien.schema.domains")]]:
+        from gardien.schema.domains import organisation_domains
+
+        return await organisation_domains(info, self._organisation_id, first, after, status)
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import count
 
-from gardien.models.enums import Role, TwoFactorKind
+from gardien.models.domains import Domain
+from gardien.models.enums import DomainStatus, Role, TwoFactorKind
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.users import User
-from gardien.resolvers import accounts
+from gardien.resolvers import accounts, sessions
+from gardien.resolvers.authz import Actor
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import hash_password
 
@@ -61,3 +64,40 @@ async def confirm_totp(services: Services, user: User) -> TwoFactorMethod:
         created_at=now,
         confirmed_at=now,
     )
+
+
+async def add_domain(
+    services: Services,
+    organisation: Organisation,
+    name: str,
+    *,
+    expires_in: timedelta,
+    status: DomainStatus = DomainStatus.ACTIVE,
+    renewal_warranty: bool = False,
+    redemption_ends_in: timedelta | None = None,
+) -> Domain:
+    """A domain of `organisation`; its TLD (from the name) must be in the migrated TLD table."""
+    now = services.clock.now()
+    return await Domain.create(
+        organisation=organisation,
+        name=name,
+        live_name=None if status == DomainStatus.RELEASED else name,
+        tld_id=name.rsplit(".", 1)[1],
+        status=status,
+        registered_at=now - timedelta(days=400),
+        expires_at=now + expires_in,
+        redemption_ends_at=now + redemption_ends_in if redemption_ends_in is not None else None,
+        released_at=now if status == DomainStatus.RELEASED else None,
+        renewal_warranty=renewal_warranty,
+    )
+
+
+async def signed_in_actor(services: Services, email: str) -> Actor:
+    """The Actor a request of this user carries: signed in and authenticated for real."""
+    result = await accounts.sign_in(
+        services, RequestMeta(ip="198.51.100.1"), login=email, password=PASSWORD
+    )
+    assert result.session is not None
+    actor = await sessions.authenticate(services, result.session.token)
+    assert actor is not None
+    return actor

@@ -26,6 +26,7 @@ class Template(StrEnum):
     SIGN_UP_ADDRESS_TAKEN = "sign_up_address_taken"
     INVITATION_NEW_ACCOUNT = "invitation_new_account"
     INVITATION_JOIN = "invitation_join"
+    DOMAIN_EXPIRY_REMINDER = "domain_expiry_reminder"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -37,6 +38,9 @@ VARIABLES: dict[Template, frozenset[str]] = {
         {"organisation", "inviter", "role", "link", "expires_at"}
     ),
     Template.INVITATION_JOIN: frozenset({"organisation", "inviter", "role", "link", "expires_at"}),
+    Template.DOMAIN_EXPIRY_REMINDER: frozenset(
+        {"domain", "organisation", "expires_at", "days_before", "renewal_warranty", "link"}
+    ),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

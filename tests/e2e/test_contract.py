@@ -6,6 +6,7 @@ so CI (a clean clone) has it; a test below keeps the two copies equal wherever b
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ LATER = {
     "BeginTotpEnrolment": "MFA: TOTP enrolment",
     "ConfirmTotpEnrolment": "MFA: TOTP enrolment",
     "OrganisationSecurityEvents": "events: live security events",
-    "OrganisationDomains": "blocking & domains",
     "BeginSecurityKeyRegistration": "MFA: security keys",
     "CompleteSecurityKeyRegistration": "MFA: security keys",
     "CreateAppPassword": "MFA: app passwords",
@@ -49,8 +49,6 @@ LATER = {
     "ResetPassword": "recovery",
     "OrganisationProducts": "blocking & domains",
     "BlockProductManagement": "blocking & domains",
-    "RenewDomain": "blocking & domains",
-    "RestoreDomain": "blocking & domains",
 }
 
 
@@ -265,3 +263,91 @@ def test_act4_contract_organisation_activity_served(served: ServedGateway) -> No
     assert all(e["occurredAt"] and e["id"] for e in events)
     assert refused.json()["data"] is None
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def _demo_domains(served: ServedGateway, token: str) -> dict[str, dict[str, Any]]:
+    body = _post(served, "OrganisationDomains", {"id": _organisation_id(served, token)}, token)
+    edges = body.json()["data"]["organisation"]["domains"]["edges"]
+    return {edge["node"]["name"]: edge["node"] for edge in edges}
+
+
+def test_dom3_contract_organisation_domains_served(served: ServedGateway) -> None:
+    legal = _sign_in(served, "anna.legal@demo.example")
+    external = _sign_in(served, "tom.extern@demo.example")
+
+    domains = _demo_domains(served, legal)
+    refused = _post(
+        served, "OrganisationDomains", {"id": _organisation_id(served, external)}, external
+    )
+
+    assert {name: d["status"] for name, d in domains.items()} == {
+        "demo-sa.ch": "ACTIVE",
+        "demo-sa.fr": "ACTIVE",
+        "demo-boutique.com": "REDEMPTION",
+        "atelier-demo.de": "REDEMPTION",
+        "ancienne-demo.be": "RELEASED",
+    }
+    assert domains["demo-boutique.com"]["restoreFee"] == {"amount": "80.00", "currency": "USD"}
+    assert domains["demo-boutique.com"]["redemptionEndsAt"] is not None
+    assert domains["demo-sa.ch"]["renewalWarranty"] is True
+    assert domains["demo-sa.fr"]["redemptionEndsAt"] is None
+    assert refused.json()["data"] is None
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_dom2_contract_renew_domain_served(served: ServedGateway) -> None:
+    admin = _sign_in(served, "marc.admin@demo.example")
+    collaborator = _sign_in(served, "lea.collab@demo.example")
+    before = _demo_domains(served, admin)["demo-sa.fr"]
+
+    forbidden = _post(
+        served, "RenewDomain", {"input": {"domainId": before["id"], "years": 1}}, collaborator
+    )
+    renewed = _post(served, "RenewDomain", {"input": {"domainId": before["id"], "years": 1}}, admin)
+
+    old = datetime.fromisoformat(before["expiresAt"])
+    assert forbidden.json()["data"]["renewDomain"] == {
+        "domain": None,
+        "errors": [
+            {
+                "code": "FORBIDDEN",
+                "message": "Only administrators and legal representatives manage domains.",
+                "field": None,
+            }
+        ],
+    }
+    assert renewed.json()["data"]["renewDomain"] == {
+        "domain": {
+            "id": before["id"],
+            "status": "ACTIVE",
+            "expiresAt": old.replace(year=old.year + 1).isoformat(),
+        },
+        "errors": [],
+    }
+
+
+def test_dom3_contract_restore_domain_served(served: ServedGateway) -> None:
+    legal = _sign_in(served, "anna.legal@demo.example")
+    domain_id = _demo_domains(served, legal)["atelier-demo.de"]["id"]
+
+    restored = _post(served, "RestoreDomain", {"input": {"domainId": domain_id}}, legal)
+    again = _post(served, "RestoreDomain", {"input": {"domainId": domain_id}}, legal)
+
+    payload = restored.json()["data"]["restoreDomain"]
+    assert payload["errors"] == []
+    assert payload["charge"] == {"amount": "60.00", "currency": "EUR"}
+    assert (payload["domain"]["id"], payload["domain"]["status"]) == (domain_id, "ACTIVE")
+    assert datetime.fromisoformat(payload["domain"]["expiresAt"]) > datetime.now(UTC) + timedelta(
+        days=364
+    )
+    assert again.json()["data"]["restoreDomain"] == {
+        "domain": None,
+        "charge": None,
+        "errors": [
+            {
+                "code": "DOMAIN_NOT_IN_REDEMPTION",
+                "message": "Only a domain in redemption can be restored; renew an active one.",
+                "field": "domainId",
+            }
+        ],
+    }

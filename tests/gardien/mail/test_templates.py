@@ -41,6 +41,14 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "link": "https://manager.example/invitations/view?token=t0k3n",
         "expires_at": EXPIRES,
     },
+    Template.DOMAIN_EXPIRY_REMINDER: {
+        "domain": "demo-sa.ch",
+        "organisation": "Démo SA",
+        "expires_at": EXPIRES,
+        "days_before": 7,
+        "renewal_warranty": False,
+        "link": "https://manager.example/console/#/domains",
+    },
 }
 
 

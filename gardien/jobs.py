@@ -1,0 +1,44 @@
+"""The job runner: time-driven work (the domain lifecycle), safe when several replicas run it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+
+from gardien.resolvers import domains
+from gardien.resolvers.domains import JobReport
+from gardien.resolvers.services import Services
+
+logger = logging.getLogger("gardien.jobs")
+
+
+async def run_due(services: Services) -> JobReport:
+    """Run every job that is due now, by the services' clock; running it twice does nothing more.
+
+    Expiry first, then release (a domain whose redemption also ended while no runner ran goes
+    all the way in one run), then reminders for domains that are still active.
+    """
+    entered, renewed = await domains.expire_due(services)
+    released = await domains.release_due(services)
+    reminders = await domains.send_due_reminders(services)
+    report = JobReport(
+        entered_redemption=entered,
+        renewed_by_warranty=renewed,
+        released=released,
+        reminders_sent=reminders,
+    )
+    if any(asdict(report).values()):
+        logger.info("jobs run", extra={"jobs": asdict(report)})
+    return report
+
+
+async def run_periodically(services: Services, interval_seconds: float) -> None:
+    """`gardien serve`'s loop: run_due now, then every interval, until cancelled."""
+    while True:
+        try:
+            await run_due(services)
+        except Exception:
+            # A failed run (database restarting) must not end the loop; the next one retries.
+            logger.exception("job run failed")
+        await asyncio.sleep(interval_seconds)
