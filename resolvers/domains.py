@@ -14,10 +14,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from gardien.mail.templates import Template
 from gardien.models.domains import Domain, DomainCharge, DomainReminder, TldPolicy
 from gardien.models.enums import DomainStatus
 from gardien.models.organisations import Membership, Organisation
-from gardien.mail.templates import Template
 from gardien.resolvers import activity, authz, ratelimits
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
