@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -134,7 +135,18 @@ def create_app(
                 body["status"] = "unavailable"
         return JSONResponse(body, 200 if body["status"] == "ok" else 503)
 
-    async def metrics_endpoint(_: Request) -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
+        token = settings.metrics_token
+        if token is None:
+            if settings.env == "production":
+                # No token configured: in production the endpoint does not exist.
+                return PlainTextResponse("Not Found", 404)
+        elif not _bearer_matches(request.headers.get("authorization"), token):
+            return PlainTextResponse(
+                "Send the metrics token as a bearer token.",
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @contextlib.asynccontextmanager
@@ -162,6 +174,14 @@ def create_app(
     app.state.redis = redis
     app.state.metrics = metrics
     return app
+
+
+def _bearer_matches(authorization: str | None, token: str) -> bool:
+    scheme, _, presented = (authorization or "").partition(" ")
+    # Compared in constant time, so the token cannot be guessed a character at a time.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    )
 
 
 def app_from_environment() -> Starlette:
