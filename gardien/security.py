@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import unicodedata
 from functools import cache
 from importlib import resources
 
@@ -24,13 +25,23 @@ PASSWORD_MAX_LENGTH = 256
 SESSION_TOKEN_BYTES = 32  # 256 bits; NIST SP 800-63B asks at least 64, ASVS V3.2.2 at least 128.
 
 
+def normalise_password(password: str) -> str:
+    """NIST SP 800-63B 5.1.1.2: NFKC, so "ｐａｓｓ" (full width) and "pass" are one password.
+
+    Applied before hashing and before verifying alike. Hashes made before normalisation was
+    introduced are not tried in their raw form (that would cost a second argon2 run on every
+    failure); no account predates it.
+    """
+    return unicodedata.normalize("NFKC", password)
+
+
 async def hash_password(password: str) -> str:
     """argon2id is deliberately slow: it runs in a worker thread, off the event loop."""
-    return await asyncio.to_thread(_HASHER.hash, password)
+    return await asyncio.to_thread(_HASHER.hash, normalise_password(password))
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
-    return await asyncio.to_thread(_verify_sync, password_hash, password)
+    return await asyncio.to_thread(_verify_sync, password_hash, normalise_password(password))
 
 
 def _verify_sync(password_hash: str | None, password: str) -> bool:

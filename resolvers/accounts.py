@@ -23,6 +23,7 @@ from gardien.security import (
     common_passwords,
     hash_password,
     new_token,
+    normalise_password,
     password_needs_rehash,
     verify_password,
 )
@@ -33,6 +34,22 @@ CHALLENGE_PURPOSE = "sign-in-challenge"
 # Deliberately loose: the address is proved by mail, not by a pattern (RFC 5321 length limits).
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 INVALID_CREDENTIALS_MESSAGE = "The login or password is incorrect."
+# Runs that make a password guessable however long it is: read forwards or backwards, any slice of
+# at least PASSWORD_MIN_LENGTH characters is refused. Keyboard rows of the layouts our users type
+# on (QWERTY, Swiss/German QWERTZ, French AZERTY).
+_SEQUENCES = (
+    "01234567890",
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiop",
+    "qwertzuiop",
+    "azertyuiop",
+    "asdfghjkl",
+    "qsdfghjklm",
+    "yxcvbnm",
+    "zxcvbnm",
+    "wxcvbn",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm",
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +82,13 @@ def normalise_email(email: str, field: str = "email") -> str:
 
 
 def check_password_policy(password: str, *, context: tuple[str, ...] = ()) -> None:
-    """NIST SP 800-63B 3.1.1.2: length, not a known common password, not the account's own words."""
+    """NIST SP 800-63B 5.1.1.2: length, and not a password an attacker tries first.
+
+    Refused: the shipped common passwords, the account's own words, one short unit repeated
+    ("aaaaaaaa", "abcabcabc") and plain sequences ("12345678", "87654321", "qwertzuiop"). Judged on
+    the NFKC form, the one that is hashed, so full-width look-alikes are caught too.
+    """
+    password = normalise_password(password)
     if len(password) < PASSWORD_MIN_LENGTH:
         raise DomainError(
             ErrorCode.PASSWORD_TOO_SHORT,
@@ -79,12 +102,25 @@ def check_password_policy(password: str, *, context: tuple[str, ...] = ()) -> No
             "password",
         )
     lowered = password.lower()
-    if lowered in common_passwords() or any(word and lowered == word.lower() for word in context):
+    if (
+        lowered in common_passwords()
+        or any(word and lowered == word.lower() for word in context)
+        or _is_repetition_or_sequence(lowered)
+    ):
         raise DomainError(
             ErrorCode.PASSWORD_TOO_COMMON,
             "This password is too common or too easy to guess; choose another.",
             "password",
         )
+
+
+def _is_repetition_or_sequence(lowered: str) -> bool:
+    length = len(lowered)
+    # One unit repeated: "zzzzzzzz", "abababab", "abcdabcd"; a doubled word adds about one bit.
+    for unit in range(1, length // 2 + 1):
+        if length % unit == 0 and lowered == lowered[:unit] * (length // unit):
+            return True
+    return any(lowered in run or lowered in run[::-1] for run in _SEQUENCES)
 
 
 def _validate_display_name(display_name: str) -> str:

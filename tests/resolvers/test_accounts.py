@@ -276,3 +276,59 @@ async def test_org1_password_hashing_runs_off_the_event_loop() -> None:
 
     assert (await hashing).startswith("$argon2id$")
     assert ticks > 10  # a hash computed on the loop would leave no room for a single tick
+
+
+# --- Passwords: NFKC and guessable shapes (NIST SP 800-63B 5.1.1.2) --------------------------
+
+
+async def test_org1_password_is_nfkc_normalised_before_hashing_and_checking(
+    services: Services, meta: RequestMeta
+) -> None:
+    """NIST SP 800-63B 5.1.1.2: full-width "ｐｌｕｍ" and ASCII "plum" are one password."""
+    full_width = "ｐｌｕｍ　ｔｒｅｅ　ｕｎｄｅｒ　ｓｎｏｗ"
+    await accounts.sign_up(
+        services, meta, email="quinn@example.test", password=full_width, display_name="Quinn"
+    )
+
+    ascii_form = await accounts.sign_in(
+        services, meta, login="quinn@example.test", password=factories.PASSWORD
+    )
+    composed = await accounts.sign_in(
+        services, meta, login="quinn@example.test", password=full_width
+    )
+
+    assert factories.PASSWORD == "plum tree under snow"
+    assert ascii_form.session is not None and composed.session is not None
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "ｐａｓｓｗｏｒｄ１",  # full width: "password1" once normalised
+        "aaaaaaaaaaaa",
+        "ZZZZZZZZ",
+        "abababababab",
+        "abcdabcd",
+        "abcdefgh",
+        "12345678",
+        "87654321",
+        "3456789012"[:8],
+        "qwertyuiop",
+        "QWERTZUI",
+        "azertyuiop",
+        "poiuytreza",
+        "zyxwvutsrq",
+    ],
+)
+def test_org1_password_policy_refuses_repetitions_and_plain_sequences(password: str) -> None:
+    with pytest.raises(DomainError) as raised:
+        accounts.check_password_policy(password)
+
+    assert (raised.value.code, raised.value.field) == (ErrorCode.PASSWORD_TOO_COMMON, "password")
+
+
+@pytest.mark.parametrize(
+    "password", ["plum tree under snow", "abcdefgx", "1234 5678", "qwerty cat", "aab aab x"]
+)
+def test_org1_password_policy_accepts_what_is_not_a_plain_run(password: str) -> None:
+    accounts.check_password_policy(password)
