@@ -20,12 +20,13 @@ from gardien import db, redis_client
 from gardien.clock import Clock, SystemClock
 from gardien.graphql_http import GraphQLEndpoint, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
+from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
 from gardien.resolvers import sessions
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
-from gardien.security import Keyring, common_passwords
+from gardien.security import DEVICE_COOKIE_LIFETIME, Keyring, common_passwords
 from gardien.settings import Settings
 
 logger = logging.getLogger("gardien.app")
@@ -37,6 +38,10 @@ def session_cookie_name(settings: Settings) -> str:
     return "__Host-gardien_session" if settings.secure_cookies else "gardien_session"
 
 
+def device_cookie_name(settings: Settings) -> str:
+    return "__Host-gardien_device" if settings.secure_cookies else "gardien_device"
+
+
 def create_app(
     settings: Settings, *, clock: Clock | None = None, manage_database: bool = True
 ) -> Starlette:
@@ -46,6 +51,7 @@ def create_app(
     )
     metrics = Metrics()
     cookie_name = session_cookie_name(settings)
+    device_cookie = device_cookie_name(settings)
     common_passwords()  # read the shipped list now, not on the event loop of a first sign-up
 
     async def build_context(request: Request) -> Context:
@@ -54,7 +60,12 @@ def create_app(
             device=(request.headers.get("user-agent") or "")[:200] or None,
             request_id=request.scope.get("state", {}).get("request_id"),
         )
-        return Context(services=services, actor=await _actor(request), meta=meta)
+        return Context(
+            services=services,
+            actor=await _actor(request),
+            meta=meta,
+            device_cookie=request.cookies.get(device_cookie),
+        )
 
     async def _actor(request: Request) -> Actor:
         authorization = request.headers.get("authorization")
@@ -80,6 +91,17 @@ def create_app(
         return Actor()
 
     def finish_response(context: Any, response: Response) -> None:
+        if context.new_device_cookie is not None:
+            # OWASP device cookies: long-lived, so a returning browser keeps its own budget.
+            response.set_cookie(
+                device_cookie,
+                context.new_device_cookie,
+                max_age=int(DEVICE_COOKIE_LIFETIME.total_seconds()),
+                path="/",
+                secure=settings.secure_cookies,
+                httponly=True,
+                samesite="strict",
+            )
         instruction = context.session_cookie
         if instruction is None:
             return
@@ -167,7 +189,11 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
-        middleware=[Middleware(RequestIdMiddleware, metrics=metrics)],
+        middleware=[
+            # First, so every later consumer sees the one client address (see proxies.py).
+            Middleware(TrustedProxyMiddleware, trusted=TrustedProxies(settings.trusted_proxies)),
+            Middleware(RequestIdMiddleware, metrics=metrics),
+        ],
         lifespan=lifespan,
     )
     app.state.services = services

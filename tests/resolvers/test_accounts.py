@@ -278,6 +278,214 @@ async def test_org1_password_hashing_runs_off_the_event_loop() -> None:
     assert ticks > 10  # a hash computed on the loop would leave no room for a single tick
 
 
+# --- Sign-in throttling that holds (API-4, ASVS V2.2.1, NIST SP 800-63B 5.2.2) ---------------
+
+
+async def _sign_in_outcome(
+    services: Services,
+    meta: RequestMeta,
+    login: str,
+    password: str,
+    device_cookie: str | None = None,
+) -> ErrorCode | accounts.SignInResult:
+    try:
+        return await accounts.sign_in(
+            services, meta, login=login, password=password, device_cookie=device_cookie
+        )
+    except DomainError as error:
+        return error.code
+
+
+async def _wrong_password_verifications(user_id: int) -> int:
+    """Each argon2 verification of a wrong password leaves exactly one such event (ACT-1)."""
+    failures = await ActivityEvent.filter(type="sign_in.failed", subject_id=user_id)
+    return sum(1 for e in failures if e.data["reason"] == "wrong_password")
+
+
+async def test_api4_sixty_concurrent_wrong_guesses_verify_at_most_the_budget(
+    services: Services, meta: RequestMeta
+) -> None:
+    """The attempt is counted before argon2 runs, so a burst cannot outrun the count
+    (on PostgreSQL the 60 sign-ins run on separate pooled connections)."""
+    signed_up = await factories.sign_up(services, email="ida@example.test")
+
+    outcomes = await asyncio.gather(
+        *(
+            _sign_in_outcome(services, meta, "ida@example.test", f"wrong guess {n}")
+            for n in range(60)
+        )
+    )
+
+    assert sorted(str(outcome) for outcome in outcomes) == sorted(
+        [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS] * 50
+    )
+    assert await _wrong_password_verifications(signed_up.user.id) == 10
+
+
+async def test_api4_unknown_login_is_counted_and_refused_exactly_like_a_known_one(
+    services: Services, meta: RequestMeta
+) -> None:
+    await factories.sign_up(services, email="jade@example.test")
+    refusals: list[tuple[object, ...]] = []
+    for login in ("jade@example.test", "nobody@example.test"):
+        answers = [await _sign_in_outcome(services, meta, login, "wrong guess!") for _ in range(10)]
+        assert answers == [ErrorCode.INVALID_CREDENTIALS] * 10
+        with pytest.raises(DomainError) as refused:
+            await accounts.sign_in(services, meta, login=login, password="wrong guess!")
+        error = refused.value
+        refusals.append((error.code, error.message, error.field, error.retry_after_seconds))
+
+    assert refusals[0] == refusals[1]
+    assert refusals[0] == (
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        "Too many attempts. Wait 15 minutes before trying again.",
+        None,
+        15 * 60,
+    )
+
+
+async def test_api4_success_resets_the_login_budget_and_failures_stay_counted(
+    services: Services, meta: RequestMeta
+) -> None:
+    await factories.sign_up(services, email="kim@example.test")
+    for _ in range(9):
+        await _sign_in_outcome(services, meta, "kim@example.test", "wrong guess!")
+
+    success = await _sign_in_outcome(services, meta, "kim@example.test", factories.PASSWORD)
+    again = [await _sign_in_outcome(services, meta, "kim@example.test", "x!") for _ in range(11)]
+
+    assert isinstance(success, accounts.SignInResult) and success.session is not None
+    assert again == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS]
+
+
+async def test_api4_owner_with_device_cookie_signs_in_while_the_login_budget_is_spent(
+    services: Services, meta: RequestMeta
+) -> None:
+    """OWASP "Slow down online guessing attacks with device cookies": the attacker spends the
+    untrusted budget; the owner's browser, known from an earlier sign-in, has its own."""
+    await factories.sign_up(services, email="lou@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="lou@example.test", password=factories.PASSWORD
+    )
+    assert earlier.device_cookie is not None
+    attacker = RequestMeta(ip="198.51.100.66")
+    await asyncio.gather(
+        *(_sign_in_outcome(services, attacker, "lou@example.test", "guess!") for _ in range(30))
+    )
+
+    without_cookie = await _sign_in_outcome(services, meta, "LOU@example.test", factories.PASSWORD)
+    with_cookie = await _sign_in_outcome(
+        services, meta, "LOU@example.test", factories.PASSWORD, earlier.device_cookie
+    )
+
+    assert without_cookie == ErrorCode.TOO_MANY_ATTEMPTS
+    assert isinstance(with_cookie, accounts.SignInResult) and with_cookie.session is not None
+    # A new cookie each time (a new nonce), still bound to the same login.
+    assert with_cookie.device_cookie not in (None, earlier.device_cookie)
+
+
+async def test_api4_device_cookie_that_fails_too_often_is_locked_and_recorded(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    signed_up = await factories.sign_up(services, email="max@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="max@example.test", password=factories.PASSWORD
+    )
+    cookie = earlier.device_cookie
+
+    guesses = [
+        await _sign_in_outcome(services, meta, "max@example.test", "guess!", cookie)
+        for _ in range(12)
+    ]
+    right_password = await _sign_in_outcome(
+        services, meta, "max@example.test", factories.PASSWORD, cookie
+    )
+    clock.advance(timedelta(minutes=15))
+    after_window = await _sign_in_outcome(
+        services, meta, "max@example.test", factories.PASSWORD, cookie
+    )
+
+    assert guesses == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS] * 2
+    assert right_password == ErrorCode.TOO_MANY_ATTEMPTS
+    assert isinstance(after_window, accounts.SignInResult) and after_window.session is not None
+    locked = [
+        e
+        for e in await ActivityEvent.filter(type="sign_in.failed")
+        if e.data["reason"] == "device_locked"
+    ]
+    assert [(e.subject_id, e.ip) for e in locked] == [(signed_up.user.id, meta.ip)]  # once
+    # The cookie's guesses did not touch the login's own budget.
+    assert (
+        await _sign_in_outcome(services, RequestMeta(ip="192.0.2.1"), "max@example.test", "guess!")
+        == ErrorCode.INVALID_CREDENTIALS
+    )
+
+
+async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="ned@example.test")
+    await factories.sign_up(services, email="ola@example.test")
+    neds = await accounts.sign_in(
+        services, meta, login="ned@example.test", password=factories.PASSWORD
+    )
+    assert neds.device_cookie is not None
+    nonce, issued, signature = neds.device_cookie.split(".")
+    for _ in range(10):
+        await _sign_in_outcome(services, meta, "ola@example.test", "guess!")
+        await _sign_in_outcome(services, meta, "ned@example.test", "guess!")
+    forged = ".".join((nonce, str(int(issued) + 1), signature))
+
+    presented = {
+        "other login": await _sign_in_outcome(
+            services, meta, "ola@example.test", factories.PASSWORD, neds.device_cookie
+        ),
+        "forged": await _sign_in_outcome(
+            services, meta, "ned@example.test", factories.PASSWORD, forged
+        ),
+        "garbage": await _sign_in_outcome(
+            services, meta, "ned@example.test", factories.PASSWORD, "a.b.c"
+        ),
+    }
+    clock.advance(timedelta(days=366))
+    for _ in range(10):
+        await _sign_in_outcome(services, meta, "ned@example.test", "guess!")
+    presented["expired"] = await _sign_in_outcome(
+        services, meta, "ned@example.test", factories.PASSWORD, neds.device_cookie
+    )
+
+    assert presented == dict.fromkeys(presented, ErrorCode.TOO_MANY_ATTEMPTS)
+
+
+async def test_api4_per_ip_budget_is_100_failures_and_successes_are_given_back(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """One address guessing across many logins: 100 failures per 15 minutes. Successes from the
+    same address (colleagues behind one NAT) do not use the budget up."""
+    await factories.sign_up(services, email="pia@example.test")
+    failures = await asyncio.gather(
+        *(_sign_in_outcome(services, meta, f"u{n}@example.test", "guess!") for n in range(99))
+    )
+    assert failures == [ErrorCode.INVALID_CREDENTIALS] * 99
+    successes = [
+        await _sign_in_outcome(services, meta, "pia@example.test", factories.PASSWORD)
+        for _ in range(3)
+    ]
+    hundredth = await _sign_in_outcome(services, meta, "u99@example.test", "guess!")
+    refused = await _sign_in_outcome(services, meta, "pia@example.test", factories.PASSWORD)
+    elsewhere = await _sign_in_outcome(
+        services, RequestMeta(ip="198.51.100.2"), "u0@example.test", "guess!"
+    )
+    clock.advance(timedelta(minutes=15))
+    next_window = await _sign_in_outcome(services, meta, "pia@example.test", factories.PASSWORD)
+
+    assert all(isinstance(s, accounts.SignInResult) for s in successes)
+    assert hundredth == ErrorCode.INVALID_CREDENTIALS
+    assert refused == ErrorCode.TOO_MANY_ATTEMPTS
+    assert elsewhere == ErrorCode.INVALID_CREDENTIALS
+    assert isinstance(next_window, accounts.SignInResult)
+
+
 # --- Passwords: NFKC and guessable shapes (NIST SP 800-63B 5.1.1.2) --------------------------
 
 
