@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from tortoise.connection import get_connection
+from tortoise.exceptions import IntegrityError
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
@@ -154,14 +158,62 @@ async def test_act1_sign_in_failure_is_generic_and_recorded(
 async def test_act1_sign_in_success_recorded_in_same_transaction(
     services: Services, meta: RequestMeta
 ) -> None:
+    """ACT-1: the session and its sign_in.succeeded event commit together or not at all.
+
+    The database itself refuses the event (a trigger), after the session row was written in the
+    same transaction: neither may remain. Without the trigger, both are written."""
     signed_up = await factories.sign_up(services, email="dan@example.test")
+    sessions_before = await Session.all().count()
+    async with _refusing_sign_in_events():
+        with pytest.raises(IntegrityError, match="activity store refused the event"):
+            await accounts.sign_in(
+                services, meta, login="dan@example.test", password=factories.PASSWORD
+            )
+        assert await Session.all().count() == sessions_before
+        assert not await ActivityEvent.exists(type="sign_in.succeeded", ip=meta.ip)
 
-    await accounts.sign_in(services, meta, login="dan@example.test", password=factories.PASSWORD)
+    result = await accounts.sign_in(
+        services, meta, login="dan@example.test", password=factories.PASSWORD
+    )
 
+    assert result.session is not None
+    assert await Session.all().count() == sessions_before + 1
     events = await ActivityEvent.filter(type="sign_in.succeeded", ip=meta.ip)
     assert [(e.actor_id, e.subject_id, e.country, e.device) for e in events] == [
         (signed_up.user.id, signed_up.user.id, "CH", "pytest")
     ]
+
+
+@contextlib.asynccontextmanager
+async def _refusing_sign_in_events() -> AsyncIterator[None]:
+    """A real database trigger that aborts the insert of every sign_in.succeeded event."""
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "sqlite":
+        create = [
+            "CREATE TRIGGER refuse_sign_in_event BEFORE INSERT ON activity_event"
+            " WHEN NEW.type = 'sign_in.succeeded'"
+            " BEGIN SELECT RAISE(ABORT, 'activity store refused the event'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_sign_in_event"]
+    else:
+        create = [
+            "CREATE FUNCTION refuse_sign_in_event() RETURNS trigger AS $$ BEGIN"
+            " RAISE EXCEPTION 'activity store refused the event' USING ERRCODE = 'check_violation';"
+            " END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_sign_in_event BEFORE INSERT ON activity_event FOR EACH ROW"
+            " WHEN (NEW.type = 'sign_in.succeeded') EXECUTE FUNCTION refuse_sign_in_event()",
+        ]
+        drop = [
+            "DROP TRIGGER refuse_sign_in_event ON activity_event",
+            "DROP FUNCTION refuse_sign_in_event()",
+        ]
+    for statement in create:
+        await connection.execute_script(statement)
+    try:
+        yield
+    finally:
+        for statement in drop:
+            await connection.execute_script(statement)
 
 
 async def test_mfa7_user_with_second_factor_gets_challenge_not_session(
