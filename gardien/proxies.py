@@ -33,8 +33,14 @@ def parse_networks(raw: str) -> tuple[Network, ...]:
 
 
 def _address(text: str) -> Address | None:
+    """An entry as proxies write it: a bare address, or with a port ("1.2.3.4:80", "[::1]:80")."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

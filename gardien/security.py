@@ -139,7 +139,7 @@ def read_device_cookie(
     if not value or len(value) > 200:
         return None
     parts = value.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
         return None
     nonce, issued_text, encoded = parts
     try:

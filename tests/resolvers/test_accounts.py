@@ -487,6 +487,10 @@ async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine
         await _sign_in_outcome(services, meta, "ola@example.test", "guess!")
         await _sign_in_outcome(services, meta, "ned@example.test", "guess!")
     forged = ".".join((nonce, str(int(issued) + 1), signature))
+    # The same number in Arabic-Indic digits: int() would read it, the cookie must not pass.
+    other_digits = ".".join(
+        (nonce, issued.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")), signature)
+    )
 
     presented = {
         "other login": await _sign_in_outcome(
@@ -494,6 +498,9 @@ async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine
         ),
         "forged": await _sign_in_outcome(
             services, meta, "ned@example.test", factories.PASSWORD, forged
+        ),
+        "other digits": await _sign_in_outcome(
+            services, meta, "ned@example.test", factories.PASSWORD, other_digits
         ),
         "garbage": await _sign_in_outcome(
             services, meta, "ned@example.test", factories.PASSWORD, "a.b.c"
