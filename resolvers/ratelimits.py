@@ -106,6 +106,7 @@ _GIVE_BACK = (
     " WHERE key = $1 AND count > 0 AND window_ends_at > $2"
 )
 _RESET = "DELETE FROM rate_limit_counter WHERE key = $1"
+_PRUNE = "DELETE FROM rate_limit_counter WHERE window_ends_at <= $1"
 
 
 async def consume(services: Services, rule: Rule, subject: str) -> Attempt:
@@ -148,3 +149,8 @@ async def give_back(services: Services, rule: Rule, subject: str) -> None:
 
 async def reset(services: Services, rule: Rule, subject: str) -> None:
     await sql.fetch(_RESET, [_key(services, rule, subject)])
+
+
+async def prune_expired(services: Services) -> None:
+    """Drop counters whose window has ended (each guessed login leaves one); for a periodic job."""
+    await sql.fetch(_PRUNE, [_moment(services.clock.now())])

@@ -91,6 +91,20 @@ async def test_api4_give_back_returns_one_attempt_and_reset_clears_the_budget(
     assert (await RateLimitCounter.get()).count == 1
 
 
+async def test_api4_expired_counters_are_pruned_and_live_ones_kept(
+    services: Services, clock: ManualClock
+) -> None:
+    await ratelimits.consume(services, RULE, "old")
+    clock.advance(timedelta(minutes=10))
+    await ratelimits.consume(services, RULE, "recent")
+    clock.advance(timedelta(minutes=5))
+
+    await ratelimits.prune_expired(services)
+
+    assert await RateLimitCounter.all().count() == 1
+    assert (await ratelimits.consume(services, RULE, "recent")).count == 2
+
+
 @pytest.mark.parametrize(
     ("ip", "subject"),
     [
