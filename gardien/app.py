@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,12 +20,13 @@ from gardien import db, jobs, redis_client
 from gardien.clock import Clock, SystemClock
 from gardien.graphql_http import GraphQLEndpoint, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
+from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
 from gardien.resolvers import sessions
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
-from gardien.security import Keyring, common_passwords
+from gardien.security import DEVICE_COOKIE_LIFETIME, Keyring, common_passwords
 from gardien.settings import Settings
 
 logger = logging.getLogger("gardien.app")
@@ -37,6 +39,10 @@ def session_cookie_name(settings: Settings) -> str:
     return "__Host-gardien_session" if settings.secure_cookies else "gardien_session"
 
 
+def device_cookie_name(settings: Settings) -> str:
+    return "__Host-gardien_device" if settings.secure_cookies else "gardien_device"
+
+
 def create_app(
     settings: Settings, *, clock: Clock | None = None, manage_database: bool = True
 ) -> Starlette:
@@ -46,6 +52,7 @@ def create_app(
     )
     metrics = Metrics()
     cookie_name = session_cookie_name(settings)
+    device_cookie = device_cookie_name(settings)
     common_passwords()  # read the shipped list now, not on the event loop of a first sign-up
 
     async def build_context(request: Request) -> Context:
@@ -54,7 +61,12 @@ def create_app(
             device=(request.headers.get("user-agent") or "")[:200] or None,
             request_id=request.scope.get("state", {}).get("request_id"),
         )
-        return Context(services=services, actor=await _actor(request), meta=meta)
+        return Context(
+            services=services,
+            actor=await _actor(request),
+            meta=meta,
+            device_cookie=request.cookies.get(device_cookie),
+        )
 
     async def _actor(request: Request) -> Actor:
         authorization = request.headers.get("authorization")
@@ -80,6 +92,17 @@ def create_app(
         return Actor()
 
     def finish_response(context: Any, response: Response) -> None:
+        if context.new_device_cookie is not None:
+            # OWASP device cookies: long-lived, so a returning browser keeps its own budget.
+            response.set_cookie(
+                device_cookie,
+                context.new_device_cookie,
+                max_age=int(DEVICE_COOKIE_LIFETIME.total_seconds()),
+                path="/",
+                secure=settings.secure_cookies,
+                httponly=True,
+                samesite="strict",
+            )
         instruction = context.session_cookie
         if instruction is None:
             return
@@ -135,7 +158,18 @@ def create_app(
                 body["status"] = "unavailable"
         return JSONResponse(body, 200 if body["status"] == "ok" else 503)
 
-    async def metrics_endpoint(_: Request) -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
+        token = settings.metrics_token
+        if token is None:
+            if settings.env == "production":
+                # No token configured: in production the endpoint does not exist.
+                return PlainTextResponse("Not Found", 404)
+        elif not _bearer_matches(request.headers.get("authorization"), token):
+            return PlainTextResponse(
+                "Send the metrics token as a bearer token.",
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @contextlib.asynccontextmanager
@@ -182,13 +216,25 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
-        middleware=[Middleware(RequestIdMiddleware, metrics=metrics)],
+        middleware=[
+            # First, so every later consumer sees the one client address (see proxies.py).
+            Middleware(TrustedProxyMiddleware, trusted=TrustedProxies(settings.trusted_proxies)),
+            Middleware(RequestIdMiddleware, metrics=metrics),
+        ],
         lifespan=lifespan,
     )
     app.state.services = services
     app.state.redis = redis
     app.state.metrics = metrics
     return app
+
+
+def _bearer_matches(authorization: str | None, token: str) -> bool:
+    scheme, _, presented = (authorization or "").partition(" ")
+    # Compared in constant time, so the token cannot be guessed a character at a time.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    )
 
 
 def app_from_environment() -> Starlette:

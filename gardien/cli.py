@@ -195,7 +195,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         workers=workers,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        # The client address is decided once, by gardien.proxies from GARDIEN_TRUSTED_PROXIES;
+        # uvicorn's own rule (which trusts 127.0.0.1 by default) would be a second one.
+        proxy_headers=False,
         server_header=False,
     )
     return 0

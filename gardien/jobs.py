@@ -1,4 +1,5 @@
-"""The job runner: time-driven work (the domain lifecycle), safe when several replicas run it."""
+"""The job runner: time-driven work (the domain lifecycle, expired attempt counters), safe when
+several replicas run it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import asdict
 
-from gardien.resolvers import domains
+from gardien.resolvers import domains, ratelimits
 from gardien.resolvers.domains import JobReport
 from gardien.resolvers.services import Services
 
@@ -22,6 +23,8 @@ async def run_due(services: Services) -> JobReport:
     entered, renewed = await domains.expire_due(services)
     released = await domains.release_due(services)
     reminders = await domains.send_due_reminders(services)
+    # Every guessed login leaves a counter behind; ended windows count for nothing (API-4).
+    await ratelimits.prune_expired(services)
     report = JobReport(
         entered_redemption=entered,
         renewed_by_warranty=renewed,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import os
 import secrets
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 
@@ -24,13 +28,23 @@ PASSWORD_MAX_LENGTH = 256
 SESSION_TOKEN_BYTES = 32  # 256 bits; NIST SP 800-63B asks at least 64, ASVS V3.2.2 at least 128.
 
 
+def normalise_password(password: str) -> str:
+    """NIST SP 800-63B 5.1.1.2: NFKC, so "ｐａｓｓ" (full width) and "pass" are one password.
+
+    Applied before hashing and before verifying alike. Hashes made before normalisation was
+    introduced are not tried in their raw form (that would cost a second argon2 run on every
+    failure); no account predates it.
+    """
+    return unicodedata.normalize("NFKC", password)
+
+
 async def hash_password(password: str) -> str:
     """argon2id is deliberately slow: it runs in a worker thread, off the event loop."""
-    return await asyncio.to_thread(_HASHER.hash, password)
+    return await asyncio.to_thread(_HASHER.hash, normalise_password(password))
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
-    return await asyncio.to_thread(_verify_sync, password_hash, password)
+    return await asyncio.to_thread(_verify_sync, password_hash, normalise_password(password))
 
 
 def _verify_sync(password_hash: str | None, password: str) -> bool:
@@ -66,6 +80,13 @@ class Keyring:
     def _derive(self, purpose: bytes) -> bytes:
         return hmac.new(self._secret_key, b"gardien/" + purpose, hashlib.sha256).digest()
 
+    def sign(self, message: bytes, purpose: str) -> bytes:
+        """A MAC under the purpose's own derived key (a device cookie's, say)."""
+        return hmac.new(self._derive(purpose.encode()), message, hashlib.sha256).digest()
+
+    def verify_signature(self, message: bytes, signature: bytes, purpose: str) -> bool:
+        return hmac.compare_digest(self.sign(message, purpose), signature)
+
     def token_digest(self, token: str, purpose: str) -> str:
         """Keyed digest stored instead of a high-entropy token; looked up by equality.
 
@@ -82,3 +103,56 @@ class Keyring:
 
     def decrypt(self, ciphertext: bytes, context: str) -> bytes:
         return self._aead.decrypt(ciphertext[:12], ciphertext[12:], context.encode())
+
+
+# OWASP "Slow down online guessing attacks with device cookies": a browser that signed in keeps a
+# signed nonce bound to the login, and earns a guessing budget of its own.
+DEVICE_COOKIE_PURPOSE = "device-cookie"
+DEVICE_COOKIE_LIFETIME = timedelta(days=365)
+_DEVICE_NONCE_BYTES = 16
+_CLOCK_SKEW_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class DeviceCookie:
+    nonce: str
+    value: str  # what the browser keeps: nonce.issued.signature
+
+
+def _device_message(nonce: str, issued: int, login: str) -> bytes:
+    return f"{nonce}\x00{issued}\x00{login}".encode()
+
+
+def issue_device_cookie(keyring: Keyring, login: str, now: datetime) -> DeviceCookie:
+    """A new device cookie for the (normalised) login that just signed in."""
+    nonce = secrets.token_urlsafe(_DEVICE_NONCE_BYTES)
+    issued = int(now.timestamp())
+    signature = keyring.sign(_device_message(nonce, issued, login), DEVICE_COOKIE_PURPOSE)
+    encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    return DeviceCookie(nonce=nonce, value=f"{nonce}.{issued}.{encoded}")
+
+
+def read_device_cookie(
+    keyring: Keyring, value: str | None, login: str, now: datetime
+) -> DeviceCookie | None:
+    """The cookie when it is genuine, unexpired and was issued for this login; else None."""
+    if not value or len(value) > 200:
+        return None
+    parts = value.split(".")
+    if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
+        return None
+    nonce, issued_text, encoded = parts
+    try:
+        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        return None
+    if not keyring.verify_signature(
+        _device_message(nonce, int(issued_text), login), signature, DEVICE_COOKIE_PURPOSE
+    ):
+        return None
+    issued = int(issued_text)
+    # A little slack ahead: replicas' clocks are never exactly in step.
+    earliest = now.timestamp() - DEVICE_COOKIE_LIFETIME.total_seconds()
+    if not earliest < issued <= now.timestamp() + _CLOCK_SKEW_SECONDS:
+        return None
+    return DeviceCookie(nonce=nonce, value=value)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import itertools
+import math
 import os
+import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+
+from gardien.proxies import Network, parse_networks
 
 PREFIX = "GARDIEN_"
 # Variables of the test suite and benchmarks share the prefix; the application never reads them.
@@ -29,9 +35,16 @@ KNOWN = frozenset(
         "OUTBOX_WORKER",
         "JOBS",
         "JOBS_INTERVAL",
+        "TRUSTED_PROXIES",
+        "METRICS_TOKEN",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
+# NIST SP 800-131A Rev. 2 / SP 800-57: keys of at least 128 bits of security strength.
+MIN_SECRET_KEY_ENTROPY_BITS = 128
+MIN_SECRET_KEY_DISTINCT_SYMBOLS = 16
+MIN_METRICS_TOKEN_LENGTH = 32
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
 class SettingsError(Exception):
@@ -55,6 +68,10 @@ class Settings:
     # `gardien serve` runs the due jobs (domain lifecycle) every jobs_interval_seconds.
     jobs: bool = True
     jobs_interval_seconds: int = 300
+    # Reverse proxies whose X-Forwarded-For is believed (see gardien/proxies.py); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
+    # Bearer token for /metrics; in production /metrics answers 404 without one.
+    metrics_token: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -104,6 +121,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "GARDIEN_JOBS_INTERVAL must be a number of seconds from 1 to 86400, "
             f"not {jobs_interval!r}"
         )
+    try:
+        trusted_proxies = parse_networks(values.get("TRUSTED_PROXIES", ""))
+    except ValueError as error:
+        raise SettingsError(f"GARDIEN_TRUSTED_PROXIES: {error}") from None
+    metrics_token = values.get("METRICS_TOKEN") or None
+    if metrics_token is not None and len(metrics_token) < MIN_METRICS_TOKEN_LENGTH:
+        raise SettingsError(
+            f"GARDIEN_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters "
+            "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -118,6 +145,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         outbox_worker=outbox_worker,
         jobs=jobs,
         jobs_interval_seconds=int(jobs_interval),
+        trusted_proxies=trusted_proxies,
+        metrics_token=metrics_token,
     )
 
 
@@ -156,13 +185,7 @@ def _boolean(values: Mapping[str, str], name: str, *, default: bool) -> bool:
 
 def _secret_key(raw: str | None, env: str, var_dir: Path) -> bytes:
     if raw:
-        key = _decode_key(raw)
-        if len(key) < MIN_SECRET_KEY_BYTES:
-            raise SettingsError(
-                f"GARDIEN_SECRET_KEY must hold at least {MIN_SECRET_KEY_BYTES} random bytes "
-                "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-            )
-        return key
+        return decode_secret_key(raw)
     if env == "production":
         raise SettingsError("GARDIEN_SECRET_KEY is required in production")
     # Development: one key per checkout, kept beside the embedded database.
@@ -172,11 +195,53 @@ def _secret_key(raw: str | None, env: str, var_dir: Path) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
-    return _decode_key(path.read_text().strip())
+    return decode_secret_key(path.read_text().strip())
 
 
-def _decode_key(raw: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-    except ValueError:
-        return raw.encode()
+_KEY_HINT = "e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def decode_secret_key(raw: str) -> bytes:
+    """The key: base64url (padded or not) of at least 32 bytes, or else raw text of 32 bytes.
+
+    Nothing in between: a value made only of base64url characters is always decoded as such, so a
+    short one is refused rather than quietly taken as text. Then the key must look random.
+    """
+    if _BASE64URL.match(raw):
+        unpadded = raw.rstrip("=")
+        if len(unpadded) % 4 == 1 or (raw != unpadded and len(raw) % 4):
+            raise SettingsError(f"GARDIEN_SECRET_KEY is not valid base64url ({_KEY_HINT})")
+        key = base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
+    else:
+        key = raw.encode()
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise SettingsError(
+            f"GARDIEN_SECRET_KEY must hold at least {MIN_SECRET_KEY_BYTES} random bytes "
+            f"({_KEY_HINT})"
+        )
+    weakness = _weakness(key)
+    if weakness:
+        raise SettingsError(f"GARDIEN_SECRET_KEY is not random enough: {weakness} ({_KEY_HINT})")
+    return key
+
+
+def _weakness(key: bytes) -> str | None:
+    """Why a key is guessable, or None.
+
+    Counting symbols estimates entropy only from above, so the rule is deliberately coarse: it
+    refuses what a person typed or patterned, never what a random generator gave (for 32 random
+    bytes, each check fails with a probability far below 2^-40).
+    """
+    counts = Counter(key)
+    if len(counts) < MIN_SECRET_KEY_DISTINCT_SYMBOLS:
+        return f"only {len(counts)} distinct symbols (at least {MIN_SECRET_KEY_DISTINCT_SYMBOLS})"
+    for unit in range(1, len(key) // 2 + 1):
+        if len(key) % unit == 0 and key == key[:unit] * (len(key) // unit):
+            return "a repeated pattern"
+    steps = Counter((b - a) % 256 for a, b in itertools.pairwise(key))
+    if steps.most_common(1)[0][1] * 2 > len(key) - 1:
+        return "a sequence"
+    bits = -sum(n * math.log2(n / len(key)) for n in counts.values())
+    if bits < MIN_SECRET_KEY_ENTROPY_BITS:
+        return f"about {bits:.0f} bits of entropy (at least {MIN_SECRET_KEY_ENTROPY_BITS})"
+    return None

@@ -20,10 +20,14 @@ from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
+    DeviceCookie,
     common_passwords,
     hash_password,
+    issue_device_cookie,
     new_token,
+    normalise_password,
     password_needs_rehash,
+    read_device_cookie,
     verify_password,
 )
 
@@ -33,6 +37,22 @@ CHALLENGE_PURPOSE = "sign-in-challenge"
 # Deliberately loose: the address is proved by mail, not by a pattern (RFC 5321 length limits).
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 INVALID_CREDENTIALS_MESSAGE = "The login or password is incorrect."
+# Runs that make a password guessable however long it is: read forwards or backwards, any slice of
+# at least PASSWORD_MIN_LENGTH characters is refused. Keyboard rows of the layouts our users type
+# on (QWERTY, Swiss/German QWERTZ, French AZERTY).
+_SEQUENCES = (
+    "01234567890",
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiop",
+    "qwertzuiop",
+    "azertyuiop",
+    "asdfghjkl",
+    "qsdfghjklm",
+    "yxcvbnm",
+    "zxcvbnm",
+    "wxcvbn",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,8 @@ class SignInResult:
 
     session: sessions.IssuedSession | None = None
     second_factor: SecondFactorChallenge | None = None
+    # The browser's new device cookie (OWASP device cookies), to be set by the transport.
+    device_cookie: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,13 @@ def normalise_email(email: str, field: str = "email") -> str:
 
 
 def check_password_policy(password: str, *, context: tuple[str, ...] = ()) -> None:
-    """NIST SP 800-63B 3.1.1.2: length, not a known common password, not the account's own words."""
+    """NIST SP 800-63B 5.1.1.2: length, and not a password an attacker tries first.
+
+    Refused: the shipped common passwords, the account's own words, one short unit repeated
+    ("aaaaaaaa", "abcabcabc") and plain sequences ("12345678", "87654321", "qwertzuiop"). Judged on
+    the NFKC form, the one that is hashed, so full-width look-alikes are caught too.
+    """
+    password = normalise_password(password)
     if len(password) < PASSWORD_MIN_LENGTH:
         raise DomainError(
             ErrorCode.PASSWORD_TOO_SHORT,
@@ -79,12 +107,25 @@ def check_password_policy(password: str, *, context: tuple[str, ...] = ()) -> No
             "password",
         )
     lowered = password.lower()
-    if lowered in common_passwords() or any(word and lowered == word.lower() for word in context):
+    if (
+        lowered in common_passwords()
+        or any(word and lowered == word.lower() for word in context)
+        or _is_repetition_or_sequence(lowered)
+    ):
         raise DomainError(
             ErrorCode.PASSWORD_TOO_COMMON,
             "This password is too common or too easy to guess; choose another.",
             "password",
         )
+
+
+def _is_repetition_or_sequence(lowered: str) -> bool:
+    length = len(lowered)
+    # One unit repeated: "zzzzzzzz", "abababab", "abcdabcd"; a doubled word adds about one bit.
+    for unit in range(1, length // 2 + 1):
+        if length % unit == 0 and lowered == lowered[:unit] * (length // unit):
+            return True
+    return any(lowered in run or lowered in run[::-1] for run in _SEQUENCES)
 
 
 def _validate_display_name(display_name: str) -> str:
@@ -120,8 +161,9 @@ async def sign_up(
     name = _validate_display_name(display_name)
     lang = _validate_language(language)
     check_password_policy(password, context=(cleaned_email, cleaned_email.split("@")[0], name))
-    await ratelimits.check(services, ratelimits.SIGN_UPS_PER_IP, meta.ip)
-    await ratelimits.hit(services, ratelimits.SIGN_UPS_PER_IP, meta.ip)
+    await ratelimits.require_allowed(
+        services, ratelimits.SIGN_UPS_PER_IP, ratelimits.ip_subject(meta.ip)
+    )
     password_hash = await hash_password(password)
     now = services.clock.now()
     try:
@@ -180,17 +222,27 @@ async def sign_in(
     login: str,
     password: str,
     remember_browser: bool = False,
+    device_cookie: str | None = None,
 ) -> SignInResult:
-    """MFA-7: the password step. The same answer for an unknown login and a wrong password."""
+    """MFA-7: the password step. The same answer for an unknown login and a wrong password.
+
+    API-4 (ASVS V2.2.1, NIST SP 800-63B 5.2.2): every attempt is counted, in one atomic statement,
+    before the password is verified, so N concurrent guesses verify at most the budget. A browser
+    that presents a valid device cookie for this login spends the cookie's own budget instead of
+    the login's and the address's: an attacker who spends those cannot lock the owner out.
+    """
     login_key = login.strip().lower()
-    await ratelimits.check(services, ratelimits.SIGN_IN_FAILURES_PER_IP, meta.ip)
-    await ratelimits.check(services, ratelimits.SIGN_IN_FAILURES_PER_LOGIN, login_key)
+    device = read_device_cookie(services.keyring, device_cookie, login_key, services.clock.now())
+    ip_key = ratelimits.ip_subject(meta.ip)
+    if device is not None:
+        await _count_device_attempt(services, meta, device, login_key)
+    else:
+        await _count_untrusted_attempt(services, meta, login_key, ip_key)
+
     user = await find_by_login(login)
     valid = await verify_password(user.password_hash if user else None, password[:1024])
     if user is None or not valid:
         async with in_transaction():
-            await ratelimits.hit(services, ratelimits.SIGN_IN_FAILURES_PER_IP, meta.ip)
-            await ratelimits.hit(services, ratelimits.SIGN_IN_FAILURES_PER_LOGIN, login_key)
             await activity.sign_in_failed(
                 services,
                 meta,
@@ -210,20 +262,67 @@ async def sign_in(
             "Web access to this account is blocked. Contact your organisation's administrator.",
         )
 
-    await ratelimits.reset(services, ratelimits.SIGN_IN_FAILURES_PER_LOGIN, login_key)
+    if device is not None:
+        # The untrusted budget is left as it is: resetting it whenever the owner signs in from a
+        # known browser would hand whoever is guessing a fresh budget each time.
+        await ratelimits.reset(services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce)
+    else:
+        await ratelimits.reset(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
+        if ip_key is not None:
+            await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
     if password_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
         await user.save(update_fields=["password_hash"])
 
+    # The password was right: this browser is now known for this login (a new nonce each time).
+    new_device = issue_device_cookie(services.keyring, login_key, services.clock.now())
     methods = await two_factor.confirmed_kinds(user.id)
     async with in_transaction():
         if methods:
             challenge = await _open_challenge(services, user, meta, methods, remember_browser)
             await activity.sign_in_password_verified(services, meta, user.id)
-            return SignInResult(second_factor=challenge)
+            return SignInResult(second_factor=challenge, device_cookie=new_device.value)
         issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
-    return SignInResult(session=issued)
+    return SignInResult(session=issued, device_cookie=new_device.value)
+
+
+async def _count_device_attempt(
+    services: Services, meta: RequestMeta, device: DeviceCookie, login_key: str
+) -> None:
+    attempt = await ratelimits.consume(
+        services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce
+    )
+    if attempt.allowed:
+        return
+    if attempt.exhausts_budget:
+        # Recorded once per window: the cookie itself is being used to guess (stolen, or shared).
+        user = await find_by_login(login_key)
+        async with in_transaction():
+            await activity.sign_in_failed(
+                services,
+                meta,
+                user_id=user.id if user else None,
+                login=login_key,
+                reason="device_locked",
+            )
+    raise ratelimits.refusal(services, attempt)
+
+
+async def _count_untrusted_attempt(
+    services: Services, meta: RequestMeta, login_key: str, ip_key: str | None
+) -> None:
+    # Per address, attempts are counted before verifying and a success is given back. Counting
+    # failures afterwards would let a burst of concurrent guesses all pass the check before the
+    # first failure is written; counting first bounds the guesses in flight as well.
+    if ip_key is not None:
+        per_ip = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
+        if not per_ip.allowed:
+            raise ratelimits.refusal(services, per_ip)
+    # An unknown login is counted and refused exactly like a known one: no lookup before this.
+    per_login = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
+    if not per_login.allowed:
+        raise ratelimits.refusal(services, per_login)
 
 
 async def _open_challenge(

@@ -28,8 +28,17 @@ class ErrorCode(StrEnum):
 
 
 class DomainError(Exception):
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after_seconds: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        # Set on TOO_MANY_ATTEMPTS: when the budget that refused the attempt is renewed.
+        self.retry_after_seconds = retry_after_seconds

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from tortoise.expressions import F
+from tortoise.connection import get_connection
 
-from gardien.models.ratelimits import RateLimitCounter
+from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import Services
 
@@ -19,47 +22,135 @@ class Rule:
     window: timedelta
 
 
-# NIST SP 800-63B 5.2.2: no more than 100 consecutive failures per account; we are stricter.
-SIGN_IN_FAILURES_PER_LOGIN = Rule("sign_in_login", 10, timedelta(minutes=15))
-SIGN_IN_FAILURES_PER_IP = Rule("sign_in_ip", 50, timedelta(minutes=15))
+# NIST SP 800-63B 5.2.2 allows at most 100 failed attempts per account; ten per quarter hour from
+# untrusted clients is far stricter, and the device cookie keeps the owner from paying for it.
+SIGN_IN_ATTEMPTS_PER_LOGIN = Rule("sign_in_login", 10, timedelta(minutes=15))
+# A browser that signed in before (OWASP device cookies) spends its own budget, not the login's.
+SIGN_IN_ATTEMPTS_PER_DEVICE = Rule("sign_in_device", 10, timedelta(minutes=15))
+# Counted before verifying and given back on success: at most 100 failures per address.
+SIGN_IN_ATTEMPTS_PER_IP = Rule("sign_in_ip", 100, timedelta(minutes=15))
 SIGN_UPS_PER_IP = Rule("sign_up_ip", 10, timedelta(hours=1))
+
+TOO_MANY_ATTEMPTS_MESSAGE = "Too many attempts. Wait {minutes} before trying again."
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One counted attempt: its rank in the current window, and when the window ends."""
+
+    rule: Rule
+    count: int
+    window_ends_at: datetime
+
+    @property
+    def allowed(self) -> bool:
+        return self.count <= self.rule.limit
+
+    @property
+    def exhausts_budget(self) -> bool:
+        """The first attempt refused in this window (worth one activity record, not one per try)."""
+        return self.count == self.rule.limit + 1
+
+    def retry_after_seconds(self, now: datetime) -> int:
+        return max(1, math.ceil((self.window_ends_at - now).total_seconds()))
+
+
+def ip_subject(ip: str | None) -> str | None:
+    """The address a per-IP budget is kept for.
+
+    An IPv6 customer is routinely given a whole /64, so a budget per /128 would hand an attacker
+    2^64 budgets; IPv6 addresses share their /64's budget. IPv4-mapped addresses count as IPv4.
+    """
+    if ip is None:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _key(services: Services, rule: Rule, subject: str) -> str:
     return f"{rule.name}:{services.keyring.token_digest(subject.lower(), 'rate-limit')}"
 
 
-async def check(services: Services, rule: Rule, subject: str | None) -> None:
-    """Refuse when the window's budget is spent; counting is separate (only failures count)."""
-    if subject is None:
-        return
-    counter = await RateLimitCounter.get_or_none(key=_key(services, rule, subject))
-    if counter and counter.window_ends_at > services.clock.now() and counter.count >= rule.limit:
-        raise DomainError(
-            ErrorCode.TOO_MANY_ATTEMPTS,
-            "Too many attempts. Wait a few minutes before trying again.",
-        )
+def _moment(moment: datetime) -> Any:
+    """A timestamp parameter as the column stores it.
+
+    SQLite keeps Tortoise's ISO text (`isoformat(" ")`, always UTC here), which compares in time
+    order as text; PostgreSQL takes the datetime itself.
+    """
+    if get_connection("default").capabilities.dialect == "sqlite":
+        return moment.astimezone(UTC).isoformat(" ")
+    return moment
 
 
-async def hit(services: Services, rule: Rule, subject: str | None) -> None:
-    if subject is None:
-        return
-    key = _key(services, rule, subject)
+# One statement that counts the attempt and answers the new count, so two concurrent attempts can
+# never both read the old one (an upsert is atomic on PostgreSQL and on SQLite ≥ 3.35). An expired
+# window restarts at 1. Runs outside any transaction: a counted attempt stays counted.
+_CONSUME = (
+    "INSERT INTO rate_limit_counter (key, count, window_ends_at) VALUES ($1, 1, $2)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    " count = CASE WHEN rate_limit_counter.window_ends_at <= $3 THEN 1"
+    " ELSE rate_limit_counter.count + 1 END,"
+    " window_ends_at = CASE WHEN rate_limit_counter.window_ends_at <= $3 THEN $2"
+    " ELSE rate_limit_counter.window_ends_at END"
+    " RETURNING count, window_ends_at"
+)
+_GIVE_BACK = (
+    "UPDATE rate_limit_counter SET count = count - 1"
+    " WHERE key = $1 AND count > 0 AND window_ends_at > $2"
+)
+_RESET = "DELETE FROM rate_limit_counter WHERE key = $1"
+_PRUNE = "DELETE FROM rate_limit_counter WHERE window_ends_at <= $1"
+
+
+async def consume(services: Services, rule: Rule, subject: str) -> Attempt:
+    """Count one attempt against the subject's budget and say whether it is still allowed."""
     now = services.clock.now()
-    # One conditional UPDATE, so concurrent failures cannot both read the old count.
-    updated = await RateLimitCounter.filter(key=key, window_ends_at__gt=now).update(
-        count=F("count") + 1
+    rows = await sql.fetch(
+        _CONSUME, [_key(services, rule, subject), _moment(now + rule.window), _moment(now)]
     )
-    if updated:
+    row = rows[0]
+    return Attempt(
+        rule=rule, count=int(row["count"]), window_ends_at=sql.as_datetime(row["window_ends_at"])
+    )
+
+
+def refusal(services: Services, attempt: Attempt) -> DomainError:
+    """The one answer to a spent budget; it says nothing about the login it was spent on."""
+    seconds = attempt.retry_after_seconds(services.clock.now())
+    minutes = math.ceil(seconds / 60)
+    wait = f"{minutes} minute{'s' if minutes > 1 else ''}"
+    return DomainError(
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        TOO_MANY_ATTEMPTS_MESSAGE.format(minutes=wait),
+        retry_after_seconds=seconds,
+    )
+
+
+async def require_allowed(services: Services, rule: Rule, subject: str | None) -> None:
+    """Count an attempt and refuse it when over budget (for limits with nothing to give back)."""
+    if subject is None:
         return
-    counter, created = await RateLimitCounter.get_or_create(
-        key=key, defaults={"count": 1, "window_ends_at": now + rule.window}
-    )
-    if not created:
-        counter.count = 1
-        counter.window_ends_at = now + rule.window
-        await counter.save(update_fields=["count", "window_ends_at"])
+    attempt = await consume(services, rule, subject)
+    if not attempt.allowed:
+        raise refusal(services, attempt)
+
+
+async def give_back(services: Services, rule: Rule, subject: str) -> None:
+    """Return an attempt that turned out well, so only failures use the budget up."""
+    await sql.fetch(_GIVE_BACK, [_key(services, rule, subject), _moment(services.clock.now())])
 
 
 async def reset(services: Services, rule: Rule, subject: str) -> None:
-    await RateLimitCounter.filter(key=_key(services, rule, subject)).delete()
+    await sql.fetch(_RESET, [_key(services, rule, subject)])
+
+
+async def prune_expired(services: Services) -> None:
+    """Drop counters whose window has ended (each guessed login leaves one); for a periodic job."""
+    await sql.fetch(_PRUNE, [_moment(services.clock.now())])

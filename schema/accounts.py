@@ -100,9 +100,11 @@ class AccountMutations:
                 login=input.login,
                 password=input.password,
                 remember_browser=input.remember_browser,
+                device_cookie=info.context.device_cookie,
             )
         except DomainError as error:
             return SignInPayload(errors=[UserError.from_domain(error)])
+        info.context.new_device_cookie = result.device_cookie
         if result.second_factor is not None:
             challenge = result.second_factor
             return SignInPayload(

@@ -27,6 +27,9 @@ class Context:
     meta: RequestMeta
     loaders: Loaders = field(default_factory=Loaders)
     session_cookie: SessionCookie | None = None
+    # The device cookie the browser sent (OWASP device cookies), and the new one to set, if any.
+    device_cookie: str | None = None
+    new_device_cookie: str | None = None
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

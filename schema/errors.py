@@ -17,7 +17,16 @@ class UserError:
     field: str | None = strawberry.field(
         description="The input field at fault (its GraphQL name), or null."
     )
+    retry_after_seconds: int | None = strawberry.field(
+        default=None,
+        description="With TOO_MANY_ATTEMPTS: seconds to wait before trying again; else null.",
+    )
 
     @classmethod
     def from_domain(cls, error: DomainError) -> UserError:
-        return cls(code=error.code, message=error.message, field=error.field)
+        return cls(
+            code=error.code,
+            message=error.message,
+            field=error.field,
+            retry_after_seconds=error.retry_after_seconds,
+        )

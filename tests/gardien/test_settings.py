@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,8 @@ import pytest
 
 from gardien.settings import SettingsError, load_settings
 
-KEY = "k" * 48
+# A key as `secrets.token_urlsafe(48)` makes one: 64 base64url characters, 48 random bytes.
+KEY = "NMJjxRpmHgHFyVSvFIFVPH9NRH7hjiOHoji7uujShcGPN4a2m0l34hDf90OpJAQ7"
 
 
 def test_ops2_defaults_to_embedded_sqlite_and_generates_a_kept_secret_key(tmp_path: Path) -> None:
@@ -33,7 +36,7 @@ def test_ops2_defaults_to_embedded_sqlite_and_generates_a_kept_secret_key(tmp_pa
             "GARDIEN_SECRET_KEY is required in production",
         ),
         ({"GARDIEN_ENV": "production", "GARDIEN_SECRET_KEY": KEY}, "must use https in production"),
-        ({"GARDIEN_SECRET_KEY": "short"}, "at least 32 random bytes"),
+        ({"GARDIEN_SECRET_KEY": "c2hvcnQ"}, "at least 32 random bytes"),
         ({"GARDIEN_DATABASE_URL": "mysql://db/x"}, "sqlite:// or postgres://"),
         ({"GARDIEN_REDIS_URL": "http://x"}, "GARDIEN_REDIS_URL must be a redis://"),
         ({"GARDIEN_SMTP_URL": "mail.example"}, "GARDIEN_SMTP_URL must be a smtp://"),
@@ -102,3 +105,133 @@ def test_ops6_outbox_worker_runs_in_serve_unless_turned_off(tmp_path: Path) -> N
         False,
         "Gardien <no-reply@manager.example>",
     )
+
+
+# --- GARDIEN_SECRET_KEY, decoded strictly (issue 5 item 16) ---------------------------------
+
+
+def test_ops2_secret_key_base64url_decoded_with_or_without_padding(tmp_path: Path) -> None:
+    """NIST SP 800-131A Rev. 2: HMAC and AES keys of at least 128 bits of strength; we take 256."""
+    key = secrets.token_bytes(32)
+    padded = base64.urlsafe_b64encode(key).decode()
+    assert padded.endswith("=")
+
+    with_padding = load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SECRET_KEY": padded})
+    without = load_settings(
+        {"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SECRET_KEY": padded.rstrip("=")}
+    )
+
+    assert with_padding.secret_key == without.secret_key == key
+
+
+def test_ops2_secret_key_raw_text_of_32_bytes_accepted_when_not_base64url(tmp_path: Path) -> None:
+    """Standard base64 (with + and /) and other printable keys are taken as raw text."""
+    raw = "q7+Z/w$Tx!9Lm#2Vb@Rk%8Np^4Hd&6Jf*0Sg"
+    assert len(raw.encode()) >= 32
+
+    settings = load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SECRET_KEY": raw})
+
+    assert settings.secret_key == raw.encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # base64url characters are always decoded: 43 of them hold 32 bytes, 42 only 31.
+        ("a" * 4 + "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA", "at least 32 random bytes"),
+        ("abcde", "not valid base64url"),  # 5 characters cannot be base64
+        ("YWJjZA=", "not valid base64url"),  # padding that does not complete a quantum
+        ("YWJj ZGVm", "at least 32 random bytes"),  # not base64url, so raw text: 9 bytes
+        ("k" * 48, "not random enough: only 3 distinct symbols"),  # decodes to b"\x92\x49\x24"…
+        (base64.urlsafe_b64encode(b"0123456789abcdef" * 3).decode(), "a repeated pattern"),
+        (base64.urlsafe_b64encode(bytes(range(40))).decode(), "not random enough: a sequence"),
+        ("my key: aaaa bbbb cccc dddd eeee ffff!", "not random enough: only 12 distinct"),
+        ("0123456789abcdefghijklmnopqrstuvwxyz+/", "not random enough: a sequence"),
+    ],
+)
+def test_ops2_secret_key_refused_when_malformed_short_or_low_in_entropy(
+    tmp_path: Path, raw: str, message: str
+) -> None:
+    """NIST SP 800-131A Rev. 2 / SP 800-57 Part 1 (≥ 128-bit strength) and ASVS 4.0.3 V6.4.1:
+    a key typed or patterned by a person is refused, with a one-line reason."""
+    with pytest.raises(SettingsError, match=message) as raised:
+        load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SECRET_KEY": raw})
+
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).startswith("GARDIEN_SECRET_KEY ")
+
+
+def test_ops2_secret_key_check_never_refuses_a_generated_key(tmp_path: Path) -> None:
+    for _ in range(200):
+        raw = secrets.token_urlsafe(32)  # the smallest accepted: 43 characters, 32 bytes
+
+        settings = load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SECRET_KEY": raw})
+
+        assert len(settings.secret_key) == 32
+
+
+def test_ops1_cli_stops_with_one_line_on_a_weak_secret_key(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gardien.cli", "migrate"],
+        env={
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_SECRET_KEY": "0123456789" * 5,
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith("gardien: GARDIEN_SECRET_KEY is not random enough")
+
+
+# --- GARDIEN_TRUSTED_PROXIES and GARDIEN_METRICS_TOKEN ---------------------------------------
+
+
+def test_api4_trusted_proxies_default_to_none_and_accept_ipv4_ipv6_networks(
+    tmp_path: Path,
+) -> None:
+    default = load_settings({"GARDIEN_VAR_DIR": str(tmp_path)})
+    configured = load_settings(
+        {
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,::1",
+        }
+    )
+
+    assert default.trusted_proxies == ()
+    assert [str(n) for n in configured.trusted_proxies] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "2001:db8::/32",
+        "::1/128",
+    ]
+
+
+@pytest.mark.parametrize("raw", ["10.0.0.0/33", "proxy.internal", "10.0.0.1/8", "2001:db8::/129"])
+def test_api4_bad_trusted_proxy_refused_with_one_line_and_exit_2(tmp_path: Path, raw: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gardien.cli", "migrate"],
+        env={
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_TRUSTED_PROXIES": f"127.0.0.1,{raw}",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith(f"gardien: GARDIEN_TRUSTED_PROXIES: {raw!r} is not an IP")
+
+
+def test_ops5_metrics_token_must_be_long(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="GARDIEN_METRICS_TOKEN must be at least 32"):
+        load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_METRICS_TOKEN": "letmein"})

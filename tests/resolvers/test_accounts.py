@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from tortoise.connection import get_connection
+from tortoise.exceptions import IntegrityError
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
@@ -154,14 +158,62 @@ async def test_act1_sign_in_failure_is_generic_and_recorded(
 async def test_act1_sign_in_success_recorded_in_same_transaction(
     services: Services, meta: RequestMeta
 ) -> None:
+    """ACT-1: the session and its sign_in.succeeded event commit together or not at all.
+
+    The database itself refuses the event (a trigger), after the session row was written in the
+    same transaction: neither may remain. Without the trigger, both are written."""
     signed_up = await factories.sign_up(services, email="dan@example.test")
+    sessions_before = await Session.all().count()
+    async with _refusing_sign_in_events():
+        with pytest.raises(IntegrityError, match="activity store refused the event"):
+            await accounts.sign_in(
+                services, meta, login="dan@example.test", password=factories.PASSWORD
+            )
+        assert await Session.all().count() == sessions_before
+        assert not await ActivityEvent.exists(type="sign_in.succeeded", ip=meta.ip)
 
-    await accounts.sign_in(services, meta, login="dan@example.test", password=factories.PASSWORD)
+    result = await accounts.sign_in(
+        services, meta, login="dan@example.test", password=factories.PASSWORD
+    )
 
+    assert result.session is not None
+    assert await Session.all().count() == sessions_before + 1
     events = await ActivityEvent.filter(type="sign_in.succeeded", ip=meta.ip)
     assert [(e.actor_id, e.subject_id, e.country, e.device) for e in events] == [
         (signed_up.user.id, signed_up.user.id, "CH", "pytest")
     ]
+
+
+@contextlib.asynccontextmanager
+async def _refusing_sign_in_events() -> AsyncIterator[None]:
+    """A real database trigger that aborts the insert of every sign_in.succeeded event."""
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "sqlite":
+        create = [
+            "CREATE TRIGGER refuse_sign_in_event BEFORE INSERT ON activity_event"
+            " WHEN NEW.type = 'sign_in.succeeded'"
+            " BEGIN SELECT RAISE(ABORT, 'activity store refused the event'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_sign_in_event"]
+    else:
+        create = [
+            "CREATE FUNCTION refuse_sign_in_event() RETURNS trigger AS $$ BEGIN"
+            " RAISE EXCEPTION 'activity store refused the event' USING ERRCODE = 'check_violation';"
+            " END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_sign_in_event BEFORE INSERT ON activity_event FOR EACH ROW"
+            " WHEN (NEW.type = 'sign_in.succeeded') EXECUTE FUNCTION refuse_sign_in_event()",
+        ]
+        drop = [
+            "DROP TRIGGER refuse_sign_in_event ON activity_event",
+            "DROP FUNCTION refuse_sign_in_event()",
+        ]
+    for statement in create:
+        await connection.execute_script(statement)
+    try:
+        yield
+    finally:
+        for statement in drop:
+            await connection.execute_script(statement)
 
 
 async def test_mfa7_user_with_second_factor_gets_challenge_not_session(
@@ -276,3 +328,274 @@ async def test_org1_password_hashing_runs_off_the_event_loop() -> None:
 
     assert (await hashing).startswith("$argon2id$")
     assert ticks > 10  # a hash computed on the loop would leave no room for a single tick
+
+
+# --- Sign-in throttling that holds (API-4, ASVS V2.2.1, NIST SP 800-63B 5.2.2) ---------------
+
+
+async def _sign_in_outcome(
+    services: Services,
+    meta: RequestMeta,
+    login: str,
+    password: str,
+    device_cookie: str | None = None,
+) -> ErrorCode | accounts.SignInResult:
+    try:
+        return await accounts.sign_in(
+            services, meta, login=login, password=password, device_cookie=device_cookie
+        )
+    except DomainError as error:
+        return error.code
+
+
+async def _wrong_password_verifications(user_id: int) -> int:
+    """Each argon2 verification of a wrong password leaves exactly one such event (ACT-1)."""
+    failures = await ActivityEvent.filter(type="sign_in.failed", subject_id=user_id)
+    return sum(1 for e in failures if e.data["reason"] == "wrong_password")
+
+
+async def test_api4_sixty_concurrent_wrong_guesses_verify_at_most_the_budget(
+    services: Services, meta: RequestMeta
+) -> None:
+    """The attempt is counted before argon2 runs, so a burst cannot outrun the count
+    (on PostgreSQL the 60 sign-ins run on separate pooled connections)."""
+    signed_up = await factories.sign_up(services, email="ida@example.test")
+
+    outcomes = await asyncio.gather(
+        *(
+            _sign_in_outcome(services, meta, "ida@example.test", f"wrong guess {n}")
+            for n in range(60)
+        )
+    )
+
+    assert sorted(str(outcome) for outcome in outcomes) == sorted(
+        [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS] * 50
+    )
+    assert await _wrong_password_verifications(signed_up.user.id) == 10
+
+
+async def test_api4_unknown_login_is_counted_and_refused_exactly_like_a_known_one(
+    services: Services, meta: RequestMeta
+) -> None:
+    await factories.sign_up(services, email="jade@example.test")
+    refusals: list[tuple[object, ...]] = []
+    for login in ("jade@example.test", "nobody@example.test"):
+        answers = [await _sign_in_outcome(services, meta, login, "wrong guess!") for _ in range(10)]
+        assert answers == [ErrorCode.INVALID_CREDENTIALS] * 10
+        with pytest.raises(DomainError) as refused:
+            await accounts.sign_in(services, meta, login=login, password="wrong guess!")
+        error = refused.value
+        refusals.append((error.code, error.message, error.field, error.retry_after_seconds))
+
+    assert refusals[0] == refusals[1]
+    assert refusals[0] == (
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        "Too many attempts. Wait 15 minutes before trying again.",
+        None,
+        15 * 60,
+    )
+
+
+async def test_api4_success_resets_the_login_budget_and_failures_stay_counted(
+    services: Services, meta: RequestMeta
+) -> None:
+    await factories.sign_up(services, email="kim@example.test")
+    for _ in range(9):
+        await _sign_in_outcome(services, meta, "kim@example.test", "wrong guess!")
+
+    success = await _sign_in_outcome(services, meta, "kim@example.test", factories.PASSWORD)
+    again = [await _sign_in_outcome(services, meta, "kim@example.test", "x!") for _ in range(11)]
+
+    assert isinstance(success, accounts.SignInResult) and success.session is not None
+    assert again == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS]
+
+
+async def test_api4_owner_with_device_cookie_signs_in_while_the_login_budget_is_spent(
+    services: Services, meta: RequestMeta
+) -> None:
+    """OWASP "Slow down online guessing attacks with device cookies": the attacker spends the
+    untrusted budget; the owner's browser, known from an earlier sign-in, has its own."""
+    await factories.sign_up(services, email="lou@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="lou@example.test", password=factories.PASSWORD
+    )
+    assert earlier.device_cookie is not None
+    attacker = RequestMeta(ip="198.51.100.66")
+    await asyncio.gather(
+        *(_sign_in_outcome(services, attacker, "lou@example.test", "guess!") for _ in range(30))
+    )
+
+    without_cookie = await _sign_in_outcome(services, meta, "LOU@example.test", factories.PASSWORD)
+    with_cookie = await _sign_in_outcome(
+        services, meta, "LOU@example.test", factories.PASSWORD, earlier.device_cookie
+    )
+
+    assert without_cookie == ErrorCode.TOO_MANY_ATTEMPTS
+    assert isinstance(with_cookie, accounts.SignInResult) and with_cookie.session is not None
+    # A new cookie each time (a new nonce), still bound to the same login.
+    assert with_cookie.device_cookie not in (None, earlier.device_cookie)
+
+
+async def test_api4_device_cookie_that_fails_too_often_is_locked_and_recorded(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    signed_up = await factories.sign_up(services, email="max@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="max@example.test", password=factories.PASSWORD
+    )
+    cookie = earlier.device_cookie
+
+    guesses = [
+        await _sign_in_outcome(services, meta, "max@example.test", "guess!", cookie)
+        for _ in range(12)
+    ]
+    right_password = await _sign_in_outcome(
+        services, meta, "max@example.test", factories.PASSWORD, cookie
+    )
+    clock.advance(timedelta(minutes=15))
+    after_window = await _sign_in_outcome(
+        services, meta, "max@example.test", factories.PASSWORD, cookie
+    )
+
+    assert guesses == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS] * 2
+    assert right_password == ErrorCode.TOO_MANY_ATTEMPTS
+    assert isinstance(after_window, accounts.SignInResult) and after_window.session is not None
+    locked = [
+        e
+        for e in await ActivityEvent.filter(type="sign_in.failed")
+        if e.data["reason"] == "device_locked"
+    ]
+    assert [(e.subject_id, e.ip) for e in locked] == [(signed_up.user.id, meta.ip)]  # once
+    # The cookie's guesses did not touch the login's own budget.
+    assert (
+        await _sign_in_outcome(services, RequestMeta(ip="192.0.2.1"), "max@example.test", "guess!")
+        == ErrorCode.INVALID_CREDENTIALS
+    )
+
+
+async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="ned@example.test")
+    await factories.sign_up(services, email="ola@example.test")
+    neds = await accounts.sign_in(
+        services, meta, login="ned@example.test", password=factories.PASSWORD
+    )
+    assert neds.device_cookie is not None
+    nonce, issued, signature = neds.device_cookie.split(".")
+    for _ in range(10):
+        await _sign_in_outcome(services, meta, "ola@example.test", "guess!")
+        await _sign_in_outcome(services, meta, "ned@example.test", "guess!")
+    forged = ".".join((nonce, str(int(issued) + 1), signature))
+    # The same number in Arabic-Indic digits: int() would read it, the cookie must not pass.
+    other_digits = ".".join(
+        (nonce, issued.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")), signature)
+    )
+
+    presented = {
+        "other login": await _sign_in_outcome(
+            services, meta, "ola@example.test", factories.PASSWORD, neds.device_cookie
+        ),
+        "forged": await _sign_in_outcome(
+            services, meta, "ned@example.test", factories.PASSWORD, forged
+        ),
+        "other digits": await _sign_in_outcome(
+            services, meta, "ned@example.test", factories.PASSWORD, other_digits
+        ),
+        "garbage": await _sign_in_outcome(
+            services, meta, "ned@example.test", factories.PASSWORD, "a.b.c"
+        ),
+    }
+    clock.advance(timedelta(days=366))
+    for _ in range(10):
+        await _sign_in_outcome(services, meta, "ned@example.test", "guess!")
+    presented["expired"] = await _sign_in_outcome(
+        services, meta, "ned@example.test", factories.PASSWORD, neds.device_cookie
+    )
+
+    assert presented == dict.fromkeys(presented, ErrorCode.TOO_MANY_ATTEMPTS)
+
+
+async def test_api4_per_ip_budget_is_100_failures_and_successes_are_given_back(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """One address guessing across many logins: 100 failures per 15 minutes. Successes from the
+    same address (colleagues behind one NAT) do not use the budget up."""
+    await factories.sign_up(services, email="pia@example.test")
+    failures = await asyncio.gather(
+        *(_sign_in_outcome(services, meta, f"u{n}@example.test", "guess!") for n in range(99))
+    )
+    assert failures == [ErrorCode.INVALID_CREDENTIALS] * 99
+    successes = [
+        await _sign_in_outcome(services, meta, "pia@example.test", factories.PASSWORD)
+        for _ in range(3)
+    ]
+    hundredth = await _sign_in_outcome(services, meta, "u99@example.test", "guess!")
+    refused = await _sign_in_outcome(services, meta, "pia@example.test", factories.PASSWORD)
+    elsewhere = await _sign_in_outcome(
+        services, RequestMeta(ip="198.51.100.2"), "u0@example.test", "guess!"
+    )
+    clock.advance(timedelta(minutes=15))
+    next_window = await _sign_in_outcome(services, meta, "pia@example.test", factories.PASSWORD)
+
+    assert all(isinstance(s, accounts.SignInResult) for s in successes)
+    assert hundredth == ErrorCode.INVALID_CREDENTIALS
+    assert refused == ErrorCode.TOO_MANY_ATTEMPTS
+    assert elsewhere == ErrorCode.INVALID_CREDENTIALS
+    assert isinstance(next_window, accounts.SignInResult)
+
+
+# --- Passwords: NFKC and guessable shapes (NIST SP 800-63B 5.1.1.2) --------------------------
+
+
+async def test_org1_password_is_nfkc_normalised_before_hashing_and_checking(
+    services: Services, meta: RequestMeta
+) -> None:
+    """NIST SP 800-63B 5.1.1.2: full-width "ｐｌｕｍ" and ASCII "plum" are one password."""
+    full_width = "ｐｌｕｍ　ｔｒｅｅ　ｕｎｄｅｒ　ｓｎｏｗ"
+    await accounts.sign_up(
+        services, meta, email="quinn@example.test", password=full_width, display_name="Quinn"
+    )
+
+    ascii_form = await accounts.sign_in(
+        services, meta, login="quinn@example.test", password=factories.PASSWORD
+    )
+    composed = await accounts.sign_in(
+        services, meta, login="quinn@example.test", password=full_width
+    )
+
+    assert factories.PASSWORD == "plum tree under snow"
+    assert ascii_form.session is not None and composed.session is not None
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "ｐａｓｓｗｏｒｄ１",  # full width: "password1" once normalised
+        "aaaaaaaaaaaa",
+        "ZZZZZZZZ",
+        "abababababab",
+        "abcdabcd",
+        "abcdefgh",
+        "12345678",
+        "87654321",
+        "3456789012"[:8],
+        "qwertyuiop",
+        "QWERTZUI",
+        "azertyuiop",
+        "poiuytreza",
+        "zyxwvutsrq",
+    ],
+)
+def test_org1_password_policy_refuses_repetitions_and_plain_sequences(password: str) -> None:
+    with pytest.raises(DomainError) as raised:
+        accounts.check_password_policy(password)
+
+    assert (raised.value.code, raised.value.field) == (ErrorCode.PASSWORD_TOO_COMMON, "password")
+
+
+@pytest.mark.parametrize(
+    "password", ["plum tree under snow", "abcdefgx", "1234 5678", "qwerty cat", "aab aab x"]
+)
+def test_org1_password_policy_accepts_what_is_not_a_plain_run(password: str) -> None:
+    accounts.check_password_policy(password)

@@ -1,0 +1,134 @@
+"""Attempt budgets kept in the database: atomic counting, fixed windows, give-back and reset."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from gardien import jobs
+from gardien.clock import ManualClock
+from gardien.models.ratelimits import RateLimitCounter
+from gardien.resolvers import ratelimits
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import Services
+
+pytestmark = pytest.mark.usefixtures("database")
+
+RULE = ratelimits.Rule("test_rule", 5, timedelta(minutes=15))
+
+
+async def test_api4_consume_counts_each_concurrent_attempt_exactly_once(
+    services: Services,
+) -> None:
+    """ASVS V2.2.1: the count is incremented and read in one statement, so 40 concurrent attempts
+    get the ranks 1..40 (on PostgreSQL they run on separate pooled connections)."""
+    attempts = await asyncio.gather(
+        *(ratelimits.consume(services, RULE, "subject") for _ in range(40))
+    )
+
+    assert sorted(a.count for a in attempts) == list(range(1, 41))
+    assert [a.allowed for a in sorted(attempts, key=lambda a: a.count)] == [True] * 5 + [False] * 35
+    assert [a.count for a in attempts if a.exhausts_budget] == [6]
+    assert (await RateLimitCounter.get()).count == 40
+
+
+async def test_api4_window_restarts_when_the_clock_passes_its_end(
+    services: Services, clock: ManualClock
+) -> None:
+    first = await ratelimits.consume(services, RULE, "subject")
+    clock.advance(timedelta(minutes=14, seconds=59))
+    in_window = await ratelimits.consume(services, RULE, "subject")
+    clock.advance(timedelta(seconds=1))
+    next_window = await ratelimits.consume(services, RULE, "subject")
+
+    assert (first.count, in_window.count, next_window.count) == (1, 2, 1)
+    assert first.window_ends_at == in_window.window_ends_at
+    assert next_window.window_ends_at == clock.now() + RULE.window
+    assert in_window.retry_after_seconds(clock.now() - timedelta(seconds=1)) == 1
+
+
+async def test_api4_refusal_says_when_to_retry(services: Services, clock: ManualClock) -> None:
+    for _ in range(RULE.limit):
+        await ratelimits.require_allowed(services, RULE, "subject")
+    clock.advance(timedelta(minutes=5, seconds=30))
+
+    with pytest.raises(DomainError) as refused:
+        await ratelimits.require_allowed(services, RULE, "subject")
+
+    assert (refused.value.code, refused.value.field) == (ErrorCode.TOO_MANY_ATTEMPTS, None)
+    assert refused.value.retry_after_seconds == 9 * 60 + 30
+    assert refused.value.message == "Too many attempts. Wait 10 minutes before trying again."
+
+
+async def test_api4_subjects_are_counted_apart_and_case_insensitively(
+    services: Services,
+) -> None:
+    await ratelimits.consume(services, RULE, "Anna@Example.test")
+    same = await ratelimits.consume(services, RULE, "anna@example.test")
+    other = await ratelimits.consume(services, RULE, "bob@example.test")
+
+    assert (same.count, other.count) == (2, 1)
+    # Only a keyed digest of the subject is stored, never the login or address itself.
+    keys = [c.key for c in await RateLimitCounter.all()]
+    assert all("example" not in key and key.startswith("test_rule:") for key in keys)
+
+
+async def test_api4_give_back_returns_one_attempt_and_reset_clears_the_budget(
+    services: Services, clock: ManualClock
+) -> None:
+    for _ in range(3):
+        await ratelimits.consume(services, RULE, "subject")
+
+    await ratelimits.give_back(services, RULE, "subject")
+    after_give_back = await ratelimits.consume(services, RULE, "subject")
+    await ratelimits.reset(services, RULE, "subject")
+    after_reset = await ratelimits.consume(services, RULE, "subject")
+    clock.advance(RULE.window)
+    await ratelimits.give_back(services, RULE, "subject")  # an ended window is left alone
+
+    assert (after_give_back.count, after_reset.count) == (3, 1)
+    assert (await RateLimitCounter.get()).count == 1
+
+
+async def test_api4_expired_counters_are_pruned_and_live_ones_kept(
+    services: Services, clock: ManualClock
+) -> None:
+    await ratelimits.consume(services, RULE, "old")
+    clock.advance(timedelta(minutes=10))
+    await ratelimits.consume(services, RULE, "recent")
+    clock.advance(timedelta(minutes=5))
+
+    await ratelimits.prune_expired(services)
+
+    assert await RateLimitCounter.all().count() == 1
+    assert (await ratelimits.consume(services, RULE, "recent")).count == 2
+
+
+async def test_api4_job_runner_prunes_expired_counters(
+    services: Services, clock: ManualClock
+) -> None:
+    await ratelimits.consume(services, RULE, "old")
+    clock.advance(timedelta(hours=1))
+
+    await jobs.run_due(services)
+
+    assert await RateLimitCounter.all().count() == 0
+
+
+@pytest.mark.parametrize(
+    ("ip", "subject"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:DB8:0:1::7", "2001:db8:0:1::/64"),
+        ("2001:db8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        (None, None),
+    ],
+)
+def test_api4_ipv6_clients_share_the_budget_of_their_64(
+    ip: str | None, subject: str | None
+) -> None:
+    """An IPv6 subscriber is handed a whole /64: one budget per /128 would give 2^64 budgets."""
+    assert ratelimits.ip_subject(ip) == subject
