@@ -159,8 +159,7 @@ async def lookup_domain(services: Services, actor: Actor, raw_name: str) -> Look
     a name another customer released, so the lookup says nothing about other customers.
     """
     user = authz.require_user(actor)
-    await ratelimits.check(services, DOMAIN_LOOKUPS_PER_ACCOUNT, str(user.id))
-    await ratelimits.hit(services, DOMAIN_LOOKUPS_PER_ACCOUNT, str(user.id))
+    await ratelimits.require_allowed(services, DOMAIN_LOOKUPS_PER_ACCOUNT, str(user.id))
     name = normalise_domain_name(raw_name)
     live = await Domain.get_or_none(live_name=name)
     if live is not None:
