@@ -25,6 +25,13 @@ KNOWN = frozenset(
         "VAR_DIR",
         "LOG_LEVEL",
         "INTROSPECTION",
+        "MAX_DEPTH",
+        "MAX_ALIASES",
+        "MAX_ROOT_FIELDS",
+        "MAX_DIRECTIVES",
+        "MAX_TOKENS",
+        "MAX_COST",
+        "MAX_BODY_BYTES",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -45,6 +52,14 @@ class Settings:
     var_dir: Path
     log_level: str
     introspection: bool
+    # Bounds on one GraphQL request (API-4); see gardien/graphql/limits.py.
+    max_depth: int = 15
+    max_aliases: int = 15
+    max_root_fields: int = 20
+    max_directives: int = 50
+    max_tokens: int = 2000
+    max_cost: int = 5000
+    max_body_bytes: int = 100_000
 
     @property
     def secure_cookies(self) -> bool:
@@ -93,7 +108,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         var_dir=var_dir,
         log_level=log_level,
         introspection=introspection,
+        max_depth=_positive_integer(values, "MAX_DEPTH", Settings.max_depth),
+        max_aliases=_positive_integer(values, "MAX_ALIASES", Settings.max_aliases),
+        max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS", Settings.max_root_fields),
+        max_directives=_positive_integer(values, "MAX_DIRECTIVES", Settings.max_directives),
+        max_tokens=_positive_integer(values, "MAX_TOKENS", Settings.max_tokens),
+        max_cost=_positive_integer(values, "MAX_COST", Settings.max_cost),
+        max_body_bytes=_positive_integer(values, "MAX_BODY_BYTES", Settings.max_body_bytes),
     )
+
+
+def _positive_integer(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise SettingsError(f"GARDIEN_{name} must be a positive integer, not {raw!r}")
+    return int(raw)
 
 
 def normalise_database_url(url: str) -> str:

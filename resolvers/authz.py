@@ -133,3 +133,17 @@ async def require_visible_organisation(actor: Actor, organisation_id: int) -> Me
         raise not_found("organisation")
     assert membership is not None
     return membership
+
+
+def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[str]) -> None:
+    """The operation gate: may this actor run this operation's root fields at all?
+
+    operation_type is "query", "mutation" or "subscription"; root_fields are the names of the
+    fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
+    per operation, before anything executes; it raises DomainError to refuse.
+
+    Today it allows everything. Its rules to come: POL-4 (a member of an
+    organisation that requires 2FA, not yet enrolled, may run only the enrolment and sign-out
+    fields), API-6 (an integrator token may run only the fields its scopes grant) and REC-4
+    (a session in recovery mode may run only the recovery fields).
+    """

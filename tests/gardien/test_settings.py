@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gardien.settings import SettingsError, load_settings
+from gardien.settings import Settings, SettingsError, load_settings
 
 KEY = "k" * 48
 
@@ -38,6 +38,10 @@ def test_ops2_defaults_to_embedded_sqlite_and_generates_a_kept_secret_key(tmp_pa
         ({"GARDIEN_REDIS_URL": "http://x"}, "GARDIEN_REDIS_URL must be a redis://"),
         ({"GARDIEN_SMTP_URL": "mail.example"}, "GARDIEN_SMTP_URL must be a smtp://"),
         ({"GARDIEN_INTROSPECTION": "maybe"}, "GARDIEN_INTROSPECTION must be true or false"),
+        ({"GARDIEN_MAX_DEPTH": "0"}, "GARDIEN_MAX_DEPTH must be a positive integer, not '0'"),
+        ({"GARDIEN_MAX_COST": "-5"}, "GARDIEN_MAX_COST must be a positive integer, not '-5'"),
+        ({"GARDIEN_MAX_TOKENS": "1e3"}, "GARDIEN_MAX_TOKENS must be a positive integer"),
+        ({"GARDIEN_MAX_BODY_BYTES": "١٠٠"}, "GARDIEN_MAX_BODY_BYTES must be a positive integer"),
     ],
 )
 def test_ops2_invalid_settings_are_refused(
@@ -79,3 +83,33 @@ def test_ops1_cli_stops_with_one_line_on_a_bad_setting(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert done.stderr.startswith("gardien: GARDIEN_ENV must be development or production")
+
+
+def test_api4_request_limits_default_and_are_configurable(tmp_path: Path) -> None:
+    defaults = load_settings({"GARDIEN_VAR_DIR": str(tmp_path)})
+    configured = load_settings(
+        {
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_MAX_DEPTH": "9",
+            "GARDIEN_MAX_ALIASES": "8",
+            "GARDIEN_MAX_ROOT_FIELDS": "7",
+            "GARDIEN_MAX_DIRECTIVES": "6",
+            "GARDIEN_MAX_TOKENS": "5000",
+            "GARDIEN_MAX_COST": "4000",
+            "GARDIEN_MAX_BODY_BYTES": "3000",
+        }
+    )
+
+    def limits(settings: Settings) -> list[int]:
+        return [
+            settings.max_depth,
+            settings.max_aliases,
+            settings.max_root_fields,
+            settings.max_directives,
+            settings.max_tokens,
+            settings.max_cost,
+            settings.max_body_bytes,
+        ]
+
+    assert limits(defaults) == [15, 15, 20, 50, 2000, 5000, 100_000]
+    assert limits(configured) == [9, 8, 7, 6, 5000, 4000, 3000]

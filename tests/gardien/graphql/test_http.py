@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gardien.clock import ManualClock
-from gardien.graphql_http import MAX_BODY_BYTES
+from gardien.graphql.http import DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES
 from gardien.models.enums import Role
 from gardien.models.users import User
 from gardien.resolvers import organisations as organisation_resolvers
@@ -196,7 +196,7 @@ async def test_api3_malformed_json_body_is_400(client: httpx.AsyncClient, conten
 
 
 async def test_api3_hostile_deeply_nested_json_body_is_400(client: httpx.AsyncClient) -> None:
-    response = await post_raw(client, "[" * 100_000 + "]" * 100_000)
+    response = await post_raw(client, "[" * 40_000 + "]" * 40_000)
 
     assert_request_error(response, 400, GRAPHQL_RESPONSE_JSON, "The body is not valid JSON.")
 
@@ -313,16 +313,36 @@ async def test_api3_other_methods_are_405_with_allow(
     assert_request_error(response, 405, APPLICATION_JSON, "Use GET or POST.")
 
 
-async def test_api3_body_over_one_megabyte_is_413(client: httpx.AsyncClient) -> None:
+TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+
+
+async def test_api4_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     content = json.dumps({"query": VIEWER + " " * MAX_BODY_BYTES})
     assert len(content) > MAX_BODY_BYTES
 
     response = await post_raw(client, content)
 
-    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, "The request body is too large.")
+    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
 
 
-async def test_api3_streamed_body_over_one_megabyte_without_length_is_413(
+async def test_api4_body_of_500_kb_is_413_and_90_kb_is_accepted(
+    client: httpx.AsyncClient,
+) -> None:
+    """ASVS 4 V13.1.3 / V12.1.1: request size bounded before parsing; 100 KB by default."""
+    large = json.dumps({"query": VIEWER, "variables": {"pad": "x" * 500_000}})
+    fitting = json.dumps({"query": VIEWER, "variables": {"pad": "x" * 90_000}})
+    assert MAX_BODY_BYTES == 100_000
+    assert 90_000 < len(fitting) < MAX_BODY_BYTES
+
+    refused = await post_raw(client, large)
+    accepted = await post_raw(client, fitting)
+
+    assert_request_error(refused, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
+    assert accepted.status_code == 200
+    assert body_of(accepted) == {"data": {"viewer": None}}
+
+
+async def test_api4_streamed_body_over_the_limit_without_length_is_413(
     client: httpx.AsyncClient,
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
@@ -338,10 +358,10 @@ async def test_api3_streamed_body_over_one_megabyte_without_length_is_413(
     )
 
     assert "content-length" not in response.request.headers
-    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, "The request body is too large.")
+    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
 
 
-async def test_api3_body_of_exactly_one_megabyte_is_accepted(client: httpx.AsyncClient) -> None:
+async def test_api4_body_of_exactly_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
     prefix = json.dumps({"query": VIEWER})[:-2]  # without the closing '"}'
     content = prefix + " " * (MAX_BODY_BYTES - len(prefix) - 2) + '"}'
     assert len(content) == MAX_BODY_BYTES
@@ -368,6 +388,7 @@ async def test_api3_parse_error_has_no_data_400_or_legacy_200(
         {
             "message": "Syntax Error: Expected Name, found <EOF>.",
             "locations": [{"line": 1, "column": 16}],
+            "extensions": {"code": "GRAPHQL_PARSE_FAILED"},
         }
     ]
 
@@ -385,6 +406,7 @@ async def test_api3_validation_error_unknown_field_has_no_data_400_or_legacy_200
         {
             "message": "Cannot query field 'zzz' on type 'Query'.",
             "locations": [{"line": 1, "column": 17}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
         }
     ]
 
@@ -447,6 +469,7 @@ async def test_api3_invalid_variables_are_400_without_data(
     errors = assert_no_data_errors(response, 400, GRAPHQL_RESPONSE_JSON)
     assert len(errors) == 1
     assert errors[0]["locations"] == [{"line": 1, "column": 20}]
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT"}
     assert "path" not in errors[0]
 
 
@@ -489,6 +512,7 @@ async def test_api3_subscription_over_http_is_a_request_error(gql: GraphQLClient
         {
             "message": "The subscription operation is not supported by the schema.",
             "locations": [{"line": 1, "column": 1}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
         }
     ]
 
@@ -904,7 +928,9 @@ async def test_api1_valid_cursor_pages_members(gql: GraphQLClient, services: Ser
 # --- request IDs (OPS-5, API-2) -------------------------------------------------------------------
 
 
-async def test_api3_every_response_carries_a_request_id(client: httpx.AsyncClient) -> None:
+async def test_api3_every_response_carries_a_request_id_and_no_store(
+    client: httpx.AsyncClient,
+) -> None:
     json_headers = {"accept": GRAPHQL_RESPONSE_JSON}
     responses = [
         await client.post("/graphql", json={"query": VIEWER}, headers=json_headers),
@@ -922,6 +948,8 @@ async def test_api3_every_response_carries_a_request_id(client: httpx.AsyncClien
     ]
 
     assert [r.status_code for r in responses] == [200, 400, 400, 415, 406, 405, 200, 401]
+    # Item 14: no answer of /graphql may be stored (signIn's token, private data), error or not.
+    assert [r.headers["cache-control"] for r in responses] == ["no-store"] * len(responses)
     ids = [r.headers["x-request-id"] for r in responses]
     assert all(GENERATED_REQUEST_ID.match(i) for i in ids), ids
     assert len(set(ids)) == len(ids)
