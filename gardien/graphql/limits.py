@@ -6,8 +6,8 @@ written to stay cheap on any document:
 - each fragment is measured once and its measure reused at every spread (never expanded);
 - a fragment spread that is being measured already (a cycle, which graphql-core's
   NoFragmentCycles refuses afterwards) counts as empty;
-- one selection set may select a response name at most MAX_REPEATS times (QUERY_TOO_COSTLY):
-  graphql-core's overlapping-fields rule compares such fields pairwise;
+- one selection set may select an object field (by response name) at most MAX_REPEATS times
+  (QUERY_TOO_COSTLY): graphql-core's overlapping-fields rule compares such fields pairwise;
 - the walk stops with QUERY_TOO_DEEP once the nesting of selections (fields, inline fragments and
   fragment spreads on one path) passes a guard, so neither a deep document nor a long chain of
   fragments can exhaust the stack.
@@ -46,7 +46,8 @@ from gardien.resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 MAX_NESTING = 200
 # graphql-core's OverlappingFieldsCanBeMerged compares every pair of fields that share a response
-# name in one selection set: quadratic. No client needs the same field ten times in one place.
+# name in one selection set, sub-selections included: quadratic. No client needs the same object
+# field ten times in one place (leaves, __typename among them, compare cheaply and are not counted).
 MAX_REPEATS = 10
 
 
@@ -123,10 +124,11 @@ class _Walker:
         for selection in selection_set.selections:
             directives += len(selection.directives or ())
             if isinstance(selection, FieldNode):
-                response_name = (selection.alias or selection.name).value
-                names[response_name] = names.get(response_name, 0) + 1
-                if names[response_name] > MAX_REPEATS:
-                    raise _Repeated(response_name)
+                if selection.selection_set is not None:
+                    response_name = (selection.alias or selection.name).value
+                    names[response_name] = names.get(response_name, 0) + 1
+                    if names[response_name] > MAX_REPEATS:
+                        raise _Repeated(response_name)
                 child, multiplier = self._field(selection, parent)
                 aliases += child.aliases + (1 if selection.alias else 0)
                 directives += child.directives

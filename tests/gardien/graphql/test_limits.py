@@ -133,6 +133,16 @@ def test_api4_same_field_more_than_ten_times_in_one_selection_is_too_costly(
     assert (ten, eleven) == ([], ["QUERY_TOO_COSTLY"])
 
 
+def test_api4_repeated_leaves_such_as_typename_are_not_counted() -> None:
+    # Clients such as Apollo add __typename to every selection and every fragment.
+    fragments = " ".join(f"fragment F{i} on User {{ __typename id }}" for i in range(12))
+    spreads = " ".join(f"...F{i}" for i in range(12))
+
+    _, codes = measure(f"{{ viewer {{ __typename {spreads} }} }} {fragments}")
+
+    assert codes == []
+
+
 def test_api4_same_field_repeated_through_fragments_is_too_costly() -> None:
     def spreading(count: int) -> str:
         spreads = " ".join(f"...F{i}" for i in range(count))
