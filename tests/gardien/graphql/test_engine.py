@@ -17,6 +17,8 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
+from gardien.schema.relay import encode_id
+from gardien.schema.users import UserNode
 from tests import factories
 from tests.gardien.graphql.test_http import GRAPHQL_RESPONSE_JSON, body_of
 from tests.gardien.graphql.test_limits import _error_count
@@ -163,3 +165,37 @@ async def test_ops5_metrics_count_errors_by_code_payload_errors_included(
         _error_count(metrics, code)
         for code in ("PASSWORD_TOO_SHORT", "GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED")
     ] == [2.0, 1.0, 1.0]
+
+
+async def test_api2_graphql_core_execution_error_is_internal_error_with_its_code(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A null in a non-null field is a bug of ours: coded INTERNAL_ERROR, masked, counted."""
+    owner = await factories.sign_up(services)
+
+    def broken(summary: Any) -> Any:
+        node = from_summary(summary)
+        node.display_name = None  # type: ignore[assignment]  # the bug to report
+        return node
+
+    from_summary = UserNode.from_summary
+    monkeypatch.setattr(UserNode, "from_summary", staticmethod(broken))
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query($id: ID!) { organisation(id: $id) { members { edges { node { user { displayName } } } } } }",
+            "variables": {"id": encode_id("Organisation", owner.organisation.id)},
+        },
+        headers={
+            "accept": GRAPHQL_RESPONSE_JSON,
+            "authorization": f"Bearer {owner.session.token}",
+        },
+    )
+
+    body = body_of(response)
+    assert body["data"] is None
+    request_id = response.headers["x-request-id"]
+    assert [e["extensions"] for e in body["errors"]] == [
+        {"code": "INTERNAL_ERROR", "requestId": request_id}
+    ]
+    assert _error_count((await client.get("/metrics")).text, "INTERNAL_ERROR") == 1

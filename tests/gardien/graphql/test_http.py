@@ -73,12 +73,14 @@ def assert_request_error(
     assert response.headers["content-type"] == content_type
     assert body_of(response) == {"errors": [{"message": message, "extensions": {"code": code}}]}
     assert response.headers["x-request-id"]
+    assert response.headers["cache-control"] == "no-store"
 
 
 def assert_no_data_errors(response: httpx.Response, status: int, content_type: str) -> list[Any]:
     """A GraphQL response without `data` (parse, validation or variable errors)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == content_type
+    assert response.headers["cache-control"] == "no-store"
     body = body_of(response)
     assert set(body) == {"errors"}, body
     errors = body["errors"]
@@ -94,6 +96,7 @@ def single_error(response: httpx.Response) -> dict[str, Any]:
     """The one execution error of a 200 response whose data is null."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == GRAPHQL_RESPONSE_JSON
+    assert response.headers["cache-control"] == "no-store"
     body = body_of(response)
     assert set(body) == {"data", "errors"}
     assert body["data"] is None
@@ -301,7 +304,7 @@ async def test_api3_json_content_type_with_charset_is_accepted(client: httpx.Asy
     assert body_of(response) == {"data": {"viewer": None}}
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
 async def test_api3_other_methods_are_405_with_allow(
     client: httpx.AsyncClient, method: str
 ) -> None:
@@ -1017,6 +1020,7 @@ async def test_api2_sign_up_success_sets_the_session_cookie(gql: GraphQLClient) 
     assert payload["errors"] == []
     assert payload["user"]["email"] == "grace@example.test"
     token = payload["session"]["token"]
+    assert response.headers["cache-control"] == "no-store"  # the answer carries the token
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"gardien_session={token};")
     assert "HttpOnly" in cookie
