@@ -53,13 +53,13 @@ class Settings:
     log_level: str
     introspection: bool
     # Bounds on one GraphQL request (API-4); see gardien/graphql/limits.py.
-    max_depth: int = 15
-    max_aliases: int = 15
-    max_root_fields: int = 20
-    max_directives: int = 50
-    max_tokens: int = 2000
-    max_cost: int = 5000
-    max_body_bytes: int = 100_000
+    max_depth: int
+    max_aliases: int
+    max_root_fields: int
+    max_directives: int
+    max_tokens: int
+    max_cost: int
+    max_body_bytes: int
 
     @property
     def secure_cookies(self) -> bool:
@@ -108,20 +108,32 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         var_dir=var_dir,
         log_level=log_level,
         introspection=introspection,
-        max_depth=_positive_integer(values, "MAX_DEPTH", Settings.max_depth),
-        max_aliases=_positive_integer(values, "MAX_ALIASES", Settings.max_aliases),
-        max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS", Settings.max_root_fields),
-        max_directives=_positive_integer(values, "MAX_DIRECTIVES", Settings.max_directives),
-        max_tokens=_positive_integer(values, "MAX_TOKENS", Settings.max_tokens),
-        max_cost=_positive_integer(values, "MAX_COST", Settings.max_cost),
-        max_body_bytes=_positive_integer(values, "MAX_BODY_BYTES", Settings.max_body_bytes),
+        max_depth=_positive_integer(values, "MAX_DEPTH"),
+        max_aliases=_positive_integer(values, "MAX_ALIASES"),
+        max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),
+        max_directives=_positive_integer(values, "MAX_DIRECTIVES"),
+        max_tokens=_positive_integer(values, "MAX_TOKENS"),
+        max_cost=_positive_integer(values, "MAX_COST"),
+        max_body_bytes=_positive_integer(values, "MAX_BODY_BYTES"),
     )
 
 
-def _positive_integer(values: Mapping[str, str], name: str, default: int) -> int:
+# Defaults in the class of GraphQL Armor's; every contract operation uses at most half of each.
+REQUEST_LIMITS = {
+    "MAX_DEPTH": 15,  # GraphiQL's introspection query is 15 deep
+    "MAX_ALIASES": 15,
+    "MAX_ROOT_FIELDS": 20,
+    "MAX_DIRECTIVES": 50,
+    "MAX_TOKENS": 2000,
+    "MAX_COST": 5000,
+    "MAX_BODY_BYTES": 100_000,
+}
+
+
+def _positive_integer(values: Mapping[str, str], name: str) -> int:
     raw = values.get(name)
     if raw is None:
-        return default
+        return REQUEST_LIMITS[name]
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise SettingsError(f"GARDIEN_{name} must be a positive integer, not {raw!r}")
     return int(raw)

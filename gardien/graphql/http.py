@@ -23,12 +23,13 @@ from gardien.graphql.engine import GraphQLEngine
 from gardien.observability import request_id_of
 from gardien.resolvers.errors import ErrorCode
 from gardien.schema.context import Context
+from gardien.settings import REQUEST_LIMITS
 
 logger = logging.getLogger("gardien.graphql")
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
-DEFAULT_MAX_BODY_BYTES = 100_000
+DEFAULT_MAX_BODY_BYTES = REQUEST_LIMITS["MAX_BODY_BYTES"]
 NO_STORE = {"Cache-Control": "no-store"}
 
 

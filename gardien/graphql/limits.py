@@ -43,6 +43,7 @@ from graphql import (
 
 from gardien.resolvers.errors import ErrorCode
 from gardien.resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from gardien.settings import REQUEST_LIMITS
 
 MAX_NESTING = 200
 # graphql-core's OverlappingFieldsCanBeMerged compares every pair of fields that share a response
@@ -53,14 +54,14 @@ MAX_REPEATS = 10
 
 @dataclass(frozen=True)
 class Limits:
-    """What one document may ask for. Defaults in the class of GraphQL Armor's."""
+    """What one document may ask for; the defaults are the settings' (GARDIEN_MAX_*)."""
 
-    max_depth: int = 15
-    max_aliases: int = 15
-    max_root_fields: int = 20
-    max_directives: int = 50
-    max_tokens: int = 2000
-    max_cost: int = 5000
+    max_depth: int = REQUEST_LIMITS["MAX_DEPTH"]
+    max_aliases: int = REQUEST_LIMITS["MAX_ALIASES"]
+    max_root_fields: int = REQUEST_LIMITS["MAX_ROOT_FIELDS"]
+    max_directives: int = REQUEST_LIMITS["MAX_DIRECTIVES"]
+    max_tokens: int = REQUEST_LIMITS["MAX_TOKENS"]
+    max_cost: int = REQUEST_LIMITS["MAX_COST"]
 
 
 @dataclass(frozen=True)
