@@ -153,6 +153,12 @@ class GraphQLEndpoint:
 
     async def _read_params(self, request: Request) -> GraphQLParams:
         if request.method == "GET":
+            if len(request.scope.get("query_string", b"")) > self._max_body_bytes:
+                raise RequestError(
+                    f"The query string is longer than {self._max_body_bytes} bytes; use POST.",
+                    414,
+                    code=ErrorCode.REQUEST_TOO_LARGE,
+                )
             return _params(_get_params(request))
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != APPLICATION_JSON:

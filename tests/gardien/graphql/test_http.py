@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
 import pytest
 
+from gardien.app import create_app
 from gardien.clock import ManualClock
 from gardien.graphql.http import DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES
 from gardien.models.enums import Role
@@ -26,6 +29,7 @@ from gardien.resolvers.accounts import SignUpResult
 from gardien.resolvers.services import Services
 from gardien.resolvers.sessions import IDLE_TIMEOUT
 from gardien.schema.relay import encode_id
+from gardien.settings import load_settings
 from tests import factories
 from tests.conftest import GraphQLClient
 
@@ -343,6 +347,37 @@ async def test_api4_body_of_500_kb_is_413_and_90_kb_is_accepted(
     assert_request_error(refused, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
     assert accepted.status_code == 200
     assert body_of(accepted) == {"data": {"viewer": None}}
+
+
+@pytest.mark.usefixtures("database")
+async def test_api4_get_query_string_over_the_body_limit_is_414(var_dir: Path) -> None:
+    settings = load_settings(
+        {
+            "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
+            "GARDIEN_VAR_DIR": str(var_dir),
+            "GARDIEN_MAX_BODY_BYTES": "2000",
+        }
+    )
+    app = create_app(settings, clock=ManualClock(), manage_database=False)
+    headers = {"accept": GRAPHQL_RESPONSE_JSON}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        refused = await client.get(
+            "/graphql", params={"query": VIEWER + " " * 2000}, headers=headers
+        )
+        fitting = await client.get(
+            "/graphql", params={"query": VIEWER + " " * 1000}, headers=headers
+        )
+
+    assert_request_error(
+        refused,
+        414,
+        GRAPHQL_RESPONSE_JSON,
+        "The query string is longer than 2000 bytes; use POST.",
+        code="REQUEST_TOO_LARGE",
+    )
+    assert body_of(fitting) == {"data": {"viewer": None}}
 
 
 async def test_api4_streamed_body_over_the_limit_without_length_is_413(
