@@ -133,14 +133,18 @@ def test_api4_same_field_more_than_ten_times_in_one_selection_is_too_costly(
     assert (ten, eleven) == ([], ["QUERY_TOO_COSTLY"])
 
 
-def test_api4_repeated_leaves_such_as_typename_are_not_counted() -> None:
+def test_api4_repeated_leaves_such_as_typename_are_allowed_up_to_a_hundred() -> None:
     # Clients such as Apollo add __typename to every selection and every fragment.
-    fragments = " ".join(f"fragment F{i} on User {{ __typename id }}" for i in range(12))
-    spreads = " ".join(f"...F{i}" for i in range(12))
+    def spreading(count: int) -> str:
+        fragments = " ".join(f"fragment F{i} on User {{ __typename id }}" for i in range(count))
+        spreads = " ".join(f"...F{i}" for i in range(count))
+        return f"{{ viewer {{ __typename {spreads} }} }} {fragments}"
 
-    _, codes = measure(f"{{ viewer {{ __typename {spreads} }} }} {fragments}")
+    _, hundred = measure(spreading(99))
+    _, more, seconds = timed_measure("{ viewer { " + "id " * 1990 + "} }")
 
-    assert codes == []
+    assert (hundred, more) == ([], ["QUERY_TOO_COSTLY"])
+    assert seconds < 0.1
 
 
 def test_api4_same_field_repeated_through_fragments_is_too_costly() -> None:
