@@ -40,7 +40,7 @@ lint: $(VENV)/.dev-installed
 test: $(VENV)/.dev-installed lint
 	$(BIN)/pytest
 	@if [ -n "$$GARDIEN_TEST_DATABASE_URL" ]; then \
-	  GARDIEN_TEST_BACKEND=postgres $(BIN)/pytest tests/models tests/resolvers tests/schema tests/gardien/mail; \
+	  GARDIEN_TEST_BACKEND=postgres $(BIN)/pytest tests/models tests/resolvers tests/schema tests/gardien/mail tests/gardien/graphql; \
 	else \
 	  echo "PostgreSQL suites not run: set GARDIEN_TEST_DATABASE_URL=postgres://user@host/db"; \
 	fi

@@ -129,7 +129,7 @@ def _decoded_pk(value: object, prefix: str, code: str, message: str) -> int:
 
 
 def _dumps(payload: Any) -> bytes:
-    # The serialiser of gardien.graphql_http._dumps, so both sides pay the same for JSON.
+    # The serialiser of gardien.graphql.http._dumps, so both sides pay the same for JSON.
     return orjson.dumps(payload, default=str)
 
 

@@ -55,10 +55,13 @@ from tortoise.backends.asyncpg.client import AsyncpgDBClient
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from gardien import db, graphql_http
+from gardien import db
 from gardien.app import create_app
 from gardien.clock import SystemClock
-from gardien.graphql_http import GraphQLEndpoint
+from gardien.graphql import documents as graphql_documents
+from gardien.graphql import engine as graphql_engine
+from gardien.graphql import http as graphql_http
+from gardien.graphql.engine import GraphQLEngine
 from gardien.models.enums import ProductKind, Role, TwoFactorKind
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import Membership, Organisation
@@ -305,7 +308,7 @@ SQL_CLIENT = "SQL: asyncpg + Tortoise db client + socket I/O"
 ORM_QUERY = "ORM: query building, SQL compiling, row handling"
 ORM_INIT = "ORM: model instantiation (Model._init_from_db)"
 GRAPHQL = "GraphQL field execution (graphql-core, strawberry, resolvers)"
-JSON = "JSON serialisation (graphql_http._dumps)"
+JSON = "JSON serialisation (gardien.graphql.http._dumps)"
 HTTP = "HTTP/ASGI: Starlette, middleware, body, variables"
 LOOP = "asyncio event loop: scheduling tasks and callbacks"
 BUCKETS = (PARSE, AUTH, IDLE, SQL_CLIENT, ORM_QUERY, ORM_INIT, GRAPHQL, JSON, HTTP, LOOP)
@@ -460,14 +463,14 @@ def instrumented(probe: Probe, loop: asyncio.AbstractEventLoop) -> Iterator[None
     """Wrap (in this process only) the gateway's steps in buckets; undone on exit."""
     patches = Patches()
 
-    original_prepare = GraphQLEndpoint._prepare
+    original_prepare = GraphQLEngine.prepare
     timed_prepare = _in_bucket(probe, PARSE, original_prepare)
 
-    def prepare(self: GraphQLEndpoint, query: str) -> graphql_http.PreparedDocument:
-        key = "prepare:cached" if query in self._documents else "prepare:cold"
+    def prepare(self: GraphQLEngine, query: str) -> graphql_documents.PreparedDocument:
+        key = "prepare:cached" if query in self.documents else "prepare:cold"
         started = time.perf_counter()
         try:
-            prepared: graphql_http.PreparedDocument = timed_prepare(self, query)
+            prepared: graphql_documents.PreparedDocument = timed_prepare(self, query)
             return prepared
         finally:
             probe.add(key, time.perf_counter() - started)
@@ -485,7 +488,7 @@ def instrumented(probe: Probe, loop: asyncio.AbstractEventLoop) -> Iterator[None
             probe.authenticating = False
             probe.switch(_top(BUCKET_STACK.get()))
 
-    execute_sync = _in_bucket(probe, GRAPHQL, vars(graphql_http)["execute"])
+    execute_sync = _in_bucket(probe, GRAPHQL, vars(graphql_engine)["execute"])
 
     async def finish(awaitable: Awaitable[ExecutionResult]) -> ExecutionResult:
         return await awaitable
@@ -512,9 +515,9 @@ def instrumented(probe: Probe, loop: asyncio.AbstractEventLoop) -> Iterator[None
 
         return execute_sql
 
-    patches.replace(GraphQLEndpoint, "_prepare", prepare)
+    patches.replace(GraphQLEngine, "prepare", prepare)
     patches.replace(sessions, "authenticate", authenticate)
-    patches.replace(graphql_http, "execute", execute)
+    patches.replace(graphql_engine, "execute", execute)
     patches.replace(graphql_http, "_dumps", _in_bucket(probe, JSON, graphql_http._dumps))
     patches.replace(Model, "_init_from_db", classmethod(init_from_db))
     _replace_classmethods(patches, probe, Model, MODEL_QUERY_METHODS, ORM_QUERY)

@@ -18,11 +18,12 @@ from starlette.routing import Route
 
 from gardien import db, jobs, redis_client
 from gardien.clock import Clock, SystemClock
-from gardien.graphql_http import GraphQLEndpoint, RequestError
+from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
 from gardien.resolvers import sessions
 from gardien.resolvers.authz import Actor
+from gardien.resolvers.errors import ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.context import Context
@@ -82,7 +83,7 @@ def create_app(
                     "The session token is invalid or has expired; sign in again.",
                     401,
                     {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                    code="UNAUTHENTICATED",
+                    code=ErrorCode.UNAUTHENTICATED,
                 )
             return actor
         cookie = request.cookies.get(cookie_name)
@@ -128,13 +129,25 @@ def create_app(
             samesite="strict",
         )
 
-    graphql = GraphQLEndpoint(
+    engine = GraphQLEngine(
         schema,
-        build_context,
         metrics,
-        graphiql=settings.introspection,  # GraphiQL is of no use without introspection
+        limits=Limits(
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_root_fields=settings.max_root_fields,
+            max_directives=settings.max_directives,
+            max_tokens=settings.max_tokens,
+            max_cost=settings.max_cost,
+        ),
         introspection=settings.introspection,
+    )
+    graphql = GraphQLEndpoint(
+        engine,
+        build_context,
+        graphiql=settings.introspection,  # GraphiQL is of no use without introspection
         finish_response=finish_response,
+        max_body_bytes=settings.max_body_bytes,
     )
 
     async def healthz(_: Request) -> Response:
@@ -211,7 +224,11 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route(
+                "/graphql",
+                graphql.handle,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
@@ -226,6 +243,7 @@ def create_app(
     app.state.services = services
     app.state.redis = redis
     app.state.metrics = metrics
+    app.state.graphql_engine = engine
     return app
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+SQL_LOGGERS = ("tortoise", "tortoise.db_client", "asyncpg", "aiosqlite")
 current_request_id: ContextVar[str | None] = ContextVar("gardien_request_id", default=None)
 
 
@@ -44,6 +45,11 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Database drivers log statements with their parameters (passwords' hashes, tokens' digests,
+    # e-mail addresses) at DEBUG: never, whatever GARDIEN_LOG_LEVEL says.
+    quiet = max(logging.INFO, logging.getLevelName(level))
+    for name in SQL_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 class Metrics:

@@ -37,6 +37,13 @@ KNOWN = frozenset(
         "JOBS_INTERVAL",
         "TRUSTED_PROXIES",
         "METRICS_TOKEN",
+        "MAX_DEPTH",
+        "MAX_ALIASES",
+        "MAX_ROOT_FIELDS",
+        "MAX_DIRECTIVES",
+        "MAX_TOKENS",
+        "MAX_COST",
+        "MAX_BODY_BYTES",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -62,6 +69,14 @@ class Settings:
     var_dir: Path
     log_level: str
     introspection: bool
+    # Bounds on one GraphQL request (API-4); see gardien/graphql/limits.py.
+    max_depth: int
+    max_aliases: int
+    max_root_fields: int
+    max_directives: int
+    max_tokens: int
+    max_cost: int
+    max_body_bytes: int
     # OPS-6: the sender of outgoing mail, and whether `gardien serve` runs the outbox worker too.
     mail_from: str = "Gardien <no-reply@gardien.localhost>"
     outbox_worker: bool = True
@@ -147,7 +162,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jobs_interval_seconds=int(jobs_interval),
         trusted_proxies=trusted_proxies,
         metrics_token=metrics_token,
+        max_depth=_positive_integer(values, "MAX_DEPTH"),
+        max_aliases=_positive_integer(values, "MAX_ALIASES"),
+        max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),
+        max_directives=_positive_integer(values, "MAX_DIRECTIVES"),
+        max_tokens=_positive_integer(values, "MAX_TOKENS"),
+        max_cost=_positive_integer(values, "MAX_COST"),
+        max_body_bytes=_positive_integer(values, "MAX_BODY_BYTES"),
     )
+
+
+# Defaults in the class of GraphQL Armor's; every contract operation uses at most half of each.
+REQUEST_LIMITS = {
+    "MAX_DEPTH": 15,  # GraphiQL's introspection query is 15 deep
+    "MAX_ALIASES": 15,
+    "MAX_ROOT_FIELDS": 20,
+    "MAX_DIRECTIVES": 50,
+    "MAX_TOKENS": 2000,
+    "MAX_COST": 5000,
+    "MAX_BODY_BYTES": 100_000,
+}
+
+
+def _positive_integer(values: Mapping[str, str], name: str) -> int:
+    raw = values.get(name)
+    if raw is None:
+        return REQUEST_LIMITS[name]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise SettingsError(f"GARDIEN_{name} must be a positive integer, not {raw!r}")
+    return int(raw)
 
 
 def normalise_database_url(url: str) -> str:

@@ -183,3 +183,17 @@ async def require_domain_manager(actor: Actor, organisation_id: int) -> None:
         raise DomainError(
             ErrorCode.FORBIDDEN, "Only administrators and legal representatives manage domains."
         )
+
+
+def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[str]) -> None:
+    """The operation gate: may this actor run this operation's root fields at all?
+
+    operation_type is "query", "mutation" or "subscription"; root_fields are the names of the
+    fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
+    per operation, before anything executes; it raises DomainError to refuse.
+
+    Today it allows everything. Its rules to come: POL-4 (a member of an
+    organisation that requires 2FA, not yet enrolled, may run only the enrolment and sign-out
+    fields), API-6 (an integrator token may run only the fields its scopes grant) and REC-4
+    (a session in recovery mode may run only the recovery fields).
+    """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gardien.settings import SettingsError, load_settings
+from gardien.settings import Settings, SettingsError, load_settings
 
 # A key as `secrets.token_urlsafe(48)` makes one: 64 base64url characters, 48 random bytes.
 KEY = "NMJjxRpmHgHFyVSvFIFVPH9NRH7hjiOHoji7uujShcGPN4a2m0l34hDf90OpJAQ7"
@@ -44,6 +44,10 @@ def test_ops2_defaults_to_embedded_sqlite_and_generates_a_kept_secret_key(tmp_pa
         ({"GARDIEN_MAIL_FROM": "gardien"}, "GARDIEN_MAIL_FROM must be an e-mail address"),
         ({"GARDIEN_MAIL_FROM": "a@b.example\nBcc: x@y"}, "GARDIEN_MAIL_FROM must be an e-mail"),
         ({"GARDIEN_OUTBOX_WORKER": "later"}, "GARDIEN_OUTBOX_WORKER must be true or false"),
+        ({"GARDIEN_MAX_DEPTH": "0"}, "GARDIEN_MAX_DEPTH must be a positive integer, not '0'"),
+        ({"GARDIEN_MAX_COST": "-5"}, "GARDIEN_MAX_COST must be a positive integer, not '-5'"),
+        ({"GARDIEN_MAX_TOKENS": "1e3"}, "GARDIEN_MAX_TOKENS must be a positive integer"),
+        ({"GARDIEN_MAX_BODY_BYTES": "١٠٠"}, "GARDIEN_MAX_BODY_BYTES must be a positive integer"),
     ],
 )
 def test_ops2_invalid_settings_are_refused(
@@ -235,3 +239,33 @@ def test_api4_bad_trusted_proxy_refused_with_one_line_and_exit_2(tmp_path: Path,
 def test_ops5_metrics_token_must_be_long(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="GARDIEN_METRICS_TOKEN must be at least 32"):
         load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_METRICS_TOKEN": "letmein"})
+
+
+def test_api4_request_limits_default_and_are_configurable(tmp_path: Path) -> None:
+    defaults = load_settings({"GARDIEN_VAR_DIR": str(tmp_path)})
+    configured = load_settings(
+        {
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_MAX_DEPTH": "9",
+            "GARDIEN_MAX_ALIASES": "8",
+            "GARDIEN_MAX_ROOT_FIELDS": "7",
+            "GARDIEN_MAX_DIRECTIVES": "6",
+            "GARDIEN_MAX_TOKENS": "5000",
+            "GARDIEN_MAX_COST": "4000",
+            "GARDIEN_MAX_BODY_BYTES": "3000",
+        }
+    )
+
+    def limits(settings: Settings) -> list[int]:
+        return [
+            settings.max_depth,
+            settings.max_aliases,
+            settings.max_root_fields,
+            settings.max_directives,
+            settings.max_tokens,
+            settings.max_cost,
+            settings.max_body_bytes,
+        ]
+
+    assert limits(defaults) == [15, 15, 20, 50, 2000, 5000, 100_000]
+    assert limits(configured) == [9, 8, 7, 6, 5000, 4000, 3000]

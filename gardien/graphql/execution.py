@@ -3,18 +3,24 @@
 Most fields of a page are plain attributes of the returned objects (an id, a name, a role, the
 user of a membership); graphql-core still makes a resolve-info object, calls Strawberry's
 attribute resolver and walks its completion machinery for each. For fields that Strawberry marks
-as plain attributes (no resolver, no extension):
+as plain attributes (no resolver, no field extension, no permission class, the default
+attribute resolver):
 - of a scalar or enum type, the value is read and coerced while executing the object's fields;
 - of an object type, when the value is exactly that type's class, its sub-selection is completed
   directly, inside graphql-core's own error handling.
 Anything else, and any null or coercion failure (so that errors stay graphql-core's), goes
 through graphql-core unchanged; answers keep the order of the selection set. Tests compare both
-executors' answers, errors included.
+executors' answers, errors included. The executor also reports the code of every payload error
+object it completes (UserError of mutation payloads), so metrics count those errors too.
+
+The shortcut overrides graphql-core methods (execute_field, execute_fields,
+collect_and_execute_subfields, handle_field_error): pyproject.toml pins graphql-core and
+strawberry-graphql to the minor versions it was tested on, and a test compares the signatures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any, TypeGuard, cast
@@ -36,21 +42,43 @@ from strawberry.types.field import StrawberryField
 from strawberry.types.lazy_type import LazyType
 
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
-
-# Whether values of a type can be awaited, learned once per type (a memo, like functools.cache):
-# graphql-core asks for every field and list item. Generators are the one case decided per
-# value (types.coroutine), so they are always asked.
-_AWAITABLE_TYPES: dict[type, bool] = {}
+PayloadErrorHook = Callable[[Any], None]
 
 
-def is_awaitable(value: Any) -> TypeGuard[Any]:
-    kind = type(value)
-    known = _AWAITABLE_TYPES.get(kind)
-    if known is None:
-        known = graphql_is_awaitable(value)
-        if kind is not GeneratorType:
-            _AWAITABLE_TYPES[kind] = known
-    return known
+class AwaitableCheck:
+    """Whether values of a type can be awaited, learned once per type (a memo per engine):
+    graphql-core asks for every field and list item. Generators are the one case decided per
+    value (types.coroutine), so they are always asked."""
+
+    def __init__(self) -> None:
+        self._known: dict[type, bool] = {}
+
+    def __call__(self, value: Any) -> TypeGuard[Any]:
+        kind = type(value)
+        known = self._known.get(kind)
+        if known is None:
+            known = graphql_is_awaitable(value)
+            if kind is not GeneratorType:
+                self._known[kind] = known
+        return known
+
+
+def is_plain_attribute(schema: Schema, field: StrawberryField, graphql_field: GraphQLField) -> bool:
+    """Strawberry reads the field as an attribute and nothing else would run for it.
+
+    Strawberry marks a resolver `_is_default` whenever the field has no resolver function, even
+    when a field extension or a permission class wraps it; the shortcut must leave those (and any
+    custom default resolver) to Strawberry.
+    """
+    return (
+        getattr(graphql_field.resolve, "_is_default", False)
+        and field.base_resolver is None
+        and not field.extensions
+        and not field.permission_classes
+        and field.is_basic_field
+        and schema.config.default_resolver is getattr
+        and not graphql_field.args
+    )
 
 
 def _plain_fields(
@@ -68,9 +96,7 @@ def _plain_fields(
         for field in definition.fields:
             field_name = schema.config.name_converter.get_graphql_name(field)
             graphql_field = graphql_type.fields.get(field_name)
-            if graphql_field is None or graphql_field.args:
-                continue
-            if getattr(graphql_field.resolve, "_is_default", False):
+            if graphql_field is not None and is_plain_attribute(schema, field, graphql_field):
                 yield name, field_name, field, graphql_field
 
 
@@ -113,11 +139,22 @@ def plain_object_fields(schema: Schema) -> dict[tuple[str, str], PlainObjectFiel
     return found
 
 
-def executor_for(schema: Schema) -> type[IncrementalExecutor]:
+def executor_for(
+    schema: Schema,
+    *,
+    payload_error_type: str | None = None,
+    on_payload_error: PayloadErrorHook | None = None,
+) -> type[IncrementalExecutor]:
+    """An executor class for this schema; its lookup tables live with the class, per engine.
+
+    With payload_error_type, every object of that type the executor completes is handed to
+    on_payload_error (the engine counts its code): cheap, one comparison per object.
+    """
     by_type: dict[str, dict[str, tuple[str, GraphQLScalarType | GraphQLEnumType]]] = {}
     for (type_name, field_name), plain in plain_leaf_fields(schema).items():
         by_type.setdefault(type_name, {})[field_name] = plain
     objects = plain_object_fields(schema)
+    report = on_payload_error if payload_error_type else None
 
     class PlainLeafExecutor(IncrementalExecutor):
         def execute_field(
@@ -164,6 +201,8 @@ def executor_for(schema: Schema) -> type[IncrementalExecutor]:
             grouped_field_set: Any,
             position_context: Any,
         ) -> Any:
+            if report is not None and parent_type.name == payload_error_type:
+                report(source_value)
             plain = by_type.get(parent_type.name)
             if not plain:
                 return super().execute_fields(

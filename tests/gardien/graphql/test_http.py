@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
 import pytest
 
+from gardien.app import create_app
 from gardien.clock import ManualClock
-from gardien.graphql_http import MAX_BODY_BYTES
+from gardien.graphql.http import DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES
 from gardien.models.enums import Role
 from gardien.models.users import User
 from gardien.resolvers import organisations as organisation_resolvers
@@ -26,6 +29,7 @@ from gardien.resolvers.accounts import SignUpResult
 from gardien.resolvers.services import Services
 from gardien.resolvers.sessions import IDLE_TIMEOUT
 from gardien.schema.relay import encode_id
+from gardien.settings import load_settings
 from tests import factories
 from tests.conftest import GraphQLClient
 
@@ -73,12 +77,14 @@ def assert_request_error(
     assert response.headers["content-type"] == content_type
     assert body_of(response) == {"errors": [{"message": message, "extensions": {"code": code}}]}
     assert response.headers["x-request-id"]
+    assert response.headers["cache-control"] == "no-store"
 
 
 def assert_no_data_errors(response: httpx.Response, status: int, content_type: str) -> list[Any]:
     """A GraphQL response without `data` (parse, validation or variable errors)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == content_type
+    assert response.headers["cache-control"] == "no-store"
     body = body_of(response)
     assert set(body) == {"errors"}, body
     errors = body["errors"]
@@ -94,6 +100,7 @@ def single_error(response: httpx.Response) -> dict[str, Any]:
     """The one execution error of a 200 response whose data is null."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == GRAPHQL_RESPONSE_JSON
+    assert response.headers["cache-control"] == "no-store"
     body = body_of(response)
     assert set(body) == {"data", "errors"}
     assert body["data"] is None
@@ -196,7 +203,7 @@ async def test_api3_malformed_json_body_is_400(client: httpx.AsyncClient, conten
 
 
 async def test_api3_hostile_deeply_nested_json_body_is_400(client: httpx.AsyncClient) -> None:
-    response = await post_raw(client, "[" * 100_000 + "]" * 100_000)
+    response = await post_raw(client, "[" * 40_000 + "]" * 40_000)
 
     assert_request_error(response, 400, GRAPHQL_RESPONSE_JSON, "The body is not valid JSON.")
 
@@ -301,7 +308,7 @@ async def test_api3_json_content_type_with_charset_is_accepted(client: httpx.Asy
     assert body_of(response) == {"data": {"viewer": None}}
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
 async def test_api3_other_methods_are_405_with_allow(
     client: httpx.AsyncClient, method: str
 ) -> None:
@@ -313,16 +320,67 @@ async def test_api3_other_methods_are_405_with_allow(
     assert_request_error(response, 405, APPLICATION_JSON, "Use GET or POST.")
 
 
-async def test_api3_body_over_one_megabyte_is_413(client: httpx.AsyncClient) -> None:
+TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+
+
+async def test_api4_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     content = json.dumps({"query": VIEWER + " " * MAX_BODY_BYTES})
     assert len(content) > MAX_BODY_BYTES
 
     response = await post_raw(client, content)
 
-    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, "The request body is too large.")
+    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
 
 
-async def test_api3_streamed_body_over_one_megabyte_without_length_is_413(
+async def test_api4_body_of_500_kb_is_413_and_90_kb_is_accepted(
+    client: httpx.AsyncClient,
+) -> None:
+    """ASVS 4 V13.1.3 / V12.1.1: request size bounded before parsing; 100 KB by default."""
+    large = json.dumps({"query": VIEWER, "variables": {"pad": "x" * 500_000}})
+    fitting = json.dumps({"query": VIEWER, "variables": {"pad": "x" * 90_000}})
+    assert MAX_BODY_BYTES == 100_000
+    assert 90_000 < len(fitting) < MAX_BODY_BYTES
+
+    refused = await post_raw(client, large)
+    accepted = await post_raw(client, fitting)
+
+    assert_request_error(refused, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
+    assert accepted.status_code == 200
+    assert body_of(accepted) == {"data": {"viewer": None}}
+
+
+@pytest.mark.usefixtures("database")
+async def test_api4_get_query_string_over_the_body_limit_is_414(var_dir: Path) -> None:
+    settings = load_settings(
+        {
+            "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
+            "GARDIEN_VAR_DIR": str(var_dir),
+            "GARDIEN_MAX_BODY_BYTES": "2000",
+        }
+    )
+    app = create_app(settings, clock=ManualClock(), manage_database=False)
+    headers = {"accept": GRAPHQL_RESPONSE_JSON}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        refused = await client.get(
+            "/graphql", params={"query": VIEWER + " " * 2000}, headers=headers
+        )
+        fitting = await client.get(
+            "/graphql", params={"query": VIEWER + " " * 1000}, headers=headers
+        )
+
+    assert_request_error(
+        refused,
+        414,
+        GRAPHQL_RESPONSE_JSON,
+        "The query string is longer than 2000 bytes; use POST.",
+        code="REQUEST_TOO_LARGE",
+    )
+    assert body_of(fitting) == {"data": {"viewer": None}}
+
+
+async def test_api4_streamed_body_over_the_limit_without_length_is_413(
     client: httpx.AsyncClient,
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
@@ -338,10 +396,10 @@ async def test_api3_streamed_body_over_one_megabyte_without_length_is_413(
     )
 
     assert "content-length" not in response.request.headers
-    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, "The request body is too large.")
+    assert_request_error(response, 413, GRAPHQL_RESPONSE_JSON, TOO_LARGE, code="REQUEST_TOO_LARGE")
 
 
-async def test_api3_body_of_exactly_one_megabyte_is_accepted(client: httpx.AsyncClient) -> None:
+async def test_api4_body_of_exactly_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
     prefix = json.dumps({"query": VIEWER})[:-2]  # without the closing '"}'
     content = prefix + " " * (MAX_BODY_BYTES - len(prefix) - 2) + '"}'
     assert len(content) == MAX_BODY_BYTES
@@ -368,6 +426,7 @@ async def test_api3_parse_error_has_no_data_400_or_legacy_200(
         {
             "message": "Syntax Error: Expected Name, found <EOF>.",
             "locations": [{"line": 1, "column": 16}],
+            "extensions": {"code": "GRAPHQL_PARSE_FAILED"},
         }
     ]
 
@@ -385,6 +444,7 @@ async def test_api3_validation_error_unknown_field_has_no_data_400_or_legacy_200
         {
             "message": "Cannot query field 'zzz' on type 'Query'.",
             "locations": [{"line": 1, "column": 17}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
         }
     ]
 
@@ -447,6 +507,7 @@ async def test_api3_invalid_variables_are_400_without_data(
     errors = assert_no_data_errors(response, 400, GRAPHQL_RESPONSE_JSON)
     assert len(errors) == 1
     assert errors[0]["locations"] == [{"line": 1, "column": 20}]
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT"}
     assert "path" not in errors[0]
 
 
@@ -489,6 +550,7 @@ async def test_api3_subscription_over_http_is_a_request_error(gql: GraphQLClient
         {
             "message": "The subscription operation is not supported by the schema.",
             "locations": [{"line": 1, "column": 1}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
         }
     ]
 
@@ -904,7 +966,9 @@ async def test_api1_valid_cursor_pages_members(gql: GraphQLClient, services: Ser
 # --- request IDs (OPS-5, API-2) -------------------------------------------------------------------
 
 
-async def test_api3_every_response_carries_a_request_id(client: httpx.AsyncClient) -> None:
+async def test_api3_every_response_carries_a_request_id_and_no_store(
+    client: httpx.AsyncClient,
+) -> None:
     json_headers = {"accept": GRAPHQL_RESPONSE_JSON}
     responses = [
         await client.post("/graphql", json={"query": VIEWER}, headers=json_headers),
@@ -922,6 +986,8 @@ async def test_api3_every_response_carries_a_request_id(client: httpx.AsyncClien
     ]
 
     assert [r.status_code for r in responses] == [200, 400, 400, 415, 406, 405, 200, 401]
+    # Item 14: no answer of /graphql may be stored (signIn's token, private data), error or not.
+    assert [r.headers["cache-control"] for r in responses] == ["no-store"] * len(responses)
     ids = [r.headers["x-request-id"] for r in responses]
     assert all(GENERATED_REQUEST_ID.match(i) for i in ids), ids
     assert len(set(ids)) == len(ids)
@@ -989,6 +1055,7 @@ async def test_api2_sign_up_success_sets_the_session_cookie(gql: GraphQLClient) 
     assert payload["errors"] == []
     assert payload["user"]["email"] == "grace@example.test"
     token = payload["session"]["token"]
+    assert response.headers["cache-control"] == "no-store"  # the answer carries the token
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"gardien_session={token};")
     assert "HttpOnly" in cookie

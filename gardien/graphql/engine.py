@@ -1,0 +1,167 @@
+"""The GraphQL engine: prepare a document, gate the operation, execute it, format the answer.
+
+Transport-independent: HTTP (http.py) and the WebSocket transport call the same steps —
+`prepare`, `operation`, `coerce_variables`, `execute` (which asks the operation gate first) and
+`format_errors` — and add only what their protocol needs (status codes, media types, cookies,
+messages). Every error leaves here with `extensions.code` from the one ErrorCode enum and is
+counted by code in the metrics, payload errors of mutations included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, execute
+from graphql.execution import get_variable_values
+from strawberry import Schema
+
+from gardien.graphql.documents import (
+    DEFAULT_CACHE_BYTES,
+    DocumentPreparer,
+    OperationKind,
+    PreparedDocument,
+    PreparedOperation,
+    with_code,
+)
+from gardien.graphql.execution import AwaitableCheck, executor_for
+from gardien.graphql.limits import Limits
+from gardien.observability import Metrics
+from gardien.resolvers import authz
+from gardien.resolvers.authz import Actor
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.schema.context import Context
+
+logger = logging.getLogger("gardien.graphql")
+
+# The operation gate: may this actor run this kind of operation on these root fields?
+# Raises DomainError to refuse; see resolvers/authz.check_operation.
+OperationGate = Callable[[Actor, OperationKind, frozenset[str]], None]
+MAX_VARIABLE_ERRORS = 20
+PAYLOAD_ERROR_TYPE = "UserError"
+
+
+class GraphQLEngine:
+    """Runs documents against the schema; one per application."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        metrics: Metrics,
+        *,
+        limits: Limits,
+        introspection: bool,
+        gate: OperationGate = authz.check_operation,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.schema = schema._schema
+        self.metrics = metrics
+        self.documents = DocumentPreparer(
+            self.schema, limits, introspection=introspection, cache_bytes=cache_bytes
+        )
+        self._gate = gate
+        self._executor = executor_for(
+            schema, payload_error_type=PAYLOAD_ERROR_TYPE, on_payload_error=self._payload_error
+        )
+        self._is_awaitable = AwaitableCheck()
+
+    @property
+    def hide_suggestions(self) -> bool:
+        return self.documents.hide_suggestions
+
+    def prepare(self, query: str) -> PreparedDocument:
+        """Parsed, measured against the limits and validated; cached per document text."""
+        return self.documents.prepare(query)
+
+    def coerce_variables(
+        self, operation: PreparedOperation, variables: dict[str, Any]
+    ) -> list[GraphQLError]:
+        """Errors of the variables against the operation's definitions (none when valid)."""
+        coerced = get_variable_values(
+            self.schema,
+            operation.node.variable_definitions or (),
+            variables,
+            max_errors=MAX_VARIABLE_ERRORS,
+            hide_suggestions=self.hide_suggestions,
+        )
+        if isinstance(coerced, list):
+            return [with_code(e, ErrorCode.BAD_USER_INPUT) for e in coerced]
+        return []
+
+    def check_operation(self, operation: PreparedOperation, actor: Actor) -> None:
+        """The operation gate (authz.check_operation by default); raises DomainError."""
+        self._gate(actor, operation.kind, operation.root_fields)
+
+    async def execute(
+        self,
+        prepared: PreparedDocument,
+        operation: PreparedOperation,
+        variables: dict[str, Any],
+        context: Context,
+    ) -> ExecutionResult:
+        """Gate, then execute. A refused operation runs nothing: data null, the refusal's code."""
+        assert prepared.document is not None
+        try:
+            self.check_operation(operation, context.actor)
+        except DomainError as refusal:
+            error = GraphQLError(refusal.message, operation.node, original_error=refusal)
+            return ExecutionResult(data=None, errors=[error])
+        result = execute(
+            self.schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation.node.name.value if operation.node.name else None,
+            executor_class=self._executor,
+            is_awaitable=self._is_awaitable,
+            hide_suggestions=self.hide_suggestions,
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        return result
+
+    def format_errors(self, errors: list[GraphQLError], request_id: str) -> list[dict[str, Any]]:
+        """Errors as the client sees them, each with its code; each counted by code."""
+        return [self._format_error(error, request_id) for error in errors]
+
+    def count_error(self, code: ErrorCode) -> None:
+        self.metrics.count_error(code.value)
+
+    def _format_error(self, error: GraphQLError, request_id: str) -> dict[str, Any]:
+        original = error.original_error
+        formatted = dict(error.formatted)
+        if isinstance(original, DomainError):
+            self.count_error(original.code)
+            extensions: dict[str, Any] = {"code": original.code.value}
+            if original.field:
+                extensions["field"] = original.field
+            return {**formatted, "message": original.message, "extensions": extensions}
+        code = (error.extensions or {}).get("code")
+        if code is not None:
+            self.metrics.count_error(str(code))
+            return formatted
+        if original is None or isinstance(original, GraphQLError):
+            # graphql-core's own explanations during execution (a null in a non-null field, a
+            # value that does not fit its type): the schema and the data disagree, a bug.
+            self.count_error(ErrorCode.INTERNAL_ERROR)
+            logger.error("execution error: %s", error.message, extra={"request_id": request_id})
+            return {**formatted, "extensions": {"code": ErrorCode.INTERNAL_ERROR.value}}
+        # Unexpected: log it whole with the request ID; the client learns only the ID (API-2).
+        logger.error(
+            "unexpected error in %s",
+            ".".join(str(p) for p in error.path or []),
+            exc_info=original,
+            extra={"request_id": request_id},
+        )
+        self.count_error(ErrorCode.INTERNAL_ERROR)
+        return {
+            **formatted,
+            "message": f"Internal error; quote request ID {request_id} to support.",
+            "extensions": {"code": ErrorCode.INTERNAL_ERROR.value, "requestId": request_id},
+        }
+
+    def _payload_error(self, payload_error: Any) -> None:
+        code = getattr(payload_error, "code", None)
+        if isinstance(code, ErrorCode):
+            self.count_error(code)
