@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from gardien.models.activity import ActivityEvent
-from gardien.resolvers import authz, organisations
-from gardien.resolvers.errors import DomainError
+from gardien.resolvers import authz, organisations, profile, two_factor
+from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.schema.accounts import AccountMutations
 from gardien.schema.activity import ActivityEventNode
 from gardien.schema.context import Info
 from gardien.schema.members import ProductNode, membership_nodes
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
-from gardien.schema.users import UserNode
+from gardien.schema.users import TwoFactorMethodNode, UserNode
 
 
 @strawberry.type
@@ -25,8 +26,11 @@ class Query:
         user = info.context.actor.user
         return await UserNode.load(info, user) if user else None
 
-    @strawberry.field(description="An organisation the caller is a member of.")
-    async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode:
+    @strawberry.field(
+        description="An organisation the caller is a member of; null, with a NOT_FOUND error, "
+        "for any other."
+    )
+    async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode | None:
         return await organisation_by_id(info, decode_id(id, "Organisation"))
 
     @strawberry.field(description="Any object by its global ID (API-1).")
@@ -34,33 +38,56 @@ class Query:
         return await _node(info, id)
 
 
+# One resolver per Node type, each answering what that type's own field answers to the caller.
+async def _organisation_node(info: Info, pk: int) -> Node:
+    return await organisation_by_id(info, pk)
+
+
+async def _user_node(info: Info, pk: int) -> Node:
+    return await UserNode.load(info, profile.visible_user(info.context.actor, pk))
+
+
+async def _membership_node(info: Info, pk: int) -> Node:
+    return membership_nodes([await organisations.visible_member(info.context.scope, pk)])[0]
+
+
+async def _activity_event_node(info: Info, pk: int) -> Node:
+    event = await organisations.visible_activity_event(info.context.scope, pk)
+    return ActivityEventNode.from_model(event)
+
+
+async def _product_node(info: Info, pk: int) -> Node:
+    return ProductNode.from_model(await organisations.visible_product(info.context.scope, pk))
+
+
+async def _two_factor_method_node(info: Info, pk: int) -> Node:
+    method = await two_factor.own_confirmed_method(info.context.actor, pk)
+    return TwoFactorMethodNode.from_model(method)
+
+
+NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
+    "Organisation": _organisation_node,
+    "User": _user_node,
+    "Membership": _membership_node,
+    "ActivityEvent": _activity_event_node,
+    "Product": _product_node,
+    "TwoFactorMethod": _two_factor_method_node,
+}
+
+
 async def _node(info: Info, global_id: str) -> Node | None:
-    """Each type answers only what its own field would answer, so node() leaks nothing more."""
+    """Null for an object that does not exist and for one the caller may not see, alike."""
     type_name, _ = decode_any_id(global_id)
-    actor = info.context.actor
-    authz.require_user(actor)
-    try:
-        if type_name == "Organisation":
-            return await organisation_by_id(info, decode_id(global_id, "Organisation"))
-        if type_name == "User":
-            user_id = decode_id(global_id, "User")
-            if authz.can_view_private_profile(actor, user_id) and actor.user:
-                return await UserNode.load(info, actor.user)
-            return None
-        if type_name == "Membership":
-            entry = await organisations.member_entry(actor, decode_id(global_id, "Membership"))
-            return membership_nodes([entry])[0] if entry else None
-            return None
-        if type_name == "ActivityEvent":
-            event = await ActivityEvent.get_or_none(id=decode_id(global_id, "ActivityEvent"))
-            if event and event.organisation_id is not None:
-                caller = await authz.membership_of(actor, event.organisation_id)
-                if authz.can_view_organisation_activity(caller):
-                    return ActivityEventNode.from_model(event)
-            return None
-    except DomainError:
+    authz.require_user(info.context.actor)
+    resolve = NODE_RESOLVERS.get(type_name)
+    if resolve is None:
         return None
-    return None
+    try:
+        return await resolve(info, decode_id(global_id, type_name))
+    except DomainError as error:
+        if error.code is ErrorCode.NOT_FOUND:
+            return None
+        raise
 
 
 schema = strawberry.Schema(

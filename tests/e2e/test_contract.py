@@ -263,5 +263,5 @@ def test_act4_contract_organisation_activity_served(served: ServedGateway) -> No
     events = [e["node"] for e in allowed.json()["data"]["organisation"]["activity"]["edges"]]
     assert {e["type"] for e in events} >= {"member.joined", "account.signed_up"}
     assert all(e["occurredAt"] and e["id"] for e in events)
-    assert refused.json()["data"] is None
+    assert refused.json()["data"] == {"organisation": None}
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
