@@ -8,15 +8,17 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from gardien.resolvers import authz, organisations, profile, two_factor
+# No resolver module is imported here by a name that a schema module also has: importing
+# gardien.schema.organisations binds `organisations` in this very namespace, and would shadow it.
+from gardien.resolvers import authz
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.schema.accounts import AccountMutations
-from gardien.schema.activity import ActivityEventNode
+from gardien.schema.activity import activity_event_by_id
 from gardien.schema.context import Info
-from gardien.schema.members import ProductNode, membership_nodes
+from gardien.schema.members import ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
-from gardien.schema.users import TwoFactorMethodNode, UserNode
+from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 
 
 @strawberry.type
@@ -39,39 +41,13 @@ class Query:
 
 
 # One resolver per Node type, each answering what that type's own field answers to the caller.
-async def _organisation_node(info: Info, pk: int) -> Node:
-    return await organisation_by_id(info, pk)
-
-
-async def _user_node(info: Info, pk: int) -> Node:
-    return await UserNode.load(info, profile.visible_user(info.context.actor, pk))
-
-
-async def _membership_node(info: Info, pk: int) -> Node:
-    return membership_nodes([await organisations.visible_member(info.context.scope, pk)])[0]
-
-
-async def _activity_event_node(info: Info, pk: int) -> Node:
-    event = await organisations.visible_activity_event(info.context.scope, pk)
-    return ActivityEventNode.from_model(event)
-
-
-async def _product_node(info: Info, pk: int) -> Node:
-    return ProductNode.from_model(await organisations.visible_product(info.context.scope, pk))
-
-
-async def _two_factor_method_node(info: Info, pk: int) -> Node:
-    method = await two_factor.own_confirmed_method(info.context.actor, pk)
-    return TwoFactorMethodNode.from_model(method)
-
-
 NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
-    "Organisation": _organisation_node,
-    "User": _user_node,
-    "Membership": _membership_node,
-    "ActivityEvent": _activity_event_node,
-    "Product": _product_node,
-    "TwoFactorMethod": _two_factor_method_node,
+    "Organisation": organisation_by_id,
+    "User": user_by_id,
+    "Membership": membership_by_id,
+    "ActivityEvent": activity_event_by_id,
+    "Product": product_by_id,
+    "TwoFactorMethod": two_factor_method_by_id,
 }
 
 

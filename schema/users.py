@@ -142,3 +142,14 @@ class UserNode(Node):
 
 async def _zero() -> int:
     return 0
+
+
+async def user_by_id(info: Info, user_id: int) -> UserNode:
+    """node(id:): a user answers by id to themself alone."""
+    return await UserNode.load(info, profile.visible_user(info.context.actor, user_id))
+
+
+async def two_factor_method_by_id(info: Info, method_id: int) -> TwoFactorMethodNode:
+    """node(id:): one of the caller's own confirmed second factors."""
+    method = await two_factor.own_confirmed_method(info.context.actor, method_id)
+    return TwoFactorMethodNode.from_model(method)

@@ -87,6 +87,20 @@ async def test_act4_members_and_their_count_are_not_found_for_non_members(
     )
 
 
+async def test_pol1_security_policy_is_not_found_for_non_members(services: Services) -> None:
+    owner = await factories.sign_up(services, email="owner@example.test")
+    await factories.sign_up(services, email="outsider@example.test")
+    scope = await _scope(services, "outsider@example.test")
+
+    with pytest.raises(DomainError) as refused:
+        await organisations.security_policy(scope, owner.organisation.id)
+
+    assert (refused.value.code, refused.value.message) == (
+        ErrorCode.NOT_FOUND,
+        "No such organisation.",
+    )
+
+
 async def test_api1_caller_membership_read_once_per_request_even_when_asked_concurrently(
     services: Services,
 ) -> None:
