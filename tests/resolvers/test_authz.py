@@ -60,7 +60,6 @@ NOT_FOUND, FORBIDDEN, UNAUTH = Outcome.NOT_FOUND, Outcome.FORBIDDEN, Outcome.UNA
 
 def expect(*outcomes: Outcome) -> dict[Caller, Outcome]:
     """One outcome per caller, in the order of the table's columns (CALLERS)."""
-    assert len(outcomes) == len(CALLERS)
     return dict(zip(CALLERS, outcomes, strict=True))
 
 
@@ -134,7 +133,6 @@ def _private_field_rows(field: str, selection: str) -> list[Row]:
             _legal_user_field(selection),
             (*LEGAL_USER_PATH, field),
             _organisation,
-            #      legal admin   collab  external non-member anonymous
             expect(OK, hidden, hidden, hidden, NOT_FOUND, UNAUTH),
         ),
         Row(
@@ -157,10 +155,10 @@ def _sign_in(_: World, __: Caller) -> dict[str, Any]:
     return {"input": {"login": "legal@example.test", "password": factories.PASSWORD}}
 
 
+# The columns of every expect(...): legal representative, administrator, collaborator,
+# external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
     # --- root fields -------------------------------------------------------------------------
-    #                                                           legal      admin      collab
-    #                                                           external   non-member anonymous
     Row("Query.viewer", "the caller", "{ viewer { id } }", ("viewer",), _nothing,
         expect(OK, OK, OK, OK, OK, NULL)),
     Row("Query.organisation", "the organisation", ORGANISATION, ("organisation",), _organisation,
@@ -215,8 +213,6 @@ class NodeRow:
 
 
 NODES: dict[str, NodeRow] = {
-    #                                                                 legal admin collab
-    #                                                                 external non-member anonymous
     "Organisation": NodeRow(lambda w: encode_id("Organisation", w.organisation_id),
                             expect(OK, OK, OK, OK, NULL, UNAUTH)),
     "Membership": NodeRow(lambda w: encode_id("Membership", w.legal_membership_id),
