@@ -25,15 +25,19 @@ run: $(VENV)/.installed
 	@echo "Serving on http://$(HOST):$(PORT)/graphql (GraphiQL in a browser); Ctrl-C stops."
 	$(BIN)/gardien serve --host $(HOST) --port $(PORT)
 
+# build/typecheck is the installed layout (gardien.models, gardien.resolvers, …) made of symlinks,
+# for the tools that read files: mypy, and lint-imports (run from inside it, so that this checkout's
+# gardien/ folder does not shadow it; it does not walk into symlinked folders, hence cp -rs).
 TYPECHECK := build/typecheck
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/gardien
 	cp -rs $(CURDIR)/gardien/. $(TYPECHECK)/gardien/
-	for part in models resolvers schema console; do ln -s $(CURDIR)/$$part $(TYPECHECK)/gardien/$$part; done
+	for part in models resolvers schema console; do cp -rs $(CURDIR)/$$part $(TYPECHECK)/gardien/$$part; done
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p gardien
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests bench
+	cd $(TYPECHECK) && PYTHONPATH=. $(abspath $(BIN))/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
 
 # The whole suite on SQLite, then the data-layer suites again on PostgreSQL when configured
 # (.ci/run always configures it; in CI a missing database fails the run).

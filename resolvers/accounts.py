@@ -10,10 +10,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import Role, TwoFactorKind
-from gardien.models.organisations import Membership, Organisation, SecurityPolicy, UserBlock
+from gardien.models.organisations import Membership, Organisation, SecurityPolicy
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import activity, profile, ratelimits, sessions, two_factor
+from gardien.resolvers import activity, authz, profile, ratelimits, sessions, two_factor
 from gardien.resolvers.authz import Actor, require_user
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -252,7 +252,7 @@ async def sign_in(
             )
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
 
-    if await UserBlock.exists(user_id=user.id, lifted_at=None):
+    if not await authz.may_sign_in_web(user.id):
         async with in_transaction():
             await activity.sign_in_failed(
                 services, meta, user_id=user.id, login=login_key, reason="blocked"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 
 from gardien.models.enums import PlatformRole, Role, SupportPlan
+from gardien.models.organisations import UserBlock
 from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 
@@ -13,7 +15,7 @@ ORGANISATION_MANAGERS = frozenset({Role.LEGAL_REPRESENTATIVE, Role.ADMINISTRATOR
 
 
 @dataclass(frozen=True)
-class Membership:
+class CallerMembership:
     """The caller's standing in one organisation: role, organisation, its security policy."""
 
     id: int
@@ -56,17 +58,29 @@ class SignedInSession:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is calling: a signed-in user with their session, or nobody."""
+    """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing."""
 
     user: SignedInUser | None = None
     session: SignedInSession | None = None
-    # The caller's memberships looked up during this request, by organisation id: an actor lives
-    # for one request, so a role change is seen by the next one.
-    _memberships: dict[int, Membership | None] = field(default_factory=dict, compare=False)
 
     @property
     def user_id(self) -> int | None:
         return self.user.id if self.user else None
+
+
+class RequestScope:
+    """One request's caller, with the memberships looked up for it so far, by organisation id.
+
+    Made anew for every request (the GraphQL context makes one), never shared: a role change or a
+    removal is seen by the next request, and one user's answers never serve another's.
+    """
+
+    __slots__ = ("_memberships", "actor")
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        # Futures, not results: fields resolved concurrently share one lookup per organisation.
+        self._memberships: dict[int, asyncio.Future[CallerMembership | None]] = {}
 
 
 def require_user(actor: Actor) -> SignedInUser:
@@ -75,19 +89,10 @@ def require_user(actor: Actor) -> SignedInUser:
     return actor.user
 
 
-def can_view_organisation(membership: Membership | None) -> bool:
-    """Only members see an organisation; to anyone else it does not exist."""
-    return membership is not None
-
-
-def can_view_organisation_activity(membership: Membership | None) -> bool:
-    """ACT-4: the organisation's activity is for administrators and legal representatives."""
-    return membership is not None and membership.role in ORGANISATION_MANAGERS
-
-
-def can_view_private_profile(actor: Actor, user_id: int) -> bool:
-    """Recovery contacts, support code and second factors are for the user alone."""
-    return actor.user_id is not None and actor.user_id == user_id
+def require(allowed: bool, refusal: DomainError) -> None:
+    """Raises the refusal unless the rule allowed it: `require(can_x(...), not_found("x"))`."""
+    if not allowed:
+        raise refusal
 
 
 def not_found(kind: str) -> DomainError:
@@ -95,26 +100,101 @@ def not_found(kind: str) -> DomainError:
     return DomainError(ErrorCode.NOT_FOUND, f"No such {kind}.")
 
 
-async def membership_of(actor: Actor, organisation_id: int) -> Membership | None:
+def forbidden(message: str) -> DomainError:
+    """For an object the caller may know exists (their own organisation) but not use this way."""
+    return DomainError(ErrorCode.FORBIDDEN, message)
+
+
+# The rules of the roles table (SPEC "Roles"). Each takes the caller's membership in the
+# organisation concerned, None when they are not a member (or not signed in).
+
+
+def can_view_organisation(membership: CallerMembership | None) -> bool:
+    """Only members see an organisation; to anyone else it does not exist."""
+    return membership is not None
+
+
+def can_view_members(membership: CallerMembership | None) -> bool:
+    """Every member sees the members list, with roles, 2FA status and product access (POL-2)."""
+    return membership is not None
+
+
+def can_view_products(membership: CallerMembership | None) -> bool:
+    """Every member sees the organisation's products: the members list shows who may use which."""
+    return membership is not None
+
+
+def can_view_security_policy(membership: CallerMembership | None) -> bool:
+    """Every member sees whether 2FA is required: POL-4 holds them to it."""
+    return membership is not None
+
+
+def can_view_organisation_activity(membership: CallerMembership | None) -> bool:
+    """ACT-4: the organisation's activity is for administrators and legal representatives."""
+    return membership is not None and membership.role in ORGANISATION_MANAGERS
+
+
+ACTIVITY_FORBIDDEN = (
+    "Only administrators and legal representatives see the organisation's activity."
+)
+
+
+def can_view_private_profile(actor: Actor, user_id: int) -> bool:
+    """Recovery contacts, support code, second factors, memberships and the current organisation
+    are for the user alone; fellow members see only the public part of a profile."""
+    return actor.user_id is not None and actor.user_id == user_id
+
+
+def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
+    """The caller's own full record when user_id is the caller; None for anyone else's."""
+    return actor.user if can_view_private_profile(actor, user_id) else None
+
+
+# BLK-3: while a block is active (not lifted) the user's web access is stopped: signing in is
+# refused, and so is every session they already hold, at their very next request. The session
+# lookup (resolvers/sessions.py) reads this condition in the statement that finds the session,
+# so no request slips between the block and a revocation; `u` is the session's user there.
+WEB_ACCESS_NOT_BLOCKED_SQL = (
+    "NOT EXISTS (SELECT 1 FROM user_block b WHERE b.user_id = u.id AND b.lifted_at IS NULL)"
+)
+
+
+async def is_blocked(user_id: int) -> bool:
+    """BLK-3: an active block stops the user's web access (sign-in, web sessions)."""
+    return await UserBlock.exists(user_id=user_id, lifted_at=None)
+
+
+async def may_sign_in_web(user_id: int) -> bool:
+    """BLK-3: a web sign-in (and so a new web session) is refused while the user is blocked."""
+    return not await is_blocked(user_id)
+
+
+async def membership_of(scope: RequestScope, organisation_id: int) -> CallerMembership | None:
     """The caller's membership in an organisation: the scoping helper every lookup goes through."""
-    if actor.user_id is None:
+    user_id = scope.actor.user_id
+    if user_id is None:
         return None
-    if organisation_id not in actor._memberships:
-        rows = await sql.fetch(_CALLER_MEMBERSHIP, [actor.user_id, organisation_id])
-        actor._memberships[organisation_id] = (
-            Membership(
-                id=rows[0]["id"],
-                role=Role(rows[0]["role"]),
-                organisation_id=organisation_id,
-                organisation_name=rows[0]["name"],
-                support_plan=SupportPlan(rows[0]["support_plan"]),
-                require_two_factor=bool(rows[0]["require_two_factor"]),
-                policy_updated_at=sql.as_datetime(rows[0]["updated_at"]),
-            )
-            if rows
-            else None
-        )
-    return actor._memberships[organisation_id]
+    lookup = scope._memberships.get(organisation_id)
+    if lookup is None:
+        lookup = asyncio.ensure_future(_read_membership(user_id, organisation_id))
+        scope._memberships[organisation_id] = lookup
+    return await lookup
+
+
+async def _read_membership(user_id: int, organisation_id: int) -> CallerMembership | None:
+    rows = await sql.fetch(_CALLER_MEMBERSHIP, [user_id, organisation_id])
+    if not rows:
+        return None
+    row = rows[0]
+    return CallerMembership(
+        id=row["id"],
+        role=Role(row["role"]),
+        organisation_id=organisation_id,
+        organisation_name=row["name"],
+        support_plan=SupportPlan(row["support_plan"]),
+        require_two_factor=bool(row["require_two_factor"]),
+        policy_updated_at=sql.as_datetime(row["updated_at"]),
+    )
 
 
 # Read on every organisation request: one fixed statement (see sql.py).
@@ -126,9 +206,11 @@ _CALLER_MEMBERSHIP = (
 )
 
 
-async def require_visible_organisation(actor: Actor, organisation_id: int) -> Membership:
-    require_user(actor)
-    membership = await membership_of(actor, organisation_id)
+async def require_visible_organisation(
+    scope: RequestScope, organisation_id: int
+) -> CallerMembership:
+    require_user(scope.actor)
+    membership = await membership_of(scope, organisation_id)
     if not can_view_organisation(membership):
         raise not_found("organisation")
     assert membership is not None
@@ -158,9 +240,9 @@ async def _granted_domain_product(membership_id: int) -> bool:
     ).exists()
 
 
-async def may_view_domains(actor: Actor, organisation_id: int) -> bool:
+async def may_view_domains(scope: RequestScope, organisation_id: int) -> bool:
     """Whether the caller sees the organisation's domains; False for non-members too."""
-    membership = await membership_of(actor, organisation_id)
+    membership = await membership_of(scope, organisation_id)
     if membership is None:
         return False
     if can_manage_domains(membership.role):
@@ -170,15 +252,15 @@ async def may_view_domains(actor: Actor, organisation_id: int) -> bool:
     )
 
 
-async def require_domain_viewer(actor: Actor, organisation_id: int) -> None:
+async def require_domain_viewer(scope: RequestScope, organisation_id: int) -> None:
     """Non-members get NOT_FOUND (the organisation does not exist for them), others FORBIDDEN."""
-    await require_visible_organisation(actor, organisation_id)
-    if not await may_view_domains(actor, organisation_id):
+    await require_visible_organisation(scope, organisation_id)
+    if not await may_view_domains(scope, organisation_id):
         raise DomainError(ErrorCode.FORBIDDEN, "Only members granted the domains may see them.")
 
 
-async def require_domain_manager(actor: Actor, organisation_id: int) -> None:
-    membership = await require_visible_organisation(actor, organisation_id)
+async def require_domain_manager(scope: RequestScope, organisation_id: int) -> None:
+    membership = await require_visible_organisation(scope, organisation_id)
     if not can_manage_domains(membership.role):
         raise DomainError(
             ErrorCode.FORBIDDEN, "Only administrators and legal representatives manage domains."

@@ -19,7 +19,7 @@ from gardien.models.domains import Domain, DomainCharge, DomainReminder, TldPoli
 from gardien.models.enums import DomainStatus
 from gardien.models.organisations import Membership, Organisation
 from gardien.resolvers import activity, authz, ratelimits
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.pagination import Page, forward_page
 from gardien.resolvers.services import RequestMeta, Services
@@ -123,14 +123,14 @@ async def _view(domain: Domain) -> DomainView:
 
 
 async def organisation_domains(
-    actor: Actor,
+    scope: RequestScope,
     organisation_id: int,
     *,
     first: int | None,
     after_id: int | None,
     status: DomainStatus | None,
 ) -> Page[DomainView]:
-    await authz.require_domain_viewer(actor, organisation_id)
+    await authz.require_domain_viewer(scope, organisation_id)
     page = await forward_page(_domain_query(organisation_id, status), first, after_id)
     return Page(items=await _views(page.items), has_next_page=page.has_next_page)
 
@@ -144,29 +144,29 @@ def _domain_query(organisation_id: int, status: DomainStatus | None) -> QuerySet
     return query.filter(status=status) if status is not None else query
 
 
-async def visible_domain(actor: Actor, domain_id: int) -> DomainView | None:
+async def visible_domain(scope: RequestScope, domain_id: int) -> DomainView | None:
     """The domain when the caller may see it (node lookups); None when not, or unknown."""
     domain = await Domain.get_or_none(id=domain_id)
-    if domain is None or not await authz.may_view_domains(actor, domain.organisation_id):
+    if domain is None or not await authz.may_view_domains(scope, domain.organisation_id):
         return None
     return await _view(domain)
 
 
-async def lookup_domain(services: Services, actor: Actor, raw_name: str) -> Lookup:
+async def lookup_domain(services: Services, scope: RequestScope, raw_name: str) -> Lookup:
     """DOM-5: in one of the caller's organisations, released by one of them, or not reachable.
 
     "Not reachable" is the one answer for a name another customer holds, a name nobody holds and
     a name another customer released, so the lookup says nothing about other customers.
     """
-    user = authz.require_user(actor)
+    user = authz.require_user(scope.actor)
     await ratelimits.require_allowed(services, DOMAIN_LOOKUPS_PER_ACCOUNT, str(user.id))
     name = normalise_domain_name(raw_name)
     live = await Domain.get_or_none(live_name=name)
     if live is not None:
-        if not await _is_member(actor, live.organisation_id):
+        if not await _is_member(scope, live.organisation_id):
             return Lookup(name, LookupAnswer.NOT_REACHABLE)
         organisation = await Organisation.get(id=live.organisation_id)
-        shown = await authz.may_view_domains(actor, live.organisation_id)
+        shown = await authz.may_view_domains(scope, live.organisation_id)
         return Lookup(
             name,
             LookupAnswer.IN_YOUR_ORGANISATION,
@@ -175,15 +175,15 @@ async def lookup_domain(services: Services, actor: Actor, raw_name: str) -> Look
         )
     released = await Domain.filter(name=name, status=DomainStatus.RELEASED).order_by("-id")
     for domain in released:
-        if await _is_member(actor, domain.organisation_id):
+        if await _is_member(scope, domain.organisation_id):
             organisation = await Organisation.get(id=domain.organisation_id)
             return Lookup(name, LookupAnswer.RELEASED, organisation)
     return Lookup(name, LookupAnswer.NOT_REACHABLE)
 
 
-async def _is_member(actor: Actor, organisation_id: int) -> bool:
+async def _is_member(scope: RequestScope, organisation_id: int) -> bool:
     try:
-        await authz.require_visible_organisation(actor, organisation_id)
+        await authz.require_visible_organisation(scope, organisation_id)
     except DomainError:
         return False
     return True
@@ -192,17 +192,17 @@ async def _is_member(actor: Actor, organisation_id: int) -> bool:
 # --- operations of managers --------------------------------------------------------------------
 
 
-async def _require_manager_of_domain(actor: Actor, domain_id: int) -> int:
+async def _require_manager_of_domain(scope: RequestScope, domain_id: int) -> int:
     """The domain's organisation, once the caller is one of its managers.
 
     An unknown domain and another organisation's domain get the same NOT_FOUND (DOM-5).
     """
-    authz.require_user(actor)
+    authz.require_user(scope.actor)
     domain = await Domain.get_or_none(id=domain_id)
     if domain is None:
         raise _no_such_domain()
     try:
-        await authz.require_domain_manager(actor, domain.organisation_id)
+        await authz.require_domain_manager(scope, domain.organisation_id)
     except DomainError as error:
         if error.code == ErrorCode.NOT_FOUND:
             raise _no_such_domain() from None
@@ -232,10 +232,10 @@ def _refuse_released(domain: Domain) -> None:
 
 
 async def renew_domain(
-    services: Services, meta: RequestMeta, actor: Actor, domain_id: int, years: int
+    services: Services, meta: RequestMeta, scope: RequestScope, domain_id: int, years: int
 ) -> DomainView:
     """DOM-2: extend from the current expiry, not from today."""
-    organisation_id = await _require_manager_of_domain(actor, domain_id)
+    organisation_id = await _require_manager_of_domain(scope, domain_id)
     if not 1 <= years <= MAX_RENEWAL_YEARS:
         raise DomainError(
             ErrorCode.INVALID_INPUT,
@@ -257,7 +257,7 @@ async def renew_domain(
         await activity.domain_renewed(
             services,
             meta,
-            actor_id=_user_id(actor),
+            actor_id=_user_id(scope),
             organisation_id=organisation_id,
             domain_id=domain.id,
             name=domain.name,
@@ -269,10 +269,10 @@ async def renew_domain(
 
 
 async def restore_domain(
-    services: Services, meta: RequestMeta, actor: Actor, domain_id: int
+    services: Services, meta: RequestMeta, scope: RequestScope, domain_id: int
 ) -> Restored:
     """DOM-3: during redemption only; the TLD's restore fee is charged, one year from today."""
-    organisation_id = await _require_manager_of_domain(actor, domain_id)
+    organisation_id = await _require_manager_of_domain(scope, domain_id)
     now = services.clock.now()
     async with in_transaction():
         domain = await _locked(domain_id)
@@ -297,7 +297,7 @@ async def restore_domain(
             amount=policy.restore_fee,
             currency=policy.currency,
             charged_at=now,
-            charged_by_id=_user_id(actor),
+            charged_by_id=_user_id(scope),
         )
         domain.status = DomainStatus.ACTIVE
         domain.expires_at = add_years(now, RESTORE_TERM_YEARS)
@@ -316,7 +316,7 @@ async def restore_domain(
         await activity.domain_restored(
             services,
             meta,
-            actor_id=_user_id(actor),
+            actor_id=_user_id(scope),
             organisation_id=organisation_id,
             domain_id=domain.id,
             name=domain.name,
@@ -328,10 +328,10 @@ async def restore_domain(
 
 
 async def set_renewal_warranty(
-    services: Services, meta: RequestMeta, actor: Actor, domain_id: int, enabled: bool
+    services: Services, meta: RequestMeta, scope: RequestScope, domain_id: int, enabled: bool
 ) -> DomainView:
     """DOM-4: switch the renewal warranty on or off (not for a released domain)."""
-    organisation_id = await _require_manager_of_domain(actor, domain_id)
+    organisation_id = await _require_manager_of_domain(scope, domain_id)
     async with in_transaction():
         domain = await _locked(domain_id)
         _refuse_released(domain)
@@ -341,7 +341,7 @@ async def set_renewal_warranty(
             await activity.domain_renewal_warranty_changed(
                 services,
                 meta,
-                actor_id=_user_id(actor),
+                actor_id=_user_id(scope),
                 organisation_id=organisation_id,
                 domain_id=domain.id,
                 name=domain.name,
@@ -350,8 +350,8 @@ async def set_renewal_warranty(
     return await _view(domain)
 
 
-def _user_id(actor: Actor) -> int:
-    return authz.require_user(actor).id
+def _user_id(scope: RequestScope) -> int:
+    return authz.require_user(scope.actor).id
 
 
 # --- the lifecycle, run by gardien.jobs ---------------------------------------------------------

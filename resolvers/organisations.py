@@ -7,11 +7,10 @@ from typing import Any, Literal
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ProductKind, Role, SupportPlan
-from gardien.models.organisations import Organisation, SecurityPolicy
+from gardien.models.products import Product
 from gardien.models.users import User
 from gardien.resolvers import authz, sql
-from gardien.resolvers.authz import Actor, Membership
-from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.authz import Actor, CallerMembership, RequestScope
 from gardien.resolvers.pagination import Page, forward_page, page_size
 
 
@@ -160,48 +159,117 @@ async def _count_members(scope: MemberScope) -> int:
     return int(rows[0]["n"])
 
 
+async def visible_organisation(scope: RequestScope, organisation_id: int) -> CallerMembership:
+    """An organisation the caller belongs to, read with their membership and its policy."""
+    return await authz.require_visible_organisation(scope, organisation_id)
+
+
+async def current_organisation(scope: RequestScope) -> CallerMembership | None:
+    """ORG-2: the organisation the caller works in now, while they are still a member of it."""
+    user = scope.actor.user
+    if user is None or user.current_organisation_id is None:
+        return None
+    membership = await authz.membership_of(scope, user.current_organisation_id)
+    return membership if authz.can_view_organisation(membership) else None
+
+
+async def security_policy(scope: RequestScope, organisation_id: int) -> CallerMembership:
+    """The organisation's policy (POL-1), read with the caller's membership there."""
+    membership = await authz.membership_of(scope, organisation_id)
+    authz.require(authz.can_view_security_policy(membership), authz.not_found("organisation"))
+    assert membership is not None
+    return membership
+
+
 async def members(
-    membership: Membership,
+    scope: RequestScope,
+    organisation_id: int,
     *,
     first: int | None,
     after_id: int | None,
     two_factor_enabled: bool | None = None,
     role: Role | None = None,
 ) -> Page[MemberEntry]:
-    """Members of the caller's organisation; `membership` is the caller's own, already checked."""
-    scope = MemberScope("organisation_id", membership.organisation_id, role, two_factor_enabled)
-    return await _member_entries(scope, first, after_id)
+    """Members of an organisation the caller belongs to, oldest first (POL-2 filters)."""
+    await _require_members(scope, organisation_id)
+    scope_filter = MemberScope("organisation_id", organisation_id, role, two_factor_enabled)
+    return await _member_entries(scope_filter, first, after_id)
 
 
 async def count_members(
-    membership: Membership, *, two_factor_enabled: bool | None = None, role: Role | None = None
+    scope: RequestScope,
+    organisation_id: int,
+    *,
+    two_factor_enabled: bool | None = None,
+    role: Role | None = None,
 ) -> int:
-    scope = MemberScope("organisation_id", membership.organisation_id, role, two_factor_enabled)
-    return await _count_members(scope)
+    await _require_members(scope, organisation_id)
+    return await _count_members(
+        MemberScope("organisation_id", organisation_id, role, two_factor_enabled)
+    )
 
 
-async def member_entry(actor: Actor, membership_id: int) -> MemberEntry | None:
-    """One membership, when the caller belongs to its organisation."""
+async def _require_members(scope: RequestScope, organisation_id: int) -> None:
+    authz.require_user(scope.actor)
+    membership = await authz.membership_of(scope, organisation_id)
+    authz.require(authz.can_view_members(membership), authz.not_found("organisation"))
+
+
+async def visible_member(scope: RequestScope, membership_id: int) -> MemberEntry:
+    """One membership, as the members list of its organisation shows it to the caller."""
+    authz.require_user(scope.actor)
     page = await _member_entries(MemberScope("id", membership_id), 1, None)
-    if not page.items or not await authz.membership_of(actor, page.items[0].organisation_id):
-        return None
-    return page.items[0]
+    entry = page.items[0] if page.items else None
+    caller = await authz.membership_of(scope, entry.organisation_id) if entry else None
+    authz.require(entry is not None and authz.can_view_members(caller), authz.not_found("member"))
+    assert entry is not None
+    return entry
 
 
 async def activity(
-    membership: Membership, *, first: int | None, after_id: int | None
+    scope: RequestScope, organisation_id: int, *, first: int | None, after_id: int | None
 ) -> Page[ActivityEvent]:
-    if not authz.can_view_organisation_activity(membership):
-        raise DomainError(
-            ErrorCode.FORBIDDEN,
-            "Only administrators and legal representatives see the organisation's activity.",
-        )
-    query = ActivityEvent.filter(organisation_id=membership.organisation_id)
+    """ACT-4: the organisation's security activity, newest first."""
+    await _require_activity(scope, organisation_id)
+    query = ActivityEvent.filter(organisation_id=organisation_id)
     return await forward_page(query, first, after_id, descending=True)
 
 
-async def count_activity(membership: Membership) -> int:
-    return await ActivityEvent.filter(organisation_id=membership.organisation_id).count()
+async def count_activity(scope: RequestScope, organisation_id: int) -> int:
+    await _require_activity(scope, organisation_id)
+    return await ActivityEvent.filter(organisation_id=organisation_id).count()
+
+
+async def _require_activity(scope: RequestScope, organisation_id: int) -> None:
+    membership = await authz.require_visible_organisation(scope, organisation_id)
+    authz.require(
+        authz.can_view_organisation_activity(membership),
+        authz.forbidden(authz.ACTIVITY_FORBIDDEN),
+    )
+
+
+async def visible_activity_event(scope: RequestScope, event_id: int) -> ActivityEvent:
+    """One event, when the caller may see the activity of its organisation (ACT-4)."""
+    authz.require_user(scope.actor)
+    event = await ActivityEvent.get_or_none(id=event_id)
+    caller = (
+        await authz.membership_of(scope, event.organisation_id)
+        if event is not None and event.organisation_id is not None
+        else None
+    )
+    authz.require(authz.can_view_organisation_activity(caller), authz.not_found("event"))
+    assert event is not None
+    return event
+
+
+async def visible_product(scope: RequestScope, product_id: int) -> Product:
+    """One product, for the members of its organisation (ORG-3: the members list shows them)."""
+    authz.require_user(scope.actor)
+    product = await Product.get_or_none(id=product_id)
+    caller = await authz.membership_of(scope, product.organisation_id) if product else None
+    authz.require(authz.can_view_products(caller), authz.not_found("product"))
+    assert product is not None
+    return product
 
 
 async def viewer_memberships(
@@ -219,19 +287,6 @@ async def count_viewer_memberships(actor: Actor) -> int:
 # Batch loads for DataLoaders: one query for a whole page, whatever its size.
 
 
-async def load_security_policies(organisation_ids: list[int]) -> list[SecurityPolicy | None]:
-    policies = {
-        p.organisation_id: p
-        for p in await SecurityPolicy.filter(organisation_id__in=organisation_ids)
-    }
-    return [policies.get(oid) for oid in organisation_ids]
-
-
 async def load_users(user_ids: list[int]) -> list[User | None]:
     users = {u.id: u for u in await User.filter(id__in=user_ids)}
     return [users.get(uid) for uid in user_ids]
-
-
-async def load_organisations(organisation_ids: list[int]) -> list[Organisation | None]:
-    found = {o.id: o for o in await Organisation.filter(id__in=organisation_ids)}
-    return [found.get(oid) for oid in organisation_ids]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from gardien.resolvers import authz
+from gardien.resolvers.authz import Actor, SignedInUser
 from gardien.resolvers.services import Services
 
 SUPPORT_CODE_DIGITS = 6
@@ -18,3 +20,12 @@ def new_support_code(services: Services) -> bytes:
 
 def read_support_code(services: Services, encrypted: bytes) -> str:
     return services.keyring.decrypt(encrypted, SUPPORT_CODE_CONTEXT).decode()
+
+
+def visible_user(actor: Actor, user_id: int) -> SignedInUser:
+    """A user by id answers only to themself: anyone else's account is not found (API-1)."""
+    authz.require_user(actor)
+    own = authz.private_profile(actor, user_id)
+    if own is None:
+        raise authz.not_found("user")
+    return own

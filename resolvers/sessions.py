@@ -8,7 +8,7 @@ from datetime import timedelta
 from gardien.models.enums import PlatformRole, SessionKind
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import sql
+from gardien.resolvers import authz, sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import new_token
@@ -48,18 +48,21 @@ async def open_session(
     return IssuedSession(session=session, token=token)
 
 
-# Read on every request: one fixed statement (see sql.py) for the session and its account.
+# Read on every request: one fixed statement (see sql.py) for the session and its account, which
+# also refuses the sessions of a blocked user (BLK-3, the rule is in authz.py).
 _SESSION_AND_USER = (
     "SELECT s.id AS session_id, s.persistent, s.created_at, s.last_seen_at, s.expires_at,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
     " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
     " FROM session s JOIN user_account u ON u.id = s.user_id"
     " WHERE s.token_hash = $1 AND s.revoked_at IS NULL"
+    f" AND {authz.WEB_ACCESS_NOT_BLOCKED_SQL}"
 )
 
 
 async def authenticate(services: Services, token: str) -> Actor | None:
-    """The actor of a bearer token, or None when it is unknown, revoked, expired or idle."""
+    """The actor of a bearer token, or None when it is unknown, revoked, expired or idle, or when
+    its user's web access is blocked."""
     if not token or len(token) > 256:
         return None
     rows = await sql.fetch(_SESSION_AND_USER, [services.keyring.token_digest(token, TOKEN_PURPOSE)])

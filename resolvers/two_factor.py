@@ -6,6 +6,8 @@ from typing import Any
 
 from gardien.models.enums import TwoFactorKind
 from gardien.models.mfa import TwoFactorMethod
+from gardien.resolvers import authz
+from gardien.resolvers.authz import Actor
 
 
 async def confirmed_kinds(user_id: int) -> list[TwoFactorKind]:
@@ -20,6 +22,18 @@ async def confirmed_kinds(user_id: int) -> list[TwoFactorKind]:
 
 async def confirmed_methods(user_id: int) -> list[TwoFactorMethod]:
     return await TwoFactorMethod.filter(user_id=user_id, confirmed_at__isnull=False).order_by("id")
+
+
+async def own_confirmed_method(actor: Actor, method_id: int) -> TwoFactorMethod:
+    """One of the caller's own confirmed second factors; anyone else's is not found."""
+    authz.require_user(actor)
+    method = await TwoFactorMethod.get_or_none(id=method_id, confirmed_at__isnull=False)
+    authz.require(
+        method is not None and authz.can_view_private_profile(actor, method.user_id),
+        authz.not_found("second factor"),
+    )
+    assert method is not None
+    return method
 
 
 async def load_two_factor_enabled(user_ids: list[int]) -> list[bool]:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from gardien.models.activity import ActivityEvent
-from gardien.resolvers import authz, organisations
-from gardien.resolvers.errors import DomainError
+# No resolver module is imported here by a name that a schema module also has: importing
+# gardien.schema.organisations binds `organisations` in this very namespace, and would shadow it.
+from gardien.resolvers import authz
+from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.schema.accounts import AccountMutations
-from gardien.schema.activity import ActivityEventNode
+from gardien.schema.activity import activity_event_by_id
 from gardien.schema.context import Info
-from gardien.schema.domains import DomainLookup, DomainMutations, domain_lookup, domain_node
-from gardien.schema.members import ProductNode, membership_nodes
+from gardien.schema.domains import DomainLookup, DomainMutations, domain_by_id, domain_lookup
+from gardien.schema.members import ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
-from gardien.schema.users import UserNode
+from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 
 
 @strawberry.type
@@ -26,8 +29,11 @@ class Query:
         user = info.context.actor.user
         return await UserNode.load(info, user) if user else None
 
-    @strawberry.field(description="An organisation the caller is a member of.")
-    async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode:
+    @strawberry.field(
+        description="An organisation the caller is a member of; null, with a NOT_FOUND error, "
+        "for any other."
+    )
+    async def organisation(self, info: Info, id: strawberry.ID) -> OrganisationNode | None:
         return await organisation_by_id(info, decode_id(id, "Organisation"))
 
     @strawberry.field(
@@ -42,35 +48,31 @@ class Query:
         return await _node(info, id)
 
 
+# One resolver per Node type, each answering what that type's own field answers to the caller.
+NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
+    "Organisation": organisation_by_id,
+    "User": user_by_id,
+    "Membership": membership_by_id,
+    "ActivityEvent": activity_event_by_id,
+    "Product": product_by_id,
+    "TwoFactorMethod": two_factor_method_by_id,
+    "Domain": domain_by_id,
+}
+
+
 async def _node(info: Info, global_id: str) -> Node | None:
-    """Each type answers only what its own field would answer, so node() leaks nothing more."""
+    """Null for an object that does not exist and for one the caller may not see, alike."""
     type_name, _ = decode_any_id(global_id)
-    actor = info.context.actor
-    authz.require_user(actor)
-    try:
-        if type_name == "Organisation":
-            return await organisation_by_id(info, decode_id(global_id, "Organisation"))
-        if type_name == "User":
-            user_id = decode_id(global_id, "User")
-            if authz.can_view_private_profile(actor, user_id) and actor.user:
-                return await UserNode.load(info, actor.user)
-            return None
-        if type_name == "Membership":
-            entry = await organisations.member_entry(actor, decode_id(global_id, "Membership"))
-            return membership_nodes([entry])[0] if entry else None
-            return None
-        if type_name == "Domain":
-            return await domain_node(info, global_id)
-        if type_name == "ActivityEvent":
-            event = await ActivityEvent.get_or_none(id=decode_id(global_id, "ActivityEvent"))
-            if event and event.organisation_id is not None:
-                caller = await authz.membership_of(actor, event.organisation_id)
-                if authz.can_view_organisation_activity(caller):
-                    return ActivityEventNode.from_model(event)
-            return None
-    except DomainError:
+    authz.require_user(info.context.actor)
+    resolve = NODE_RESOLVERS.get(type_name)
+    if resolve is None:
         return None
-    return None
+    try:
+        return await resolve(info, decode_id(global_id, type_name))
+    except DomainError as error:
+        if error.code is ErrorCode.NOT_FOUND:
+            return None
+        raise
 
 
 schema = strawberry.Schema(

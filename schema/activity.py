@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 
 from gardien.models.activity import ActivityEvent
+from gardien.resolvers import organisations
 from gardien.schema.context import Info
 from gardien.schema.relay import Node, encode_id
 from gardien.schema.users import UserNode
@@ -47,3 +48,9 @@ async def _user(info: Info, user_id: int | None) -> UserNode | None:
         return None
     user = await info.context.loaders.user.load(user_id)
     return await UserNode.load(info, user) if user else None
+
+
+async def activity_event_by_id(info: Info, event_id: int) -> ActivityEventNode:
+    """node(id:): an event of an organisation whose activity the caller may see (ACT-4)."""
+    event = await organisations.visible_activity_event(info.context.scope, event_id)
+    return ActivityEventNode.from_model(event)

@@ -7,7 +7,7 @@ from typing import TypeAlias
 
 import strawberry
 
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema.loaders import Loaders
 
@@ -30,6 +30,12 @@ class Context:
     # The device cookie the browser sent (OWASP device cookies), and the new one to set, if any.
     device_cookie: str | None = None
     new_device_cookie: str | None = None
+    # The caller with the memberships looked up during this request (authz.membership_of):
+    # made with the context, so it lives exactly as long as one request.
+    scope: RequestScope = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scope = RequestScope(self.actor)
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

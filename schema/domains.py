@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from gardien.models.enums import DomainStatus as DomainStatusModel
-from gardien.resolvers import domains
+from gardien.resolvers import authz, domains
 from gardien.resolvers.domains import DomainView, LookupAnswer
 from gardien.resolvers.errors import DomainError
 from gardien.schema.context import Info
@@ -79,11 +79,13 @@ class DomainLookup:
 async def domain_lookup(info: Info, name: str) -> DomainLookup:
     from gardien.schema.organisations import OrganisationNode
 
-    found = await domains.lookup_domain(info.context.services, info.context.actor, name)
+    found = await domains.lookup_domain(info.context.services, info.context.scope, name)
     return DomainLookup(
         name=found.name,
         answer=found.answer,
-        organisation=OrganisationNode.from_model(found.organisation)
+        organisation=OrganisationNode.of(
+            found.organisation.id, found.organisation.name, found.organisation.support_plan
+        )
         if found.organisation
         else None,
         domain=DomainNode.from_view(found.view) if found.view else None,
@@ -98,7 +100,7 @@ async def organisation_domains(
     status: DomainStatusModel | None,
 ) -> Connection[DomainNode]:
     page = await domains.organisation_domains(
-        info.context.actor,
+        info.context.scope,
         organisation_id,
         first=first,
         after_id=decode_cursor(after),
@@ -112,9 +114,12 @@ async def organisation_domains(
     )
 
 
-async def domain_node(info: Info, global_id: str) -> DomainNode | None:
-    view = await domains.visible_domain(info.context.actor, decode_id(global_id, "Domain"))
-    return DomainNode.from_view(view) if view else None
+async def domain_by_id(info: Info, domain_id: int) -> DomainNode:
+    """node(id:): a domain the caller may see; NOT_FOUND for any other."""
+    view = await domains.visible_domain(info.context.scope, domain_id)
+    if view is None:
+        raise authz.not_found("domain")
+    return DomainNode.from_view(view)
 
 
 def _domain_id(global_id: str) -> int:
@@ -171,7 +176,7 @@ class DomainMutations:
             view = await domains.renew_domain(
                 info.context.services,
                 info.context.meta,
-                info.context.actor,
+                info.context.scope,
                 _domain_id(input.domain_id),
                 input.years,
             )
@@ -187,7 +192,7 @@ class DomainMutations:
             restored = await domains.restore_domain(
                 info.context.services,
                 info.context.meta,
-                info.context.actor,
+                info.context.scope,
                 _domain_id(input.domain_id),
             )
         except DomainError as error:
@@ -205,7 +210,7 @@ class DomainMutations:
             view = await domains.set_renewal_warranty(
                 info.context.services,
                 info.context.meta,
-                info.context.actor,
+                info.context.scope,
                 _domain_id(input.domain_id),
                 input.enabled,
             )

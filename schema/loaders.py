@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from strawberry.dataloader import DataLoader
 
-from gardien.models.organisations import Organisation, SecurityPolicy
 from gardien.models.users import User
 from gardien.resolvers import organisations, two_factor
 
@@ -16,12 +15,6 @@ class Loaders:
     two_factor_enabled: DataLoader[int, bool] = field(
         default_factory=lambda: DataLoader(two_factor.load_two_factor_enabled)
     )
-    security_policy: DataLoader[int, SecurityPolicy | None] = field(
-        default_factory=lambda: DataLoader(organisations.load_security_policies)
-    )
     user: DataLoader[int, User | None] = field(
         default_factory=lambda: DataLoader(organisations.load_users)
-    )
-    organisation: DataLoader[int, Organisation | None] = field(
-        default_factory=lambda: DataLoader(organisations.load_organisations)
     )

@@ -6,7 +6,9 @@ import strawberry
 
 from gardien.models.enums import ProductKind as ProductKindModel
 from gardien.models.products import Product
+from gardien.resolvers import organisations
 from gardien.resolvers.organisations import MemberEntry
+from gardien.schema.context import Info
 from gardien.schema.organisations import OrganisationNode, Role
 from gardien.schema.relay import Node, encode_id
 from gardien.schema.users import UserNode
@@ -58,3 +60,16 @@ def membership_nodes(entries: list[MemberEntry]) -> list[MembershipNode]:
             )
         )
     return nodes
+
+
+async def membership_by_id(info: Info, membership_id: int) -> MembershipNode:
+    """node(id:): a membership of an organisation the caller belongs to."""
+    entry = await organisations.visible_member(info.context.scope, membership_id)
+    return membership_nodes([entry])[0]
+
+
+async def product_by_id(info: Info, product_id: int) -> ProductNode:
+    """node(id:): a product of an organisation the caller belongs to."""
+    return ProductNode.from_model(
+        await organisations.visible_product(info.context.scope, product_id)
+    )

@@ -9,8 +9,8 @@ import strawberry
 
 from gardien.models.enums import Role as RoleModel
 from gardien.models.enums import SupportPlan as SupportPlanModel
-from gardien.models.organisations import Organisation, SecurityPolicy
-from gardien.resolvers import authz, organisations
+from gardien.resolvers import organisations
+from gardien.resolvers.authz import CallerMembership
 from gardien.schema.context import Info
 from gardien.schema.domains import DomainStatus
 from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
@@ -30,8 +30,11 @@ class SecurityPolicyType:
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, policy: SecurityPolicy) -> SecurityPolicyType:
-        return cls(require_two_factor=policy.require_two_factor, updated_at=policy.updated_at)
+    def of(cls, caller: CallerMembership) -> SecurityPolicyType:
+        # The caller's membership is read with the organisation's policy: no query of its own.
+        return cls(
+            require_two_factor=caller.require_two_factor, updated_at=caller.policy_updated_at
+        )
 
 
 @strawberry.type(name="Organisation")
@@ -39,34 +42,26 @@ class OrganisationNode(Node):
     name: str
     support_plan: SupportPlan  # type: ignore[valid-type]
     _organisation_id: strawberry.Private[int]
-    _policy: strawberry.Private[SecurityPolicyType | None] = None
-
-    @classmethod
-    def from_model(cls, organisation: Organisation) -> OrganisationNode:
-        return cls.of(organisation.id, organisation.name, organisation.support_plan)
 
     @classmethod
     def of(
-        cls,
-        organisation_id: int,
-        name: str,
-        support_plan: SupportPlanModel,
-        policy: SecurityPolicyType | None = None,
+        cls, organisation_id: int, name: str, support_plan: SupportPlanModel
     ) -> OrganisationNode:
         return cls(
             id=encode_id("Organisation", organisation_id),
             name=name,
             support_plan=support_plan,
             _organisation_id=organisation_id,
-            _policy=policy,
         )
+
+    @classmethod
+    def of_caller(cls, caller: CallerMembership) -> OrganisationNode:
+        return cls.of(caller.organisation_id, caller.organisation_name, caller.support_plan)
 
     @strawberry.field
     async def security_policy(self, info: Info) -> SecurityPolicyType | None:
-        if self._policy is not None:
-            return self._policy
-        policy = await info.context.loaders.security_policy.load(self._organisation_id)
-        return SecurityPolicyType.from_model(policy) if policy else None
+        caller = await organisations.security_policy(info.context.scope, self._organisation_id)
+        return SecurityPolicyType.of(caller)
 
     @strawberry.field(description="Members, oldest first; filter on 2FA status and role (POL-2).")
     async def members(
@@ -79,9 +74,10 @@ class OrganisationNode(Node):
     ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
         from gardien.schema.members import membership_nodes
 
-        caller = await authz.require_visible_organisation(info.context.actor, self._organisation_id)
+        scope = info.context.scope
         page = await organisations.members(
-            caller,
+            scope,
+            self._organisation_id,
             first=first,
             after_id=decode_cursor(after),
             two_factor_enabled=two_factor_enabled,
@@ -92,7 +88,7 @@ class OrganisationNode(Node):
             [entry.membership_id for entry in page.items],
             page.has_next_page,
             lambda: organisations.count_members(
-                caller, two_factor_enabled=two_factor_enabled, role=role
+                scope, self._organisation_id, two_factor_enabled=two_factor_enabled, role=role
             ),
             page.total_count,
         )
@@ -103,13 +99,15 @@ class OrganisationNode(Node):
     ) -> Connection[Annotated[ActivityEventNode, strawberry.lazy("gardien.schema.activity")]]:
         from gardien.schema.activity import ActivityEventNode
 
-        caller = await authz.require_visible_organisation(info.context.actor, self._organisation_id)
-        page = await organisations.activity(caller, first=first, after_id=decode_cursor(after))
+        scope = info.context.scope
+        page = await organisations.activity(
+            scope, self._organisation_id, first=first, after_id=decode_cursor(after)
+        )
         return connection(
             [ActivityEventNode.from_model(e) for e in page.items],
             [e.id for e in page.items],
             page.has_next_page,
-            lambda: organisations.count_activity(caller),
+            lambda: organisations.count_activity(scope, self._organisation_id),
         )
 
     @strawberry.field(
@@ -128,11 +126,5 @@ class OrganisationNode(Node):
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:
-    caller = await authz.require_visible_organisation(info.context.actor, organisation_id)
-    # The caller's membership was read with the organisation and its policy: no second query.
-    policy = SecurityPolicyType(
-        require_two_factor=caller.require_two_factor, updated_at=caller.policy_updated_at
-    )
-    return OrganisationNode.of(
-        caller.organisation_id, caller.organisation_name, caller.support_plan, policy
-    )
+    caller = await organisations.visible_organisation(info.context.scope, organisation_id)
+    return OrganisationNode.of_caller(caller)

@@ -80,8 +80,7 @@ class UserNode(Node):
 
     def _own(self, info: Info) -> SignedInUser | None:
         """The caller's own full record when this is the caller, else None (private fields)."""
-        actor = info.context.actor
-        return actor.user if authz.can_view_private_profile(actor, self._user_id) else None
+        return authz.private_profile(info.context.actor, self._user_id)
 
     @strawberry.field(description="E.164 recovery phone; only for the user themself.")
     def recovery_phone(self, info: Info) -> str | None:
@@ -115,12 +114,10 @@ class UserNode(Node):
     ) -> Annotated[OrganisationNode, strawberry.lazy("gardien.schema.organisations")] | None:
         from gardien.schema.organisations import OrganisationNode
 
-        own = self._own(info)
-        organisation_id = own.current_organisation_id if own else None
-        if organisation_id is None:
+        if self._own(info) is None:
             return None
-        organisation = await info.context.loaders.organisation.load(organisation_id)
-        return OrganisationNode.from_model(organisation) if organisation else None
+        caller = await organisations.current_organisation(info.context.scope)
+        return OrganisationNode.of_caller(caller) if caller else None
 
     @strawberry.field(description="The user's memberships (ORG-2); only for the user themself.")
     async def memberships(
@@ -145,3 +142,14 @@ class UserNode(Node):
 
 async def _zero() -> int:
     return 0
+
+
+async def user_by_id(info: Info, user_id: int) -> UserNode:
+    """node(id:): a user answers by id to themself alone."""
+    return await UserNode.load(info, profile.visible_user(info.context.actor, user_id))
+
+
+async def two_factor_method_by_id(info: Info, method_id: int) -> TwoFactorMethodNode:
+    """node(id:): one of the caller's own confirmed second factors."""
+    method = await two_factor.own_confirmed_method(info.context.actor, method_id)
+    return TwoFactorMethodNode.from_model(method)

@@ -12,7 +12,7 @@ from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.users import User
 from gardien.resolvers import accounts, sessions
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import hash_password
 
@@ -92,12 +92,12 @@ async def add_domain(
     )
 
 
-async def signed_in_actor(services: Services, email: str) -> Actor:
-    """The Actor a request of this user carries: signed in and authenticated for real."""
+async def signed_in_scope(services: Services, email: str) -> RequestScope:
+    """The request scope a request of this user carries: signed in and authenticated for real."""
     result = await accounts.sign_in(
         services, RequestMeta(ip="198.51.100.1"), login=email, password=PASSWORD
     )
     assert result.session is not None
     actor = await sessions.authenticate(services, result.session.token)
     assert actor is not None
-    return actor
+    return RequestScope(actor)

@@ -261,7 +261,7 @@ def test_act4_contract_organisation_activity_served(served: ServedGateway) -> No
     events = [e["node"] for e in allowed.json()["data"]["organisation"]["activity"]["edges"]]
     assert {e["type"] for e in events} >= {"member.joined", "account.signed_up"}
     assert all(e["occurredAt"] and e["id"] for e in events)
-    assert refused.json()["data"] is None
+    assert refused.json()["data"] == {"organisation": None}
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
@@ -291,7 +291,7 @@ def test_dom3_contract_organisation_domains_served(served: ServedGateway) -> Non
     assert domains["demo-boutique.com"]["redemptionEndsAt"] is not None
     assert domains["demo-sa.ch"]["renewalWarranty"] is True
     assert domains["demo-sa.fr"]["redemptionEndsAt"] is None
-    assert refused.json()["data"] is None
+    assert refused.json()["data"] == {"organisation": None}
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 

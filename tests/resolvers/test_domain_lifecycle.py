@@ -184,7 +184,7 @@ async def test_dom1_renewal_starts_a_new_reminder_cycle(
     domain = await factories.add_domain(
         services, organisation, "cycle.be", expires_in=timedelta(days=6)
     )
-    actor = await factories.signed_in_actor(
+    actor = await factories.signed_in_scope(
         services, (await User.get(id=owner.user_id)).email or ""
     )
 
@@ -314,7 +314,7 @@ async def test_dom2_renewal_racing_the_runner_loses_no_update(
         services, owner.organisation, "race.com", expires_in=-timedelta(hours=1)
     )
     expiry = domain.expires_at
-    actor = await factories.signed_in_actor(services, owner.user.email or "")
+    actor = await factories.signed_in_scope(services, owner.user.email or "")
 
     async def renew() -> ErrorCode | None:
         try:

@@ -16,7 +16,7 @@ from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.models.organisations import Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import domains
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.domains import LookupAnswer
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -25,16 +25,16 @@ from tests import factories
 pytestmark = pytest.mark.usefixtures("database")
 
 
-async def _manager(services: Services) -> tuple[Organisation, Actor]:
+async def _manager(services: Services) -> tuple[Organisation, RequestScope]:
     owner = await factories.sign_up(services)
     assert owner.user.email is not None
-    return owner.organisation, await factories.signed_in_actor(services, owner.user.email)
+    return owner.organisation, await factories.signed_in_scope(services, owner.user.email)
 
 
-async def _member(services: Services, organisation: Organisation, role: Role) -> Actor:
+async def _member(services: Services, organisation: Organisation, role: Role) -> RequestScope:
     member = await factories.add_member(services, organisation, role)
     assert member.user.email is not None
-    return await factories.signed_in_actor(services, member.user.email)
+    return await factories.signed_in_scope(services, member.user.email)
 
 
 async def _state(domain_id: int) -> tuple[dict[str, Any], int, int]:
@@ -69,7 +69,7 @@ async def test_dom2_act1_renewal_extends_from_the_current_expiry_not_from_today(
     assert (view.restore_fee, view.currency) == (Decimal("120.00"), "CHF")
     event = await ActivityEvent.get(type="domain.renewed")
     assert (event.actor_id, event.organisation_id, event.ip) == (
-        manager.user_id,
+        manager.actor.user_id,
         organisation.id,
         meta.ip,
     )
@@ -211,11 +211,11 @@ async def test_dom3_act1_restore_charges_the_tld_fee_and_reactivates_for_a_year(
         "RESTORE",
         Decimal("80.00"),
         "USD",
-        manager.user_id,
+        manager.actor.user_id,
     )
     assert (restored.charge.id, restored.view.domain.status) == (charge.id, DomainStatus.ACTIVE)
     event = await ActivityEvent.get(type="domain.restored")
-    assert (event.actor_id, event.organisation_id) == (manager.user_id, organisation.id)
+    assert (event.actor_id, event.organisation_id) == (manager.actor.user_id, organisation.id)
     assert event.data == {
         "domain_id": domain.id,
         "domain": "back.com",
@@ -257,7 +257,7 @@ async def test_dom2_collaborators_and_externals_may_not_manage_domains_even_when
     )
     await ProductGrant.create(membership=member.membership, product=product)
     assert member.user.email is not None
-    actor = await factories.signed_in_actor(services, member.user.email)
+    actor = await factories.signed_in_scope(services, member.user.email)
     domain = await factories.add_domain(
         services, organisation, "team.ch", expires_in=timedelta(days=20)
     )
@@ -407,7 +407,7 @@ async def test_dom5_lookups_are_rate_limited_per_account(services: Services) -> 
 
 async def test_dom5_lookup_needs_a_signed_in_caller(services: Services) -> None:
     with pytest.raises(DomainError) as raised:
-        await domains.lookup_domain(services, Actor(), "demo.ch")
+        await domains.lookup_domain(services, RequestScope(Actor()), "demo.ch")
 
     assert raised.value.code == ErrorCode.UNAUTHENTICATED
 

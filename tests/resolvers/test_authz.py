@@ -1,0 +1,495 @@
+"""The authorization matrix, generated from the schema: every root field, every mutation, every
+field that decides something on its own, and node(id:) for every Node type, asked by each of the
+four roles, a signed-in non-member and an anonymous caller, through the real app and database.
+
+A field or Node type in the schema without a row here fails the test: add an authorization rule
+to resolvers/authz.py for it, and its row (or, when its parent's decision covers it, its name in
+INHERITED) here. OWASP ASVS 4.0.3 V4.1.3 (least privilege), V4.2.1 (IDOR), V4.1.5 (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+import pytest
+from graphql import GraphQLInterfaceType, GraphQLObjectType
+
+from gardien.models.activity import ActivityEvent
+from gardien.models.enums import Role
+from gardien.models.mfa import TwoFactorMethod
+from gardien.models.organisations import UserBlock
+from gardien.models.products import Product, ProductGrant
+from gardien.models.users import User
+from gardien.resolvers import accounts, authz
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.schema import schema
+from gardien.schema.relay import encode_id
+from tests import factories
+from tests.conftest import GraphQLClient
+
+pytestmark = pytest.mark.usefixtures("database")
+
+
+class Caller(StrEnum):
+    LEGAL = "LEGAL_REPRESENTATIVE"
+    ADMIN = "ADMINISTRATOR"
+    COLLAB = "COLLABORATOR"
+    EXTERNAL = "EXTERNAL"
+    NON_MEMBER = "signed-in non-member"
+    ANONYMOUS = "anonymous"
+
+
+CALLERS = tuple(Caller)
+
+
+class Outcome(StrEnum):
+    OK = "allowed, with data"
+    NULL = "null"
+    EMPTY = "empty list or connection"
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    UNAUTH = "UNAUTHENTICATED"
+    # Allowed by authorization, then refused for the object's state: proves the rule ran first.
+    NOT_IN_REDEMPTION = "DOMAIN_NOT_IN_REDEMPTION"
+
+
+OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
+NOT_FOUND, FORBIDDEN, UNAUTH = Outcome.NOT_FOUND, Outcome.FORBIDDEN, Outcome.UNAUTH
+NOT_IN_REDEMPTION = Outcome.NOT_IN_REDEMPTION
+
+
+def expect(*outcomes: Outcome) -> dict[Caller, Outcome]:
+    """One outcome per caller, in the order of the table's columns (CALLERS)."""
+    return dict(zip(CALLERS, outcomes, strict=True))
+
+
+@dataclass
+class World:
+    """One organisation with a member of each role, a product, activity and second factors,
+    and a signed-up user of another organisation. Each caller's token comes from a sign-in."""
+
+    organisation_id: int
+    legal_user_id: int
+    legal_membership_id: int
+    product_id: int
+    activity_event_id: int
+    legal_two_factor_method_id: int
+    domain_id: int
+    tokens: dict[Caller, str | None]
+
+
+Variables = Callable[[World, Caller], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    coordinate: str  # Type.field in the schema
+    what: str  # whose object the probe asks for, as a reader of the table needs to know
+    query: str
+    path: tuple[str | int, ...]  # where the answer sits in data
+    variables: Variables
+    expected: dict[Caller, Outcome]
+
+    @property
+    def id(self) -> str:
+        return f"{self.coordinate} ({self.what})"
+
+
+def _organisation(world: World, _: Caller) -> dict[str, Any]:
+    return {"id": encode_id("Organisation", world.organisation_id)}
+
+
+def _nothing(_: World, __: Caller) -> dict[str, Any]:
+    return {}
+
+
+def _domain_input(**extra: Any) -> Variables:
+    def variables(world: World, _: Caller) -> dict[str, Any]:
+        return {"input": {"domainId": encode_id("Domain", world.domain_id), **extra}}
+
+    return variables
+
+
+def _domain_name(_: World, __: Caller) -> dict[str, Any]:
+    return {"name": MATRIX_DOMAIN}
+
+
+MATRIX_DOMAIN = "matrix-demo.ch"
+DOMAINS = (
+    "query($id: ID!) { organisation(id: $id) { domains(first: 5) { edges { node { id } } } } }"
+)
+DOMAIN_COUNT = "query($id: ID!) { organisation(id: $id) { domains(first: 0) { totalCount } } }"
+DOMAIN_LOOKUP = "query($name: String!) {{ domainLookup(name: $name) {{ {selection} }} }}"
+
+
+ORGANISATION = "query($id: ID!) { organisation(id: $id) { id name } }"
+MEMBERS = (
+    "query($id: ID!) { organisation(id: $id) { members(first: 10) { edges { node { id } } } } }"
+)
+MEMBER_COUNT = "query($id: ID!) { organisation(id: $id) { members(first: 0) { totalCount } } }"
+ACTIVITY = (
+    "query($id: ID!) { organisation(id: $id) { activity(first: 5) { edges { node { id } } } } }"
+)
+ACTIVITY_COUNT = "query($id: ID!) { organisation(id: $id) { activity(first: 0) { totalCount } } }"
+POLICY = "query($id: ID!) { organisation(id: $id) { securityPolicy { requireTwoFactor } } }"
+# The legal representative's profile as fellow members see it: first in the members list.
+LEGAL_USER_PATH: tuple[str | int, ...] = ("organisation", "members", "edges", 0, "node", "user")
+
+
+def _legal_user_field(selection: str) -> str:
+    return (
+        "query($id: ID!) { organisation(id: $id) { members(first: 1) { edges { node { user {"
+        f" {selection} }} }} }} }} }} }}"
+    )
+
+
+def _private_field_rows(field: str, selection: str) -> list[Row]:
+    """A private User field: the user alone reads it; to fellow members it is hidden."""
+    hidden = EMPTY if field in ("twoFactorMethods", "memberships") else NULL
+    return [
+        Row(
+            f"User.{field}",
+            "the legal representative's, through the members list",
+            _legal_user_field(selection),
+            (*LEGAL_USER_PATH, field),
+            _organisation,
+            expect(OK, hidden, hidden, hidden, NOT_FOUND, UNAUTH),
+        ),
+        Row(
+            f"User.{field}",
+            "the caller's own, through viewer",
+            f"{{ viewer {{ {selection} }} }}",
+            ("viewer", field),
+            _nothing,
+            expect(OK, OK, OK, OK, OK, NULL),
+        ),
+    ]
+
+
+def _sign_up(_: World, caller: Caller) -> dict[str, Any]:
+    email = f"new.{caller.name.lower()}@example.test"
+    return {"input": {"email": email, "password": "lantern over the river", "displayName": "New"}}
+
+
+def _sign_in(_: World, __: Caller) -> dict[str, Any]:
+    return {"input": {"login": "legal@example.test", "password": factories.PASSWORD}}
+
+
+# The columns of every expect(...): legal representative, administrator, collaborator,
+# external, signed-in non-member, anonymous.
+ROWS: list[Row] = [
+    # --- root fields -------------------------------------------------------------------------
+    Row("Query.viewer", "the caller", "{ viewer { id } }", ("viewer",), _nothing,
+        expect(OK, OK, OK, OK, OK, NULL)),
+    Row("Query.organisation", "the organisation", ORGANISATION, ("organisation",), _organisation,
+        expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+    Row("Query.node", "an ID of no Node type", "query($id: ID!) { node(id: $id) { id } }",
+        ("node",), lambda *_: {"id": encode_id("Nothing", 1)},
+        expect(NULL, NULL, NULL, NULL, NULL, UNAUTH)),
+    # --- mutations ---------------------------------------------------------------------------
+    Row("Mutation.signUp", "a new account",
+        "mutation($input: SignUpInput!) { signUp(input: $input) { errors { code } } }",
+        ("signUp",), _sign_up,
+        expect(OK, OK, OK, OK, OK, OK)),
+    Row("Mutation.signIn", "the legal representative's login",
+        "mutation($input: SignInInput!) { signIn(input: $input) { errors { code } } }",
+        ("signIn",), _sign_in,
+        expect(OK, OK, OK, OK, OK, OK)),
+    Row("Mutation.signOut", "the caller's session", "mutation { signOut { errors { code } } }",
+        ("signOut",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    # --- organisation-scoped fields ----------------------------------------------------------
+    Row("Organisation.members", "the organisation's", MEMBERS, ("organisation", "members"),
+        _organisation,
+        expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+    Row("MembershipConnection.totalCount", "the organisation's members", MEMBER_COUNT,
+        ("organisation", "members", "totalCount"), _organisation,
+        expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+    Row("Organisation.activity", "the organisation's", ACTIVITY, ("organisation", "activity"),
+        _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("ActivityEventConnection.totalCount", "the organisation's activity", ACTIVITY_COUNT,
+        ("organisation", "activity", "totalCount"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Organisation.securityPolicy", "the organisation's", POLICY,
+        ("organisation", "securityPolicy"), _organisation,
+        expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+    # --- domains (DOM-*): managers, and members granted the DOMAIN product (none here) ----------
+    Row("Organisation.domains", "the organisation's", DOMAINS, ("organisation", "domains"),
+        _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("DomainConnection.totalCount", "the organisation's domains", DOMAIN_COUNT,
+        ("organisation", "domains", "totalCount"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Query.domainLookup", "a name the organisation holds",
+        DOMAIN_LOOKUP.format(selection="answer"), ("domainLookup",), _domain_name,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("DomainLookup.organisation", "a name the organisation holds",
+        DOMAIN_LOOKUP.format(selection="organisation { id }"),
+        ("domainLookup", "organisation"), _domain_name,
+        expect(OK, OK, OK, OK, NULL, UNAUTH)),
+    Row("DomainLookup.domain", "a name the organisation holds",
+        DOMAIN_LOOKUP.format(selection="domain { id }"), ("domainLookup", "domain"),
+        _domain_name,
+        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    Row("Mutation.renewDomain", "the organisation's active domain",
+        "mutation($input: RenewDomainInput!) { renewDomain(input: $input) { errors { code } } }",
+        ("renewDomain",), _domain_input(years=1),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.restoreDomain", "the organisation's active domain",
+        "mutation($input: RestoreDomainInput!) { restoreDomain(input: $input) { errors { code } } }",
+        ("restoreDomain",), _domain_input(),
+        expect(NOT_IN_REDEMPTION, NOT_IN_REDEMPTION, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.setDomainRenewalWarranty", "the organisation's active domain",
+        "mutation($input: SetDomainRenewalWarrantyInput!) {"
+        " setDomainRenewalWarranty(input: $input) { errors { code } } }",
+        ("setDomainRenewalWarranty",), _domain_input(enabled=True),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    # --- private fields of a user ------------------------------------------------------------
+    *_private_field_rows("recoveryPhone", "recoveryPhone"),
+    *_private_field_rows("recoveryEmail", "recoveryEmail"),
+    *_private_field_rows("supportCode", "supportCode"),
+    *_private_field_rows("twoFactorMethods", "twoFactorMethods { id }"),
+    *_private_field_rows("currentOrganisation", "currentOrganisation { id }"),
+    *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """node(id:) for one Node type: answers what that type's own field answers, else null."""
+
+    target: Callable[[World], str]
+    expected: dict[Caller, Outcome]
+
+
+NODES: dict[str, NodeRow] = {
+    "Organisation": NodeRow(lambda w: encode_id("Organisation", w.organisation_id),
+                            expect(OK, OK, OK, OK, NULL, UNAUTH)),
+    "Membership": NodeRow(lambda w: encode_id("Membership", w.legal_membership_id),
+                          expect(OK, OK, OK, OK, NULL, UNAUTH)),
+    "Product": NodeRow(lambda w: encode_id("Product", w.product_id),
+                       expect(OK, OK, OK, OK, NULL, UNAUTH)),
+    "ActivityEvent": NodeRow(lambda w: encode_id("ActivityEvent", w.activity_event_id),
+                             expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "User": NodeRow(lambda w: encode_id("User", w.legal_user_id),
+                    expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
+    "TwoFactorMethod": NodeRow(
+        lambda w: encode_id("TwoFactorMethod", w.legal_two_factor_method_id),
+        expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
+    "Domain": NodeRow(lambda w: encode_id("Domain", w.domain_id),
+                      expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+}  # fmt: skip
+
+# Fields with no decision of their own: plain values of an object the caller was already allowed
+# to reach (its parent's row decides), connection plumbing, and payload parts.
+INHERITED = frozenset(
+    {
+        "ActivityEvent.id", "ActivityEvent.type", "ActivityEvent.occurredAt", "ActivityEvent.ip",
+        "ActivityEvent.country", "ActivityEvent.device",
+        # Who acted and whom it concerns: public profiles, read by those who see the event.
+        "ActivityEvent.actor", "ActivityEvent.subject",
+        "ActivityEventConnection.edges", "ActivityEventConnection.pageInfo",
+        "ActivityEventEdge.cursor", "ActivityEventEdge.node",
+        "Membership.id", "Membership.role", "Membership.user", "Membership.organisation",
+        "Membership.productAccess",
+        "MembershipConnection.edges", "MembershipConnection.pageInfo",
+        "MembershipEdge.cursor", "MembershipEdge.node",
+        "Organisation.id", "Organisation.name", "Organisation.supportPlan",
+        "PageInfo.hasNextPage", "PageInfo.endCursor",
+        "Product.id", "Product.name", "Product.kind",
+        "SecondFactorChallenge.challengeId", "SecondFactorChallenge.methods",
+        "SecondFactorChallenge.expiresAt",
+        "SecurityPolicy.requireTwoFactor", "SecurityPolicy.updatedAt",
+        "Session.token", "Session.expiresAt",
+        "SignInPayload.session", "SignInPayload.secondFactor", "SignInPayload.errors",
+        "SignOutPayload.errors",
+        "SignUpPayload.user", "SignUpPayload.session", "SignUpPayload.errors",
+        "TwoFactorMethod.id", "TwoFactorMethod.kind", "TwoFactorMethod.label",
+        "TwoFactorMethod.createdAt", "TwoFactorMethod.lastUsedAt",
+        # What fellow members see of each other (the members list, POL-2).
+        "User.id", "User.email", "User.displayName", "User.language", "User.country",
+        "User.timezone", "User.twoFactorEnabled",
+        "UserError.code", "UserError.message", "UserError.field", "UserError.retryAfterSeconds",
+        "Domain.id", "Domain.name", "Domain.status", "Domain.expiresAt", "Domain.redemptionEndsAt",
+        "Domain.renewalWarranty", "Domain.restoreFee", "Money.amount", "Money.currency",
+        "DomainConnection.edges", "DomainConnection.pageInfo", "DomainEdge.cursor",
+        "DomainEdge.node", "DomainLookup.answer", "DomainLookup.name",
+        "RenewDomainPayload.domain", "RenewDomainPayload.errors", "RestoreDomainPayload.domain",
+        "RestoreDomainPayload.charge", "RestoreDomainPayload.errors",
+        "SetDomainRenewalWarrantyPayload.domain", "SetDomainRenewalWarrantyPayload.errors",
+    }
+)  # fmt: skip
+
+
+def _schema_fields() -> set[str]:
+    return {
+        f"{name}.{field}"
+        for name, graphql_type in schema._schema.type_map.items()
+        if isinstance(graphql_type, GraphQLObjectType) and not name.startswith("__")
+        for field in graphql_type.fields
+    }
+
+
+def _node_types() -> set[str]:
+    node = schema._schema.type_map["Node"]
+    assert isinstance(node, GraphQLInterfaceType)
+    return {t.name for t in schema._schema.get_implementations(node).objects}
+
+
+def test_api1_every_schema_field_has_an_authorization_row() -> None:
+    """A new field without a rule fails here: add an authorization rule and a row here."""
+    ruled = {row.coordinate for row in ROWS}
+
+    missing = _schema_fields() - ruled - INHERITED
+    stale = (ruled | INHERITED) - _schema_fields()
+
+    assert missing == set(), f"add an authorization rule and a row here for: {sorted(missing)}"
+    assert stale == set(), f"rows for fields the schema no longer has: {sorted(stale)}"
+    assert ruled.isdisjoint(INHERITED)
+
+
+def test_api1_every_node_type_has_an_authorization_row() -> None:
+    """node(id:) must answer for each type exactly what that type's own field answers."""
+    assert set(NODES) == _node_types(), "add an authorization rule and a NODES row here"
+
+
+async def _world(services: Services) -> World:
+    legal = await factories.sign_up(services, email="legal@example.test", name="Ada Lovelace")
+    organisation = legal.organisation
+    members = {
+        caller: await factories.add_member(
+            services, organisation, Role(caller.value), email=f"{caller.name.lower()}@example.test"
+        )
+        for caller in (Caller.ADMIN, Caller.COLLAB, Caller.EXTERNAL)
+    }
+    outsider = await factories.sign_up(services, email="outsider@example.test", name="Grace")
+    tokens: dict[Caller, str | None] = {
+        Caller.LEGAL: legal.session.token,
+        Caller.NON_MEMBER: outsider.session.token,
+        Caller.ANONYMOUS: None,
+    }
+    for caller, member in members.items():
+        signed_in = await accounts.sign_in(
+            services,
+            RequestMeta(ip="198.51.100.1"),
+            login=member.user.email or "",
+            password=factories.PASSWORD,
+        )
+        assert signed_in.session is not None
+        tokens[caller] = signed_in.session.token
+    # Every account gets private data of its own, so "hidden" and "empty" mean refused.
+    methods: dict[int, TwoFactorMethod] = {}
+    for user in await User.all():
+        user.recovery_phone = "+41791234567"
+        user.recovery_email = f"recovery.{user.id}@example.test"
+        user.support_code_encrypted = services.keyring.encrypt(b"123456", "support-code")
+        await user.save()
+        methods[user.id] = await factories.confirm_totp(services, user)
+    product = await Product.create(
+        organisation=organisation, kind="WEB_DRIVE", name="Drive", created_at=services.clock.now()
+    )
+    await ProductGrant.create(membership=members[Caller.COLLAB].membership, product=product)
+    domain = await factories.add_domain(
+        services, organisation, MATRIX_DOMAIN, expires_in=timedelta(days=60)
+    )
+    event = await ActivityEvent.filter(organisation_id=organisation.id).order_by("id").first()
+    assert event is not None
+    return World(
+        organisation_id=organisation.id,
+        legal_user_id=legal.user.id,
+        legal_membership_id=(await legal.user.memberships.all())[0].id,
+        product_id=product.id,
+        activity_event_id=event.id,
+        legal_two_factor_method_id=methods[legal.user.id].id,
+        domain_id=domain.id,
+        tokens=tokens,
+    )
+
+
+def _outcome(body: dict[str, Any], path: tuple[str | int, ...]) -> Outcome:
+    codes = {error["extensions"]["code"] for error in body.get("errors", [])}
+    if codes:
+        assert len(codes) == 1, body
+        return Outcome(codes.pop())
+    value: Any = body["data"]
+    for key in path:
+        if value is None:
+            return NULL
+        value = value[key]
+    if value is None:
+        return NULL
+    if isinstance(value, dict) and value.get("errors"):  # a mutation payload's typed errors
+        payload_codes = {error["code"] for error in value["errors"]}
+        assert len(payload_codes) == 1, body
+        return Outcome(payload_codes.pop())
+    if value == [] or (isinstance(value, dict) and value.get("edges") == []):
+        return EMPTY
+    return OK
+
+
+async def _ask(gql: GraphQLClient, world: World, caller: Caller, query: str, variables: Any) -> Any:
+    gql.token = world.tokens[caller]
+    response = await gql.post(query, variables)
+    assert response.status_code == 200, (caller, response.text)
+    return response.json()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+async def test_api1_role_matrix_field(services: Services, gql: GraphQLClient, row: Row) -> None:
+    world = await _world(services)
+
+    observed = {
+        caller: _outcome(
+            await _ask(gql, world, caller, row.query, row.variables(world, caller)), row.path
+        )
+        for caller in CALLERS
+    }
+
+    assert observed == row.expected
+
+
+@pytest.mark.parametrize("type_name", sorted(NODES))
+async def test_api1_role_matrix_node(
+    services: Services, gql: GraphQLClient, type_name: str
+) -> None:
+    world = await _world(services)
+    row = NODES[type_name]
+    query = "query($id: ID!) { node(id: $id) { __typename id } }"
+    target = row.target(world)
+
+    bodies = {caller: await _ask(gql, world, caller, query, {"id": target}) for caller in CALLERS}
+    observed = {caller: _outcome(body, ("node",)) for caller, body in bodies.items()}
+
+    assert observed == row.expected
+    for caller, body in bodies.items():
+        if observed[caller] is OK:
+            assert body["data"]["node"] == {"__typename": type_name, "id": target}, caller
+
+
+async def test_blk3_sign_in_rule_refuses_a_user_only_while_blocked(services: Services) -> None:
+    """BLK-3: is_blocked / may_sign_in_web follow the active block of this user alone."""
+    blocked = await factories.sign_up(services, email="blocked@example.test")
+    other = await factories.sign_up(services, email="other@example.test")
+    block = await UserBlock.create(
+        organisation_id=blocked.organisation.id,
+        user_id=blocked.user.id,
+        justification="Phone lost, reported by the administrator",
+        created_at=services.clock.now(),
+    )
+
+    while_blocked = (
+        await authz.is_blocked(blocked.user.id),
+        await authz.may_sign_in_web(blocked.user.id),
+        await authz.may_sign_in_web(other.user.id),
+    )
+    block.lifted_at = services.clock.now()
+    await block.save(update_fields=["lifted_at"])
+    lifted = (await authz.is_blocked(blocked.user.id), await authz.may_sign_in_web(blocked.user.id))
+
+    assert while_blocked == (True, False, True)
+    assert lifted == (False, True)
