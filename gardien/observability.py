@@ -42,9 +42,15 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # RequestIdMiddleware writes the one access line per request, without the query string.
+    # uvicorn writes its own (query string included: a GET's variables, a password) whenever its
+    # access logger has a handler, its ancestors' too: so it gets none, and does not propagate.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
     # Database drivers log statements with their parameters (passwords' hashes, tokens' digests,
     # e-mail addresses) at DEBUG: never, whatever GARDIEN_LOG_LEVEL says.
     quiet = max(logging.INFO, logging.getLevelName(level))

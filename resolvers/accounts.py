@@ -17,6 +17,7 @@ from gardien.resolvers import activity, authz, profile, ratelimits, sessions, tw
 from gardien.resolvers.authz import Actor, require_user
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
+from gardien.resolvers.text import is_plain_text
 from gardien.security import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
@@ -81,7 +82,7 @@ class SignUpResult:
 
 def normalise_email(email: str, field: str = "email") -> str:
     cleaned = email.strip().lower()
-    if len(cleaned) > 254 or not EMAIL_PATTERN.match(cleaned):
+    if len(cleaned) > 254 or not EMAIL_PATTERN.match(cleaned) or not is_plain_text(cleaned):
         raise DomainError(ErrorCode.INVALID_INPUT, "Enter a valid e-mail address.", field)
     return cleaned
 
@@ -130,9 +131,11 @@ def _is_repetition_or_sequence(lowered: str) -> bool:
 
 def _validate_display_name(display_name: str) -> str:
     cleaned = " ".join(display_name.split())
-    if not 1 <= len(cleaned) <= 120:
+    if not 1 <= len(cleaned) <= 120 or not is_plain_text(cleaned):
         raise DomainError(
-            ErrorCode.INVALID_INPUT, "Give a name of 1 to 120 characters.", "displayName"
+            ErrorCode.INVALID_INPUT,
+            "Give a name of 1 to 120 characters, without control characters.",
+            "displayName",
         )
     return cleaned
 
@@ -208,7 +211,7 @@ async def create_organisation(services: Services, owner: User, name: str) -> Org
 async def find_by_login(login: str) -> User | None:
     """A login is the login e-mail, or the generated username that replaced it (REC-4)."""
     cleaned = login.strip().lower()
-    if not cleaned or len(cleaned) > 254:
+    if not cleaned or len(cleaned) > 254 or not is_plain_text(cleaned):
         return None
     if "@" in cleaned:
         return await User.get_or_none(email=cleaned)

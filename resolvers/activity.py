@@ -6,6 +6,7 @@ from typing import Any
 
 from gardien.models.activity import ActivityEvent
 from gardien.resolvers.services import RequestMeta, Services
+from gardien.resolvers.text import is_plain_text
 
 
 async def _record(
@@ -74,7 +75,11 @@ async def sign_in_failed(
 ) -> None:
     # An unknown login is kept only when it looks like an e-mail address: people sometimes type
     # their password into the login field, and that must not land in the log.
-    subject_email = login if user_id is None and "@" in login and len(login) <= 254 else None
+    subject_email = (
+        login
+        if user_id is None and "@" in login and len(login) <= 254 and is_plain_text(login)
+        else None
+    )
     await _record(
         services,
         "sign_in.failed",

@@ -53,9 +53,14 @@ def _unb64(value: str) -> str:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
 
 
+MAX_KEY = 2**31 - 1
+
+
 def _is_key(pk: str) -> bool:
     # isascii() too: str.isdigit() accepts digits such as "²" that int() refuses.
-    return pk.isascii() and pk.isdigit() and len(pk) <= 18
+    # Primary keys are 32-bit integer columns: a larger number names nothing, and PostgreSQL
+    # would refuse it as a parameter rather than find no row.
+    return pk.isascii() and pk.isdigit() and len(pk) <= 10 and int(pk) <= MAX_KEY
 
 
 # IDs repeat from request to request (the same members, the same organisation): encoding each

@@ -143,3 +143,13 @@ def test_ops5_sql_loggers_stay_at_info_when_the_log_level_is_debug() -> None:
     assert levels == dict.fromkeys(SQL_LOGGERS, False)
     assert "tortoise.db_client" in SQL_LOGGERS and "asyncpg" in SQL_LOGGERS
     assert gardien_debug  # the rest of the application does log at DEBUG
+
+
+def test_ops5_uvicorn_writes_no_access_line_of_its_own() -> None:
+    """uvicorn logs each request line, query string included, whenever its access logger has a
+    handler (its own or an ancestor's): configure_logging leaves it none, at every level."""
+    with every_log_record("INFO"):
+        access = logging.getLogger("uvicorn.access")
+        has_handlers, propagates = access.hasHandlers(), access.propagate
+
+    assert (has_handlers, propagates) == (False, False)

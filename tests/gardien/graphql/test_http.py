@@ -841,6 +841,8 @@ async def test_api1_wrong_type_global_id_is_not_found(
         "not base64 at all",
         encode_id("Organisation", "-1"),
         encode_id("Organisation", "1" * 19),
+        encode_id("Organisation", str(2**31)),  # past the 32-bit keys: PostgreSQL refused it
+        encode_id("Organisation", str(2**63 - 1)),
         encode_id("Organisation", ""),
         "T3JnYW5pc2F0aW9u",
     ],
@@ -880,6 +882,37 @@ async def test_api1_malformed_node_id_is_invalid_id_with_null_node(
     body = body_of(response)
     assert body["data"] == {"node": None}
     assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_ID"]
+
+
+@pytest.mark.parametrize("type_name", ["Membership", "Product", "Domain", "TwoFactorMethod"])
+async def test_api1_node_id_past_32_bit_keys_is_invalid_id_on_every_backend(
+    gql: GraphQLClient, services: Services, type_name: str
+) -> None:
+    await signed_in(gql, services)
+
+    response = await gql.post(
+        "query($id: ID!) { node(id: $id) { id } }", {"id": encode_id(type_name, str(2**31))}
+    )
+
+    body = body_of(response)
+    assert body["data"] == {"node": None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_ID"]
+
+
+async def test_api1_cursor_past_32_bit_keys_is_invalid(
+    gql: GraphQLClient, services: Services
+) -> None:
+    owner = await signed_in(gql, services)
+
+    response = await gql.post(
+        MEMBERS,
+        {
+            "id": encode_id("Organisation", owner.organisation.id),
+            "after": encode_id("cursor", str(2**31)),
+        },
+    )
+
+    assert single_error(response)["extensions"] == {"code": "INVALID_INPUT", "field": "after"}
 
 
 @pytest.mark.parametrize("pk", ["²", "1²", "①"])
