@@ -1,8 +1,9 @@
 """Server of bench/members_query.py: the gateway plus a hand-written /bare/members endpoint.
 
-Started by the benchmark as `python -m bench._server --port N` from the repository root, with the
-GARDIEN_* settings in its environment. One uvicorn process, one worker, the options of
-`gardien serve`; both endpoints live in the same Starlette app, behind the same middleware.
+Started by the benchmark (`served()` below) as `python -m bench._server --port N` from the
+repository root, with the GARDIEN_* settings in its environment. One uvicorn process, one worker,
+the options of `gardien serve`; both endpoints live in the same Starlette app, behind the same
+middleware.
 
 The bare endpoint answers the OrganisationMembers query of the benchmark by hand: the same session
 checks as gardien/resolvers/sessions.py, the same membership check, then hand-written SQL through
@@ -12,14 +13,22 @@ its own asyncpg pool, and the same JSON (same Relay global IDs and cursors) as t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -298,9 +307,109 @@ def build_app(settings: Settings) -> Starlette:
     return app
 
 
+# --------------------------------------------------------------------------------------------
+# The server process, as the benchmark starts, watches and stops it
+# --------------------------------------------------------------------------------------------
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_SECONDS = 60.0
+
+
+class ServerProcess:
+    """A running `python -m bench._server` on HOST:port, its output in a log file."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process (Linux /proc), or None elsewhere."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the bench server exited:\n{self.log_tail()}")
+
+    async def wait_until_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        async with httpx.AsyncClient(base_url=self.base_url) as client:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the bench server did not become ready:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_server(settings_env: dict[str, str], log_path: Path) -> ServerProcess:
+    # Only the settings of the gateway: load_settings() refuses unknown GARDIEN_* variables
+    # (GARDIEN_BENCH_DATABASE_URL among them).
+    env = {name: value for name, value in os.environ.items() if not name.startswith("GARDIEN_")}
+    env.update(settings_env)
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench._server", "--host", HOST, "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return ServerProcess(process, port, log_path)
+
+
+@contextlib.asynccontextmanager
+async def served(settings_env: dict[str, str], log_path: Path) -> AsyncIterator[ServerProcess]:
+    """Start the server with these GARDIEN_* settings, wait until it is ready; stop it on exit."""
+    server = start_server(settings_env, log_path)
+    try:
+        await server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point of the server process
+# --------------------------------------------------------------------------------------------
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Gateway + bare endpoint for the benchmark.")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     settings = load_settings()
