@@ -238,8 +238,8 @@ async def test_org6_legal_representative_steps_down_when_another_remains(
     assert entry.role == Role.ADMINISTRATOR
     legal_representatives = await Membership.filter(
         organisation_id=team.organisation.id, role=Role.LEGAL_REPRESENTATIVE
-    ).values_list("user_id", flat=True)
-    assert list(legal_representatives) == [team.admin.user.id]
+    )
+    assert [m.user_id for m in legal_representatives] == [team.admin.user.id]
 
 
 async def test_org6_administrator_may_not_remove_a_legal_representative(
