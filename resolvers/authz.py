@@ -279,3 +279,108 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     fields), API-6 (an integrator token may run only the fields its scopes grant) and REC-4
     (a session in recovery mode may run only the recovery fields).
     """
+
+
+# --- Membership management (ORG-*) -----------------------------------------------------------
+# The roles table: legal representatives may do everything and are the only ones to grant or
+# take away LEGAL_REPRESENTATIVE; administrators manage every other member. That an organisation
+# keeps at least one legal representative (ORG-6) is a fact about rows, not about the caller:
+# resolvers/members.py enforces it under the organisation's row lock.
+
+
+def is_organisation_manager(membership: CallerMembership | None) -> bool:
+    return membership is not None and membership.role in ORGANISATION_MANAGERS
+
+
+def can_view_member_security(caller: CallerMembership | None, *, is_self: bool) -> bool:
+    """POL-2: 2FA status and product grants of a member are for managers and the member alone.
+
+    A list of fellow members without 2FA is a list of phishing targets; collaborators and
+    external members see names, e-mails and roles only.
+    """
+    return is_self or is_organisation_manager(caller)
+
+
+def can_filter_members_by_two_factor(caller: CallerMembership | None) -> bool:
+    """POL-2: filtering on 2FA status would reveal it; managers only."""
+    return is_organisation_manager(caller)
+
+
+MEMBER_SECURITY_FILTER_FORBIDDEN = (
+    "Only administrators and legal representatives may filter members on their 2FA status."
+)
+
+
+def _may_manage_role(caller: CallerMembership, role: Role) -> bool:
+    if role == Role.LEGAL_REPRESENTATIVE:
+        return caller.role == Role.LEGAL_REPRESENTATIVE
+    return caller.role in ORGANISATION_MANAGERS
+
+
+def can_change_role(caller: CallerMembership | None, target_role: Role, new_role: Role) -> bool:
+    """ORG-6: managers change roles; only a legal representative grants or takes away the legal
+    representative role."""
+    return (
+        caller is not None
+        and _may_manage_role(caller, target_role)
+        and _may_manage_role(caller, new_role)
+    )
+
+
+def can_remove_member(caller: CallerMembership | None, target_role: Role) -> bool:
+    """ORG-6: managers remove members; a legal representative only by another one (or herself)."""
+    return caller is not None and _may_manage_role(caller, target_role)
+
+
+def can_grant_product_access(caller: CallerMembership | None, target_role: Role) -> bool:
+    """ORG-3: managers decide which products a member may use, as they manage that member."""
+    return caller is not None and _may_manage_role(caller, target_role)
+
+
+def can_set_contact_preferences(caller: CallerMembership | None, *, is_self: bool) -> bool:
+    """ORG-4: which notices a member receives: managers for anyone, a member for themself."""
+    return caller is not None and (is_self or caller.role in ORGANISATION_MANAGERS)
+
+
+def can_view_contact_preferences(caller: CallerMembership | None, *, is_self: bool) -> bool:
+    return can_set_contact_preferences(caller, is_self=is_self)
+
+
+def can_leave_organisation(caller: CallerMembership | None) -> bool:
+    """ORG-6: an external member may leave; everyone else is removed by a manager."""
+    return caller is not None and caller.role == Role.EXTERNAL
+
+
+def who_may_remove(role: Role) -> str:
+    """The refusal of leaveOrganisation says whom to ask."""
+    if role == Role.LEGAL_REPRESENTATIVE:
+        return "Only external members may leave; another legal representative may remove you."
+    return (
+        "Only external members may leave; a legal representative or an administrator may"
+        " remove you."
+    )
+
+
+def can_switch_organisation(caller: CallerMembership | None) -> bool:
+    """ORG-2: a user works in any organisation they belong to."""
+    return caller is not None
+
+
+def can_view_sharing_recipients(caller: CallerMembership | None) -> bool:
+    """ORG-5: every member shares with the organisation, so every member sees with whom."""
+    return caller is not None
+
+
+def can_manage_support_plan(caller: CallerMembership | None) -> bool:
+    """ORG-7: managers subscribe, change and cancel premium support."""
+    return is_organisation_manager(caller)
+
+
+MEMBER_MANAGEMENT_FORBIDDEN = (
+    "Only administrators and legal representatives manage members; only a legal representative"
+    " manages legal representatives."
+)
+SUPPORT_PLAN_FORBIDDEN = "Only administrators and legal representatives manage the support plan."
+CONTACT_PREFERENCES_FORBIDDEN = (
+    "Only administrators, legal representatives and the member themself set these preferences."
+)

@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
     TOO_MANY_ROOT_FIELDS = "TOO_MANY_ROOT_FIELDS"
     TOO_MANY_DIRECTIVES = "TOO_MANY_DIRECTIVES"
+    # Membership management (ORG-6): an organisation always keeps a legal representative.
+    LAST_LEGAL_REPRESENTATIVE = "LAST_LEGAL_REPRESENTATIVE"
 
 
 class DomainError(Exception):

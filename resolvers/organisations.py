@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gardien.models.activity import ActivityEvent
@@ -31,7 +31,18 @@ class UserSummary:
     language: str
     country: str | None
     timezone: str
-    two_factor_enabled: bool
+    # None when the caller may not see it (POL-2: fellow collaborators do not).
+    two_factor_enabled: bool | None
+
+
+@dataclass(frozen=True)
+class ContactPreferencesSummary:
+    """ORG-4: which administrative notices the member receives."""
+
+    billing: bool
+    technical: bool
+    security: bool
+    domain_expiry: bool
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,9 @@ class MemberEntry:
     organisation_name: str
     support_plan: SupportPlan
     user: UserSummary
-    products: list[ProductSummary]
+    # None when the caller may not see them (POL-2, ORG-4): see _as_seen_by.
+    products: list[ProductSummary] | None
+    contact_preferences: ContactPreferencesSummary | None
 
 
 # Members are read on every page of the console: one fixed statement (see sql.py) per page,
@@ -54,11 +67,13 @@ _HAS_TWO_FACTOR = (
 )
 _MEMBER_PAGE = """
 WITH page AS (
-  SELECT m.id, m.role, m.organisation_id, m.user_id,
+  SELECT m.id, m.role, m.organisation_id, m.user_id, m.notify_billing, m.notify_technical,
+         m.notify_security, m.notify_domain_expiry,
          (SELECT COUNT(*) FROM membership m WHERE {scope}) AS total
   FROM membership m WHERE {conditions} ORDER BY m.id LIMIT {limit}
 )
-SELECT page.id, page.role, page.organisation_id, page.total,
+SELECT page.id, page.role, page.organisation_id, page.total, page.notify_billing,
+       page.notify_technical, page.notify_security, page.notify_domain_expiry,
        o.name AS organisation_name, o.support_plan,
        u.id AS user_id, u.email, u.display_name, u.language, u.country, u.timezone,
        EXISTS (SELECT 1 FROM two_factor_method t
@@ -82,6 +97,8 @@ class MemberScope:
     value: int
     role: Role | None = None
     two_factor_enabled: bool | None = None
+    # ORG-5: sharing recipients are the members of every role but this one.
+    excluded_role: Role | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
         conditions: list[str] = [f"m.{self.column} = $1"]
@@ -89,6 +106,9 @@ class MemberScope:
         if self.role is not None:
             params.append(self.role.value)
             conditions.append(f"m.role = ${len(params)}")
+        if self.excluded_role is not None:
+            params.append(self.excluded_role.value)
+            conditions.append(f"m.role <> ${len(params)}")
         if self.two_factor_enabled is not None:
             # POL-2: filtered in SQL, so totalCount and pages agree.
             conditions.append(
@@ -116,11 +136,13 @@ async def _member_entries(
         params,
     )
     entries: list[MemberEntry] = []
+    products: list[ProductSummary] = []
     for row in rows:
         if not entries or entries[-1].membership_id != row["id"]:
-            entries.append(_entry(row))
+            products = []
+            entries.append(_entry(row, products))
         if row["product_id"] is not None:
-            entries[-1].products.append(
+            products.append(
                 ProductSummary(
                     id=row["product_id"],
                     name=row["product_name"],
@@ -131,7 +153,7 @@ async def _member_entries(
     return Page(items=entries[:size], has_next_page=len(entries) > size, total_count=total)
 
 
-def _entry(row: dict[str, Any]) -> MemberEntry:
+def _entry(row: dict[str, Any], products: list[ProductSummary]) -> MemberEntry:
     return MemberEntry(
         membership_id=row["id"],
         role=Role(row["role"]),
@@ -147,7 +169,28 @@ def _entry(row: dict[str, Any]) -> MemberEntry:
             timezone=row["timezone"],
             two_factor_enabled=bool(row["two_factor_enabled"]),
         ),
-        products=[],
+        products=products,
+        contact_preferences=ContactPreferencesSummary(
+            billing=bool(row["notify_billing"]),
+            technical=bool(row["notify_technical"]),
+            security=bool(row["notify_security"]),
+            domain_expiry=bool(row["notify_domain_expiry"]),
+        ),
+    )
+
+
+def _as_seen_by(entry: MemberEntry, caller: CallerMembership | None, viewer_id: int) -> MemberEntry:
+    """The entry with what the caller may not see of it set to None (POL-2, ORG-4)."""
+    is_self = entry.user.id == viewer_id
+    security = authz.can_view_member_security(caller, is_self=is_self)
+    preferences = authz.can_view_contact_preferences(caller, is_self=is_self)
+    if security and preferences:
+        return entry
+    return replace(
+        entry,
+        user=entry.user if security else replace(entry.user, two_factor_enabled=None),
+        products=entry.products if security else None,
+        contact_preferences=entry.contact_preferences if preferences else None,
     )
 
 
@@ -191,9 +234,42 @@ async def members(
     role: Role | None = None,
 ) -> Page[MemberEntry]:
     """Members of an organisation the caller belongs to, oldest first (POL-2 filters)."""
-    await _require_members(scope, organisation_id)
+    caller = await _require_members(scope, organisation_id, two_factor_enabled)
     scope_filter = MemberScope("organisation_id", organisation_id, role, two_factor_enabled)
-    return await _member_entries(scope_filter, first, after_id)
+    return _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
+
+
+def _seen_by(
+    page: Page[MemberEntry], scope: RequestScope, caller: CallerMembership | None
+) -> Page[MemberEntry]:
+    viewer_id = authz.require_user(scope.actor).id
+    return replace(page, items=[_as_seen_by(entry, caller, viewer_id) for entry in page.items])
+
+
+async def sharing_recipients(
+    scope: RequestScope, organisation_id: int, *, first: int | None, after_id: int | None
+) -> Page[MemberEntry]:
+    """ORG-5: the members organisation-wide sharing reaches: everyone but EXTERNAL members."""
+    caller = await _require_sharing_recipients(scope, organisation_id)
+    scope_filter = MemberScope("organisation_id", organisation_id, excluded_role=Role.EXTERNAL)
+    return _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
+
+
+async def count_sharing_recipients(scope: RequestScope, organisation_id: int) -> int:
+    await _require_sharing_recipients(scope, organisation_id)
+    return await _count_members(
+        MemberScope("organisation_id", organisation_id, excluded_role=Role.EXTERNAL)
+    )
+
+
+async def _require_sharing_recipients(
+    scope: RequestScope, organisation_id: int
+) -> CallerMembership:
+    authz.require_user(scope.actor)
+    membership = await authz.membership_of(scope, organisation_id)
+    authz.require(authz.can_view_sharing_recipients(membership), authz.not_found("organisation"))
+    assert membership is not None
+    return membership
 
 
 async def count_members(
@@ -203,27 +279,36 @@ async def count_members(
     two_factor_enabled: bool | None = None,
     role: Role | None = None,
 ) -> int:
-    await _require_members(scope, organisation_id)
+    await _require_members(scope, organisation_id, two_factor_enabled)
     return await _count_members(
         MemberScope("organisation_id", organisation_id, role, two_factor_enabled)
     )
 
 
-async def _require_members(scope: RequestScope, organisation_id: int) -> None:
+async def _require_members(
+    scope: RequestScope, organisation_id: int, two_factor_enabled: bool | None
+) -> CallerMembership:
     authz.require_user(scope.actor)
     membership = await authz.membership_of(scope, organisation_id)
     authz.require(authz.can_view_members(membership), authz.not_found("organisation"))
+    if two_factor_enabled is not None:
+        authz.require(
+            authz.can_filter_members_by_two_factor(membership),
+            authz.forbidden(authz.MEMBER_SECURITY_FILTER_FORBIDDEN),
+        )
+    assert membership is not None
+    return membership
 
 
 async def visible_member(scope: RequestScope, membership_id: int) -> MemberEntry:
     """One membership, as the members list of its organisation shows it to the caller."""
-    authz.require_user(scope.actor)
+    viewer = authz.require_user(scope.actor)
     page = await _member_entries(MemberScope("id", membership_id), 1, None)
     entry = page.items[0] if page.items else None
     caller = await authz.membership_of(scope, entry.organisation_id) if entry else None
     authz.require(entry is not None and authz.can_view_members(caller), authz.not_found("member"))
     assert entry is not None
-    return entry
+    return _as_seen_by(entry, caller, viewer.id)
 
 
 async def activity(

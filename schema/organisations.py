@@ -93,6 +93,27 @@ class OrganisationNode(Node):
             page.total_count,
         )
 
+    @strawberry.field(
+        description="Members organisation-wide sharing reaches (calendars, address books):"
+        " everyone but external members (ORG-5)."
+    )
+    async def sharing_recipients(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
+        from gardien.schema.members import membership_nodes
+
+        scope = info.context.scope
+        page = await organisations.sharing_recipients(
+            scope, self._organisation_id, first=first, after_id=decode_cursor(after)
+        )
+        return connection(
+            membership_nodes(page.items),
+            [entry.membership_id for entry in page.items],
+            page.has_next_page,
+            lambda: organisations.count_sharing_recipients(scope, self._organisation_id),
+            page.total_count,
+        )
+
     @strawberry.field(description="Security activity, newest first (ACT-4: administrators only).")
     async def activity(
         self, info: Info, first: int | None = None, after: str | None = None

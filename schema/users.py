@@ -48,14 +48,15 @@ class UserNode(Node):
     language: str
     country: str | None
     timezone: str
-    two_factor_enabled: bool = strawberry.field(
-        description="True once a second factor is confirmed (POL-2)."
+    two_factor_enabled: bool | None = strawberry.field(
+        description="True once a second factor is confirmed (POL-2); null to fellow members"
+        " other than administrators and legal representatives."
     )
     _user_id: strawberry.Private[int]
 
     @classmethod
     def from_model(
-        cls, user: User | SignedInUser | UserSummary, *, two_factor_enabled: bool
+        cls, user: User | SignedInUser | UserSummary, *, two_factor_enabled: bool | None
     ) -> UserNode:
         # Plain values, not resolvers: a page of members then executes without one task per field.
         return cls(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,17 @@ def gardien(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="session")
 def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    var_dir: Path = tmp_path_factory.mktemp("served")
+    return fresh_gateway_env(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+    with serve_demo(gateway_env) as gateway:
+        yield gateway
+
+
+def fresh_gateway_env(var_dir: Path) -> dict[str, str]:
+    """An environment of its own, for a test whose changes to the demo data others must not see."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARDIEN_")}
     env.update(
         GARDIEN_VAR_DIR=str(var_dir),
@@ -52,8 +63,8 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+@contextmanager
+def serve_demo(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
     for command in (["migrate"], ["demo"]):
         done = gardien(*command, env=gateway_env)
         assert done.returncode == 0, done.stderr

@@ -6,6 +6,7 @@ so CI (a clean clone) has it; a test below keeps the two copies equal wherever b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from graphql.language import FragmentSpreadNode, Visitor, visit
 
 from gardien.demo import DEMO_PASSWORD
 from gardien.schema import schema
-from tests.e2e.conftest import ServedGateway
+from tests.e2e.conftest import ServedGateway, fresh_gateway_env, serve_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "tests" / "contract" / "operations.graphql"
@@ -28,9 +29,6 @@ LATER = {
     "CompleteSecondFactor": "MFA: second-factor completion",
     "InviteMember": "members & invitations",
     "AcceptInvitation": "members & invitations",
-    "ChangeMemberRole": "members & invitations",
-    "RemoveMember": "members & invitations",
-    "LeaveOrganisation": "members & invitations",
     "UpdateSecurityPolicy": "members: security policy",
     "SendSecurityAlert": "members: security policy",
     "BeginTotpEnrolment": "MFA: TOTP enrolment",
@@ -224,16 +222,26 @@ def _organisation_id(served: ServedGateway, token: str) -> str:
 
 
 def test_pol2_contract_organisation_members_served(served: ServedGateway) -> None:
+    """A collaborator sees fellow members' names, e-mails and roles; 2FA status and product
+    grants only of themself; the 2FA filter is the managers' (a list of phishing targets)."""
     token = _sign_in(served, "lea.collab@demo.example")
+    legal = _sign_in(served, "anna.legal@demo.example")
     organisation_id = _organisation_id(served, token)
 
     everyone = _post(served, "OrganisationMembers", {"id": organisation_id, "first": 50}, token)
-    without_2fa = _post(
+    refused = _post(
         served,
         "OrganisationMembers",
         {"id": organisation_id, "first": 2, "twoFactorEnabled": False},
         token,
     )
+    without_2fa = _post(
+        served,
+        "OrganisationMembers",
+        {"id": organisation_id, "first": 2, "twoFactorEnabled": False},
+        legal,
+    )
+    as_legal = _post(served, "OrganisationMembers", {"id": organisation_id, "first": 50}, legal)
 
     organisation = everyone.json()["data"]["organisation"]
     members = organisation["members"]
@@ -245,7 +253,21 @@ def test_pol2_contract_organisation_members_served(served: ServedGateway) -> Non
         ("lea.collab@demo.example", "COLLABORATOR"),
         ("tom.extern@demo.example", "EXTERNAL"),
     ]
-    assert [len(e["node"]["productAccess"]) for e in members["edges"]] == [0, 0, 2, 1]
+    assert [e["node"]["user"]["twoFactorEnabled"] for e in members["edges"]] == [
+        None,
+        None,
+        False,
+        None,
+    ]
+    assert [
+        None if e["node"]["productAccess"] is None else len(e["node"]["productAccess"])
+        for e in members["edges"]
+    ] == [None, None, 2, None]
+    assert refused.json()["data"] == {"organisation": None}
+    assert [e["extensions"]["code"] for e in refused.json()["errors"]] == ["FORBIDDEN"]
+    managed = as_legal.json()["data"]["organisation"]["members"]["edges"]
+    assert [len(e["node"]["productAccess"]) for e in managed] == [0, 0, 2, 1]
+    assert [e["node"]["user"]["twoFactorEnabled"] for e in managed] == [False] * 4
     page = without_2fa.json()["data"]["organisation"]["members"]
     assert (page["totalCount"], len(page["edges"]), page["pageInfo"]["hasNextPage"]) == (4, 2, True)
 
@@ -351,3 +373,121 @@ def test_dom3_contract_restore_domain_served(served: ServedGateway) -> None:
             }
         ],
     }
+
+
+@pytest.fixture(scope="module")
+def own_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    """A gateway of this module's own: its tests remove demo members the others rely on."""
+    with serve_demo(fresh_gateway_env(tmp_path_factory.mktemp("membership"))) as gateway:
+        yield gateway
+
+
+def _membership_ids(gateway: ServedGateway, token: str) -> dict[str, str]:
+    body = _post(
+        gateway,
+        "OrganisationMembers",
+        {"id": _organisation_id(gateway, token), "first": 50},
+        token,
+    ).json()
+    edges = body["data"]["organisation"]["members"]["edges"]
+    return {edge["node"]["user"]["email"]: edge["node"]["id"] for edge in edges}
+
+
+MANAGEMENT_FORBIDDEN = {
+    "code": "FORBIDDEN",
+    "message": "Only administrators and legal representatives manage members; only a legal"
+    " representative manages legal representatives.",
+    "field": None,
+}
+LAST_LEGAL = {
+    "code": "LAST_LEGAL_REPRESENTATIVE",
+    "message": "An organisation keeps at least one legal representative: appoint another one"
+    " first.",
+    "field": "membershipId",
+}
+
+
+def test_org6_contract_change_member_role_served(own_served: ServedGateway) -> None:
+    legal = _sign_in(own_served, "anna.legal@demo.example")
+    admin = _sign_in(own_served, "marc.admin@demo.example")
+    collaborator = _sign_in(own_served, "lea.collab@demo.example")
+    ids = _membership_ids(own_served, legal)
+
+    def change(token: str, email: str, role: str) -> Any:
+        variables = {"input": {"membershipId": ids[email], "role": role}}
+        return _post(own_served, "ChangeMemberRole", variables, token).json()["data"][
+            "changeMemberRole"
+        ]
+
+    by_collaborator = change(collaborator, "tom.extern@demo.example", "COLLABORATOR")
+    admin_on_legal = change(admin, "anna.legal@demo.example", "ADMINISTRATOR")
+    admin_to_legal = change(admin, "lea.collab@demo.example", "LEGAL_REPRESENTATIVE")
+    last_legal = change(legal, "anna.legal@demo.example", "ADMINISTRATOR")
+    changed = change(admin, "tom.extern@demo.example", "COLLABORATOR")
+
+    assert by_collaborator == {"membership": None, "errors": [MANAGEMENT_FORBIDDEN]}
+    assert admin_on_legal == {"membership": None, "errors": [MANAGEMENT_FORBIDDEN]}
+    assert admin_to_legal == {"membership": None, "errors": [MANAGEMENT_FORBIDDEN]}
+    assert last_legal == {"membership": None, "errors": [LAST_LEGAL]}
+    assert changed == {
+        "membership": {"id": ids["tom.extern@demo.example"], "role": "COLLABORATOR"},
+        "errors": [],
+    }
+    change(admin, "tom.extern@demo.example", "EXTERNAL")  # as the next tests expect it
+
+
+def test_org6_contract_leave_organisation_served(own_served: ServedGateway) -> None:
+    admin = _sign_in(own_served, "marc.admin@demo.example")
+    external = _sign_in(own_served, "tom.extern@demo.example")
+    organisation_id = _organisation_id(own_served, admin)
+    variables = {"input": {"organisationId": organisation_id}}
+
+    refused = _post(own_served, "LeaveOrganisation", variables, admin).json()
+    left = _post(own_served, "LeaveOrganisation", variables, external).json()
+    again = _post(own_served, "LeaveOrganisation", variables, external).json()
+    viewer = _post(own_served, "Viewer", token=external).json()["data"]["viewer"]
+
+    assert refused["data"]["leaveOrganisation"] == {
+        "errors": [
+            {
+                "code": "FORBIDDEN",
+                "message": "Only external members may leave; a legal representative or an"
+                " administrator may remove you.",
+                "field": None,
+            }
+        ]
+    }
+    assert left["data"]["leaveOrganisation"] == {"errors": []}
+    assert again["data"]["leaveOrganisation"] == {
+        "errors": [{"code": "NOT_FOUND", "message": "No such organisation.", "field": None}]
+    }
+    # The session stays; the organisation is no longer the member's.
+    assert (viewer["email"], viewer["currentOrganisation"]) == ("tom.extern@demo.example", None)
+    assert viewer["memberships"]["totalCount"] == 0
+
+
+def test_org6_contract_remove_member_served(own_served: ServedGateway) -> None:
+    legal = _sign_in(own_served, "anna.legal@demo.example")
+    collaborator = _sign_in(own_served, "lea.collab@demo.example")
+    ids = _membership_ids(own_served, legal)
+
+    def remove(token: str, email: str) -> Any:
+        variables = {"input": {"membershipId": ids[email]}}
+        return _post(own_served, "RemoveMember", variables, token).json()["data"]["removeMember"]
+
+    by_collaborator = remove(collaborator, "marc.admin@demo.example")
+    last_legal = remove(legal, "anna.legal@demo.example")
+    removed = remove(legal, "lea.collab@demo.example")
+    again = remove(legal, "lea.collab@demo.example")
+    remaining = _membership_ids(own_served, legal)
+    removed_viewer = _post(own_served, "Viewer", token=collaborator).json()["data"]["viewer"]
+
+    assert by_collaborator == {"errors": [MANAGEMENT_FORBIDDEN]}
+    assert last_legal == {"errors": [LAST_LEGAL]}
+    assert removed == {"errors": []}
+    assert again == {"errors": [{"code": "NOT_FOUND", "message": "No such member.", "field": None}]}
+    assert sorted(remaining) == ["anna.legal@demo.example", "marc.admin@demo.example"]
+    assert (removed_viewer["currentOrganisation"], removed_viewer["memberships"]["totalCount"]) == (
+        None,
+        0,
+    )

@@ -55,11 +55,13 @@ class Outcome(StrEnum):
     UNAUTH = "UNAUTHENTICATED"
     # Allowed by authorization, then refused for the object's state: proves the rule ran first.
     NOT_IN_REDEMPTION = "DOMAIN_NOT_IN_REDEMPTION"
+    LAST_LEGAL = "LAST_LEGAL_REPRESENTATIVE"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
 NOT_FOUND, FORBIDDEN, UNAUTH = Outcome.NOT_FOUND, Outcome.FORBIDDEN, Outcome.UNAUTH
 NOT_IN_REDEMPTION = Outcome.NOT_IN_REDEMPTION
+LAST_LEGAL = Outcome.LAST_LEGAL
 
 
 def expect(*outcomes: Outcome) -> dict[Caller, Outcome]:
@@ -80,6 +82,8 @@ class World:
     legal_two_factor_method_id: int
     domain_id: int
     tokens: dict[Caller, str | None]
+    collaborator_membership_id: int = 0
+    external_membership_id: int = 0
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -179,6 +183,112 @@ def _sign_in(_: World, __: Caller) -> dict[str, Any]:
     return {"input": {"login": "legal@example.test", "password": factories.PASSWORD}}
 
 
+def _member_input(which: str, **extra: Any) -> Variables:
+    """A mutation input naming a membership of the organisation: "legal", "collaborator" or
+    "external"."""
+
+    def variables(world: World, _: Caller) -> dict[str, Any]:
+        membership_id = {
+            "legal": world.legal_membership_id,
+            "collaborator": world.collaborator_membership_id,
+            "external": world.external_membership_id,
+        }[which]
+        return {"input": {"membershipId": encode_id("Membership", membership_id), **extra}}
+
+    return variables
+
+
+def _organisation_input(**extra: Any) -> Variables:
+    def variables(world: World, _: Caller) -> dict[str, Any]:
+        return {
+            "input": {"organisationId": encode_id("Organisation", world.organisation_id), **extra}
+        }
+
+    return variables
+
+
+def _collaborator_products(world: World, caller: Caller) -> dict[str, Any]:
+    return _member_input("collaborator", productIds=[encode_id("Product", world.product_id)])(
+        world, caller
+    )
+
+
+def _mutation(name: str, input_type: str, selection: str = "errors { code }") -> str:
+    return f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ {selection} }} }}"
+
+
+# The collaborator is third in the members list (oldest first): legal, admin, collaborator.
+COLLABORATOR_MEMBER_PATH: tuple[str | int, ...] = ("organisation", "members", "edges", 2, "node")
+
+
+def _collaborator_member_field(selection: str) -> str:
+    return (
+        "query($id: ID!) { organisation(id: $id) { members(first: 3) { edges { node {"
+        f" {selection} }} }} }} }} }}"
+    )
+
+
+def _member_management_rows() -> list[Row]:
+    return [
+        # POL-2: 2FA status and grants are for managers and the member alone.
+        Row("User.twoFactorEnabled", "the legal representative's, through the members list",
+            _legal_user_field("twoFactorEnabled"), (*LEGAL_USER_PATH, "twoFactorEnabled"),
+            _organisation,
+            expect(OK, OK, NULL, NULL, NOT_FOUND, UNAUTH)),
+        Row("User.twoFactorEnabled", "the caller's own, through viewer",
+            "{ viewer { twoFactorEnabled } }", ("viewer", "twoFactorEnabled"), _nothing,
+            expect(OK, OK, OK, OK, OK, NULL)),
+        Row("Membership.productAccess", "the collaborator's, through the members list",
+            _collaborator_member_field("productAccess { id }"),
+            (*COLLABORATOR_MEMBER_PATH, "productAccess"), _organisation,
+            expect(OK, OK, OK, NULL, NOT_FOUND, UNAUTH)),
+        Row("Membership.contactPreferences", "the collaborator's, through the members list",
+            _collaborator_member_field("contactPreferences { security }"),
+            (*COLLABORATOR_MEMBER_PATH, "contactPreferences"), _organisation,
+            expect(OK, OK, OK, NULL, NOT_FOUND, UNAUTH)),
+        Row("Organisation.members", "the organisation's, filtered on 2FA status",
+            "query($id: ID!) { organisation(id: $id) { members(first: 5,"
+            " twoFactorEnabled: false) { totalCount } } }",
+            ("organisation", "members"), _organisation,
+            expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+        Row("Organisation.sharingRecipients", "the organisation's",
+            "query($id: ID!) { organisation(id: $id) { sharingRecipients(first: 5) {"
+            " edges { node { id } } } } }",
+            ("organisation", "sharingRecipients"), _organisation,
+            expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+        Row("Mutation.changeMemberRole", "the external member's, to the role they have",
+            _mutation("changeMemberRole", "ChangeMemberRoleInput"), ("changeMemberRole",),
+            _member_input("external", role="EXTERNAL"),
+            expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+        Row("Mutation.removeMember", "the only legal representative's",
+            _mutation("removeMember", "RemoveMemberInput"), ("removeMember",),
+            _member_input("legal"),
+            expect(LAST_LEGAL, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+        Row("Mutation.leaveOrganisation", "the organisation",
+            _mutation("leaveOrganisation", "LeaveOrganisationInput"), ("leaveOrganisation",),
+            _organisation_input(),
+            expect(FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, NOT_FOUND, UNAUTH)),
+        Row("Mutation.setMemberProductAccess", "the collaborator's, to the grant they have",
+            _mutation("setMemberProductAccess", "SetMemberProductAccessInput"),
+            ("setMemberProductAccess",), _collaborator_products,
+            expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+        Row("Mutation.setContactPreferences", "the collaborator's",
+            _mutation("setContactPreferences", "SetContactPreferencesInput"),
+            ("setContactPreferences",),
+            _member_input("collaborator", billing=True, technical=False, security=True,
+                          domainExpiry=False),
+            expect(OK, OK, OK, FORBIDDEN, NOT_FOUND, UNAUTH)),
+        Row("Mutation.switchOrganisation", "the organisation",
+            _mutation("switchOrganisation", "SwitchOrganisationInput"), ("switchOrganisation",),
+            _organisation_input(),
+            expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+        Row("Mutation.setSupportPlan", "the organisation's, to PREMIUM",
+            _mutation("setSupportPlan", "SetSupportPlanInput"), ("setSupportPlan",),
+            _organisation_input(plan="PREMIUM"),
+            expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    ]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -256,6 +366,8 @@ ROWS: list[Row] = [
     *_private_field_rows("twoFactorMethods", "twoFactorMethods { id }"),
     *_private_field_rows("currentOrganisation", "currentOrganisation { id }"),
     *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
+    # --- membership management (ORG-2…ORG-7) and the member directory by role (POL-2) ----------
+    *_member_management_rows(),
 ]  # fmt: skip
 
 
@@ -296,7 +408,6 @@ INHERITED = frozenset(
         "ActivityEventConnection.edges", "ActivityEventConnection.pageInfo",
         "ActivityEventEdge.cursor", "ActivityEventEdge.node",
         "Membership.id", "Membership.role", "Membership.user", "Membership.organisation",
-        "Membership.productAccess",
         "MembershipConnection.edges", "MembershipConnection.pageInfo",
         "MembershipEdge.cursor", "MembershipEdge.node",
         "Organisation.id", "Organisation.name", "Organisation.supportPlan",
@@ -313,7 +424,7 @@ INHERITED = frozenset(
         "TwoFactorMethod.createdAt", "TwoFactorMethod.lastUsedAt",
         # What fellow members see of each other (the members list, POL-2).
         "User.id", "User.email", "User.displayName", "User.language", "User.country",
-        "User.timezone", "User.twoFactorEnabled",
+        "User.timezone",
         "UserError.code", "UserError.message", "UserError.field", "UserError.retryAfterSeconds",
         "Domain.id", "Domain.name", "Domain.status", "Domain.expiresAt", "Domain.redemptionEndsAt",
         "Domain.renewalWarranty", "Domain.restoreFee", "Money.amount", "Money.currency",
@@ -322,6 +433,15 @@ INHERITED = frozenset(
         "RenewDomainPayload.domain", "RenewDomainPayload.errors", "RestoreDomainPayload.domain",
         "RestoreDomainPayload.charge", "RestoreDomainPayload.errors",
         "SetDomainRenewalWarrantyPayload.domain", "SetDomainRenewalWarrantyPayload.errors",
+        # Membership management (ORG-2…ORG-7): payload parts, and the preferences' values.
+        "ContactPreferences.billing", "ContactPreferences.technical",
+        "ContactPreferences.security", "ContactPreferences.domainExpiry",
+        "ChangeMemberRolePayload.membership", "ChangeMemberRolePayload.errors",
+        "RemoveMemberPayload.errors", "LeaveOrganisationPayload.errors",
+        "SetMemberProductAccessPayload.membership", "SetMemberProductAccessPayload.errors",
+        "SetContactPreferencesPayload.membership", "SetContactPreferencesPayload.errors",
+        "SwitchOrganisationPayload.organisation", "SwitchOrganisationPayload.errors",
+        "SetSupportPlanPayload.organisation", "SetSupportPlanPayload.errors",
     }
 )  # fmt: skip
 
@@ -408,6 +528,8 @@ async def _world(services: Services) -> World:
         legal_two_factor_method_id=methods[legal.user.id].id,
         domain_id=domain.id,
         tokens=tokens,
+        collaborator_membership_id=members[Caller.COLLAB].membership.id,
+        external_membership_id=members[Caller.EXTERNAL].membership.id,
     )
 
 
