@@ -72,16 +72,38 @@ async def sign_in_failed(
     login: str,
     reason: str,
 ) -> None:
-    # An unknown login is kept only when it looks like an e-mail address: people sometimes type
-    # their password into the login field, and that must not land in the log.
-    subject_email = login if user_id is None and "@" in login and len(login) <= 254 else None
     await _record(
         services,
         "sign_in.failed",
         meta,
         subject_id=user_id,
-        subject_email=subject_email,
+        subject_email=_unknown_login(user_id, login),
         data={"reason": reason},
+    )
+
+
+def _unknown_login(user_id: int | None, login: str) -> str | None:
+    # An unknown login is kept only when it looks like an e-mail address: people sometimes type
+    # their password into the login field, and that must not land in the log.
+    return login if user_id is None and "@" in login and len(login) <= 254 else None
+
+
+async def sign_in_throttled(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int | None,
+    login: str,
+    budget: str,
+) -> None:
+    """A sign-in budget was just spent (once per window): someone is guessing (API-4)."""
+    await _record(
+        services,
+        "sign_in.throttled",
+        meta,
+        subject_id=user_id,
+        subject_email=_unknown_login(user_id, login),
+        data={"budget": budget},
     )
 
 
