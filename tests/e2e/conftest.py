@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,9 @@ class ServedGateway:
     env: dict[str, str]
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -52,20 +53,22 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+@contextmanager
+def start_gateway(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[ServedGateway]:
+    """A gateway of its own: migrated, demo data loaded, serving on a free port until the block
+    ends. `env` decides everything else (GARDIEN_VAR_DIR, production mode, trusted proxies…)."""
     for command in (["migrate"], ["demo"]):
-        done = gardien(*command, env=gateway_env)
+        done = gardien(*command, env=env)
         assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = _free_port(host)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gardien.cli", "serve", "--port", str(port)],
-        env=gateway_env,
+        [sys.executable, "-m", "gardien.cli", "serve", "--host", host, "--port", str(port)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -78,7 +81,13 @@ def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
                 output = process.stdout.read() if process.stdout else ""
                 raise RuntimeError(f"gateway did not start:\n{output}")
             time.sleep(0.1)
-        yield ServedGateway(url=url, env=gateway_env)
+        yield ServedGateway(url=url, env=env)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+    with start_gateway(gateway_env) as gateway:
+        yield gateway
