@@ -105,10 +105,13 @@ class Keyring:
         return self._aead.decrypt(ciphertext[:12], ciphertext[12:], context.encode())
 
 
-# OWASP "Slow down online guessing attacks with device cookies": a browser that signed in keeps a
-# signed nonce bound to the login, and earns a guessing budget of its own.
+# OWASP "Slow down online guessing attacks with device cookies": a browser that completed a sign-in
+# keeps a signed nonce bound to the user and to the user's current credentials, and earns a
+# guessing budget of its own. Nothing is stored per cookie: binding the MAC to the credential
+# version is what revokes every cookie of a user at once (a password change moves it).
 DEVICE_COOKIE_PURPOSE = "device-cookie"
-DEVICE_COOKIE_LIFETIME = timedelta(days=365)
+# Long enough that a returning owner keeps their budget, short enough that a forgotten copy dies.
+DEVICE_COOKIE_LIFETIME = timedelta(days=90)
 _DEVICE_NONCE_BYTES = 16
 _CLOCK_SKEW_SECONDS = 300
 
@@ -119,23 +122,36 @@ class DeviceCookie:
     value: str  # what the browser keeps: nonce.issued.signature
 
 
-def _device_message(nonce: str, issued: int, login: str) -> bytes:
-    return f"{nonce}\x00{issued}\x00{login}".encode()
+def _device_message(nonce: str, issued: int, user_id: int, credential_version: str) -> bytes:
+    return f"{nonce}\x00{issued}\x00{user_id}\x00{credential_version}".encode()
 
 
-def issue_device_cookie(keyring: Keyring, login: str, now: datetime) -> DeviceCookie:
-    """A new device cookie for the (normalised) login that just signed in."""
-    nonce = secrets.token_urlsafe(_DEVICE_NONCE_BYTES)
+def issue_device_cookie(
+    keyring: Keyring,
+    user_id: int,
+    credential_version: str,
+    now: datetime,
+    nonce: str | None = None,
+) -> DeviceCookie:
+    """A device cookie for the user who just completed a sign-in.
+
+    `nonce` renews a cookie the browser already holds (same nonce, so the same budget and lock);
+    without it the browser is new and gets a new nonce.
+    """
+    nonce = nonce or secrets.token_urlsafe(_DEVICE_NONCE_BYTES)
     issued = int(now.timestamp())
-    signature = keyring.sign(_device_message(nonce, issued, login), DEVICE_COOKIE_PURPOSE)
+    signature = keyring.sign(
+        _device_message(nonce, issued, user_id, credential_version), DEVICE_COOKIE_PURPOSE
+    )
     encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
     return DeviceCookie(nonce=nonce, value=f"{nonce}.{issued}.{encoded}")
 
 
 def read_device_cookie(
-    keyring: Keyring, value: str | None, login: str, now: datetime
+    keyring: Keyring, value: str | None, user_id: int, credential_version: str, now: datetime
 ) -> DeviceCookie | None:
-    """The cookie when it is genuine, unexpired and was issued for this login; else None."""
+    """The cookie when it is genuine, unexpired and was issued to this user under the
+    credentials the user still has; else None."""
     if not value or len(value) > 200:
         return None
     parts = value.split(".")
@@ -146,11 +162,13 @@ def read_device_cookie(
         signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except ValueError:
         return None
+    issued = int(issued_text)
     if not keyring.verify_signature(
-        _device_message(nonce, int(issued_text), login), signature, DEVICE_COOKIE_PURPOSE
+        _device_message(nonce, issued, user_id, credential_version),
+        signature,
+        DEVICE_COOKIE_PURPOSE,
     ):
         return None
-    issued = int(issued_text)
     # A little slack ahead: replicas' clocks are never exactly in step.
     earliest = now.timestamp() - DEVICE_COOKIE_LIFETIME.total_seconds()
     if not earliest < issued <= now.timestamp() + _CLOCK_SKEW_SECONDS:

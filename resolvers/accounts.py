@@ -231,101 +231,183 @@ async def sign_in(
 
     API-4 (ASVS V2.2.1, NIST SP 800-63B 5.2.2): every attempt is counted, in one atomic statement,
     before the password is verified, so N concurrent guesses verify at most the budget. A browser
-    that presents a valid device cookie for this login spends the cookie's own budget instead of
-    the login's and the address's: an attacker who spends those cannot lock the owner out.
+    that presents a valid device cookie for this user spends the cookie's own budget (and the
+    user's trusted cap) instead of the login's: an attacker who spends the login's budget cannot
+    lock the owner out. Every attempt, trusted or not, counts against the address's budget.
     """
     login_key = login.strip().lower()
-    device = read_device_cookie(services.keyring, device_cookie, login_key, services.clock.now())
     ip_key = ratelimits.ip_subject(meta.ip)
-    if device is not None:
-        await _count_device_attempt(services, meta, device, login_key)
-    else:
-        await _count_untrusted_attempt(services, meta, login_key, ip_key)
-
     user = await find_by_login(login)
+    device = await _trusted_device(services, user, device_cookie)
+    if device is not None and user is not None:
+        await _count_trusted_attempt(services, meta, device, user, login_key, ip_key)
+    else:
+        await _count_untrusted_attempt(services, meta, user, login_key, ip_key)
+
     valid = await verify_password(user.password_hash if user else None, password[:1024])
     if user is None or not valid:
-        async with in_transaction():
-            await activity.sign_in_failed(
-                services,
-                meta,
-                user_id=user.id if user else None,
-                login=login_key,
-                reason="unknown_login" if user is None else "wrong_password",
-            )
+        reason = "unknown_login" if user is None else "wrong_password"
+        await _sign_in_failed(services, meta, user, login_key, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
 
     if not await authz.may_sign_in_web(user.id):
-        async with in_transaction():
-            await activity.sign_in_failed(
-                services, meta, user_id=user.id, login=login_key, reason="blocked"
-            )
+        await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
             ErrorCode.ACCOUNT_BLOCKED,
             "Web access to this account is blocked. Contact your organisation's administrator.",
         )
 
+    # A success gives back its own attempt only; the failures of the window stay counted. Clearing
+    # a budget on success would hand whoever is guessing a fresh one each time the owner signs in
+    # (from a new browser for the login's budget, or with a cookie a thief holds a copy of).
     if device is not None:
-        # The untrusted budget is left as it is: resetting it whenever the owner signs in from a
-        # known browser would hand whoever is guessing a fresh budget each time.
-        await ratelimits.reset(services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce)
+        await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce)
+        await ratelimits.give_back(
+            services, ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER, _user_subject(user)
+        )
     else:
-        await ratelimits.reset(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
-        if ip_key is not None:
-            await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
+        await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
+    if ip_key is not None:
+        await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
     if password_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
         await user.save(update_fields=["password_hash"])
 
-    # The password was right: this browser is now known for this login (a new nonce each time).
-    new_device = issue_device_cookie(services.keyring, login_key, services.clock.now())
     methods = await two_factor.confirmed_kinds(user.id)
     async with in_transaction():
         if methods:
+            # No device cookie yet: the browser is known only once the second factor is passed
+            # (the second-factor step calls remember_device when it opens the session).
             challenge = await _open_challenge(services, user, meta, methods, remember_browser)
             await activity.sign_in_password_verified(services, meta, user.id)
-            return SignInResult(second_factor=challenge, device_cookie=new_device.value)
+            return SignInResult(second_factor=challenge)
         issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
-    return SignInResult(session=issued, device_cookie=new_device.value)
+    return SignInResult(session=issued, device_cookie=remember_device(services, user, device))
 
 
-async def _count_device_attempt(
-    services: Services, meta: RequestMeta, device: DeviceCookie, login_key: str
-) -> None:
-    attempt = await ratelimits.consume(
-        services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce
+def remember_device(services: Services, user: User, known: DeviceCookie | None) -> str:
+    """The device cookie to set once a sign-in is complete (a session was opened).
+
+    A browser that came with a valid cookie keeps its nonce (so its budget and any lock), only
+    renewed; a new browser gets a new nonce. Every cookie is bound to the user's credentials.
+    """
+    cookie = issue_device_cookie(
+        services.keyring,
+        user.id,
+        _credential_version(user),
+        services.clock.now(),
+        nonce=known.nonce if known is not None else None,
     )
-    if attempt.allowed:
-        return
+    return cookie.value
+
+
+def _credential_version(user: User) -> str:
+    """What a device cookie is bound to: a password change revokes every cookie of the user.
+
+    ACT-5 "secure my account" must revoke them too: when it lands, add a per-user generation here.
+    """
+    return str(round(user.password_changed_at.timestamp() * 1_000_000))
+
+
+def _user_subject(user: User) -> str:
+    return f"user:{user.id}"
+
+
+async def _trusted_device(
+    services: Services, user: User | None, value: str | None
+) -> DeviceCookie | None:
+    """The presented device cookie when it still vouches for this browser, else None.
+
+    Genuine, unexpired, issued to this user under the current password, and the user not blocked:
+    a block (BLK-3) withdraws the trust of every browser along with the sessions.
+    """
+    if user is None or not value:
+        return None
+    device = read_device_cookie(
+        services.keyring, value, user.id, _credential_version(user), services.clock.now()
+    )
+    if device is None or not await authz.may_sign_in_web(user.id):
+        return None
+    return device
+
+
+async def _sign_in_failed(
+    services: Services, meta: RequestMeta, user: User | None, login_key: str, reason: str
+) -> None:
+    async with in_transaction():
+        await activity.sign_in_failed(
+            services, meta, user_id=user.id if user else None, login=login_key, reason=reason
+        )
+
+
+async def _refuse(
+    services: Services,
+    meta: RequestMeta,
+    attempt: ratelimits.Attempt,
+    user: User | None,
+    login_key: str,
+    budget: str,
+) -> DomainError:
+    """The throttled answer, identical whether the login exists; recorded once per window."""
     if attempt.exhausts_budget:
-        # Recorded once per window: the cookie itself is being used to guess (stolen, or shared).
-        user = await find_by_login(login_key)
         async with in_transaction():
-            await activity.sign_in_failed(
-                services,
-                meta,
-                user_id=user.id if user else None,
-                login=login_key,
-                reason="device_locked",
+            await activity.sign_in_throttled(
+                services, meta, user_id=user.id if user else None, login=login_key, budget=budget
             )
-    raise ratelimits.refusal(services, attempt)
+    return ratelimits.refusal(services, attempt)
 
 
-async def _count_untrusted_attempt(
-    services: Services, meta: RequestMeta, login_key: str, ip_key: str | None
+async def _count_ip_attempt(
+    services: Services, meta: RequestMeta, user: User | None, login_key: str, ip_key: str | None
 ) -> None:
     # Per address, attempts are counted before verifying and a success is given back. Counting
     # failures afterwards would let a burst of concurrent guesses all pass the check before the
     # first failure is written; counting first bounds the guesses in flight as well.
-    if ip_key is not None:
-        per_ip = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
-        if not per_ip.allowed:
-            raise ratelimits.refusal(services, per_ip)
-    # An unknown login is counted and refused exactly like a known one: no lookup before this.
+    if ip_key is None:
+        return
+    per_ip = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
+    if not per_ip.allowed:
+        raise await _refuse(services, meta, per_ip, user, login_key, "ip")
+
+
+async def _count_trusted_attempt(
+    services: Services,
+    meta: RequestMeta,
+    device: DeviceCookie,
+    user: User,
+    login_key: str,
+    ip_key: str | None,
+) -> None:
+    # A locked cookie is refused without counting or verifying anything until the lock ends.
+    lock = await ratelimits.current(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
+    if lock is not None and not lock.allowed:
+        raise ratelimits.refusal(services, lock)
+    await _count_ip_attempt(services, meta, user, login_key, ip_key)
+    per_device = await ratelimits.consume(
+        services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce
+    )
+    if not per_device.allowed:
+        # The cookie itself is being used to guess (stolen, or shared): lock it for a day.
+        lock = await ratelimits.consume(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
+        if lock.exhausts_budget:
+            raise await _refuse(services, meta, lock, user, login_key, "device")
+        raise ratelimits.refusal(services, lock)
+    per_user = await ratelimits.consume(
+        services, ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER, _user_subject(user)
+    )
+    if not per_user.allowed:
+        raise await _refuse(services, meta, per_user, user, login_key, "trusted_user")
+
+
+async def _count_untrusted_attempt(
+    services: Services, meta: RequestMeta, user: User | None, login_key: str, ip_key: str | None
+) -> None:
+    await _count_ip_attempt(services, meta, user, login_key, ip_key)
+    # An unknown login is counted and refused exactly like a known one.
     per_login = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
     if not per_login.allowed:
-        raise ratelimits.refusal(services, per_login)
+        raise await _refuse(services, meta, per_login, user, login_key, "login")
 
 
 async def _open_challenge(

@@ -27,6 +27,14 @@ class Rule:
 SIGN_IN_ATTEMPTS_PER_LOGIN = Rule("sign_in_login", 10, timedelta(minutes=15))
 # A browser that signed in before (OWASP device cookies) spends its own budget, not the login's.
 SIGN_IN_ATTEMPTS_PER_DEVICE = Rule("sign_in_device", 10, timedelta(minutes=15))
+# A device cookie that spends its budget is itself locked (OWASP: "lockout the device cookie"),
+# far longer than the budget's window: a stolen cookie buys about ten guesses a day, not forty an
+# hour. Locked means any count in the window; the lock is set once, by the attempt that exhausts
+# the budget.
+SIGN_IN_DEVICE_LOCK = Rule("sign_in_device_lock", 0, timedelta(hours=24))
+# Every trusted attempt for one user, whatever cookie it carries: cookies (minted by each sign-in
+# from a new browser) must not multiply the budget. Failures only; a success gives its own back.
+SIGN_IN_TRUSTED_ATTEMPTS_PER_USER = Rule("sign_in_trusted_user", 30, timedelta(hours=24))
 # Counted before verifying and given back on success: at most 100 failures per address.
 SIGN_IN_ATTEMPTS_PER_IP = Rule("sign_in_ip", 100, timedelta(minutes=15))
 SIGN_UPS_PER_IP = Rule("sign_up_ip", 10, timedelta(hours=1))
@@ -105,6 +113,9 @@ _GIVE_BACK = (
     "UPDATE rate_limit_counter SET count = count - 1"
     " WHERE key = $1 AND count > 0 AND window_ends_at > $2"
 )
+_CURRENT = (
+    "SELECT count, window_ends_at FROM rate_limit_counter WHERE key = $1 AND window_ends_at > $2"
+)
 _RESET = "DELETE FROM rate_limit_counter WHERE key = $1"
 _PRUNE = "DELETE FROM rate_limit_counter WHERE window_ends_at <= $1"
 
@@ -121,11 +132,27 @@ async def consume(services: Services, rule: Rule, subject: str) -> Attempt:
     )
 
 
+async def current(services: Services, rule: Rule, subject: str) -> Attempt | None:
+    """The subject's count in the running window, without counting anything (None: no window)."""
+    rows = await sql.fetch(_CURRENT, [_key(services, rule, subject), _moment(services.clock.now())])
+    if not rows:
+        return None
+    row = rows[0]
+    return Attempt(
+        rule=rule, count=int(row["count"]), window_ends_at=sql.as_datetime(row["window_ends_at"])
+    )
+
+
 def refusal(services: Services, attempt: Attempt) -> DomainError:
     """The one answer to a spent budget; it says nothing about the login it was spent on."""
     seconds = attempt.retry_after_seconds(services.clock.now())
     minutes = math.ceil(seconds / 60)
-    wait = f"{minutes} minute{'s' if minutes > 1 else ''}"
+    if minutes > 120:
+        # A locked device cookie waits up to a day: count it in hours.
+        hours = math.ceil(seconds / 3600)
+        wait = f"{hours} hours"
+    else:
+        wait = f"{minutes} minute{'s' if minutes > 1 else ''}"
     return DomainError(
         ErrorCode.TOO_MANY_ATTEMPTS,
         TOO_MANY_ATTEMPTS_MESSAGE.format(minutes=wait),

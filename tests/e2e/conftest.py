@@ -21,11 +21,12 @@ import pytest
 class ServedGateway:
     url: str
     env: dict[str, str]
+    log_path: Path
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -48,7 +49,7 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
-    with serve_demo(gateway_env) as gateway:
+    with start_gateway(gateway_env) as gateway:
         yield gateway
 
 
@@ -64,19 +65,24 @@ def fresh_gateway_env(var_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def serve_demo(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+def start_gateway(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[ServedGateway]:
+    """A gateway of its own: migrated, demo data loaded, serving on a free port until the block
+    ends. `env` decides everything else (GARDIEN_VAR_DIR, production mode, trusted proxies…)."""
     for command in (["migrate"], ["demo"]):
-        done = gardien(*command, env=gateway_env)
+        done = gardien(*command, env=env)
         assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = _free_port(host)
+    # The server's logs go to a file, never an unread pipe (a full pipe would block the server).
+    log_path = Path(env["GARDIEN_VAR_DIR"]) / f"gateway-{port}.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gardien.cli", "serve", "--port", str(port)],
-        env=gateway_env,
-        stdout=subprocess.PIPE,
+        [sys.executable, "-m", "gardien.cli", "serve", "--host", host, "--port", str(port)],
+        env=env,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -86,10 +92,10 @@ def serve_demo(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"gateway did not start:\n{output}")
+                raise RuntimeError(f"gateway did not start:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield ServedGateway(url=url, env=gateway_env)
+        yield ServedGateway(url=url, env=env, log_path=log_path)
     finally:
         process.terminate()
         process.wait(timeout=10)
+        log.close()

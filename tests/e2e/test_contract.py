@@ -18,7 +18,7 @@ from graphql.language import FragmentSpreadNode, Visitor, visit
 
 from gardien.demo import DEMO_PASSWORD
 from gardien.schema import schema
-from tests.e2e.conftest import ServedGateway, fresh_gateway_env, serve_demo
+from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "tests" / "contract" / "operations.graphql"
@@ -378,7 +378,7 @@ def test_dom3_contract_restore_domain_served(served: ServedGateway) -> None:
 @pytest.fixture(scope="module")
 def own_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
     """A gateway of this module's own: its tests remove demo members the others rely on."""
-    with serve_demo(fresh_gateway_env(tmp_path_factory.mktemp("membership"))) as gateway:
+    with start_gateway(fresh_gateway_env(tmp_path_factory.mktemp("membership"))) as gateway:
         yield gateway
 
 

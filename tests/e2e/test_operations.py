@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.schema import schema
-from tests.e2e.conftest import ServedGateway, gardien
+from tests.e2e.conftest import ServedGateway, fresh_gateway_env, gardien, start_gateway
 
 
 def test_ops5_health_and_readiness(served: ServedGateway) -> None:
@@ -130,3 +133,37 @@ def test_ops1_demo_has_every_role_product_kind_and_domain_state(served: ServedGa
     assert kinds == {kind.value for kind in ProductKind}
     assert states == {state.value for state in DomainStatus}
     assert events >= 4
+
+
+def test_ops5_served_gateway_logs_one_line_per_request_and_no_query_string(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 5 item 14, as `gardien serve` really runs (uvicorn included), at INFO."""
+    env = {**fresh_gateway_env(tmp_path_factory.mktemp("logs")), "GARDIEN_LOG_LEVEL": "INFO"}
+    secret = "SECRET-IN-A-GET-QUERY-STRING"
+    query = f'mutation {{ signIn(input: {{login: "x@y.z", password: "{secret}"}}) {{ errors {{ code }} }} }}'
+
+    with start_gateway(env) as gateway:
+        refused = httpx.get(f"{gateway.url}/graphql", params={"query": query})
+        health = httpx.get(f"{gateway.url}/healthz", params={"token": secret})
+        lines = _log_lines_once(gateway, "/healthz 200")
+
+    access = [json.loads(line) for line in lines if '"gardien.access"' in line]
+    assert (refused.status_code, health.status_code) == (405, 200)
+    assert [entry["message"].split()[:3] for entry in access[-2:]] == [
+        ["GET", "/graphql", "405"],
+        ["GET", "/healthz", "200"],
+    ]
+    assert not [line for line in lines if secret in line]
+    assert not [line for line in lines if "uvicorn.access" in line]
+
+
+def _log_lines_once(gateway: ServedGateway, marker: str) -> list[str]:
+    """The served gateway's log once `marker` is in it: the access line is written after the
+    answer is sent, so it may land a moment after the client has read the answer."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = gateway.log_path.read_text().splitlines()
+        if any(marker in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import httpx
 import pytest
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway, _free_port, gardien
+from tests.e2e.conftest import ServedGateway, start_gateway
 
 SIGN_IN = (
     "mutation($i: SignInInput!) { signIn(input: $i) {"
@@ -27,49 +24,21 @@ SIGN_IN = (
 PROXY_ADDRESS = "127.0.0.2"
 
 
-def _serve(env: dict[str, str]) -> Iterator[ServedGateway]:
-    for command in (["migrate"], ["demo"]):
-        done = gardien(*command, env=env)
-        assert done.returncode == 0, done.stderr
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gardien.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"gateway did not start:\n{output}")
-            time.sleep(0.1)
-        yield ServedGateway(url=url, env=env)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def _own_env(gateway_env: dict[str, str], var_dir: Path, **extra: str) -> dict[str, str]:
     return {**gateway_env, "GARDIEN_VAR_DIR": str(var_dir), **extra}
 
 
 @pytest.fixture
 def guessing_gateway(gateway_env: dict[str, str], tmp_path: Path) -> Iterator[ServedGateway]:
-    yield from _serve(_own_env(gateway_env, tmp_path))
+    with start_gateway(_own_env(gateway_env, tmp_path)) as gateway:
+        yield gateway
 
 
 @pytest.fixture
 def proxied_gateway(gateway_env: dict[str, str], tmp_path: Path) -> Iterator[ServedGateway]:
-    yield from _serve(_own_env(gateway_env, tmp_path, GARDIEN_TRUSTED_PROXIES=PROXY_ADDRESS))
+    env = _own_env(gateway_env, tmp_path, GARDIEN_TRUSTED_PROXIES=PROXY_ADDRESS)
+    with start_gateway(env) as gateway:
+        yield gateway
 
 
 def _rows(gateway: ServedGateway, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -94,7 +63,8 @@ async def test_api4_sixty_concurrent_guesses_verify_ten_and_owner_keeps_signing_
 ) -> None:
     """The attack of issue 5: 60 simultaneous wrong guesses for one login were all verified,
     then the owner was locked out. Now at most 10 reach argon2 (one sign_in.failed event each,
-    reason wrong_password), and the owner's browser, known by its device cookie, signs in."""
+    reason wrong_password), the spent budget is recorded once (ASVS V2.2.1), and the owner's
+    browser, known by its device cookie (OWASP device cookies), signs in."""
     login = "marc.admin@demo.example"
     url = guessing_gateway.url
 
@@ -128,6 +98,15 @@ async def test_api4_sixty_concurrent_guesses_verify_ten_and_owner_keeps_signing_
         login,
     )
     assert verified == [(10,)]
+    # The spent budget is on record once, as the owner's event, although 50 guesses were refused.
+    throttled = _rows(
+        guessing_gateway,
+        "SELECT json_extract(e.data, '$.budget') FROM activity_event e"
+        " JOIN user_account u ON u.id = e.subject_id"
+        " WHERE u.email = ? AND e.type = 'sign_in.throttled'",
+        login,
+    )
+    assert throttled == [("login",)]
     assert with_cookie["errors"] == [] and with_cookie["session"]["token"]
     assert without_cookie["session"] is None
     [refusal] = without_cookie["errors"]

@@ -148,7 +148,7 @@ async def test_api4_forwarded_for_from_a_trusted_proxy_names_the_client(
     ]
 
 
-async def test_api4_device_cookie_set_on_success_httponly_strict_for_a_year(
+async def test_api4_device_cookie_set_on_success_httponly_strict_for_ninety_days(
     services: Services, http_from: dict[str, httpx.AsyncClient]
 ) -> None:
     await factories.sign_up(services, email="sam@example.test")
@@ -160,7 +160,7 @@ async def test_api4_device_cookie_set_on_success_httponly_strict_for_a_year(
     (device,) = [c for c in succeeded.headers.get_list("set-cookie") if "gardien_device" in c]
     attributes = [part.strip().lower() for part in device.split(";")]
     assert attributes[0].startswith("gardien_device=")
-    assert sorted(attributes[1:]) == ["httponly", "max-age=31536000", "path=/", "samesite=strict"]
+    assert sorted(attributes[1:]) == ["httponly", "max-age=7776000", "path=/", "samesite=strict"]
 
 
 async def test_api4_device_cookie_is_host_prefixed_and_secure_over_https(

@@ -14,13 +14,13 @@ from tortoise.exceptions import IntegrityError
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, TwoFactorKind
-from gardien.models.organisations import Membership, SecurityPolicy
+from gardien.models.organisations import Membership, SecurityPolicy, UserBlock
 from gardien.models.sessions import Session
 from gardien.models.users import User
 from gardien.resolvers import accounts, profile, sessions
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.security import hash_password
+from gardien.security import DEVICE_COOKIE_LIFETIME, hash_password
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -396,18 +396,20 @@ async def test_api4_unknown_login_is_counted_and_refused_exactly_like_a_known_on
     )
 
 
-async def test_api4_success_resets_the_login_budget_and_failures_stay_counted(
+async def test_api4_success_gives_back_its_own_attempt_only_and_failures_stay_counted(
     services: Services, meta: RequestMeta
 ) -> None:
+    """ASVS V2.2.1: the owner signing in from a new browser must not hand whoever is guessing a
+    fresh budget; the nine failures of the window stay counted, the success does not."""
     await factories.sign_up(services, email="kim@example.test")
     for _ in range(9):
         await _sign_in_outcome(services, meta, "kim@example.test", "wrong guess!")
 
     success = await _sign_in_outcome(services, meta, "kim@example.test", factories.PASSWORD)
-    again = [await _sign_in_outcome(services, meta, "kim@example.test", "x!") for _ in range(11)]
+    again = [await _sign_in_outcome(services, meta, "kim@example.test", "x!") for _ in range(3)]
 
     assert isinstance(success, accounts.SignInResult) and success.session is not None
-    assert again == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS]
+    assert again == [ErrorCode.INVALID_CREDENTIALS] + [ErrorCode.TOO_MANY_ATTEMPTS] * 2
 
 
 async def test_api4_owner_with_device_cookie_signs_in_while_the_login_budget_is_spent(
@@ -432,13 +434,17 @@ async def test_api4_owner_with_device_cookie_signs_in_while_the_login_budget_is_
 
     assert without_cookie == ErrorCode.TOO_MANY_ATTEMPTS
     assert isinstance(with_cookie, accounts.SignInResult) and with_cookie.session is not None
-    # A new cookie each time (a new nonce), still bound to the same login.
-    assert with_cookie.device_cookie not in (None, earlier.device_cookie)
+    # The known browser's cookie is renewed, not replaced: the same nonce, so no fresh budget.
+    assert with_cookie.device_cookie is not None
+    assert with_cookie.device_cookie.split(".")[0] == earlier.device_cookie.split(".")[0]
 
 
-async def test_api4_device_cookie_that_fails_too_often_is_locked_and_recorded(
+async def test_api4_device_cookie_that_fails_too_often_is_locked_for_a_day_and_recorded(
     services: Services, meta: RequestMeta, clock: ManualClock
 ) -> None:
+    """OWASP device cookies ("lockout the device cookie"), ASVS V2.2.1: a cookie that spends its
+    budget stays locked for 24 hours, not until its 15-minute window ends, and while locked is
+    refused without verifying the password (no wrong_password record, the right one refused)."""
     signed_up = await factories.sign_up(services, email="max@example.test")
     earlier = await accounts.sign_in(
         services, meta, login="max@example.test", password=factories.PASSWORD
@@ -453,24 +459,56 @@ async def test_api4_device_cookie_that_fails_too_often_is_locked_and_recorded(
         services, meta, "max@example.test", factories.PASSWORD, cookie
     )
     clock.advance(timedelta(minutes=15))
-    after_window = await _sign_in_outcome(
+    after_window = [
+        await _sign_in_outcome(services, meta, "max@example.test", password, cookie)
+        for password in ("guess!", factories.PASSWORD)
+    ]
+    clock.advance(timedelta(hours=23, minutes=45))
+    after_a_day = await _sign_in_outcome(
         services, meta, "max@example.test", factories.PASSWORD, cookie
     )
 
     assert guesses == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS] * 2
     assert right_password == ErrorCode.TOO_MANY_ATTEMPTS
-    assert isinstance(after_window, accounts.SignInResult) and after_window.session is not None
-    locked = [
-        e
-        for e in await ActivityEvent.filter(type="sign_in.failed")
-        if e.data["reason"] == "device_locked"
+    assert after_window == [ErrorCode.TOO_MANY_ATTEMPTS] * 2
+    assert await _wrong_password_verifications(signed_up.user.id) == 10
+    assert isinstance(after_a_day, accounts.SignInResult) and after_a_day.session is not None
+    throttled = await ActivityEvent.filter(type="sign_in.throttled")
+    assert [(e.subject_id, e.ip, e.data) for e in throttled] == [
+        (signed_up.user.id, meta.ip, {"budget": "device"})  # once
     ]
-    assert [(e.subject_id, e.ip) for e in locked] == [(signed_up.user.id, meta.ip)]  # once
     # The cookie's guesses did not touch the login's own budget.
     assert (
         await _sign_in_outcome(services, RequestMeta(ip="192.0.2.1"), "max@example.test", "guess!")
         == ErrorCode.INVALID_CREDENTIALS
     )
+
+
+async def test_api4_locked_device_cookie_answers_when_its_lock_ends(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="mia@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="mia@example.test", password=factories.PASSWORD
+    )
+    for _ in range(11):
+        await _sign_in_outcome(services, meta, "mia@example.test", "guess!", earlier.device_cookie)
+    clock.advance(timedelta(hours=1))
+
+    with pytest.raises(DomainError) as locked:
+        await accounts.sign_in(
+            services,
+            meta,
+            login="mia@example.test",
+            password=factories.PASSWORD,
+            device_cookie=earlier.device_cookie,
+        )
+
+    assert (locked.value.code, locked.value.retry_after_seconds) == (
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        23 * 3600,
+    )
+    assert locked.value.message == "Too many attempts. Wait 23 hours before trying again."
 
 
 async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine(
@@ -506,7 +544,7 @@ async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine
             services, meta, "ned@example.test", factories.PASSWORD, "a.b.c"
         ),
     }
-    clock.advance(timedelta(days=366))
+    clock.advance(DEVICE_COOKIE_LIFETIME + timedelta(seconds=1))
     for _ in range(10):
         await _sign_in_outcome(services, meta, "ned@example.test", "guess!")
     presented["expired"] = await _sign_in_outcome(
@@ -514,6 +552,162 @@ async def test_api4_device_cookie_counts_only_for_its_own_login_and_when_genuine
     )
 
     assert presented == dict.fromkeys(presented, ErrorCode.TOO_MANY_ATTEMPTS)
+
+
+async def _spend_login_budget(services: Services, login: str) -> None:
+    attacker = RequestMeta(ip="198.51.100.66")
+    for _ in range(10):
+        assert await _sign_in_outcome(services, attacker, login, "guess!") == (
+            ErrorCode.INVALID_CREDENTIALS
+        )
+
+
+async def test_api4_password_change_revokes_every_device_cookie(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """OWASP device cookies, NIST SP 800-63B 5.2.2: a cookie is bound to the credentials it was
+    earned with. After a password change, a cookie copied earlier buys no budget of its own: it
+    meets the login's spent budget like any unknown browser."""
+    signed_up = await factories.sign_up(services, email="noa@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="noa@example.test", password=factories.PASSWORD
+    )
+    await _spend_login_budget(services, "noa@example.test")
+    before_change = await _sign_in_outcome(
+        services, meta, "noa@example.test", factories.PASSWORD, earlier.device_cookie
+    )
+    clock.advance(timedelta(minutes=1))
+    user = await User.get(id=signed_up.user.id)
+    user.password_hash = await hash_password("a new river of stones")
+    user.password_changed_at = clock.now()
+    await user.save(update_fields=["password_hash", "password_changed_at"])
+
+    after_change = await _sign_in_outcome(
+        services, meta, "noa@example.test", "a new river of stones", earlier.device_cookie
+    )
+
+    assert isinstance(before_change, accounts.SignInResult) and before_change.session is not None
+    assert after_change == ErrorCode.TOO_MANY_ATTEMPTS
+
+
+async def test_api4_blocked_user_device_cookie_is_no_longer_trusted(
+    services: Services, meta: RequestMeta
+) -> None:
+    """BLK-3 withdraws the trust of every browser: while the user is blocked, the cookie spends
+    the login's budget like any other browser (and gives no password oracle beyond it)."""
+    signed_up = await factories.sign_up(services, email="oto@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="oto@example.test", password=factories.PASSWORD
+    )
+    await UserBlock.create(
+        organisation_id=signed_up.organisation.id,
+        user_id=signed_up.user.id,
+        justification="Laptop stolen, reported by the administrator",
+        created_at=services.clock.now(),
+    )
+    await _spend_login_budget(services, "oto@example.test")
+
+    with_cookie = await _sign_in_outcome(
+        services, meta, "oto@example.test", factories.PASSWORD, earlier.device_cookie
+    )
+
+    assert with_cookie == ErrorCode.TOO_MANY_ATTEMPTS
+
+
+async def test_api4_device_cookie_issued_only_once_the_second_factor_is_owed_no_more(
+    services: Services, meta: RequestMeta
+) -> None:
+    """OWASP device cookies: "issue a device cookie after a successful authentication"; a
+    password alone is not one when a second factor is owed (MFA-7)."""
+    signed_up = await factories.sign_up(services, email="pam@example.test")
+    await factories.confirm_totp(services, signed_up.user)
+
+    result = await accounts.sign_in(
+        services, meta, login="pam@example.test", password=factories.PASSWORD
+    )
+
+    assert result.second_factor is not None
+    assert (result.session, result.device_cookie) == (None, None)
+
+
+async def test_api4_trusted_budget_is_capped_per_user_over_all_device_cookies(
+    services: Services, meta: RequestMeta
+) -> None:
+    """ASVS V2.2.1: each sign-in from a new browser mints a cookie with a budget of its own, so
+    the trusted path is capped per user as well: 30 failures a day over all of them."""
+    signed_up = await factories.sign_up(services, email="quy@example.test")
+    cookies = []
+    for n in range(4):
+        browser = RequestMeta(ip=f"192.0.2.{n + 10}")
+        result = await accounts.sign_in(
+            services, browser, login="quy@example.test", password=factories.PASSWORD
+        )
+        cookies.append(result.device_cookie)
+    assert len({cookie.split(".")[0] for cookie in cookies if cookie}) == 4
+
+    outcomes = [
+        await _sign_in_outcome(services, meta, "quy@example.test", "guess!", cookie)
+        for cookie in cookies
+        for _ in range(8)
+    ]
+    right_password = await _sign_in_outcome(
+        services, meta, "quy@example.test", factories.PASSWORD, cookies[3]
+    )
+
+    assert outcomes == [ErrorCode.INVALID_CREDENTIALS] * 30 + [ErrorCode.TOO_MANY_ATTEMPTS] * 2
+    assert right_password == ErrorCode.TOO_MANY_ATTEMPTS
+    assert await _wrong_password_verifications(signed_up.user.id) == 30
+    throttled = await ActivityEvent.filter(type="sign_in.throttled")
+    assert [(e.subject_id, e.data) for e in throttled] == [
+        (signed_up.user.id, {"budget": "trusted_user"})
+    ]
+
+
+async def test_api4_device_cookie_attempts_count_against_the_ip_budget(
+    services: Services, meta: RequestMeta
+) -> None:
+    """NIST SP 800-63B 5.2.2: the per-address budget (100 failures) holds for every attempt,
+    whether it carries a device cookie or not."""
+    await factories.sign_up(services, email="rae@example.test")
+    earlier = await accounts.sign_in(
+        services, meta, login="rae@example.test", password=factories.PASSWORD
+    )
+    failures = await asyncio.gather(
+        *(_sign_in_outcome(services, meta, f"u{n}@example.test", "guess!") for n in range(95))
+    )
+    assert failures == [ErrorCode.INVALID_CREDENTIALS] * 95
+
+    with_cookie = [
+        await _sign_in_outcome(services, meta, "rae@example.test", "guess!", earlier.device_cookie)
+        for _ in range(6)
+    ]
+
+    assert with_cookie == [ErrorCode.INVALID_CREDENTIALS] * 5 + [ErrorCode.TOO_MANY_ATTEMPTS]
+
+
+async def test_api4_throttled_untrusted_sign_in_recorded_once_per_window_answer_unchanged(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """ACT-1, ASVS V2.2.1: the untrusted path records a spent budget as the device path does, once
+    per window, with the user as subject when the login is known; the answer stays the same."""
+    signed_up = await factories.sign_up(services, email="sam@example.test")
+    answers: dict[str, list[object]] = {}
+    for login in ("sam@example.test", "nobody@example.test"):
+        answers[login] = [
+            await _sign_in_outcome(services, meta, login, "guess!") for _ in range(13)
+        ]
+    clock.advance(timedelta(minutes=15))
+    for _ in range(11):
+        await _sign_in_outcome(services, meta, "sam@example.test", "guess!")
+
+    expected = [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS] * 3
+    assert answers == {"sam@example.test": expected, "nobody@example.test": expected}
+    throttled = await ActivityEvent.filter(type="sign_in.throttled").order_by("id")
+    assert [(e.subject_id, e.subject_email, e.ip, e.data) for e in throttled] == [
+        (signed_up.user.id, None, meta.ip, {"budget": "login"}),
+        (None, "nobody@example.test", meta.ip, {"budget": "login"}),
+        (signed_up.user.id, None, meta.ip, {"budget": "login"}),
+    ]
 
 
 async def test_api4_per_ip_budget_is_100_failures_and_successes_are_given_back(

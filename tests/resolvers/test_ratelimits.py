@@ -132,3 +132,33 @@ def test_api4_ipv6_clients_share_the_budget_of_their_64(
 ) -> None:
     """An IPv6 subscriber is handed a whole /64: one budget per /128 would give 2^64 budgets."""
     assert ratelimits.ip_subject(ip) == subject
+
+
+async def test_api4_current_reads_the_running_window_without_counting(
+    services: Services, clock: ManualClock
+) -> None:
+    """The device-cookie lock is checked this way: looking must not extend or spend anything."""
+    nothing = await ratelimits.current(services, RULE, "subject")
+    await ratelimits.consume(services, RULE, "subject")
+    seen = [await ratelimits.current(services, RULE, "Subject") for _ in range(3)]
+    clock.advance(RULE.window)
+    ended = await ratelimits.current(services, RULE, "subject")
+
+    assert nothing is None
+    assert [(a.count, a.window_ends_at) for a in seen if a] == [
+        (1, clock.now()),
+    ] * 3
+    assert ended is None
+
+
+async def test_api4_refusal_counts_a_long_wait_in_hours(
+    services: Services, clock: ManualClock
+) -> None:
+    day_lock = ratelimits.Rule("test_lock", 0, timedelta(hours=24))
+    attempt = await ratelimits.consume(services, day_lock, "subject")
+    clock.advance(timedelta(hours=2, minutes=30))
+
+    refused = ratelimits.refusal(services, attempt)
+
+    assert refused.retry_after_seconds == 21 * 3600 + 30 * 60
+    assert refused.message == "Too many attempts. Wait 22 hours before trying again."

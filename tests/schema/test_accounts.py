@@ -104,3 +104,21 @@ async def test_api4_browser_known_by_its_device_cookie_is_not_locked_out(
     assert [(e["code"], e["retryAfterSeconds"]) for e in without_cookie["errors"]] == [
         ("TOO_MANY_ATTEMPTS", 900)
     ]
+
+
+async def test_api4_no_device_cookie_while_a_second_factor_is_owed(
+    services: Services, client: httpx.AsyncClient
+) -> None:
+    """OWASP device cookies are issued after a successful authentication: the password step of a
+    user with a second factor opens no session, so the browser earns no cookie yet (MFA-7)."""
+    signed_up = await factories.sign_up(services, email="wes@example.test")
+    await factories.confirm_totp(services, signed_up.user)
+
+    response = await client.post(
+        "/graphql",
+        json={"query": SIGN_IN, "variables": _input("wes@example.test", factories.PASSWORD)},
+    )
+
+    answer = response.json()["data"]["signIn"]
+    assert answer["errors"] == [] and answer["secondFactor"]["challengeId"]
+    assert [c for c in response.headers.get_list("set-cookie") if "_device=" in c] == []
