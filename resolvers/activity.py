@@ -265,3 +265,158 @@ async def domain_renewal_warranty_changed(
         organisation_id=organisation_id,
         data=_domain_data(domain_id, name, enabled=enabled),
     )
+
+
+# --- Membership management (ORG-2…ORG-7) -------------------------------------------------------
+# The actor is the member who acted; the subject the member concerned; always in the caller's
+# transaction, so a change and its record commit or roll back together (ACT-1).
+
+
+async def member_role_changed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    subject_id: int,
+    organisation_id: int,
+    membership_id: int,
+    previous_role: str,
+    role: str,
+) -> None:
+    await _record(
+        services,
+        "member.role_changed",
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id, "previous_role": previous_role, "role": role},
+    )
+
+
+async def member_removed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    subject_id: int,
+    organisation_id: int,
+    membership_id: int,
+    role: str,
+    product_ids: list[int],
+) -> None:
+    await _record(
+        services,
+        "member.removed",
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id, "role": role, "ended_product_ids": product_ids},
+    )
+
+
+async def member_left(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int,
+    membership_id: int,
+    product_ids: list[int],
+) -> None:
+    await _record(
+        services,
+        "member.left",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id, "ended_product_ids": product_ids},
+    )
+
+
+async def member_product_access_changed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    subject_id: int,
+    organisation_id: int,
+    membership_id: int,
+    granted: list[int],
+    revoked: list[int],
+) -> None:
+    await _record(
+        services,
+        "member.product_access_changed",
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id, "granted": granted, "revoked": revoked},
+    )
+
+
+async def member_contact_preferences_changed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    subject_id: int,
+    organisation_id: int,
+    membership_id: int,
+    preferences: dict[str, bool],
+) -> None:
+    await _record(
+        services,
+        "member.contact_preferences_changed",
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id, **preferences},
+    )
+
+
+async def organisation_switched(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int,
+    previous_organisation_id: int | None,
+) -> None:
+    """An account event: which organisation a user works in is theirs, not the organisation's
+    activity, so the event names it in its data only."""
+    await _record(
+        services,
+        "organisation.switched",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={
+            "organisation_id": organisation_id,
+            "previous_organisation_id": previous_organisation_id,
+        },
+    )
+
+
+async def support_plan_changed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    previous_plan: str,
+    plan: str,
+) -> None:
+    """ORG-7: who subscribed, changed or cancelled premium support, and when."""
+    await _record(
+        services,
+        "support_plan.changed",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data={"previous_plan": previous_plan, "plan": plan},
+    )
