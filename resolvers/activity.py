@@ -420,3 +420,170 @@ async def support_plan_changed(
         organisation_id=organisation_id,
         data={"previous_plan": previous_plan, "plan": plan},
     )
+
+
+# --- Invitations (INV-*) -----------------------------------------------------------------------
+# The invitee is named by e-mail: until they accept, they may have no account at all.
+
+
+async def _invitation_event(
+    services: Services,
+    type_: str,
+    meta: RequestMeta,
+    *,
+    actor_id: int | None,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+    subject_id: int | None = None,
+    **more: Any,
+) -> None:
+    await _record(
+        services,
+        type_,
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        subject_email=email,
+        organisation_id=organisation_id,
+        data={"invitation_id": invitation_id, "role": role, **more},
+    )
+
+
+async def invitation_sent(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+    new_account: bool,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.sent",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+        new_account=new_account,
+    )
+
+
+async def invitation_resent(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+    send_count: int,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.resent",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+        send_count=send_count,
+    )
+
+
+async def invitation_revoked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.revoked",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+    )
+
+
+async def invitation_declined(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int | None,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.declined",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+    )
+
+
+async def invitation_accepted(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+    new_account: bool,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.accepted",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+        new_account=new_account,
+    )
+
+
+async def member_joined(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int,
+    membership_id: int,
+    role: str,
+    invited_by_id: int | None,
+) -> None:
+    await _record(
+        services,
+        "member.joined",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id, "role": role, "invited_by_id": invited_by_id},
+    )

@@ -384,3 +384,45 @@ SUPPORT_PLAN_FORBIDDEN = "Only administrators and legal representatives manage t
 CONTACT_PREFERENCES_FORBIDDEN = (
     "Only administrators, legal representatives and the member themself set these preferences."
 )
+
+
+# --- Invitations (INV-*) -----------------------------------------------------------------------
+# Inviting is managing members: administrators and legal representatives; only a legal
+# representative may make someone a legal representative (INV-1, and the roles table).
+
+
+def can_invite(membership: CallerMembership | None, role: Role) -> bool:
+    """INV-1: managers invite; only a LEGAL_REPRESENTATIVE invites as LEGAL_REPRESENTATIVE."""
+    if membership is None or membership.role not in ORGANISATION_MANAGERS:
+        return False
+    return role != Role.LEGAL_REPRESENTATIVE or membership.role == Role.LEGAL_REPRESENTATIVE
+
+
+def can_view_invitations(membership: CallerMembership | None) -> bool:
+    """Pending invitations name people who are not members yet: for managers only."""
+    return membership is not None and membership.role in ORGANISATION_MANAGERS
+
+
+def can_manage_invitation(membership: CallerMembership | None, role: Role) -> bool:
+    """Revoke or resend: whoever may send this invitation (an administrator cannot revoke or
+    re-send a legal representative's invitation, as they could not have sent it)."""
+    return can_invite(membership, role)
+
+
+INVITATIONS_FORBIDDEN = "Only administrators and legal representatives manage invitations."
+INVITE_LEGAL_FORBIDDEN = "Only a legal representative may invite a legal representative."
+
+
+async def require_invitation_manager(
+    scope: RequestScope, organisation_id: int, role: Role | None = None
+) -> CallerMembership:
+    """Non-members get NOT_FOUND (the organisation does not exist for them), members FORBIDDEN.
+
+    With a role: the caller must also be allowed to invite as that role (INV-1).
+    """
+    membership = await require_visible_organisation(scope, organisation_id)
+    if not can_view_invitations(membership):
+        raise forbidden(INVITATIONS_FORBIDDEN)
+    if role is not None and not can_manage_invitation(membership, role):
+        raise DomainError(ErrorCode.FORBIDDEN, INVITE_LEGAL_FORBIDDEN, "role")
+    return membership

@@ -16,6 +16,7 @@ from gardien.schema.accounts import AccountMutations
 from gardien.schema.activity import activity_event_by_id
 from gardien.schema.context import Info
 from gardien.schema.domains import DomainLookup, DomainMutations, domain_by_id, domain_lookup
+from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
@@ -57,6 +58,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "Product": product_by_id,
     "TwoFactorMethod": two_factor_method_by_id,
     "Domain": domain_by_id,
+    "Invitation": invitation_by_id,
 }
 
 
@@ -77,7 +79,9 @@ async def _node(info: Info, global_id: str) -> Node | None:
 
 schema = strawberry.Schema(
     query=Query,
-    mutation=merge_types("Mutation", (AccountMutations, DomainMutations, MemberMutations)),
+    mutation=merge_types(
+        "Mutation", (AccountMutations, DomainMutations, MemberMutations, InvitationMutations)
+    ),
     types=[ProductNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

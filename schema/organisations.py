@@ -18,6 +18,7 @@ from gardien.schema.relay import Connection, Node, connection, decode_cursor, en
 if TYPE_CHECKING:
     from gardien.schema.activity import ActivityEventNode
     from gardien.schema.domains import DomainNode
+    from gardien.schema.invitations import InvitationNode, InvitationStatus
     from gardien.schema.members import MembershipNode
 
 Role = strawberry.enum(RoleModel, name="Role")
@@ -144,6 +145,19 @@ class OrganisationNode(Node):
         from gardien.schema.domains import organisation_domains
 
         return await organisation_domains(info, self._organisation_id, first, after, status)
+
+    @strawberry.field(description="Invitations, newest first (INV-4): managers only.")
+    async def invitations(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: Annotated[InvitationStatus, strawberry.lazy("gardien.schema.invitations")]  # type: ignore[valid-type]
+        | None = None,
+    ) -> Connection[Annotated[InvitationNode, strawberry.lazy("gardien.schema.invitations")]]:
+        from gardien.schema.invitations import organisation_invitations
+
+        return await organisation_invitations(info, self._organisation_id, first, after, status)
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:

@@ -19,7 +19,8 @@ import pytest
 from graphql import GraphQLInterfaceType, GraphQLObjectType
 
 from gardien.models.activity import ActivityEvent
-from gardien.models.enums import Role
+from gardien.models.enums import InvitationStatus, Role
+from gardien.models.invitations import Invitation
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.products import Product, ProductGrant
@@ -56,6 +57,9 @@ class Outcome(StrEnum):
     # Allowed by authorization, then refused for the object's state: proves the rule ran first.
     NOT_IN_REDEMPTION = "DOMAIN_NOT_IN_REDEMPTION"
     LAST_LEGAL = "LAST_LEGAL_REPRESENTATIVE"
+    # Invitations: the probe's token is forged, its invitation already answered (INV-4).
+    INVITATION_INVALID = "INVITATION_INVALID"
+    INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -84,6 +88,7 @@ class World:
     tokens: dict[Caller, str | None]
     collaborator_membership_id: int = 0
     external_membership_id: int = 0
+    invitation_id: int = 0  # an accepted invitation of the organisation (INV-*)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -289,6 +294,96 @@ def _member_management_rows() -> list[Row]:
     ]  # fmt: skip
 
 
+# --- Invitations (INV-*) -----------------------------------------------------------------------
+INVITATION_INVALID = Outcome.INVITATION_INVALID
+INVITATION_NOT_PENDING = Outcome.INVITATION_NOT_PENDING
+INVITATIONS = (
+    "query($id: ID!) { organisation(id: $id) { invitations(first: 5) { edges { node { id } } } } }"
+)
+INVITATION_COUNT = (
+    "query($id: ID!) { organisation(id: $id) { invitations(first: 0) { totalCount } } }"
+)
+
+
+def _invite(role: str) -> Variables:
+    def variables(world: World, caller: Caller) -> dict[str, Any]:
+        return {
+            "input": {
+                "organisationId": encode_id("Organisation", world.organisation_id),
+                "email": f"invitee.{role.lower()}.{caller.name.lower()}@example.test",
+                "role": role,
+            }
+        }
+
+    return variables
+
+
+def _forged_token(_: World, __: Caller) -> dict[str, Any]:
+    return {"input": {"token": "forged-" + "x" * 40}}
+
+
+def _invitation_input(world: World, _: Caller) -> dict[str, Any]:
+    return {"input": {"invitationId": encode_id("Invitation", world.invitation_id)}}
+
+
+async def _answered_invitation(services: Services, organisation_id: int, inviter_id: int) -> int:
+    now = services.clock.now()
+    invitation = await Invitation.create(
+        organisation_id=organisation_id,
+        email="answered@example.test",
+        role=Role.COLLABORATOR,
+        token_hash=services.keyring.token_digest("matrix-invitation", "invitation"),
+        status=InvitationStatus.ACCEPTED,
+        invited_by_id=inviter_id,
+        expires_at=now + timedelta(days=7),
+        last_sent_at=now,
+        created_at=now,
+        responded_at=now,
+    )
+    return invitation.id
+
+
+INVITATION_ROWS: list[Row] = [
+    Row("Organisation.invitations", "the organisation's", INVITATIONS,
+        ("organisation", "invitations"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("InvitationConnection.totalCount", "the organisation's invitations", INVITATION_COUNT,
+        ("organisation", "invitations", "totalCount"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.inviteMember", "a collaborator, to the organisation",
+        "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { errors { code } } }",
+        ("inviteMember",), _invite("COLLABORATOR"),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.inviteMember", "a legal representative, to the organisation (INV-1)",
+        "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { errors { code } } }",
+        ("inviteMember",), _invite("LEGAL_REPRESENTATIVE"),
+        expect(OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    # Accepting and declining are decided by the token alone: a forged one is refused for all.
+    Row("Mutation.acceptInvitation", "a forged token",
+        "mutation($input: AcceptInvitationInput!) {"
+        " acceptInvitation(input: $input) { errors { code } } }",
+        ("acceptInvitation",), _forged_token,
+        expect(*[INVITATION_INVALID] * 6)),
+    Row("Mutation.declineInvitation", "a forged token",
+        "mutation($input: DeclineInvitationInput!) {"
+        " declineInvitation(input: $input) { errors { code } } }",
+        ("declineInvitation",), _forged_token,
+        expect(*[INVITATION_INVALID] * 6)),
+    Row("Mutation.revokeInvitation", "the organisation's answered invitation",
+        "mutation($input: RevokeInvitationInput!) {"
+        " revokeInvitation(input: $input) { errors { code } } }",
+        ("revokeInvitation",), _invitation_input,
+        expect(INVITATION_NOT_PENDING, INVITATION_NOT_PENDING, FORBIDDEN, FORBIDDEN, NOT_FOUND,
+               UNAUTH)),
+    Row("Mutation.resendInvitation", "the organisation's answered invitation",
+        "mutation($input: ResendInvitationInput!) {"
+        " resendInvitation(input: $input) { errors { code } } }",
+        ("resendInvitation",), _invitation_input,
+        expect(INVITATION_NOT_PENDING, INVITATION_NOT_PENDING, FORBIDDEN, FORBIDDEN, NOT_FOUND,
+               UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -368,6 +463,8 @@ ROWS: list[Row] = [
     *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
     # --- membership management (ORG-2…ORG-7) and the member directory by role (POL-2) ----------
     *_member_management_rows(),
+    # --- invitations (INV-*) -------------------------------------------------------------------
+    *INVITATION_ROWS,
 ]  # fmt: skip
 
 
@@ -395,6 +492,8 @@ NODES: dict[str, NodeRow] = {
         expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
     "Domain": NodeRow(lambda w: encode_id("Domain", w.domain_id),
                       expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "Invitation": NodeRow(lambda w: encode_id("Invitation", w.invitation_id),
+                          expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -442,6 +541,19 @@ INHERITED = frozenset(
         "SetContactPreferencesPayload.membership", "SetContactPreferencesPayload.errors",
         "SwitchOrganisationPayload.organisation", "SwitchOrganisationPayload.errors",
         "SetSupportPlanPayload.organisation", "SetSupportPlanPayload.errors",
+        # Invitations (INV-*): values of an invitation the caller was allowed to reach.
+        "Invitation.id", "Invitation.email", "Invitation.role", "Invitation.status",
+        "Invitation.expiresAt", "Invitation.createdAt", "Invitation.lastSentAt",
+        "Invitation.sendCount", "Invitation.productIds", "Invitation.contactPreferences",
+        "InvitationContactPreferences.billing", "InvitationContactPreferences.technical",
+        "InvitationContactPreferences.security", "InvitationContactPreferences.domainExpiry",
+        "InvitationConnection.edges", "InvitationConnection.pageInfo",
+        "InvitationEdge.cursor", "InvitationEdge.node",
+        "InviteMemberPayload.invitation", "InviteMemberPayload.errors",
+        "AcceptInvitationPayload.membership", "AcceptInvitationPayload.session",
+        "AcceptInvitationPayload.errors", "DeclineInvitationPayload.errors",
+        "RevokeInvitationPayload.invitation", "RevokeInvitationPayload.errors",
+        "ResendInvitationPayload.invitation", "ResendInvitationPayload.errors",
     }
 )  # fmt: skip
 
@@ -530,6 +642,7 @@ async def _world(services: Services) -> World:
         tokens=tokens,
         collaborator_membership_id=members[Caller.COLLAB].membership.id,
         external_membership_id=members[Caller.EXTERNAL].membership.id,
+        invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
     )
 
 
