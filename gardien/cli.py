@@ -125,10 +125,10 @@ async def _run_due_jobs(settings: Settings) -> str:
 
 
 async def _tld(args: argparse.Namespace) -> str:
-    from gardien.resolvers import domains
+    from gardien.resolvers import tlds
 
     if args.tld_command == "set":
-        changed = await domains.set_tld_policy(
+        changed = await tlds.set_tld_policy(
             args.tld,
             source=args.source,
             redemption_days=args.redemption_days,
@@ -137,7 +137,7 @@ async def _tld(args: argparse.Namespace) -> str:
         )
         policies = [changed]
     else:
-        policies = await domains.tld_policies()
+        policies = await tlds.tld_policies()
     return "\n".join(
         f"{p.tld:<8} {p.redemption_days:>3} days  {p.restore_fee:>8} {p.currency}  {p.source}"
         for p in policies

@@ -7,8 +7,8 @@ import asyncio
 import logging
 from dataclasses import asdict
 
-from gardien.resolvers import domains, ratelimits
-from gardien.resolvers.domains import JobReport
+from gardien.resolvers import domain_lifecycle, ratelimits
+from gardien.resolvers.domain_lifecycle import JobReport
 from gardien.resolvers.services import Services
 
 logger = logging.getLogger("gardien.jobs")
@@ -20,9 +20,9 @@ async def run_due(services: Services) -> JobReport:
     Expiry first, then release (a domain whose redemption also ended while no runner ran goes
     all the way in one run), then reminders for domains that are still active.
     """
-    entered, renewed = await domains.expire_due(services)
-    released = await domains.release_due(services)
-    reminders = await domains.send_due_reminders(services)
+    entered, renewed = await domain_lifecycle.expire_due(services)
+    released = await domain_lifecycle.release_due(services)
+    reminders = await domain_lifecycle.send_due_reminders(services)
     # Every guessed login leaves a counter behind; ended windows count for nothing (API-4).
     await ratelimits.prune_expired(services)
     report = JobReport(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from gardien.models.enums import PlatformRole, Role, SupportPlan
-from gardien.models.organisations import UserBlock
+from gardien.models.enums import PlatformRole, ProductKind, Role, SupportPlan
+from gardien.models.organisations import Membership, UserBlock
+from gardien.models.products import ProductGrant
 from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 
@@ -178,7 +180,9 @@ async def membership_of(scope: RequestScope, organisation_id: int) -> CallerMemb
     if lookup is None:
         lookup = asyncio.ensure_future(_read_membership(user_id, organisation_id))
         scope._memberships[organisation_id] = lookup
-    return await lookup
+    # Shielded: the lookup belongs to every field sharing it, so one field cancelled (its
+    # parent failed, the client left) must not cancel it under its siblings.
+    return await asyncio.shield(lookup)
 
 
 async def _read_membership(user_id: int, organisation_id: int) -> CallerMembership | None:
@@ -232,12 +236,39 @@ def can_view_domains(role: Role, *, granted_domain_product: bool) -> bool:
 
 
 async def _granted_domain_product(membership_id: int) -> bool:
-    from gardien.models.enums import ProductKind
-    from gardien.models.products import ProductGrant
-
     return await ProductGrant.filter(
         membership_id=membership_id, product__kind=ProductKind.DOMAIN
     ).exists()
+
+
+def may_receive_domain_notices(role: Role, *, granted_domain_product: bool, blocked: bool) -> bool:
+    """DOM-1: an expiry reminder names the domain and its expiry, so it goes only to a member who
+    may see the organisation's domains, and never to a blocked user (BLK-3)."""
+    return not blocked and can_view_domains(role, granted_domain_product=granted_domain_product)
+
+
+async def domain_notice_recipients(organisation_id: int) -> list[Membership]:
+    """The members who asked for domain notices and may receive them, with their user and
+    organisation: three queries, however many members."""
+    asked = await Membership.filter(
+        organisation_id=organisation_id, notify_domain_expiry=True
+    ).select_related("user", "organisation")
+    if not asked:
+        return []
+    granted_ids: list[Any] = await ProductGrant.filter(
+        membership_id__in=[m.id for m in asked], product__kind=ProductKind.DOMAIN
+    ).values_list("membership_id", flat=True)
+    blocked_ids: list[Any] = await UserBlock.filter(
+        user_id__in=[m.user_id for m in asked], lifted_at=None
+    ).values_list("user_id", flat=True)
+    granted, blocked = set(granted_ids), set(blocked_ids)
+    return [
+        m
+        for m in asked
+        if may_receive_domain_notices(
+            m.role, granted_domain_product=m.id in granted, blocked=m.user_id in blocked
+        )
+    ]
 
 
 async def may_view_domains(scope: RequestScope, organisation_id: int) -> bool:

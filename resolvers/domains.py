@@ -1,4 +1,4 @@
-"""Domains: listing, lookup, renew/restore/warranty, and the lifecycle jobs (DOM-1…DOM-5)."""
+"""Domains: listing, lookup, renew/restore/warranty (DOM-1…DOM-5); the jobs are domain_lifecycle."""
 
 from __future__ import annotations
 
@@ -8,29 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
-from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from gardien.mail.templates import Template
-from gardien.models.domains import Domain, DomainCharge, DomainReminder, TldPolicy
+from gardien.models.domains import Domain, DomainCharge, TldPolicy
 from gardien.models.enums import DomainStatus
-from gardien.models.organisations import Membership, Organisation
 from gardien.resolvers import activity, authz, ratelimits
-from gardien.resolvers.authz import RequestScope
+from gardien.resolvers.authz import CallerMembership, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
-from gardien.resolvers.pagination import Page, forward_page
+from gardien.resolvers.pagination import Counted, Page, forward_page
 from gardien.resolvers.services import RequestMeta, Services
 
-# DOM-1: reminders this many days before expiry; only the most urgent pending one goes out.
-REMINDER_DAYS = (30, 7, 1)
 MAX_RENEWAL_YEARS = 10  # the longest registration term registries accept
 # DOM-3: a restored domain is registered again for one year from the day of the restore.
 RESTORE_TERM_YEARS = 1
-# DOM-4: the warranty renews for one year from the expiry it saved the domain from.
-WARRANTY_TERM_YEARS = 1
 RESTORE_CHARGE = "RESTORE"
 # DOM-5: a domain name is a guessable input; a generous budget per account stops enumeration.
 DOMAIN_LOOKUPS_PER_ACCOUNT = ratelimits.Rule("domain_lookup_account", 120, timedelta(minutes=10))
@@ -63,17 +55,10 @@ class LookupAnswer(StrEnum):
 class Lookup:
     name: str
     answer: LookupAnswer
-    organisation: Organisation | None = None
+    # The caller's membership in the organisation that holds or released the name.
+    caller: CallerMembership | None = None
     # Only when the caller may see that organisation's domains.
     view: DomainView | None = None
-
-
-@dataclass(frozen=True)
-class JobReport:
-    entered_redemption: int = 0
-    renewed_by_warranty: int = 0
-    released: int = 0
-    reminders_sent: int = 0
 
 
 # --- names and dates ---------------------------------------------------------------------------
@@ -129,14 +114,16 @@ async def organisation_domains(
     first: int | None,
     after_id: int | None,
     status: DomainStatus | None,
-) -> Page[DomainView]:
+) -> Counted[DomainView]:
+    """DOM-1: an organisation's domains, oldest first, with their count, for those who may see
+    them (managers, members granted the DOMAIN product)."""
     await authz.require_domain_viewer(scope, organisation_id)
-    page = await forward_page(_domain_query(organisation_id, status), first, after_id)
-    return Page(items=await _views(page.items), has_next_page=page.has_next_page)
-
-
-async def count_organisation_domains(organisation_id: int, status: DomainStatus | None) -> int:
-    return await _domain_query(organisation_id, status).count()
+    query = _domain_query(organisation_id, status)
+    page = await forward_page(query, first, after_id)
+    return Counted(
+        Page(items=await _views(page.items), has_next_page=page.has_next_page),
+        lambda: query.count(),
+    )
 
 
 def _domain_query(organisation_id: int, status: DomainStatus | None) -> QuerySet[Domain]:
@@ -163,30 +150,27 @@ async def lookup_domain(services: Services, scope: RequestScope, raw_name: str) 
     name = normalise_domain_name(raw_name)
     live = await Domain.get_or_none(live_name=name)
     if live is not None:
-        if not await _is_member(scope, live.organisation_id):
+        caller = await _membership(scope, live.organisation_id)
+        if caller is None:
             return Lookup(name, LookupAnswer.NOT_REACHABLE)
-        organisation = await Organisation.get(id=live.organisation_id)
         shown = await authz.may_view_domains(scope, live.organisation_id)
         return Lookup(
-            name,
-            LookupAnswer.IN_YOUR_ORGANISATION,
-            organisation,
-            await _view(live) if shown else None,
+            name, LookupAnswer.IN_YOUR_ORGANISATION, caller, await _view(live) if shown else None
         )
     released = await Domain.filter(name=name, status=DomainStatus.RELEASED).order_by("-id")
     for domain in released:
-        if await _is_member(scope, domain.organisation_id):
-            organisation = await Organisation.get(id=domain.organisation_id)
-            return Lookup(name, LookupAnswer.RELEASED, organisation)
+        caller = await _membership(scope, domain.organisation_id)
+        if caller is not None:
+            return Lookup(name, LookupAnswer.RELEASED, caller)
     return Lookup(name, LookupAnswer.NOT_REACHABLE)
 
 
-async def _is_member(scope: RequestScope, organisation_id: int) -> bool:
+async def _membership(scope: RequestScope, organisation_id: int) -> CallerMembership | None:
+    """The caller's membership there, read with the organisation's name; None for a stranger."""
     try:
-        await authz.require_visible_organisation(scope, organisation_id)
+        return await authz.require_visible_organisation(scope, organisation_id)
     except DomainError:
-        return False
-    return True
+        return None
 
 
 # --- operations of managers --------------------------------------------------------------------
@@ -352,254 +336,3 @@ async def set_renewal_warranty(
 
 def _user_id(scope: RequestScope) -> int:
     return authz.require_user(scope.actor).id
-
-
-# --- the lifecycle, run by gardien.jobs ---------------------------------------------------------
-# Safe with several runners at once: each domain is handled in its own transaction that takes its
-# row with FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite runs one transaction at a time), re-checks
-# the condition under the lock, and changes state with a conditional UPDATE. A reminder is also
-# guarded by the unique (domain, expiry, days_before) row of DomainReminder.
-
-
-async def _claim(domain_id: int, **conditions: Any) -> Domain | None:
-    return (
-        await Domain.filter(id=domain_id, **conditions).select_for_update(skip_locked=True).first()
-    )
-
-
-async def _ids(query: QuerySet[Domain]) -> list[int]:
-    return [int(row["id"]) for row in await query.order_by("id").values("id")]
-
-
-async def expire_due(services: Services) -> tuple[int, int]:
-    """ACTIVE domains past expiry: into redemption, or renewed by the warranty (DOM-3, DOM-4).
-
-    Returns (entered redemption, renewed by warranty).
-    """
-    now = services.clock.now()
-    due = await _ids(Domain.filter(status=DomainStatus.ACTIVE, expires_at__lte=now))
-    redeemed = renewed = 0
-    for domain_id in due:
-        async with in_transaction():
-            domain = await _claim(domain_id, status=DomainStatus.ACTIVE, expires_at__lte=now)
-            if domain is None:
-                continue
-            if domain.renewal_warranty:
-                renewed += await _renew_by_warranty(services, domain)
-            else:
-                redeemed += await _enter_redemption(services, domain, now)
-    return redeemed, renewed
-
-
-async def _renew_by_warranty(services: Services, domain: Domain) -> int:
-    new_expiry = add_years(domain.expires_at, WARRANTY_TERM_YEARS)
-    updated = await Domain.filter(
-        id=domain.id, status=DomainStatus.ACTIVE, expires_at=domain.expires_at
-    ).update(expires_at=new_expiry)
-    if not updated:
-        return 0
-    await activity.domain_renewed_by_warranty(
-        services,
-        organisation_id=domain.organisation_id,
-        domain_id=domain.id,
-        name=domain.name,
-        previous_expires_at=domain.expires_at.isoformat(),
-        expires_at=new_expiry.isoformat(),
-    )
-    return 1
-
-
-async def _enter_redemption(services: Services, domain: Domain, now: datetime) -> int:
-    policy = await TldPolicy.get(tld=domain.tld_id)
-    ends = domain.expires_at + timedelta(days=policy.redemption_days)
-    updated = await Domain.filter(
-        id=domain.id, status=DomainStatus.ACTIVE, expires_at__lte=now, renewal_warranty=False
-    ).update(status=DomainStatus.REDEMPTION, redemption_ends_at=ends)
-    if not updated:
-        return 0
-    await activity.domain_entered_redemption(
-        services,
-        organisation_id=domain.organisation_id,
-        domain_id=domain.id,
-        name=domain.name,
-        expired_at=domain.expires_at.isoformat(),
-        redemption_ends_at=ends.isoformat(),
-    )
-    return 1
-
-
-async def release_due(services: Services) -> int:
-    """Domains whose redemption period is over are released: anyone may register them (DOM-3)."""
-    now = services.clock.now()
-    due = await _ids(Domain.filter(status=DomainStatus.REDEMPTION, redemption_ends_at__lte=now))
-    released = 0
-    for domain_id in due:
-        async with in_transaction():
-            domain = await _claim(
-                domain_id, status=DomainStatus.REDEMPTION, redemption_ends_at__lte=now
-            )
-            if domain is None:
-                continue
-            updated = await Domain.filter(
-                id=domain.id, status=DomainStatus.REDEMPTION, redemption_ends_at__lte=now
-            ).update(status=DomainStatus.RELEASED, live_name=None, released_at=now)
-            if not updated:
-                continue
-            await activity.domain_released(
-                services,
-                organisation_id=domain.organisation_id,
-                domain_id=domain.id,
-                name=domain.name,
-            )
-            released += 1
-    return released
-
-
-def most_urgent_reminder(expires_at: datetime, now: datetime) -> int | None:
-    """The reminder due now: the one with the fewest days left (a late 30-day one is skipped
-    when the 7-day one is due), or None before 30 days or after expiry."""
-    if expires_at <= now:
-        return None
-    due = [days for days in REMINDER_DAYS if expires_at - timedelta(days=days) <= now]
-    return min(due) if due else None
-
-
-async def send_due_reminders(services: Services) -> int:
-    """DOM-1: e-mail the most urgent pending expiry reminder of each domain, once."""
-    now = services.clock.now()
-    horizon = now + timedelta(days=max(REMINDER_DAYS))
-    due = await _ids(
-        Domain.filter(status=DomainStatus.ACTIVE, expires_at__gt=now, expires_at__lte=horizon)
-    )
-    sent = 0
-    for domain_id in due:
-        try:
-            sent += await _send_reminder(services, domain_id, now)
-        except IntegrityError:
-            # Another runner recorded this very reminder first; it is sent, once.
-            continue
-    return sent
-
-
-async def _send_reminder(services: Services, domain_id: int, now: datetime) -> int:
-    async with in_transaction():
-        domain = await _claim(domain_id, status=DomainStatus.ACTIVE, expires_at__gt=now)
-        if domain is None:
-            return 0
-        days_before = most_urgent_reminder(domain.expires_at, now)
-        if days_before is None or await DomainReminder.exists(
-            domain_id=domain.id, expires_at=domain.expires_at, days_before=days_before
-        ):
-            return 0
-        await DomainReminder.create(
-            domain=domain, expires_at=domain.expires_at, days_before=days_before, sent_at=now
-        )
-        recipients = await Membership.filter(
-            organisation_id=domain.organisation_id, notify_domain_expiry=True
-        ).select_related("user", "organisation")
-        queued = 0
-        for membership in recipients:
-            user = membership.user
-            if user.email is None:
-                continue
-            # Queued in this transaction: the e-mail exists exactly when its DomainReminder does.
-            await services.mail.enqueue(
-                Template.DOMAIN_EXPIRY_REMINDER,
-                to=user.email,
-                language=user.language,
-                timezone=user.timezone,
-                context={
-                    "domain": domain.name,
-                    "organisation": membership.organisation.name,
-                    "expires_at": domain.expires_at,
-                    "days_before": days_before,
-                    "renewal_warranty": domain.renewal_warranty,
-                    "link": f"{services.settings.public_url}/console/#/domains",
-                },
-            )
-            queued += 1
-        await activity.domain_expiry_reminder_sent(
-            services,
-            organisation_id=domain.organisation_id,
-            domain_id=domain.id,
-            name=domain.name,
-            expires_at=domain.expires_at.isoformat(),
-            days_before=days_before,
-            recipients=queued,
-        )
-    return 1
-
-
-# --- the TLD table (DOM-3), edited with `gardien tld set` -----------------------------------------
-
-_TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-MAX_REDEMPTION_DAYS = 365
-
-
-async def tld_policies() -> list[TldPolicy]:
-    return await TldPolicy.all().order_by("tld")
-
-
-async def set_tld_policy(
-    tld: str,
-    *,
-    source: str,
-    redemption_days: int | None = None,
-    restore_fee: Decimal | None = None,
-    currency: str | None = None,
-) -> TldPolicy:
-    """Create or change one TLD's row; every change says where its values come from."""
-    tld = tld.strip().lower().removeprefix(".")
-    if not _TLD.match(tld):
-        raise DomainError(ErrorCode.INVALID_INPUT, f"{tld!r} is not a TLD.", "tld")
-    if not source.strip():
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Say where the values come from (registry rule, price list, or unconfirmed).",
-            "source",
-        )
-    if redemption_days is not None and not 0 <= redemption_days <= MAX_REDEMPTION_DAYS:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            f"Redemption days must be from 0 to {MAX_REDEMPTION_DAYS}.",
-            "redemptionDays",
-        )
-    if restore_fee is not None and (
-        not restore_fee.is_finite()
-        or restore_fee < 0
-        or restore_fee != restore_fee.quantize(Decimal("0.01"))
-        or restore_fee >= Decimal("100000000")
-    ):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "The restore fee is an amount such as 120.00.", "restoreFee"
-        )
-    if currency is not None and not _CURRENCY.match(currency):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "The currency is an ISO 4217 code such as CHF.", "currency"
-        )
-    async with in_transaction():
-        policy = await TldPolicy.filter(tld=tld).select_for_update().first()
-        if policy is None:
-            if redemption_days is None or restore_fee is None or currency is None:
-                raise DomainError(
-                    ErrorCode.INVALID_INPUT,
-                    "A new TLD needs its redemption days, restore fee and currency.",
-                    "tld",
-                )
-            return await TldPolicy.create(
-                tld=tld,
-                redemption_days=redemption_days,
-                restore_fee=restore_fee,
-                currency=currency,
-                source=source.strip(),
-            )
-        if redemption_days is not None:
-            policy.redemption_days = redemption_days
-        if restore_fee is not None:
-            policy.restore_fee = restore_fee
-        if currency is not None:
-            policy.currency = currency
-        policy.source = source.strip()
-        await policy.save()
-    return policy

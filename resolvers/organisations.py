@@ -10,8 +10,8 @@ from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.products import Product
 from gardien.models.users import User
 from gardien.resolvers import authz, sql
-from gardien.resolvers.authz import Actor, CallerMembership, RequestScope
-from gardien.resolvers.pagination import Page, forward_page, page_size
+from gardien.resolvers.authz import CallerMembership, RequestScope
+from gardien.resolvers.pagination import Counted, Page, forward_page, page_size
 
 
 @dataclass(frozen=True)
@@ -207,9 +207,10 @@ async def visible_organisation(scope: RequestScope, organisation_id: int) -> Cal
     return await authz.require_visible_organisation(scope, organisation_id)
 
 
-async def current_organisation(scope: RequestScope) -> CallerMembership | None:
-    """ORG-2: the organisation the caller works in now, while they are still a member of it."""
-    user = scope.actor.user
+async def current_organisation(scope: RequestScope, user_id: int) -> CallerMembership | None:
+    """ORG-2: the organisation the user works in now, while still a member of it; private to
+    the user: None when user_id is anyone but the caller."""
+    user = authz.private_profile(scope.actor, user_id)
     if user is None or user.current_organisation_id is None:
         return None
     membership = await authz.membership_of(scope, user.current_organisation_id)
@@ -232,11 +233,12 @@ async def members(
     after_id: int | None,
     two_factor_enabled: bool | None = None,
     role: Role | None = None,
-) -> Page[MemberEntry]:
+) -> Counted[MemberEntry]:
     """Members of an organisation the caller belongs to, oldest first (POL-2 filters)."""
     caller = await _require_members(scope, organisation_id, two_factor_enabled)
     scope_filter = MemberScope("organisation_id", organisation_id, role, two_factor_enabled)
-    return _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
+    page = _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
+    return Counted(page, lambda: _count_members(scope_filter))
 
 
 def _seen_by(
@@ -248,41 +250,14 @@ def _seen_by(
 
 async def sharing_recipients(
     scope: RequestScope, organisation_id: int, *, first: int | None, after_id: int | None
-) -> Page[MemberEntry]:
+) -> Counted[MemberEntry]:
     """ORG-5: the members organisation-wide sharing reaches: everyone but EXTERNAL members."""
-    caller = await _require_sharing_recipients(scope, organisation_id)
-    scope_filter = MemberScope("organisation_id", organisation_id, excluded_role=Role.EXTERNAL)
-    return _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
-
-
-async def count_sharing_recipients(scope: RequestScope, organisation_id: int) -> int:
-    await _require_sharing_recipients(scope, organisation_id)
-    return await _count_members(
-        MemberScope("organisation_id", organisation_id, excluded_role=Role.EXTERNAL)
-    )
-
-
-async def _require_sharing_recipients(
-    scope: RequestScope, organisation_id: int
-) -> CallerMembership:
     authz.require_user(scope.actor)
-    membership = await authz.membership_of(scope, organisation_id)
-    authz.require(authz.can_view_sharing_recipients(membership), authz.not_found("organisation"))
-    assert membership is not None
-    return membership
-
-
-async def count_members(
-    scope: RequestScope,
-    organisation_id: int,
-    *,
-    two_factor_enabled: bool | None = None,
-    role: Role | None = None,
-) -> int:
-    await _require_members(scope, organisation_id, two_factor_enabled)
-    return await _count_members(
-        MemberScope("organisation_id", organisation_id, role, two_factor_enabled)
-    )
+    caller = await authz.membership_of(scope, organisation_id)
+    authz.require(authz.can_view_sharing_recipients(caller), authz.not_found("organisation"))
+    scope_filter = MemberScope("organisation_id", organisation_id, excluded_role=Role.EXTERNAL)
+    page = _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
+    return Counted(page, lambda: _count_members(scope_filter))
 
 
 async def _require_members(
@@ -313,24 +288,16 @@ async def visible_member(scope: RequestScope, membership_id: int) -> MemberEntry
 
 async def activity(
     scope: RequestScope, organisation_id: int, *, first: int | None, after_id: int | None
-) -> Page[ActivityEvent]:
+) -> Counted[ActivityEvent]:
     """ACT-4: the organisation's security activity, newest first."""
-    await _require_activity(scope, organisation_id)
-    query = ActivityEvent.filter(organisation_id=organisation_id)
-    return await forward_page(query, first, after_id, descending=True)
-
-
-async def count_activity(scope: RequestScope, organisation_id: int) -> int:
-    await _require_activity(scope, organisation_id)
-    return await ActivityEvent.filter(organisation_id=organisation_id).count()
-
-
-async def _require_activity(scope: RequestScope, organisation_id: int) -> None:
     membership = await authz.require_visible_organisation(scope, organisation_id)
     authz.require(
         authz.can_view_organisation_activity(membership),
         authz.forbidden(authz.ACTIVITY_FORBIDDEN),
     )
+    query = ActivityEvent.filter(organisation_id=organisation_id)
+    page = await forward_page(query, first, after_id, descending=True)
+    return Counted(page, lambda: query.count())
 
 
 async def visible_activity_event(scope: RequestScope, event_id: int) -> ActivityEvent:
@@ -357,16 +324,20 @@ async def visible_product(scope: RequestScope, product_id: int) -> Product:
     return product
 
 
-async def viewer_memberships(
-    actor: Actor, *, first: int | None, after_id: int | None
-) -> Page[MemberEntry]:
-    user = authz.require_user(actor)
-    return await _member_entries(MemberScope("user_id", user.id), first, after_id)
+async def own_memberships(
+    scope: RequestScope, user_id: int, *, first: int | None, after_id: int | None
+) -> Counted[MemberEntry]:
+    """ORG-2: a user's memberships, private to the user: empty for anyone else's profile."""
+    user = authz.private_profile(scope.actor, user_id)
+    if user is None:
+        return Counted(Page(items=[], has_next_page=False, total_count=0), _no_members)
+    scope_filter = MemberScope("user_id", user.id)
+    page = await _member_entries(scope_filter, first, after_id)
+    return Counted(page, lambda: _count_members(scope_filter))
 
 
-async def count_viewer_memberships(actor: Actor) -> int:
-    user = authz.require_user(actor)
-    return await _count_members(MemberScope("user_id", user.id))
+async def _no_members() -> int:
+    return 0
 
 
 # Batch loads for DataLoaders: one query for a whole page, whatever its size.

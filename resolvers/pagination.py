@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -23,6 +24,15 @@ class Page(Generic[T]):
     has_next_page: bool
     # Set when the query that read the page also counted every match.
     total_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Counted(Generic[T]):
+    """A page with the count of every match, both from the one guarded function that checked
+    the caller's right to them: the count has no gate of its own to forget or to bypass."""
+
+    page: Page[T]
+    count: Callable[[], Awaitable[int]]
 
 
 def page_size(first: int | None) -> int:

@@ -22,6 +22,20 @@ def read_support_code(services: Services, encrypted: bytes) -> str:
     return services.keyring.decrypt(encrypted, SUPPORT_CODE_CONTEXT).decode()
 
 
+def own_profile(actor: Actor, user_id: int) -> SignedInUser | None:
+    """The user's full record (recovery contacts, support code) for the user alone; None when
+    user_id is anyone else: fellow members see only the public part of a profile."""
+    return authz.private_profile(actor, user_id)
+
+
+def own_support_code(services: Services, actor: Actor, user_id: int) -> str | None:
+    """PRO-4: the support code, read by the user alone; None for anyone else, or when unset."""
+    own = authz.private_profile(actor, user_id)
+    if own is None or own.support_code_encrypted is None:
+        return None
+    return read_support_code(services, own.support_code_encrypted)
+
+
 def visible_user(actor: Actor, user_id: int) -> SignedInUser:
     """A user by id answers only to themself: anyone else's account is not found (API-1)."""
     authz.require_user(actor)

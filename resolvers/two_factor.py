@@ -20,7 +20,10 @@ async def confirmed_kinds(user_id: int) -> list[TwoFactorKind]:
     return sorted({TwoFactorKind(k) for k in kinds})
 
 
-async def confirmed_methods(user_id: int) -> list[TwoFactorMethod]:
+async def own_methods(actor: Actor, user_id: int) -> list[TwoFactorMethod]:
+    """A user's confirmed second factors, private to the user: none for anyone else's profile."""
+    if not authz.can_view_private_profile(actor, user_id):
+        return []
     return await TwoFactorMethod.filter(user_id=user_id, confirmed_at__isnull=False).order_by("id")
 
 

@@ -83,11 +83,7 @@ async def domain_lookup(info: Info, name: str) -> DomainLookup:
     return DomainLookup(
         name=found.name,
         answer=found.answer,
-        organisation=OrganisationNode.of(
-            found.organisation.id, found.organisation.name, found.organisation.support_plan
-        )
-        if found.organisation
-        else None,
+        organisation=OrganisationNode.of_caller(found.caller) if found.caller else None,
         domain=DomainNode.from_view(found.view) if found.view else None,
     )
 
@@ -99,18 +95,19 @@ async def organisation_domains(
     after: str | None,
     status: DomainStatusModel | None,
 ) -> Connection[DomainNode]:
-    page = await domains.organisation_domains(
+    counted = await domains.organisation_domains(
         info.context.scope,
         organisation_id,
         first=first,
         after_id=decode_cursor(after),
         status=status,
     )
+    page = counted.page
     return connection(
         [DomainNode.from_view(view) for view in page.items],
         [view.domain.id for view in page.items],
         page.has_next_page,
-        lambda: domains.count_organisation_domains(organisation_id, status),
+        counted.count,
     )
 
 

@@ -75,22 +75,20 @@ class OrganisationNode(Node):
     ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
         from gardien.schema.members import membership_nodes
 
-        scope = info.context.scope
-        page = await organisations.members(
-            scope,
+        counted = await organisations.members(
+            info.context.scope,
             self._organisation_id,
             first=first,
             after_id=decode_cursor(after),
             two_factor_enabled=two_factor_enabled,
             role=role,
         )
+        page = counted.page
         return connection(
             membership_nodes(page.items),
             [entry.membership_id for entry in page.items],
             page.has_next_page,
-            lambda: organisations.count_members(
-                scope, self._organisation_id, two_factor_enabled=two_factor_enabled, role=role
-            ),
+            counted.count,
             page.total_count,
         )
 
@@ -103,15 +101,15 @@ class OrganisationNode(Node):
     ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
         from gardien.schema.members import membership_nodes
 
-        scope = info.context.scope
-        page = await organisations.sharing_recipients(
-            scope, self._organisation_id, first=first, after_id=decode_cursor(after)
+        counted = await organisations.sharing_recipients(
+            info.context.scope, self._organisation_id, first=first, after_id=decode_cursor(after)
         )
+        page = counted.page
         return connection(
             membership_nodes(page.items),
             [entry.membership_id for entry in page.items],
             page.has_next_page,
-            lambda: organisations.count_sharing_recipients(scope, self._organisation_id),
+            counted.count,
             page.total_count,
         )
 
@@ -121,15 +119,15 @@ class OrganisationNode(Node):
     ) -> Connection[Annotated[ActivityEventNode, strawberry.lazy("gardien.schema.activity")]]:
         from gardien.schema.activity import ActivityEventNode
 
-        scope = info.context.scope
-        page = await organisations.activity(
-            scope, self._organisation_id, first=first, after_id=decode_cursor(after)
+        counted = await organisations.activity(
+            info.context.scope, self._organisation_id, first=first, after_id=decode_cursor(after)
         )
+        page = counted.page
         return connection(
             [ActivityEventNode.from_model(e) for e in page.items],
             [e.id for e in page.items],
             page.has_next_page,
-            lambda: organisations.count_activity(scope, self._organisation_id),
+            counted.count,
         )
 
     @strawberry.field(

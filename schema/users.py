@@ -10,7 +10,7 @@ import strawberry
 from gardien.models.enums import TwoFactorKind as TwoFactorKindModel
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.users import User
-from gardien.resolvers import authz, organisations, profile, two_factor
+from gardien.resolvers import organisations, profile, two_factor
 from gardien.resolvers.authz import SignedInUser
 from gardien.resolvers.organisations import UserSummary
 from gardien.schema.context import Info
@@ -79,34 +79,25 @@ class UserNode(Node):
         enabled = await info.context.loaders.two_factor_enabled.load(user.id)
         return cls.from_model(user, two_factor_enabled=enabled)
 
-    def _own(self, info: Info) -> SignedInUser | None:
-        """The caller's own full record when this is the caller, else None (private fields)."""
-        return authz.private_profile(info.context.actor, self._user_id)
-
     @strawberry.field(description="E.164 recovery phone; only for the user themself.")
     def recovery_phone(self, info: Info) -> str | None:
-        own = self._own(info)
+        own = profile.own_profile(info.context.actor, self._user_id)
         return own.recovery_phone if own else None
 
     @strawberry.field(description="Recovery e-mail; only for the user themself.")
     def recovery_email(self, info: Info) -> str | None:
-        own = self._own(info)
+        own = profile.own_profile(info.context.actor, self._user_id)
         return own.recovery_email if own else None
 
     @strawberry.field(
         description="Code the user reads to support (PRO-4); only for the user themself."
     )
     def support_code(self, info: Info) -> str | None:
-        own = self._own(info)
-        if own is None or own.support_code_encrypted is None:
-            return None
-        return profile.read_support_code(info.context.services, own.support_code_encrypted)
+        return profile.own_support_code(info.context.services, info.context.actor, self._user_id)
 
     @strawberry.field(description="Second factors; only for the user themself.")
     async def two_factor_methods(self, info: Info) -> list[TwoFactorMethodNode]:
-        if self._own(info) is None:
-            return []
-        methods = await two_factor.confirmed_methods(self._user_id)
+        methods = await two_factor.own_methods(info.context.actor, self._user_id)
         return [TwoFactorMethodNode.from_model(m) for m in methods]
 
     @strawberry.field(description="The organisation the user works in now (ORG-2).")
@@ -115,9 +106,7 @@ class UserNode(Node):
     ) -> Annotated[OrganisationNode, strawberry.lazy("gardien.schema.organisations")] | None:
         from gardien.schema.organisations import OrganisationNode
 
-        if self._own(info) is None:
-            return None
-        caller = await organisations.current_organisation(info.context.scope)
+        caller = await organisations.current_organisation(info.context.scope, self._user_id)
         return OrganisationNode.of_caller(caller) if caller else None
 
     @strawberry.field(description="The user's memberships (ORG-2); only for the user themself.")
@@ -126,23 +115,17 @@ class UserNode(Node):
     ) -> Connection[Annotated[MembershipNode, strawberry.lazy("gardien.schema.members")]]:
         from gardien.schema.members import membership_nodes
 
-        actor = info.context.actor
-        if self._own(info) is None:
-            return connection([], [], False, _zero)
-        page = await organisations.viewer_memberships(
-            actor, first=first, after_id=decode_cursor(after)
+        counted = await organisations.own_memberships(
+            info.context.scope, self._user_id, first=first, after_id=decode_cursor(after)
         )
+        page = counted.page
         return connection(
             membership_nodes(page.items),
             [entry.membership_id for entry in page.items],
             page.has_next_page,
-            lambda: organisations.count_viewer_memberships(actor),
+            counted.count,
             page.total_count,
         )
-
-
-async def _zero() -> int:
-    return 0
 
 
 async def user_by_id(info: Info, user_id: int) -> UserNode:

@@ -185,12 +185,11 @@ class OutboxWorker:
         return email
 
     async def _sent(self, message: OutboxMessage) -> None:
-        # The bodies may hold single-use links; once delivered, the outbox keeps only the subject.
         await OutboxMessage.filter(id=message.id).update(
             status=OutboxStatus.SENT,
             sent_at=self._clock.now(),
             last_error=None,
-            payload={"subject": message.payload["subject"]},
+            payload=_subject_only(message),
         )
         logger.info("outbox message %s sent as %s", message.id, self.message_id(message.id))
 
@@ -205,9 +204,15 @@ class OutboxWorker:
                 OutboxStatus.PENDING,
                 now + backoff(message.attempts, self._rng),
             )
-        await OutboxMessage.filter(id=message.id, status=OutboxStatus.PENDING).update(
-            status=status, next_attempt_at=next_attempt_at, last_error=described
-        )
+        changes: dict[str, object] = {
+            "status": status,
+            "next_attempt_at": next_attempt_at,
+            "last_error": described,
+        }
+        if status is OutboxStatus.DEAD:
+            # Never sent, never retried: its single-use links need not outlive it either.
+            changes["payload"] = _subject_only(message)
+        await OutboxMessage.filter(id=message.id, status=OutboxStatus.PENDING).update(**changes)
         logger.warning(
             "outbox message %s: attempt %s failed (%s); %s",
             message.id,
@@ -215,6 +220,11 @@ class OutboxWorker:
             described,
             "given up" if status is OutboxStatus.DEAD else f"next attempt at {next_attempt_at}",
         )
+
+
+def _subject_only(message: OutboxMessage) -> dict[str, object]:
+    """What the outbox keeps of a message it is done with: bodies may hold single-use links."""
+    return {"subject": message.payload["subject"]}
 
 
 def _permanent(error: BaseException) -> bool:

@@ -9,6 +9,7 @@ INHERITED) here. OWASP ASVS 4.0.3 V4.1.3 (least privilege), V4.2.1 (IDOR), V4.1.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,7 @@ from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
-from gardien.resolvers import accounts, authz
+from gardien.resolvers import accounts, authz, sessions
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.relay import encode_id
@@ -728,3 +729,28 @@ async def test_blk3_sign_in_rule_refuses_a_user_only_while_blocked(services: Ser
 
     assert while_blocked == (True, False, True)
     assert lifted == (False, True)
+
+
+async def test_api1_a_cancelled_field_leaves_the_shared_membership_lookup_to_its_siblings(
+    services: Services,
+) -> None:
+    """Fields resolved concurrently share one membership lookup: cancelling the first to ask
+    (its parent failed, the client left) must not fail the others with CancelledError."""
+    legal = await factories.sign_up(services, email="legal@example.test")
+    actor = await sessions.authenticate(services, legal.session.token)
+    assert actor is not None
+    scope = authz.RequestScope(actor)
+
+    first = asyncio.ensure_future(authz.membership_of(scope, legal.organisation.id))
+    sibling = asyncio.ensure_future(authz.membership_of(scope, legal.organisation.id))
+    await asyncio.sleep(0)  # both now await the one shared lookup, still running
+    assert not scope._memberships[legal.organisation.id].done()
+    first.cancel()
+    membership = await sibling
+
+    assert first.cancelled()
+    assert membership is not None
+    assert (membership.organisation_id, membership.role) == (
+        legal.organisation.id,
+        Role.LEGAL_REPRESENTATIVE,
+    )

@@ -16,12 +16,13 @@ from gardien.clock import ManualClock
 from gardien.jobs import run_due
 from gardien.models.activity import ActivityEvent
 from gardien.models.domains import Domain, DomainReminder
-from gardien.models.enums import DomainStatus, OutboxChannel, Role
-from gardien.models.organisations import Membership
+from gardien.models.enums import DomainStatus, OutboxChannel, ProductKind, Role
+from gardien.models.organisations import Membership, UserBlock
 from gardien.models.outbox import OutboxMessage
+from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
 from gardien.resolvers import domains
-from gardien.resolvers.domains import JobReport
+from gardien.resolvers.domain_lifecycle import JobReport
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
@@ -174,6 +175,46 @@ async def test_dom1_no_reminder_after_expiry_nor_to_members_who_opted_out(
         7,
         0,
     )
+
+
+async def test_dom1_reminders_go_only_to_members_who_may_see_the_domains(
+    services: Services,
+) -> None:
+    """A reminder names the domain and its expiry: it goes to those organisation.domains shows
+    them to (ORG-3: EXTERNAL only with the DOMAIN product), never to a blocked user (BLK-3).
+    OWASP ASVS 4.0.3 V4.1.3 (least privilege) holds for e-mail as for the API."""
+    owner = await factories.sign_up(services)
+    organisation = owner.organisation
+    without = await factories.add_member(services, organisation, Role.EXTERNAL)
+    granted = await factories.add_member(services, organisation, Role.EXTERNAL)
+    blocked = await factories.add_member(services, organisation, Role.ADMINISTRATOR)
+    admin = await factories.add_member(services, organisation, Role.ADMINISTRATOR)
+    for member in (without, granted, blocked, admin):
+        await Membership.filter(id=member.membership.id).update(notify_domain_expiry=True)
+    domain_product = await Product.create(
+        organisation=organisation,
+        kind=ProductKind.DOMAIN,
+        name="Domains",
+        created_at=services.clock.now(),
+    )
+    await ProductGrant.create(membership=granted.membership, product=domain_product)
+    await UserBlock.create(
+        organisation=organisation,
+        user=blocked.user,
+        justification="Phone lost, reported by the legal representative",
+        created_at=services.clock.now(),
+    )
+    await factories.add_domain(services, organisation, "private.ch", expires_in=timedelta(days=5))
+
+    report = await run_due(services)
+
+    assert report == JobReport(reminders_sent=1)
+    recipients: list[Any] = (
+        await OutboxMessage.all().order_by("id").values_list("recipient", flat=True)
+    )
+    assert recipients == [granted.user.email, admin.user.email]
+    sent = await ActivityEvent.get(type="domain.expiry_reminder_sent")
+    assert sent.data["recipients"] == 2
 
 
 async def test_dom1_renewal_starts_a_new_reminder_cycle(

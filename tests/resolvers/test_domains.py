@@ -1,8 +1,7 @@
-"""Domain operations without GraphQL: renew, restore, warranty, lookup, the TLD table."""
+"""Domain operations without GraphQL: renew, restore, warranty, lookup."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +10,7 @@ import pytest
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
-from gardien.models.domains import Domain, DomainCharge, TldPolicy
+from gardien.models.domains import Domain, DomainCharge
 from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.models.organisations import Organisation
 from gardien.models.products import Product, ProductGrant
@@ -306,7 +305,7 @@ async def test_dom5_lookup_own_domain_normalised_with_its_organisation(
     found = await domains.lookup_domain(services, manager, "  ÉCOLE.ch. ")
 
     assert (found.name, found.answer) == ("xn--cole-9oa.ch", LookupAnswer.IN_YOUR_ORGANISATION)
-    assert found.organisation is not None and found.organisation.id == organisation.id
+    assert found.caller is not None and found.caller.organisation_id == organisation.id
     assert found.view is not None and found.view.domain.name == "xn--cole-9oa.ch"
 
 
@@ -328,7 +327,7 @@ async def test_dom5_other_customers_domain_answers_like_an_unregistered_name(
     released_by_them = await domains.lookup_domain(services, caller, "dropped.ch")
     nobody = await domains.lookup_domain(services, caller, "nobody-has-this.ch")
 
-    assert [(r.answer, r.organisation, r.view) for r in (held, released_by_them, nobody)] == [
+    assert [(r.answer, r.caller, r.view) for r in (held, released_by_them, nobody)] == [
         (LookupAnswer.NOT_REACHABLE, None, None)
     ] * 3
 
@@ -346,7 +345,7 @@ async def test_dom5_lookup_released_name_of_own_organisation(services: Services)
     found = await domains.lookup_domain(services, manager, "FORMER.be")
 
     assert found.answer == LookupAnswer.RELEASED
-    assert found.organisation is not None and found.organisation.id == organisation.id
+    assert found.caller is not None and found.caller.organisation_id == organisation.id
     assert found.view is None
 
 
@@ -360,7 +359,7 @@ async def test_dom5_member_without_domain_access_learns_the_organisation_not_the
     found = await domains.lookup_domain(services, collaborator, "ours.ch")
 
     assert found.answer == LookupAnswer.IN_YOUR_ORGANISATION
-    assert found.organisation is not None and found.organisation.id == organisation.id
+    assert found.caller is not None and found.caller.organisation_id == organisation.id
     assert found.view is None
 
 
@@ -410,80 +409,3 @@ async def test_dom5_lookup_needs_a_signed_in_caller(services: Services) -> None:
         await domains.lookup_domain(services, RequestScope(Actor()), "demo.ch")
 
     assert raised.value.code == ErrorCode.UNAUTHENTICATED
-
-
-# --- DOM-3: the TLD table ---------------------------------------------------------------------
-
-
-async def test_dom3_every_tld_row_says_where_its_values_come_from() -> None:
-    policies = {p.tld: p for p in await TldPolicy.all()}
-
-    assert all(p.source and "provider price list" in p.source for p in policies.values())
-    assert all("unconfirmed" in policies[t].source for t in ("ch", "li"))
-    assert {t: policies[t].redemption_days for t in ("com", "net", "org", "swiss", "de", "eu")} == {
-        "com": 30,
-        "net": 30,
-        "org": 30,
-        "swiss": 30,
-        "de": 30,
-        "eu": 40,
-    }
-    assert "ICANN" in policies["swiss"].source and "denic.de" in policies["de"].source
-
-
-@pytest.fixture
-async def tld_table_restored(database: str) -> AsyncIterator[None]:
-    """The TLD table is reference data kept between tests: put it back as the migrations left it."""
-    before = await TldPolicy.all().values()
-    yield
-    await TldPolicy.exclude(tld__in=[row["tld"] for row in before]).delete()
-    for row in before:
-        await TldPolicy.filter(tld=row["tld"]).update(
-            **{k: v for k, v in row.items() if k != "tld"}
-        )
-
-
-@pytest.mark.usefixtures("tld_table_restored")
-async def test_dom3_tld_set_changes_values_and_source_and_refuses_bad_values() -> None:
-    changed = await domains.set_tld_policy(
-        ".CH", redemption_days=45, restore_fee=Decimal("130.00"), source="price list 2027"
-    )
-    created = await domains.set_tld_policy(
-        "it",
-        redemption_days=30,
-        restore_fee=Decimal("50.00"),
-        currency="EUR",
-        source="Redemption: unconfirmed. Restore fee: provider price list.",
-    )
-    refused = []
-    for kwargs in (
-        {"tld": "ch", "source": " "},
-        {"tld": "ch", "source": "x", "redemption_days": 400},
-        {"tld": "ch", "source": "x", "restore_fee": Decimal("-1")},
-        {"tld": "ch", "source": "x", "restore_fee": Decimal("1.234")},
-        {"tld": "ch", "source": "x", "currency": "chf"},
-        {"tld": "c h", "source": "x"},
-        {"tld": "nl", "source": "x", "redemption_days": 40},
-    ):
-        with pytest.raises(DomainError) as raised:
-            await domains.set_tld_policy(**kwargs)
-        refused.append((raised.value.code, raised.value.field))
-
-    stored = await TldPolicy.get(tld="ch")
-    assert (stored.redemption_days, stored.restore_fee, stored.currency, stored.source) == (
-        45,
-        Decimal("130.00"),
-        "CHF",
-        "price list 2027",
-    )
-    assert changed.tld == "ch" and created.tld == "it"
-    assert refused == [
-        (ErrorCode.INVALID_INPUT, "source"),
-        (ErrorCode.INVALID_INPUT, "redemptionDays"),
-        (ErrorCode.INVALID_INPUT, "restoreFee"),
-        (ErrorCode.INVALID_INPUT, "restoreFee"),
-        (ErrorCode.INVALID_INPUT, "currency"),
-        (ErrorCode.INVALID_INPUT, "tld"),
-        (ErrorCode.INVALID_INPUT, "tld"),
-    ]
-    assert not await TldPolicy.exists(tld="nl")

@@ -622,19 +622,21 @@ async def test_pol2_collaborators_see_names_and_roles_only_managers_see_2fa_and_
     admin = await team.scope(services, team.admin)
     await factories.confirm_totp(services, team.admin.user)
 
-    seen_by_collaborator = await organisations.members(
-        collaborator, team.organisation.id, first=10, after_id=None
-    )
-    seen_by_admin = await organisations.members(
-        admin, team.organisation.id, first=10, after_id=None
-    )
+    seen_by_collaborator = (
+        await organisations.members(collaborator, team.organisation.id, first=10, after_id=None)
+    ).page
+    seen_by_admin = (
+        await organisations.members(admin, team.organisation.id, first=10, after_id=None)
+    ).page
     filtered = await _refused(
         organisations.members(
             collaborator, team.organisation.id, first=10, after_id=None, two_factor_enabled=True
         )
     )
     counted = await _refused(
-        organisations.count_members(collaborator, team.organisation.id, two_factor_enabled=False)
+        organisations.members(
+            collaborator, team.organisation.id, first=0, after_id=None, two_factor_enabled=False
+        )
     )
 
     assert [
@@ -660,10 +662,10 @@ async def test_org5_sharing_recipients_exclude_external_members(services: Servic
     team = await _team(services)
     scope = await team.scope(services, team.external)
 
-    page = await organisations.sharing_recipients(
+    counted = await organisations.sharing_recipients(
         scope, team.organisation.id, first=10, after_id=None
     )
-    total = await organisations.count_sharing_recipients(scope, team.organisation.id)
+    page, total = counted.page, await counted.count()
 
     assert [e.user.email for e in page.items] == [
         "legal@example.test",

@@ -205,6 +205,27 @@ async def test_ops6_a_recipient_refused_for_good_is_not_retried(
     assert [rcpt for _, [rcpt] in smtp_server.handler.envelopes] == ["here@example.test"]
 
 
+async def test_ops6_a_message_given_up_keeps_its_subject_and_error_but_not_its_bodies(
+    services: Services, smtp_server: SmtpTestServer
+) -> None:
+    """The bodies hold single-use links: a DEAD message is never sent again, so they go as the
+    SENT ones' do (OWASP ASVS 4.0.3 V8.3.4: sensitive data deleted once no longer needed)."""
+    smtp_server.handler.refused.add("gone@example.test")
+    gone = await enqueue(services, "gone@example.test")
+    queued = await OutboxMessage.get(id=gone)
+    assert set(queued.payload) == {"subject", "text", "html"}
+    worker = make_worker(services, smtp_server.url)
+
+    assert await worker.drain() == 1
+
+    dead = await OutboxMessage.get(id=gone)
+    assert (dead.status, dead.payload) == (
+        OutboxStatus.DEAD,
+        {"subject": queued.payload["subject"]},
+    )
+    assert dead.last_error is not None and "No such mailbox" in dead.last_error
+
+
 async def test_ops6_credentials_never_travel_in_clear_nor_reach_the_outbox(
     services: Services, smtp_server: SmtpTestServer
 ) -> None:
