@@ -39,7 +39,8 @@ def _token_count(text: str) -> int:
 
 def test_api4_document_over_the_token_limit_is_query_too_large() -> None:
     documents = preparer(limits=Limits(max_tokens=100))
-    fitting = "{ viewer { " + "id " * 95 + "} }"  # exactly 100 tokens
+    # Exactly 100 tokens; three names share the repeats (the pairs limit of limits.py).
+    fitting = "{ viewer { " + "id email __typename " * 31 + "id email } }"
     assert _token_count(fitting) == 100
 
     accepted = documents.prepare(fitting)
