@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +53,16 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+@contextmanager
+def start_gateway(env: dict[str, str]) -> Iterator[ServedGateway]:
+    """`gardien migrate`, `gardien demo`, then `gardien serve` on a free port, with this env."""
     for command in (["migrate"], ["demo"]):
-        done = gardien(*command, env=gateway_env)
+        done = gardien(*command, env=env)
         assert done.returncode == 0, done.stderr
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gardien.cli", "serve", "--port", str(port)],
-        env=gateway_env,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -78,7 +80,13 @@ def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
                 output = process.stdout.read() if process.stdout else ""
                 raise RuntimeError(f"gateway did not start:\n{output}")
             time.sleep(0.1)
-        yield ServedGateway(url=url, env=gateway_env)
+        yield ServedGateway(url=url, env=env)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
+    with start_gateway(gateway_env) as gateway:
+        yield gateway
