@@ -41,7 +41,7 @@ class Query:
         description="Whether a domain name is in one of your organisations, released by one, or"
         " not reachable by you; nothing about other customers (DOM-5)."
     )
-    async def domain_lookup(self, info: Info, name: str) -> DomainLookup:
+    async def domain_lookup(self, info: Info, name: str) -> DomainLookup | None:
         return await domain_lookup(info, name)
 
     @strawberry.field(description="Any object by its global ID (API-1).")

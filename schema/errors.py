@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import strawberry
 
 from gardien.resolvers.errors import DomainError
 from gardien.resolvers.errors import ErrorCode as DomainErrorCode
 
 ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode", description="Stable error codes.")
+
+# The codes of the payload errors made while one operation runs, for the metrics: the engine sets
+# a fresh list before executing and counts it afterwards, so each DomainError turned into a payload
+# error counts once, whatever the client selects of the payload. None outside an operation.
+payload_errors: ContextVar[list[DomainErrorCode] | None] = ContextVar(
+    "gardien_payload_errors", default=None
+)
 
 
 @strawberry.type(description="An expected failure of a mutation.")
@@ -24,6 +33,9 @@ class UserError:
 
     @classmethod
     def from_domain(cls, error: DomainError) -> UserError:
+        collected = payload_errors.get()
+        if collected is not None:
+            collected.append(error.code)
         return cls(
             code=error.code,
             message=error.message,

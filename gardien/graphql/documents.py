@@ -3,8 +3,10 @@
 A document is prepared once per text: parsed with a token limit, measured against the limits
 (limits.py) before graphql-core's rules see it, then validated (without introspection and without
 "Did you mean" suggestions when introspection is off). The cache is keyed by a digest of the
-text, bounded in bytes of text, and keeps a refused document only when it is small, so a flood of
-large junk documents can neither fill memory nor evict the documents that clients really send.
+text, bounded in memory (each entry is charged its text plus an over-estimate of the syntax tree
+and tokens it keeps alive, ENTRY_OVERHEAD_BYTES + TOKEN_BYTES per token, measured with tracemalloc
+in the tests) and in entries, and keeps a refused document only when it is small, so a flood of
+junk documents can neither fill memory nor hold more than the budget.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     Source,
+    Token,
     TokenKind,
     parse,
     specified_rules,
@@ -37,6 +40,13 @@ from gardien.resolvers.errors import ErrorCode
 OperationKind = Literal["query", "mutation", "subscription"]
 MAX_VALIDATION_ERRORS = 20
 DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
+DEFAULT_CACHE_ENTRIES = 1000
+# Heap held by one cached entry beyond its text, over-estimated (tests/gardien/graphql/
+# test_documents.py measures it): ~2.9 KB for the entry, the prepared objects and the digest,
+# ~330 bytes per token for the tokens and syntax nodes a parsed document keeps alive (its
+# locations link every token); a syntax error keeps its text and one error only.
+ENTRY_OVERHEAD_BYTES = 4096
+TOKEN_BYTES = 512
 # Refused documents are cached only up to this size: a client retrying the same small mistake
 # costs nothing, and large junk is never kept.
 MAX_CACHED_FAILURE_BYTES = 2048
@@ -80,6 +90,7 @@ class DocumentPreparer:
         *,
         introspection: bool,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> None:
         self.schema = schema
         self.limits = limits
@@ -92,46 +103,53 @@ class DocumentPreparer:
         )
         self._cache: OrderedDict[bytes, tuple[int, PreparedDocument]] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._cache_entries = cache_entries
         self._cached_bytes = 0
 
     def prepare(self, query: str) -> PreparedDocument:
-        size = len(query)
-        key = hashlib.blake2b(query.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        key = _digest(query)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached[1]
-        prepared = self._prepare(query)
-        if (prepared.document is not None or size <= MAX_CACHED_FAILURE_BYTES) and (
-            size <= self._cache_bytes
+        prepared, tokens = self._prepare(query)
+        charge = len(query) + ENTRY_OVERHEAD_BYTES + TOKEN_BYTES * tokens
+        if (prepared.document is not None or len(query) <= MAX_CACHED_FAILURE_BYTES) and (
+            charge <= self._cache_bytes
         ):
-            self._cache[key] = (size, prepared)
-            self._cached_bytes += size
-            while self._cached_bytes > self._cache_bytes:
+            self._cache[key] = (charge, prepared)
+            self._cached_bytes += charge
+            while self._cached_bytes > self._cache_bytes or len(self._cache) > self._cache_entries:
                 _, (evicted, _) = self._cache.popitem(last=False)
                 self._cached_bytes -= evicted
         return prepared
 
     @property
     def cached_bytes(self) -> int:
+        """What the cached entries are charged: their texts and their estimated overhead."""
         return self._cached_bytes
 
-    def __contains__(self, query: str) -> bool:
-        key = hashlib.blake2b(query.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        return key in self._cache
+    @property
+    def cached_entries(self) -> int:
+        return len(self._cache)
 
-    def _prepare(self, query: str) -> PreparedDocument:
+    def __contains__(self, query: str) -> bool:
+        return _digest(query) in self._cache
+
+    def _prepare(self, query: str) -> tuple[PreparedDocument, int]:
+        """The prepared document and the number of tokens its syntax tree keeps alive."""
         try:
             document = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLSyntaxError as error:
-            return PreparedDocument(None, (self._syntax_error(query, error),))
+            return PreparedDocument(None, (self._syntax_error(query, error),)), 0
+        tokens = _token_count(document)
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         shapes, limit_errors = measure_operations(self.schema, self.limits, operations, fragments)
         if limit_errors:
-            return PreparedDocument(None, tuple(limit_errors))
+            return PreparedDocument(None, tuple(limit_errors)), tokens
         errors = validate(
             self.schema,
             document,
@@ -142,7 +160,7 @@ class DocumentPreparer:
         if errors:
             return PreparedDocument(
                 None, tuple(with_code(e, ErrorCode.GRAPHQL_VALIDATION_FAILED) for e in errors)
-            )
+            ), tokens
         return PreparedDocument(
             document,
             operations=tuple(
@@ -154,7 +172,7 @@ class DocumentPreparer:
                 )
                 for index, operation in enumerate(operations)
             ),
-        )
+        ), tokens
 
     def _syntax_error(self, query: str, error: GraphQLSyntaxError) -> GraphQLError:
         if _more_tokens_than(query, self.limits.max_tokens):
@@ -171,6 +189,23 @@ _KINDS: dict[OperationType, OperationKind] = {
     OperationType.MUTATION: "mutation",
     OperationType.SUBSCRIPTION: "subscription",
 }
+
+
+def _digest(query: str) -> bytes:
+    return hashlib.blake2b(query.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _token_count(document: DocumentNode) -> int:
+    """The tokens the document's locations keep alive (comments included): at most the
+    parser's token limit, counted along the token chain."""
+    if document.loc is None:
+        return 0
+    count = 0
+    token: Token | None = document.loc.start_token
+    while token is not None:
+        count += 1
+        token = token.next
+    return count
 
 
 def _more_tokens_than(query: str, limit: int) -> bool:

@@ -32,6 +32,7 @@ from gardien.resolvers import authz
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.schema.context import Context
+from gardien.schema.errors import payload_errors
 
 logger = logging.getLogger("gardien.graphql")
 
@@ -39,7 +40,6 @@ logger = logging.getLogger("gardien.graphql")
 # Raises DomainError to refuse; see resolvers/authz.check_operation.
 OperationGate = Callable[[Actor, OperationKind, frozenset[str]], None]
 MAX_VARIABLE_ERRORS = 20
-PAYLOAD_ERROR_TYPE = "UserError"
 
 
 class GraphQLEngine:
@@ -61,9 +61,7 @@ class GraphQLEngine:
             self.schema, limits, introspection=introspection, cache_bytes=cache_bytes
         )
         self._gate = gate
-        self._executor = executor_for(
-            schema, payload_error_type=PAYLOAD_ERROR_TYPE, on_payload_error=self._payload_error
-        )
+        self._executor = executor_for(schema)
         self._is_awaitable = AwaitableCheck()
 
     @property
@@ -107,18 +105,26 @@ class GraphQLEngine:
         except DomainError as refusal:
             error = GraphQLError(refusal.message, operation.node, original_error=refusal)
             return ExecutionResult(data=None, errors=[error])
-        result = execute(
-            self.schema,
-            prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation.node.name.value if operation.node.name else None,
-            executor_class=self._executor,
-            is_awaitable=self._is_awaitable,
-            hide_suggestions=self.hide_suggestions,
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
+        # Tasks that resolvers start copy this context: they append to the same list.
+        collected: list[ErrorCode] = []
+        token = payload_errors.set(collected)
+        try:
+            result = execute(
+                self.schema,
+                prepared.document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation.node.name.value if operation.node.name else None,
+                executor_class=self._executor,
+                is_awaitable=self._is_awaitable,
+                hide_suggestions=self.hide_suggestions,
+            )
+            if not isinstance(result, ExecutionResult):
+                result = await result
+        finally:
+            payload_errors.reset(token)
+        for code in collected:
+            self.count_error(code)
         return result
 
     def format_errors(self, errors: list[GraphQLError], request_id: str) -> list[dict[str, Any]]:
@@ -136,6 +142,8 @@ class GraphQLEngine:
             extensions: dict[str, Any] = {"code": original.code.value}
             if original.field:
                 extensions["field"] = original.field
+            if original.retry_after_seconds is not None:
+                extensions["retryAfterSeconds"] = original.retry_after_seconds
             return {**formatted, "message": original.message, "extensions": extensions}
         code = (error.extensions or {}).get("code")
         if code is not None:
@@ -160,8 +168,3 @@ class GraphQLEngine:
             "message": f"Internal error; quote request ID {request_id} to support.",
             "extensions": {"code": ErrorCode.INTERNAL_ERROR.value, "requestId": request_id},
         }
-
-    def _payload_error(self, payload_error: Any) -> None:
-        code = getattr(payload_error, "code", None)
-        if isinstance(code, ErrorCode):
-            self.count_error(code)

@@ -10,8 +10,7 @@ attribute resolver):
   directly, inside graphql-core's own error handling.
 Anything else, and any null or coercion failure (so that errors stay graphql-core's), goes
 through graphql-core unchanged; answers keep the order of the selection set. Tests compare both
-executors' answers, errors included. The executor also reports the code of every payload error
-object it completes (UserError of mutation payloads), so metrics count those errors too.
+executors' answers, errors included.
 
 The shortcut overrides graphql-core methods (execute_field, execute_fields,
 collect_and_execute_subfields, handle_field_error): pyproject.toml pins graphql-core and
@@ -20,7 +19,7 @@ strawberry-graphql to the minor versions it was tested on, and a test compares t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any, TypeGuard, cast
@@ -42,7 +41,6 @@ from strawberry.types.field import StrawberryField
 from strawberry.types.lazy_type import LazyType
 
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
-PayloadErrorHook = Callable[[Any], None]
 
 
 class AwaitableCheck:
@@ -139,22 +137,12 @@ def plain_object_fields(schema: Schema) -> dict[tuple[str, str], PlainObjectFiel
     return found
 
 
-def executor_for(
-    schema: Schema,
-    *,
-    payload_error_type: str | None = None,
-    on_payload_error: PayloadErrorHook | None = None,
-) -> type[IncrementalExecutor]:
-    """An executor class for this schema; its lookup tables live with the class, per engine.
-
-    With payload_error_type, every object of that type the executor completes is handed to
-    on_payload_error (the engine counts its code): cheap, one comparison per object.
-    """
+def executor_for(schema: Schema) -> type[IncrementalExecutor]:
+    """An executor class for this schema; its lookup tables live with the class, per engine."""
     by_type: dict[str, dict[str, tuple[str, GraphQLScalarType | GraphQLEnumType]]] = {}
     for (type_name, field_name), plain in plain_leaf_fields(schema).items():
         by_type.setdefault(type_name, {})[field_name] = plain
     objects = plain_object_fields(schema)
-    report = on_payload_error if payload_error_type else None
 
     class PlainLeafExecutor(IncrementalExecutor):
         def execute_field(
@@ -201,8 +189,6 @@ def executor_for(
             grouped_field_set: Any,
             position_context: Any,
         ) -> Any:
-            if report is not None and parent_type.name == payload_error_type:
-                report(source_value)
             plain = by_type.get(parent_type.name)
             if not plain:
                 return super().execute_fields(

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
@@ -82,6 +82,11 @@ class GraphQLEndpoint:
     async def handle(self, request: Request) -> Response:
         try:
             response = await self._handle(request)
+        except ClientDisconnect:
+            # The client left before its body arrived: nothing ran, no answer can reach it, and
+            # it is neither our error nor a request error to count. A line, no traceback.
+            logger.info("client disconnected before sending the whole request body")
+            return Response(status_code=400, headers=NO_STORE)
         except Exception:
             # Never a traceback to the client: log it, answer the request ID (a bug to fix).
             request_id = request_id_of(request)

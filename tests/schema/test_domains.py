@@ -391,4 +391,4 @@ async def test_dom5_domain_lookup_query(services: Services, gql: GraphQLClient) 
     unreachable = {"answer": "NOT_REACHABLE", "organisation": None, "domain": None}
     assert theirs["data"]["domainLookup"] == {"name": "stranger.ch", **unreachable}
     assert nobody["data"]["domainLookup"] == {"name": "free.ch", **unreachable}
-    assert invalid["data"] is None and _codes(invalid) == ["INVALID_INPUT"]
+    assert invalid["data"] == {"domainLookup": None} and _codes(invalid) == ["INVALID_INPUT"]

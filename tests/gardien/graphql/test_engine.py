@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import GraphQLError
 
 from gardien.graphql.engine import GraphQLEngine
 from gardien.graphql.limits import Limits
@@ -165,6 +166,66 @@ async def test_ops5_metrics_count_errors_by_code_payload_errors_included(
         _error_count(metrics, code)
         for code in ("PASSWORD_TOO_SHORT", "GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED")
     ] == [2.0, 1.0, 1.0]
+
+
+async def test_ops5_payload_error_counts_once_whatever_the_client_selects(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Counted when the DomainError becomes a payload error, not when `errors` is completed."""
+    owner = await factories.sign_up(services)
+    wrong = {"input": {"login": owner.user.email, "password": "not the password at all"}}
+    weak = {"input": {"email": "weak@example.test", "password": "short", "displayName": "W"}}
+
+    unselected = await post(
+        client,
+        "mutation($input: SignInInput!) { signIn(input: $input) { session { token } } }",
+        wrong,
+    )
+    twice = await post(
+        client,
+        "mutation($input: SignUpInput!) { signUp(input: $input) {"
+        " a: errors { code } b: errors { code } } }",
+        weak,
+    )
+    metrics = (await client.get("/metrics")).text
+
+    assert unselected == {"data": {"signIn": {"session": None}}}
+    assert twice == {
+        "data": {
+            "signUp": {"a": [{"code": "PASSWORD_TOO_SHORT"}], "b": [{"code": "PASSWORD_TOO_SHORT"}]}
+        }
+    }
+    assert [
+        _error_count(metrics, code) for code in ("INVALID_CREDENTIALS", "PASSWORD_TOO_SHORT")
+    ] == [1.0, 1.0]
+
+
+def test_api2_top_level_error_keeps_the_retry_after_hint() -> None:
+    """ASVS 4.0 V2.2.1: a throttled client is told when to come back, in every error shape."""
+    engine = engine_with()
+    throttled = DomainError(
+        ErrorCode.TOO_MANY_ATTEMPTS, "Too many attempts; try again later.", retry_after_seconds=42
+    )
+    plain = DomainError(ErrorCode.INVALID_INPUT, "Not a domain name.", "name")
+
+    formatted = engine.format_errors(
+        [
+            GraphQLError(throttled.message, original_error=throttled),
+            GraphQLError(plain.message, original_error=plain),
+        ],
+        "request-1",
+    )
+
+    assert formatted == [
+        {
+            "message": "Too many attempts; try again later.",
+            "extensions": {"code": "TOO_MANY_ATTEMPTS", "retryAfterSeconds": 42},
+        },
+        {
+            "message": "Not a domain name.",
+            "extensions": {"code": "INVALID_INPUT", "field": "name"},
+        },
+    ]
 
 
 async def test_api2_graphql_core_execution_error_is_internal_error_with_its_code(

@@ -319,32 +319,41 @@ async def test_api1_awaitable_check_learns_per_type_but_asks_generators_each_tim
     assert AwaitableCheck()._known == {}  # each engine learns on its own; no module state
 
 
-OVERRIDDEN = {
+P = inspect.Parameter
+REQUIRED = (P.POSITIONAL_OR_KEYWORD, P.empty)
+# Each overridden method's parameters: name, kind and default, as the shortcut calls them.
+OVERRIDDEN: dict[str, list[tuple[str, Any, Any]]] = {
     "execute_field": [
-        "self",
-        "parent_type",
-        "source",
-        "field_details_list",
-        "path",
-        "position_context",
+        ("self", *REQUIRED),
+        ("parent_type", *REQUIRED),
+        ("source", *REQUIRED),
+        ("field_details_list", *REQUIRED),
+        ("path", *REQUIRED),
+        ("position_context", *REQUIRED),
     ],
     "execute_fields": [
-        "self",
-        "parent_type",
-        "source_value",
-        "path",
-        "grouped_field_set",
-        "position_context",
+        ("self", *REQUIRED),
+        ("parent_type", *REQUIRED),
+        ("source_value", *REQUIRED),
+        ("path", *REQUIRED),
+        ("grouped_field_set", *REQUIRED),
+        ("position_context", *REQUIRED),
     ],
     "collect_and_execute_subfields": [
-        "self",
-        "return_type",
-        "field_details_list",
-        "path",
-        "result",
-        "position_context",
+        ("self", *REQUIRED),
+        ("return_type", *REQUIRED),
+        ("field_details_list", *REQUIRED),
+        ("path", *REQUIRED),
+        ("result", *REQUIRED),
+        ("position_context", *REQUIRED),
     ],
-    "handle_field_error": ["self", "raw_error", "return_type", "field_details_list", "path"],
+    "handle_field_error": [
+        ("self", *REQUIRED),
+        ("raw_error", *REQUIRED),
+        ("return_type", *REQUIRED),
+        ("field_details_list", *REQUIRED),
+        ("path", *REQUIRED),
+    ],
 }
 
 
@@ -352,7 +361,12 @@ OVERRIDDEN = {
 def test_api1_graphql_core_executor_methods_the_shortcut_relies_on_are_unchanged(
     method: str,
 ) -> None:
-    parameters = list(inspect.signature(getattr(IncrementalExecutor, method)).parameters)
+    """Names, kinds and defaults: a parameter turned keyword-only or given a default changes
+    how graphql-core calls the override as surely as a renamed one."""
+    parameters = [
+        (p.name, p.kind, p.default)
+        for p in inspect.signature(getattr(IncrementalExecutor, method)).parameters.values()
+    ]
 
     assert parameters == OVERRIDDEN[method], (
         f"graphql-core changed IncrementalExecutor.{method}: review gardien/graphql/execution.py"

@@ -1127,3 +1127,46 @@ async def test_api2_unexpected_exception_is_masked_with_the_request_id(
         "path": ["organisation", "members"],
         "extensions": {"code": "INTERNAL_ERROR", "requestId": request_id},
     }
+
+
+async def test_api2_client_disconnecting_mid_body_is_neither_a_traceback_nor_an_error(
+    app: Any, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """starlette raises ClientDisconnect while reading the body: no INTERNAL_ERROR, no trace."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"query": "{ viewer', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+        "client": ("203.0.113.7", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    with caplog.at_level("INFO", logger="gardien"):
+        await app(scope, receive, send)
+    metrics = (await client.get("/metrics")).text
+
+    assert "gardien_errors_total{" in metrics or "gardien_errors" in metrics
+    assert 'code="INTERNAL_ERROR"' not in metrics  # a labelled counter appears once counted
+    assert [r.exc_info for r in caplog.records if r.name == "gardien.graphql"] == [None]
+    assert [r.getMessage() for r in caplog.records if r.name == "gardien.graphql"] == [
+        "client disconnected before sending the whole request body"
+    ]

@@ -19,7 +19,15 @@ from graphql import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from gardien.graphql.limits import Limits, Measure, measure_operations
+from gardien.graphql.documents import DocumentPreparer
+from gardien.graphql.limits import (
+    MAX_PAIRS,
+    MAX_REPEATS,
+    MAX_SPREADS,
+    Limits,
+    Measure,
+    measure_operations,
+)
 from gardien.models.users import User
 from gardien.schema import schema
 from tests.e2e.test_contract import CONTRACT
@@ -133,18 +141,102 @@ def test_api4_same_field_more_than_ten_times_in_one_selection_is_too_costly(
     assert (ten, eleven) == ([], ["QUERY_TOO_COSTLY"])
 
 
-def test_api4_repeated_leaves_such_as_typename_are_allowed_up_to_a_hundred() -> None:
+def test_api4_repeated_leaves_such_as_typename_pass_in_every_fragment() -> None:
     # Clients such as Apollo add __typename to every selection and every fragment.
     def spreading(count: int) -> str:
         fragments = " ".join(f"fragment F{i} on User {{ __typename id }}" for i in range(count))
         spreads = " ".join(f"...F{i}" for i in range(count))
         return f"{{ viewer {{ __typename {spreads} }} }} {fragments}"
 
-    _, hundred = measure(spreading(99))
+    _, twenty = measure(spreading(MAX_SPREADS))
     _, more, seconds = timed_measure("{ viewer { " + "id " * 1990 + "} }")
 
-    assert (hundred, more) == ([], ["QUERY_TOO_COSTLY"])
+    assert (twenty, more) == ([], ["QUERY_TOO_COSTLY"])
     assert seconds < 0.1
+
+
+IDS = "id " * 100
+# Shapes that make graphql-core's OverlappingFieldsCanBeMerged compare fields pairwise: each is a
+# few KB, valid, anonymous and within the cost limit, and held the event loop 0.3 to 1 s.
+QUADRATIC = [
+    # graphql-core merges same-named fields: 7 × 100 `id` under one `viewer`.
+    pytest.param("{ " + f"viewer {{ {IDS}}} " * 7 + "}", id="same-named-fields-merge"),
+    pytest.param("{ " + f"v: viewer {{ {IDS}}} " * 7 + "}", id="same-alias-merges"),
+    # Distinct aliases do not merge, but each copy is compared within itself: 15 × 990 pairs.
+    pytest.param(
+        "{ " + " ".join(f"a{i}: viewer {{ {'id ' * 45}}}" for i in range(15)) + " }",
+        id="same-field-under-many-aliases",
+    ),
+    pytest.param(
+        "{ viewer { " + f"... on User {{ {'id ' * 50}}} " * 7 + "} }",
+        id="inline-fragments-on-the-same-type",
+    ),
+    pytest.param(
+        "{ viewer { "
+        + " ".join(f"...F{i}" for i in range(7))
+        + " } } "
+        + " ".join(f"fragment F{i} on User {{ {'id ' * 20}}}" for i in range(7)),
+        id="distinct-fragments-with-the-same-fields",
+    ),
+    pytest.param(
+        "{ " + "viewer { ...F } " * 7 + "} fragment F on User { " + "id " * 70 + "}",
+        id="one-fragment-spread-in-many-merged-fields",
+    ),
+    pytest.param(
+        "{ viewer { "
+        + " ".join(f"...F{i}" for i in range(60))
+        + " } } "
+        + " ".join(f"fragment F{i} on User {{ __typename }}" for i in range(60)),
+        id="many-distinct-fragments-in-one-place",
+    ),
+]
+
+
+@pytest.mark.parametrize("query", QUADRATIC)
+def test_api4_quadratic_overlap_shapes_are_refused_before_validation_quickly(query: str) -> None:
+    """ASVS 4.0 V13.4.1: bounded before graphql-core's rules run, whatever the shape."""
+    assert parse(query, max_tokens=LIMITS.max_tokens)  # within the token limit: a real threat
+
+    _, codes, seconds = timed_measure(query)
+    started = time.monotonic()
+    prepared = DocumentPreparer(schema._schema, LIMITS, introspection=True).prepare(query)
+    preparing = time.monotonic() - started
+
+    assert codes == ["QUERY_TOO_COSTLY"]
+    assert [(e.extensions or {})["code"] for e in prepared.errors] == ["QUERY_TOO_COSTLY"]
+    assert seconds < 0.1
+    assert preparing < 0.3  # parsing included, on a loaded machine; validation never ran
+
+
+def test_api4_merged_fields_share_one_count_across_the_operation() -> None:
+    within = "{ " + f"viewer {{ {'id ' * 20}}} " * 3 + "}"  # 60 `id`: 1,770 pairs
+    nested = "{ viewer { currentOrganisation { id } } viewer { currentOrganisation { id } } }"
+
+    _, accepted = measure(within)
+    _, apart = measure(nested)
+    _, merged = measure("{ " + "viewer { currentOrganisation { id } } " * (MAX_REPEATS + 1) + "}")
+
+    assert (accepted, apart, merged) == ([], [], ["QUERY_TOO_COSTLY"])
+
+
+def test_api4_overlap_messages_say_what_is_repeated() -> None:
+    def message(query: str) -> str:
+        document = parse(query)
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        _, errors = measure_operations(schema._schema, LIMITS, operations, fragments)
+        return errors[0].message
+
+    assert message("{ " + "viewer { id } " * 200 + "}") == (
+        "The operation selects 'viewer' more than 10 times in one selection (fields of the"
+        " same name merge, fragments included); select each field once."
+    )
+    assert message("{ viewer { " + "id " * 64 + "} }") == (
+        f"The operation repeats the same fields too often (more than {MAX_PAIRS} pairs of"
+        " fields with one name in one selection, fragments included); select each field once."
+    )
 
 
 def test_api4_same_field_repeated_through_fragments_is_too_costly() -> None:
