@@ -8,14 +8,14 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
-from gardien.models.organisations import Membership, Organisation
+from gardien.models.organisations import Membership
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, profile, ratelimits, sessions, two_factor
@@ -179,7 +179,8 @@ async def resend_invitation(
     await ratelimits.require_allowed(
         services, INVITATIONS_PER_ORGANISATION, str(invitation.organisation_id)
     )
-    organisation = await Organisation.get(id=invitation.organisation_id)
+    # The caller's membership, checked just above, carries the organisation's name.
+    manager = await authz.require_visible_organisation(scope, invitation.organisation_id)
     invitee = await User.get_or_none(email=invitation.email)
     now = services.clock.now()
     token = new_token()
@@ -188,7 +189,8 @@ async def resend_invitation(
             token_hash=services.keyring.token_digest(token, TOKEN_PURPOSE),
             expires_at=now + LIFETIME,
             last_sent_at=now,
-            send_count=invitation.send_count + 1,
+            # Counted in the statement: two resends at once both count.
+            send_count=F("send_count") + 1,
         )
         if updated != 1:
             raise _not_pending()
@@ -203,7 +205,7 @@ async def resend_invitation(
             role=invitation.role.value,
             send_count=invitation.send_count,
         )
-        await _send(services, invitation, token, organisation.name, inviter, invitee)
+        await _send(services, invitation, token, manager.organisation_name, inviter, invitee)
     return InvitationView(invitation, InvitationStatus.PENDING)
 
 

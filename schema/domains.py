@@ -119,14 +119,6 @@ async def domain_by_id(info: Info, domain_id: int) -> DomainNode:
     return DomainNode.from_view(view)
 
 
-def _domain_id(global_id: str) -> int:
-    try:
-        return decode_id(global_id, "Domain", "domainId")
-    except DomainError as error:
-        # Whatever is wrong with it, the input field at fault is domainId.
-        raise DomainError(error.code, error.message, "domainId") from None
-
-
 @strawberry.input
 class RenewDomainInput:
     domain_id: strawberry.ID
@@ -174,7 +166,7 @@ class DomainMutations:
                 info.context.services,
                 info.context.meta,
                 info.context.scope,
-                _domain_id(input.domain_id),
+                decode_id(input.domain_id, "Domain", "domainId"),
                 input.years,
             )
         except DomainError as error:
@@ -190,7 +182,7 @@ class DomainMutations:
                 info.context.services,
                 info.context.meta,
                 info.context.scope,
-                _domain_id(input.domain_id),
+                decode_id(input.domain_id, "Domain", "domainId"),
             )
         except DomainError as error:
             return RestoreDomainPayload(errors=[UserError.from_domain(error)])
@@ -208,7 +200,7 @@ class DomainMutations:
                 info.context.services,
                 info.context.meta,
                 info.context.scope,
-                _domain_id(input.domain_id),
+                decode_id(input.domain_id, "Domain", "domainId"),
                 input.enabled,
             )
         except DomainError as error:

@@ -195,21 +195,13 @@ class ResendInvitationPayload:
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-def _id(global_id: str, type_name: str, field: str) -> int:
-    try:
-        return decode_id(global_id, type_name, field)
-    except DomainError as error:
-        # Whatever is wrong with it, the input field at fault is the one named.
-        raise DomainError(error.code, error.message, field) from None
-
-
 def _invite_request(input: InviteMemberInput) -> InviteRequest:
     preferences = input.contact_preferences or InvitationContactPreferencesInput()
     return InviteRequest(
-        organisation_id=_id(input.organisation_id, "Organisation", "organisationId"),
+        organisation_id=decode_id(input.organisation_id, "Organisation", "organisationId"),
         email=input.email,
         role=input.role,
-        product_ids=[_id(pk, "Product", "productIds") for pk in input.product_ids or []],
+        product_ids=[decode_id(pk, "Product", "productIds") for pk in input.product_ids or []],
         contact_preferences=ContactPreferences(
             billing=preferences.billing,
             technical=preferences.technical,
@@ -283,7 +275,7 @@ class InvitationMutations:
                 info.context.services,
                 info.context.meta,
                 info.context.scope,
-                _id(input.invitation_id, "Invitation", "invitationId"),
+                decode_id(input.invitation_id, "Invitation", "invitationId"),
             )
         except DomainError as error:
             return RevokeInvitationPayload(errors=[UserError.from_domain(error)])
@@ -301,7 +293,7 @@ class InvitationMutations:
                 info.context.services,
                 info.context.meta,
                 info.context.scope,
-                _id(input.invitation_id, "Invitation", "invitationId"),
+                decode_id(input.invitation_id, "Invitation", "invitationId"),
             )
         except DomainError as error:
             return ResendInvitationPayload(errors=[UserError.from_domain(error)])

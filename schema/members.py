@@ -111,14 +111,6 @@ async def product_by_id(info: Info, product_id: int) -> ProductNode:
 # --- Membership management (ORG-2…ORG-7) -------------------------------------------------------
 
 
-def _input_id(global_id: str, type_name: str, field: str) -> int:
-    try:
-        return decode_id(global_id, type_name, field)
-    except DomainError as error:
-        # Whatever is wrong with it, the input field at fault is this one.
-        raise DomainError(error.code, error.message, field) from None
-
-
 @strawberry.input
 class ChangeMemberRoleInput:
     membership_id: strawberry.ID
@@ -218,7 +210,7 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.membership_id, "Membership", "membershipId"),
+                decode_id(input.membership_id, "Membership", "membershipId"),
                 RoleModel(input.role),
             )
         except DomainError as error:
@@ -236,7 +228,7 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.membership_id, "Membership", "membershipId"),
+                decode_id(input.membership_id, "Membership", "membershipId"),
             )
         except DomainError as error:
             return RemoveMemberPayload(errors=[UserError.from_domain(error)])
@@ -252,7 +244,7 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.organisation_id, "Organisation", "organisationId"),
+                decode_id(input.organisation_id, "Organisation", "organisationId"),
             )
         except DomainError as error:
             return LeaveOrganisationPayload(errors=[UserError.from_domain(error)])
@@ -271,8 +263,8 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.membership_id, "Membership", "membershipId"),
-                [_input_id(pid, "Product", "productIds") for pid in input.product_ids],
+                decode_id(input.membership_id, "Membership", "membershipId"),
+                [decode_id(pid, "Product", "productIds") for pid in input.product_ids],
             )
         except DomainError as error:
             return SetMemberProductAccessPayload(errors=[UserError.from_domain(error)])
@@ -291,7 +283,7 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.membership_id, "Membership", "membershipId"),
+                decode_id(input.membership_id, "Membership", "membershipId"),
                 members.ContactPreferences(
                     billing=input.billing,
                     technical=input.technical,
@@ -313,7 +305,7 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.organisation_id, "Organisation", "organisationId"),
+                decode_id(input.organisation_id, "Organisation", "organisationId"),
             )
         except DomainError as error:
             return SwitchOrganisationPayload(errors=[UserError.from_domain(error)])
@@ -332,7 +324,7 @@ class MemberMutations:
                 context.services,
                 context.meta,
                 context.scope,
-                _input_id(input.organisation_id, "Organisation", "organisationId"),
+                decode_id(input.organisation_id, "Organisation", "organisationId"),
                 SupportPlanModel(input.plan),
             )
         except DomainError as error:

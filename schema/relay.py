@@ -70,19 +70,22 @@ def encode_id(type_name: str, pk: int | str) -> strawberry.ID:
     return strawberry.ID(_b64(f"{type_name}:{pk}"))
 
 
-def decode_any_id(global_id: str) -> tuple[str, str]:
+def decode_any_id(global_id: str, field: str = "id") -> tuple[str, str]:
+    """(type name, key text) of a global ID; INVALID_ID, naming `field`, when it is not one."""
     try:
         type_name, _, pk = _unb64(global_id).partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         type_name, pk = "", ""
     if not type_name or not pk:
-        raise DomainError(ErrorCode.INVALID_ID, "This is not a valid ID.", "id")
+        raise DomainError(ErrorCode.INVALID_ID, "This is not a valid ID.", field)
     return type_name, pk
 
 
 def decode_id(global_id: str, expected_type: str, field: str = "id") -> int:
-    """The primary key of an ID of the expected type; an ID of another type is not found."""
-    type_name, pk = decode_any_id(global_id)
+    """The primary key of an ID of the expected type; an ID of another type is not found.
+
+    Every refusal names `field`, the input field at fault (its GraphQL name)."""
+    type_name, pk = decode_any_id(global_id, field)
     if type_name != expected_type:
         raise DomainError(ErrorCode.NOT_FOUND, f"No such {expected_type.lower()}.", field)
     if not _is_key(pk):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 
 @dataclass(frozen=True)
 class ServedGateway:
     url: str
     env: dict[str, str]
     log_path: Path
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def gardien(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -71,7 +65,7 @@ def start_gateway(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[Serv
     for command in (["migrate"], ["demo"]):
         done = gardien(*command, env=env)
         assert done.returncode == 0, done.stderr
-    port = _free_port(host)
+    port = free_port(host)
     # The server's logs go to a file, never an unread pipe (a full pipe would block the server).
     log_path = Path(env["GARDIEN_VAR_DIR"]) / f"gateway-{port}.log"
     log = log_path.open("w")

@@ -16,7 +16,8 @@ import pytest
 
 from tests.e2e.conftest import ServedGateway, start_gateway
 from tests.e2e.test_contract import _organisation_id, _post, _sign_in
-from tests.gardien.mail.conftest import SmtpTestServer, free_port
+from tests.gardien.mail.conftest import SmtpTestServer
+from tests.ports import free_port
 
 NEWCOMER = "newcomer.e2e@example.test"
 NEWCOMER_PASSWORD = "lantern over the river"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import random
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,15 +19,9 @@ from gardien.clock import ManualClock
 from gardien.mail.smtp import SmtpSender, SmtpServer
 from gardien.mail.worker import OutboxWorker
 from gardien.resolvers.services import Services
+from tests.ports import free_port
 
 MAIL_FROM = "Gardien <no-reply@gardien.example>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

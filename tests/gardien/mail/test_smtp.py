@@ -22,7 +22,8 @@ from gardien.mail.templates import Template
 from gardien.models.enums import OutboxStatus
 from gardien.models.outbox import OutboxMessage
 from gardien.resolvers.services import Services
-from tests.gardien.mail.conftest import SmtpTestServer, free_port, make_worker
+from tests.gardien.mail.conftest import SmtpTestServer, make_worker
+from tests.ports import free_port
 
 CONTEXT = {"sign_in_link": "https://m.example/in", "password_reset_link": "https://m.example/pw"}
 

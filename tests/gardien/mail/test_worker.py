@@ -19,7 +19,8 @@ from gardien.models.enums import OutboxStatus
 from gardien.models.outbox import OutboxMessage
 from gardien.resolvers.services import Services
 from gardien.settings import Settings
-from tests.gardien.mail.conftest import MAIL_FROM, SmtpTestServer, free_port, make_worker
+from tests.gardien.mail.conftest import MAIL_FROM, SmtpTestServer, make_worker
+from tests.ports import free_port
 
 pytestmark = pytest.mark.usefixtures("database")
 POSTGRES = os.environ.get("GARDIEN_TEST_BACKEND", "sqlite") == "postgres"
