@@ -32,7 +32,8 @@ async def run_due(services: Services) -> JobReport:
         reminders_sent=reminders,
     )
     if any(asdict(report).values()):
-        logger.info("jobs run", extra={"jobs": asdict(report)})
+        # The JSON log line carries the message only, so the counts go into it.
+        logger.info("jobs run: %s", asdict(report))
     return report
 
 
