@@ -1,4 +1,4 @@
-"""The `gardien` command: serve, migrate, demo, schema, worker, outbox, jobs, tld."""
+"""The `gardien` command: serve, migrate, demo, schema, worker, outbox, jobs, tld, support-agent."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--show", type=int, metavar="ID", help="Print one message's text.")
     _add_jobs_and_tld_commands(commands)
+    _add_support_agent_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "schema":
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("jobs", "tld"):
         return _jobs_or_tld(settings, args)
+    if args.command == "support-agent":
+        return _support_agent(settings, args)
     if args.command == "demo":
         from gardien.demo import load_demo
 
@@ -79,6 +82,49 @@ def _add_jobs_and_tld_commands(commands: Any) -> None:
         required=True,
         help='where the values come from, e.g. "Redemption: registry rule …; fee: price list"',
     )
+
+
+def _add_support_agent_commands(commands: Any) -> None:
+    agent = commands.add_parser(
+        "support-agent", help="Platform staff who may act through the support flows (BLK-3)."
+    )
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True)
+    add = agent_commands.add_parser("add", help="Make an existing account a support agent.")
+    add.add_argument("email")
+    remove = agent_commands.add_parser("remove", help="Withdraw the support agent flag.")
+    remove.add_argument("email")
+    agent_commands.add_parser("list", help="List the support agents.")
+
+
+def _support_agent(settings: Settings, args: argparse.Namespace) -> int:
+    """Support agents are granted here only, never through the public API."""
+    from gardien import db
+    from gardien.clock import SystemClock
+    from gardien.resolvers import support
+    from gardien.resolvers.errors import DomainError
+    from gardien.resolvers.services import Services
+    from gardien.security import Keyring
+
+    async def run() -> str:
+        database = await db.open_database(settings.database_url)
+        try:
+            if args.agent_command == "list":
+                return "\n".join(u.email or f"user {u.id}" for u in await support.support_agents())
+            services = Services(
+                settings=settings, clock=SystemClock(), keyring=Keyring(settings.secret_key)
+            )
+            granted = args.agent_command == "add"
+            user = await support.set_support_agent(services, args.email, agent=granted)
+            return f"{user.email}: {'support agent' if granted else 'no longer a support agent'}"
+        finally:
+            await db.close_database(database)
+
+    try:
+        print(asyncio.run(run()))
+    except DomainError as error:
+        print(f"gardien: {error.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _amount(text: str) -> Decimal:

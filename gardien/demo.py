@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
@@ -11,6 +11,7 @@ from gardien.clock import SystemClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.domains import Domain
 from gardien.models.enums import DomainStatus, ProductKind, Role
+from gardien.models.mail import Mailbox, MailMessage
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
@@ -113,6 +114,23 @@ async def _create(services: Services) -> None:
                 data={"role": role.value},
             )
         await _domains(organisation, now)
+        await _mailboxes(products[ProductKind.MAIL_SERVICE], now)
+
+
+# BLK-2, REC-4: the mail service hosts the team's addresses (login e-mails among them).
+DEMO_MAILBOXES = ("contact@demo.example", "anna.legal@demo.example", "lea.collab@demo.example")
+
+
+async def _mailboxes(mail_service: Product, now: datetime) -> None:
+    for address in DEMO_MAILBOXES:
+        mailbox = await Mailbox.create(product=mail_service, address=address, created_at=now)
+        await MailMessage.create(
+            mailbox=mailbox,
+            sender="facturation@fournisseur.example",
+            subject="Bienvenue dans votre boîte aux lettres",
+            body=f"Bonjour,\n\nL’adresse {address} est prête.\n",
+            received_at=now,
+        )
 
 
 async def _domains(organisation: Organisation, now: object) -> None:

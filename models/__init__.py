@@ -13,4 +13,5 @@ MODEL_MODULES: list[str] = [
     "gardien.models.recovery",
     "gardien.models.outbox",
     "gardien.models.ratelimits",
+    "gardien.models.mail",
 ]

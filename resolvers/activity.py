@@ -587,3 +587,208 @@ async def member_joined(
         organisation_id=organisation_id,
         data={"membership_id": membership_id, "role": role, "invited_by_id": invited_by_id},
     )
+
+
+# --- Blocking (BLK-1…BLK-4) and mailboxes ------------------------------------------------------
+
+
+def _product_data(product_id: int, name: str, kind: str, **more: Any) -> dict[str, Any]:
+    return {"product_id": product_id, "name": name, "kind": kind, **more}
+
+
+async def product_management_blocked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    product_id: int,
+    name: str,
+    kind: str,
+    notified: int,
+) -> None:
+    """BLK-1: `notified` is how many members were e-mailed."""
+    await _record(
+        services,
+        "product.management_blocked",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_product_data(product_id, name, kind, notified=notified),
+    )
+
+
+async def product_management_unblocked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    product_id: int,
+    name: str,
+    kind: str,
+    notified: int,
+) -> None:
+    await _record(
+        services,
+        "product.management_unblocked",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_product_data(product_id, name, kind, notified=notified),
+    )
+
+
+async def mail_maintenance_changed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    product_id: int,
+    name: str,
+    enabled: bool,
+) -> None:
+    """BLK-2: a mail service entered or left maintenance."""
+    await _record(
+        services,
+        "product.mail_maintenance_started" if enabled else "product.mail_maintenance_ended",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_product_data(product_id, name, "MAIL_SERVICE"),
+    )
+
+
+async def mailbox_created(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    product_id: int,
+    mailbox_id: int,
+    address: str,
+) -> None:
+    await _record(
+        services,
+        "mailbox.created",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data={"product_id": product_id, "mailbox_id": mailbox_id, "address": address},
+    )
+
+
+async def mailbox_deleted(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    product_id: int,
+    mailbox_id: int,
+    address: str,
+) -> None:
+    await _record(
+        services,
+        "mailbox.deleted",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data={"product_id": product_id, "mailbox_id": mailbox_id, "address": address},
+    )
+
+
+async def user_blocked_by_support(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    agent_id: int,
+    subject_id: int,
+    organisation_id: int,
+    requested_by_id: int,
+    justification: str,
+    sessions_revoked: int,
+) -> None:
+    """BLK-3: the agent acted, at the verified request of a manager, for the reason given."""
+    await _record(
+        services,
+        "user.blocked_by_support",
+        meta,
+        actor_id=agent_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={
+            "requested_by": requested_by_id,
+            "justification": justification,
+            "sessions_revoked": sessions_revoked,
+        },
+    )
+
+
+async def user_unblocked_by_support(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    agent_id: int,
+    subject_id: int,
+    organisation_id: int,
+    requested_by_id: int,
+    justification: str,
+) -> None:
+    await _record(
+        services,
+        "user.unblocked_by_support",
+        meta,
+        actor_id=agent_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={"requested_by": requested_by_id, "justification": justification},
+    )
+
+
+async def support_code_rejected(
+    services: Services, meta: RequestMeta, *, agent_id: int, organisation_id: int
+) -> None:
+    """BLK-3: a support code that matched no manager of the organisation (someone may guess)."""
+    await _record(
+        services,
+        "support.code_rejected",
+        meta,
+        actor_id=agent_id,
+        organisation_id=organisation_id,
+    )
+
+
+async def support_agent_changed(
+    services: Services, meta: RequestMeta, *, subject_id: int, granted: bool
+) -> None:
+    """Granted or withdrawn from the command line: no actor of the API."""
+    await _record(
+        services,
+        "support.agent_granted" if granted else "support.agent_revoked",
+        meta,
+        subject_id=subject_id,
+    )
+
+
+async def security_procedure_sent(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    subject_id: int,
+    organisation_id: int,
+    membership_id: int,
+) -> None:
+    """BLK-4: a manager sent a member the secure-your-account procedure."""
+    await _record(
+        services,
+        "member.security_procedure_sent",
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+        data={"membership_id": membership_id},
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 from gardien.models.enums import PlatformRole, ProductKind, Role, SupportPlan
 from gardien.models.organisations import Membership, UserBlock
-from gardien.models.products import ProductGrant
+from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 
@@ -227,7 +227,8 @@ async def require_visible_organisation(
 
 
 def can_manage_domains(role: Role) -> bool:
-    """Renew, restore, and the renewal warranty: administrators and legal representatives."""
+    """Renew, restore, and the renewal warranty, whatever the grants: administrators and legal
+    representatives (members granted the DOMAIN product: require_domain_manager)."""
     return role in ORGANISATION_MANAGERS
 
 
@@ -291,11 +292,28 @@ async def require_domain_viewer(scope: RequestScope, organisation_id: int) -> No
 
 
 async def require_domain_manager(scope: RequestScope, organisation_id: int) -> None:
+    """Managers, and members granted the organisation's DOMAIN product while its management is
+    not blocked (ORG-3, BLK-1): the product rule of require_product_manager, for domains."""
     membership = await require_visible_organisation(scope, organisation_id)
-    if not can_manage_domains(membership.role):
+    if can_manage_domains(membership.role):
+        return
+    granted = await Product.filter(
+        organisation_id=organisation_id,
+        kind=ProductKind.DOMAIN,
+        grants__membership_id=membership.id,
+    ).order_by("id")
+    if not granted:
         raise DomainError(
             ErrorCode.FORBIDDEN, "Only administrators and legal representatives manage domains."
         )
+    # Any one granted DOMAIN product still open to management is enough.
+    chosen = next((p for p in granted if p.management_blocked_at is None), granted[0])
+    await require_product_manager(
+        scope,
+        organisation_id,
+        chosen.id,
+        management_blocked=chosen.management_blocked_at is not None,
+    )
 
 
 def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[str]) -> None:
@@ -457,3 +475,115 @@ async def require_invitation_manager(
     if role is not None and not can_manage_invitation(membership, role):
         raise DomainError(ErrorCode.FORBIDDEN, INVITE_LEGAL_FORBIDDEN, "role")
     return membership
+
+
+# --- Products: management blocks (BLK-1), mail maintenance (BLK-2) ----------------------------
+# The roles table: managers manage every product; a COLLABORATOR or EXTERNAL member manages only
+# the products granted to them (ORG-3), and not while a manager has blocked that product's
+# management (BLK-1). Every product-management operation goes through require_product_manager.
+
+
+def can_block_product_management(membership: CallerMembership | None) -> bool:
+    """BLK-1: only administrators and legal representatives block and unblock."""
+    return is_organisation_manager(membership)
+
+
+def can_set_mail_maintenance(membership: CallerMembership | None) -> bool:
+    """BLK-2: maintenance is the managers' answer to a mail service they may not block."""
+    return is_organisation_manager(membership)
+
+
+def can_manage_product(role: Role, *, granted: bool, management_blocked: bool) -> bool:
+    """ORG-3 and BLK-1: managers always; others when granted the product and it is not blocked."""
+    if role in ORGANISATION_MANAGERS:
+        return True
+    return granted and not management_blocked
+
+
+def can_use_product(role: Role, *, granted: bool) -> bool:
+    """ORG-3: using a product (reading a mailbox) is not managing it: a block does not stop it."""
+    return role in ORGANISATION_MANAGERS or granted
+
+
+PRODUCT_BLOCKING_FORBIDDEN = (
+    "Only administrators and legal representatives block or unblock a product's management."
+)
+MAIL_MAINTENANCE_FORBIDDEN = (
+    "Only administrators and legal representatives put a mail service in maintenance."
+)
+PRODUCT_MANAGEMENT_FORBIDDEN = "Only members granted this product may manage it."
+PRODUCT_USE_FORBIDDEN = "Only members granted this product may use it."
+
+
+def product_blocked() -> DomainError:
+    return DomainError(
+        ErrorCode.PRODUCT_BLOCKED,
+        "An administrator blocked the management of this product for the organisation.",
+    )
+
+
+async def require_product_manager(
+    scope: RequestScope, organisation_id: int, product_id: int, *, management_blocked: bool
+) -> CallerMembership:
+    """BLK-1: the one check of every product-management operation.
+
+    Non-members get NOT_FOUND, members not granted the product FORBIDDEN, and granted
+    collaborators and external members PRODUCT_BLOCKED while its management is blocked.
+    `management_blocked` is the product's state as the operation read it.
+    """
+    membership = await require_visible_organisation(scope, organisation_id)
+    granted = membership.role in ORGANISATION_MANAGERS or await ProductGrant.exists(
+        membership_id=membership.id, product_id=product_id
+    )
+    if not granted:
+        raise forbidden(PRODUCT_MANAGEMENT_FORBIDDEN)
+    if not can_manage_product(
+        membership.role, granted=granted, management_blocked=management_blocked
+    ):
+        raise product_blocked()
+    return membership
+
+
+async def require_product_user(
+    scope: RequestScope, organisation_id: int, product_id: int
+) -> CallerMembership:
+    """ORG-3: managers, and members granted the product, use it."""
+    membership = await require_visible_organisation(scope, organisation_id)
+    granted = membership.role in ORGANISATION_MANAGERS or await ProductGrant.exists(
+        membership_id=membership.id, product_id=product_id
+    )
+    if not can_use_product(membership.role, granted=granted):
+        raise forbidden(PRODUCT_USE_FORBIDDEN)
+    return membership
+
+
+# --- Support (BLK-3) and the secure-your-account procedure (BLK-4) ---------------------------
+# Support agents are platform staff, not members: they act only through the support operations,
+# and only at the request of a manager who proved who they are with their support code.
+
+
+def can_act_as_support(user: SignedInUser | None) -> bool:
+    return user is not None and user.platform_role == PlatformRole.SUPPORT_AGENT
+
+
+SUPPORT_FORBIDDEN = "Only support agents may do this."
+
+
+def can_request_user_block(requester_role: Role, target_role: Role) -> bool:
+    """BLK-3: a manager may ask to block whom they manage (a legal representative only by another
+    legal representative, as in ORG-6)."""
+    if requester_role not in ORGANISATION_MANAGERS:
+        return False
+    if target_role == Role.LEGAL_REPRESENTATIVE:
+        return requester_role == Role.LEGAL_REPRESENTATIVE
+    return True
+
+
+def can_send_security_procedure(membership: CallerMembership | None) -> bool:
+    """BLK-4: instead of blocking, a manager sends a member the secure-your-account procedure."""
+    return is_organisation_manager(membership)
+
+
+SECURITY_PROCEDURE_FORBIDDEN = (
+    "Only administrators and legal representatives send the secure-your-account procedure."
+)

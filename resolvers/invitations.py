@@ -599,7 +599,13 @@ async def _member_entry(membership_id: int) -> MemberEntry:
             two_factor_enabled=bool(await two_factor.confirmed_kinds(user.id)),
         ),
         products=[
-            ProductSummary(id=g.product.id, name=g.product.name, kind=g.product.kind)
+            ProductSummary(
+                id=g.product.id,
+                name=g.product.name,
+                kind=g.product.kind,
+                management_blocked=g.product.management_blocked_at is not None,
+                mail_maintenance=g.product.maintenance_since is not None,
+            )
             for g in sorted(membership.product_grants, key=lambda g: g.product_id)
         ],
         contact_preferences=ContactPreferencesSummary(

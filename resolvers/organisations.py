@@ -19,6 +19,9 @@ class ProductSummary:
     id: int
     name: str
     kind: ProductKind
+    # BLK-1, BLK-2: shown wherever a product is, so a member sees why managing it is refused.
+    management_blocked: bool
+    mail_maintenance: bool
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ SELECT page.id, page.role, page.organisation_id, page.total, page.notify_billing
        EXISTS (SELECT 1 FROM two_factor_method t
                WHERE t.user_id = page.user_id AND t.confirmed_at IS NOT NULL)
          AS two_factor_enabled,
-       p.id AS product_id, p.name AS product_name, p.kind AS product_kind
+       p.id AS product_id, p.name AS product_name, p.kind AS product_kind,
+       p.management_blocked_at AS product_blocked_at, p.maintenance_since AS product_maintenance
 FROM page
 JOIN user_account u ON u.id = page.user_id
 JOIN organisation o ON o.id = page.organisation_id
@@ -147,6 +151,8 @@ async def _member_entries(
                     id=row["product_id"],
                     name=row["product_name"],
                     kind=ProductKind(row["product_kind"]),
+                    management_blocked=row["product_blocked_at"] is not None,
+                    mail_maintenance=row["product_maintenance"] is not None,
                 )
             )
     total = int(rows[0]["total"]) if rows else None

@@ -14,6 +14,7 @@ from gardien.resolvers import authz
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.schema.accounts import AccountMutations
 from gardien.schema.activity import activity_event_by_id
+from gardien.schema.blocking import BlockingMutations, MailboxNode, mailbox_by_id
 from gardien.schema.context import Info
 from gardien.schema.domains import DomainLookup, DomainMutations, domain_by_id, domain_lookup
 from gardien.schema.invitations import InvitationMutations, invitation_by_id
@@ -59,6 +60,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "TwoFactorMethod": two_factor_method_by_id,
     "Domain": domain_by_id,
     "Invitation": invitation_by_id,
+    "Mailbox": mailbox_by_id,
 }
 
 
@@ -80,8 +82,15 @@ async def _node(info: Info, global_id: str) -> Node | None:
 schema = strawberry.Schema(
     query=Query,
     mutation=merge_types(
-        "Mutation", (AccountMutations, DomainMutations, MemberMutations, InvitationMutations)
+        "Mutation",
+        (
+            AccountMutations,
+            DomainMutations,
+            MemberMutations,
+            InvitationMutations,
+            BlockingMutations,
+        ),
     ),
-    types=[ProductNode],
+    types=[ProductNode, MailboxNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

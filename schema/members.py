@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import strawberry
 
 from gardien.models.enums import ProductKind as ProductKindModel
@@ -10,12 +12,15 @@ from gardien.models.enums import SupportPlan as SupportPlanModel
 from gardien.models.products import Product
 from gardien.resolvers import members, organisations
 from gardien.resolvers.errors import DomainError
-from gardien.resolvers.organisations import ContactPreferencesSummary, MemberEntry
+from gardien.resolvers.organisations import ContactPreferencesSummary, MemberEntry, ProductSummary
 from gardien.schema.context import Info
 from gardien.schema.errors import UserError
 from gardien.schema.organisations import OrganisationNode, Role, SupportPlan
-from gardien.schema.relay import Node, decode_id, encode_id
+from gardien.schema.relay import Connection, Node, decode_id, encode_id
 from gardien.schema.users import UserNode
+
+if TYPE_CHECKING:
+    from gardien.schema.blocking import MailboxNode
 
 ProductKind = strawberry.enum(ProductKindModel, name="ProductKind")
 
@@ -24,10 +29,45 @@ ProductKind = strawberry.enum(ProductKindModel, name="ProductKind")
 class ProductNode(Node):
     name: str
     kind: ProductKind  # type: ignore[valid-type]
+    management_blocked: bool = strawberry.field(
+        description="Managers blocked its management: collaborators and external members may"
+        " not manage it (BLK-1)."
+    )
+    mail_maintenance: bool = strawberry.field(
+        description="A mail service in maintenance: mail is still received, mailboxes cannot be"
+        " read (BLK-2); false for other products."
+    )
+    _product_id: strawberry.Private[int]
 
     @classmethod
     def from_model(cls, product: Product) -> ProductNode:
-        return cls(id=encode_id("Product", product.id), name=product.name, kind=product.kind)
+        return cls(
+            id=encode_id("Product", product.id),
+            name=product.name,
+            kind=product.kind,
+            management_blocked=product.management_blocked_at is not None,
+            mail_maintenance=product.maintenance_since is not None,
+            _product_id=product.id,
+        )
+
+    @classmethod
+    def from_summary(cls, product: ProductSummary) -> ProductNode:
+        return cls(
+            id=encode_id("Product", product.id),
+            name=product.name,
+            kind=product.kind,
+            management_blocked=product.management_blocked,
+            mail_maintenance=product.mail_maintenance,
+            _product_id=product.id,
+        )
+
+    @strawberry.field(description="The mailboxes of a mail service, for those who use it.")
+    async def mailboxes(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[MailboxNode, strawberry.lazy("gardien.schema.blocking")]]:
+        from gardien.schema.blocking import product_mailboxes
+
+        return await product_mailboxes(info, self._product_id, first, after)
 
 
 @strawberry.type(name="ContactPreferences", description="Notices a member receives (ORG-4).")
@@ -72,10 +112,7 @@ def membership_nodes(entries: list[MemberEntry]) -> list[MembershipNode]:
                 organisation=organisation,
                 product_access=None
                 if entry.products is None
-                else [
-                    ProductNode(id=encode_id("Product", p.id), name=p.name, kind=p.kind)
-                    for p in entry.products
-                ],
+                else [ProductNode.from_summary(p) for p in entry.products],
                 contact_preferences=_contact_preferences(entry.contact_preferences),
             )
         )

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gardien.schema.activity import ActivityEventNode
     from gardien.schema.domains import DomainNode
     from gardien.schema.invitations import InvitationNode, InvitationStatus
-    from gardien.schema.members import MembershipNode
+    from gardien.schema.members import MembershipNode, ProductNode
 
 Role = strawberry.enum(RoleModel, name="Role")
 SupportPlan = strawberry.enum(SupportPlanModel, name="SupportPlan")
@@ -143,6 +143,17 @@ class OrganisationNode(Node):
         from gardien.schema.domains import organisation_domains
 
         return await organisation_domains(info, self._organisation_id, first, after, status)
+
+    @strawberry.field(
+        description="Products, oldest first, with their management block and mail maintenance"
+        " (BLK-1, BLK-2): every member."
+    )
+    async def products(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[ProductNode, strawberry.lazy("gardien.schema.members")]]:
+        from gardien.schema.blocking import organisation_products
+
+        return await organisation_products(info, self._organisation_id, first, after)
 
     @strawberry.field(description="Invitations, newest first (INV-4): managers only.")
     async def invitations(

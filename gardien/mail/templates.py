@@ -27,6 +27,8 @@ class Template(StrEnum):
     INVITATION_NEW_ACCOUNT = "invitation_new_account"
     INVITATION_JOIN = "invitation_join"
     DOMAIN_EXPIRY_REMINDER = "domain_expiry_reminder"
+    PRODUCT_MANAGEMENT_CHANGED = "product_management_changed"
+    SECURE_ACCOUNT_PROCEDURE = "secure_account_procedure"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -41,6 +43,10 @@ VARIABLES: dict[Template, frozenset[str]] = {
     Template.DOMAIN_EXPIRY_REMINDER: frozenset(
         {"domain", "organisation", "expires_at", "days_before", "renewal_warranty", "link"}
     ),
+    Template.PRODUCT_MANAGEMENT_CHANGED: frozenset(
+        {"organisation", "product", "manager", "blocked", "link"}
+    ),
+    Template.SECURE_ACCOUNT_PROCEDURE: frozenset({"organisation", "sender", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

@@ -49,6 +49,18 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "renewal_warranty": False,
         "link": "https://manager.example/console/#/domains",
     },
+    Template.PRODUCT_MANAGEMENT_CHANGED: {
+        "organisation": "Démo SA",
+        "product": "kDrive Démo",
+        "manager": "Anna Legal",
+        "blocked": True,
+        "link": "https://manager.example/console/#/products",
+    },
+    Template.SECURE_ACCOUNT_PROCEDURE: {
+        "organisation": "Démo SA",
+        "sender": "Marc Admin",
+        "link": "https://manager.example/console/#/security",
+    },
 }
 
 

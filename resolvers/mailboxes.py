@@ -1,0 +1,183 @@
+"""Mailboxes of a mail service: created and deleted by those who manage it (BLK-1), fed by the
+mail system even in maintenance, read by those who use it except in maintenance (BLK-2)."""
+
+from __future__ import annotations
+
+import re
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from gardien.models.enums import ProductKind
+from gardien.models.mail import Mailbox, MailMessage
+from gardien.models.products import Product
+from gardien.resolvers import activity, authz
+from gardien.resolvers.authz import RequestScope
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.pagination import Counted, forward_page
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.resolvers.text import is_plain_text
+
+# A local part and a domain of letters, digits and the usual punctuation; the mail system's
+# own rules are stricter, this keeps obvious garbage out of the table.
+_ADDRESS = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$")
+MAX_SUBJECT_LENGTH = 998  # RFC 5322 2.1.1
+MAX_BODY_LENGTH = 1_000_000
+
+
+def _no_such_mailbox() -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, "No such mailbox.", "mailboxId")
+
+
+def _mail_maintenance() -> DomainError:
+    return DomainError(
+        ErrorCode.MAIL_MAINTENANCE,
+        "This mail service is in maintenance: incoming mail is kept, reading is back afterwards.",
+    )
+
+
+async def _mail_service(scope: RequestScope, product_id: int) -> Product:
+    authz.require_user(scope.actor)
+    product = await Product.get_or_none(id=product_id)
+    caller = await authz.membership_of(scope, product.organisation_id) if product else None
+    if product is None or not authz.can_view_products(caller):
+        raise DomainError(ErrorCode.NOT_FOUND, "No such product.", "productId")
+    if product.kind != ProductKind.MAIL_SERVICE:
+        raise DomainError(ErrorCode.NOT_A_MAIL_SERVICE, "This is not a mail service.", "productId")
+    return product
+
+
+async def _mailbox(scope: RequestScope, mailbox_id: int) -> tuple[Mailbox, Product]:
+    authz.require_user(scope.actor)
+    mailbox = await Mailbox.get_or_none(id=mailbox_id).select_related("product")
+    if mailbox is None:
+        raise _no_such_mailbox()
+    caller = await authz.membership_of(scope, mailbox.product.organisation_id)
+    if not authz.can_view_products(caller):
+        raise _no_such_mailbox()
+    return mailbox, mailbox.product
+
+
+def normalise_address(raw: str) -> str:
+    address = raw.strip().lower()
+    if len(address) > 254 or not _ADDRESS.match(address):
+        raise DomainError(ErrorCode.INVALID_INPUT, "This is not a mail address.", "address")
+    return address
+
+
+async def create_mailbox(
+    services: Services, meta: RequestMeta, scope: RequestScope, product_id: int, raw_address: str
+) -> Mailbox:
+    """A product-management operation: managers, and granted members unless blocked (BLK-1)."""
+    user = authz.require_user(scope.actor)
+    product = await _mail_service(scope, product_id)
+    await authz.require_product_manager(
+        scope,
+        product.organisation_id,
+        product.id,
+        management_blocked=product.management_blocked_at is not None,
+    )
+    address = normalise_address(raw_address)
+    try:
+        async with in_transaction():
+            mailbox = await Mailbox.create(
+                product_id=product.id, address=address, created_at=services.clock.now()
+            )
+            await activity.mailbox_created(
+                services,
+                meta,
+                actor_id=user.id,
+                organisation_id=product.organisation_id,
+                product_id=product.id,
+                mailbox_id=mailbox.id,
+                address=address,
+            )
+    except IntegrityError:
+        raise DomainError(
+            ErrorCode.EMAIL_UNAVAILABLE, "This address is not available.", "address"
+        ) from None
+    return mailbox
+
+
+async def delete_mailbox(
+    services: Services, meta: RequestMeta, scope: RequestScope, mailbox_id: int
+) -> None:
+    """A product-management operation, as create_mailbox. (REC-4 hooks in here later: a login
+    e-mail hosted in the deleted mailbox.)"""
+    user = authz.require_user(scope.actor)
+    mailbox, product = await _mailbox(scope, mailbox_id)
+    await authz.require_product_manager(
+        scope,
+        product.organisation_id,
+        product.id,
+        management_blocked=product.management_blocked_at is not None,
+    )
+    async with in_transaction():
+        deleted = await Mailbox.filter(id=mailbox.id).delete()
+        if not deleted:  # deleted meanwhile
+            raise _no_such_mailbox()
+        await activity.mailbox_deleted(
+            services,
+            meta,
+            actor_id=user.id,
+            organisation_id=product.organisation_id,
+            product_id=product.id,
+            mailbox_id=mailbox.id,
+            address=mailbox.address,
+        )
+
+
+async def mailboxes(
+    scope: RequestScope, product_id: int, *, first: int | None, after_id: int | None
+) -> Counted[Mailbox]:
+    """The mail service's mailboxes, for those who use it (listing is not reading mail)."""
+    product = await _mail_service(scope, product_id)
+    await authz.require_product_user(scope, product.organisation_id, product.id)
+    query = Mailbox.filter(product_id=product.id)
+    page = await forward_page(query, first, after_id)
+    return Counted(page, lambda: query.count())
+
+
+async def read_mailbox(
+    scope: RequestScope, mailbox_id: int, *, first: int | None, after_id: int | None
+) -> Counted[MailMessage]:
+    """BLK-2: newest first; refused while the mail service is in maintenance."""
+    mailbox, product = await _mailbox(scope, mailbox_id)
+    await authz.require_product_user(scope, product.organisation_id, product.id)
+    if product.maintenance_since is not None:
+        raise _mail_maintenance()
+    query = MailMessage.filter(mailbox_id=mailbox.id)
+    page = await forward_page(query, first, after_id, descending=True)
+    return Counted(page, lambda: query.count())
+
+
+async def accept_incoming_mail(
+    services: Services, address: str, *, sender: str, subject: str, body: str
+) -> MailMessage:
+    """BLK-2: the mail system hands over a message for a hosted address; it is stored whether or
+    not the service is in maintenance. NOT_FOUND when no mailbox has that address."""
+    mailbox = await Mailbox.get_or_none(address=address.strip().lower())
+    if mailbox is None:
+        raise _no_such_mailbox()
+    if not is_plain_text(sender) or not is_plain_text(subject):
+        raise DomainError(ErrorCode.INVALID_INPUT, "Sender and subject are one line of text.")
+    if len(body) > MAX_BODY_LENGTH:
+        raise DomainError(ErrorCode.INVALID_INPUT, "This message is too large.")
+    return await MailMessage.create(
+        mailbox_id=mailbox.id,
+        sender=sender[:254],
+        subject=subject[:MAX_SUBJECT_LENGTH],
+        # PostgreSQL refuses U+0000 in text; it has no meaning in a mail body.
+        body=body.replace("\x00", ""),
+        received_at=services.clock.now(),
+    )
+
+
+async def visible_mailbox(scope: RequestScope, mailbox_id: int) -> Mailbox:
+    """node(id:): a mailbox of a mail service the caller uses; NOT_FOUND for any other."""
+    mailbox, product = await _mailbox(scope, mailbox_id)
+    try:
+        await authz.require_product_user(scope, product.organisation_id, product.id)
+    except DomainError:
+        raise _no_such_mailbox() from None
+    return mailbox
