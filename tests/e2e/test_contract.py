@@ -43,8 +43,6 @@ LATER = {
     "RequestPasswordReset": "recovery",
     "SendRecoveryCode": "recovery",
     "ResetPassword": "recovery",
-    "OrganisationProducts": "blocking & domains",
-    "BlockProductManagement": "blocking & domains",
 }
 
 
@@ -368,6 +366,67 @@ def test_dom3_contract_restore_domain_served(served: ServedGateway) -> None:
                 "code": "DOMAIN_NOT_IN_REDEMPTION",
                 "message": "Only a domain in redemption can be restored; renew an active one.",
                 "field": "domainId",
+            }
+        ],
+    }
+
+
+def _demo_products(served: ServedGateway, token: str) -> dict[str, dict[str, Any]]:
+    body = _post(served, "OrganisationProducts", {"id": _organisation_id(served, token)}, token)
+    edges = body.json()["data"]["organisation"]["products"]["edges"]
+    return {edge["node"]["name"]: edge["node"] for edge in edges}
+
+
+def test_blk1_contract_organisation_products_served(served: ServedGateway) -> None:
+    external = _sign_in(served, "tom.extern@demo.example")
+
+    products = _demo_products(served, external)
+
+    assert {name: p["kind"] for name, p in products.items()} == {
+        "Mail demo.example": "MAIL_SERVICE",
+        "kDrive Démo": "WEB_DRIVE",
+        "Hébergement Web démo": "HOSTING",
+        "Domaines Démo": "DOMAIN",
+        "Calendrier Démo": "CALENDAR",
+        "VPS Démo": "VPS",
+    }
+    assert all(p["mailMaintenance"] is False for p in products.values())
+
+
+def test_blk1_blk2_contract_block_product_management_served(served: ServedGateway) -> None:
+    admin = _sign_in(served, "marc.admin@demo.example")
+    collaborator = _sign_in(served, "lea.collab@demo.example")
+    products = _demo_products(served, admin)
+    vps, mail = products["VPS Démo"]["id"], products["Mail demo.example"]["id"]
+
+    refused = _post(served, "BlockProductManagement", {"input": {"productId": vps}}, collaborator)
+    blocked = _post(served, "BlockProductManagement", {"input": {"productId": vps}}, admin)
+    not_mail = _post(served, "BlockProductManagement", {"input": {"productId": mail}}, admin)
+
+    assert refused.json()["data"]["blockProductManagement"] == {
+        "product": None,
+        "errors": [
+            {
+                "code": "FORBIDDEN",
+                "message": "Only administrators and legal representatives block or unblock a"
+                " product's management.",
+                "field": None,
+            }
+        ],
+    }
+    assert blocked.json()["data"]["blockProductManagement"] == {
+        "product": {"id": vps, "managementBlocked": True},
+        "errors": [],
+    }
+    assert _demo_products(served, collaborator)["VPS Démo"]["managementBlocked"] is True
+    assert not_mail.json()["data"]["blockProductManagement"] == {
+        "product": None,
+        "errors": [
+            {
+                "code": "MAIL_SERVICE_NOT_BLOCKABLE",
+                "message": "A mail service cannot be blocked: put it in maintenance instead"
+                " (setMailMaintenance).",
+                "field": "productId",
             }
         ],
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -22,6 +22,7 @@ from graphql import GraphQLInterfaceType, GraphQLObjectType
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
+from gardien.models.mail import Mailbox
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.products import Product, ProductGrant
@@ -61,6 +62,9 @@ class Outcome(StrEnum):
     # Invitations: the probe's token is forged, its invitation already answered (INV-4).
     INVITATION_INVALID = "INVITATION_INVALID"
     INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
+    # Blocking (BLK-*): the product's state refused a manager the rule let through.
+    PRODUCT_ALREADY_BLOCKED = "PRODUCT_ALREADY_BLOCKED"
+    PRODUCT_NOT_BLOCKED = "PRODUCT_NOT_BLOCKED"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -90,6 +94,9 @@ class World:
     collaborator_membership_id: int = 0
     external_membership_id: int = 0
     invitation_id: int = 0  # an accepted invitation of the organisation (INV-*)
+    # BLK-2: a mail service granted to nobody, with one mailbox per caller.
+    mail_product_id: int = 0
+    mailbox_ids: dict[Caller, int] = field(default_factory=dict)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -385,6 +392,117 @@ INVITATION_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- Blocking (BLK-*) ---------------------------------------------------------------------------
+PRODUCT_ALREADY_BLOCKED = Outcome.PRODUCT_ALREADY_BLOCKED
+PRODUCT_NOT_BLOCKED = Outcome.PRODUCT_NOT_BLOCKED
+PRODUCTS = (
+    "query($id: ID!) { organisation(id: $id) { products(first: 5) { edges { node { id } } } } }"
+)
+PRODUCT_COUNT = "query($id: ID!) { organisation(id: $id) { products(first: 0) { totalCount } } }"
+MAIL_NODE = "query($id: ID!) {{ node(id: $id) {{ ... on Product {{ {selection} }} }} }}"
+MAILBOX_NODE = "query($id: ID!) {{ node(id: $id) {{ ... on Mailbox {{ {selection} }} }} }}"
+
+
+def _product_input(which: str, **extra: Any) -> Variables:
+    """ "drive": the product granted to the collaborator; "mail": the mail service."""
+
+    def variables(world: World, _: Caller) -> dict[str, Any]:
+        product_id = world.product_id if which == "drive" else world.mail_product_id
+        return {"input": {"productId": encode_id("Product", product_id), **extra}}
+
+    return variables
+
+
+def _mail_product(world: World, _: Caller) -> dict[str, Any]:
+    return {"id": encode_id("Product", world.mail_product_id)}
+
+
+def _legal_mailbox(world: World, _: Caller) -> dict[str, Any]:
+    return {"id": encode_id("Mailbox", world.mailbox_ids[Caller.LEGAL])}
+
+
+def _own_mailbox(world: World, caller: Caller) -> dict[str, Any]:
+    return {"input": {"mailboxId": encode_id("Mailbox", world.mailbox_ids[caller])}}
+
+
+def _new_mailbox(world: World, caller: Caller) -> dict[str, Any]:
+    return {
+        "input": {
+            "productId": encode_id("Product", world.mail_product_id),
+            "address": f"new.{caller.name.lower()}@example.test",
+        }
+    }
+
+
+def _support_input(world: World, _: Caller) -> dict[str, Any]:
+    return {
+        "input": {
+            "organisationId": encode_id("Organisation", world.organisation_id),
+            "userId": encode_id("User", world.legal_user_id),
+            "requesterSupportCode": "123456",
+            "justification": "Reported stolen laptop",
+        }
+    }
+
+
+BLOCKING_ROWS: list[Row] = [
+    Row("Organisation.products", "the organisation's", PRODUCTS, ("organisation", "products"),
+        _organisation,
+        expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+    Row("ProductConnection.totalCount", "the organisation's products", PRODUCT_COUNT,
+        ("organisation", "products", "totalCount"), _organisation,
+        expect(OK, OK, OK, OK, NOT_FOUND, UNAUTH)),
+    # The mail service is granted to nobody: collaborators and external members do not use it.
+    Row("Product.mailboxes", "the organisation's mail service's",
+        MAIL_NODE.format(selection="mailboxes(first: 5) { edges { node { id } } }"),
+        ("node", "mailboxes"), _mail_product,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NULL, UNAUTH)),
+    Row("MailboxConnection.totalCount", "the organisation's mail service's mailboxes",
+        MAIL_NODE.format(selection="mailboxes(first: 0) { totalCount }"),
+        ("node", "mailboxes", "totalCount"), _mail_product,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NULL, UNAUTH)),
+    Row("Mailbox.messages", "a mailbox of the organisation's mail service",
+        MAILBOX_NODE.format(selection="messages(first: 5) { edges { node { subject } } }"),
+        ("node", "messages"), _legal_mailbox,
+        expect(EMPTY, EMPTY, NULL, NULL, NULL, UNAUTH)),
+    Row("MailMessageConnection.totalCount", "a mailbox of the organisation's mail service",
+        MAILBOX_NODE.format(selection="messages(first: 0) { totalCount }"),
+        ("node", "messages", "totalCount"), _legal_mailbox,
+        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    Row("Mutation.blockProductManagement", "the collaborator's granted product",
+        _mutation("blockProductManagement", "BlockProductManagementInput"),
+        ("blockProductManagement",), _product_input("drive"),
+        expect(OK, PRODUCT_ALREADY_BLOCKED, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.unblockProductManagement", "the collaborator's granted product, not blocked",
+        _mutation("unblockProductManagement", "UnblockProductManagementInput"),
+        ("unblockProductManagement",), _product_input("drive"),
+        expect(PRODUCT_NOT_BLOCKED, PRODUCT_NOT_BLOCKED, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.setMailMaintenance", "the mail service, to the state it has",
+        _mutation("setMailMaintenance", "SetMailMaintenanceInput"),
+        ("setMailMaintenance",), _product_input("mail", enabled=False),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.createMailbox", "a new address in the mail service",
+        _mutation("createMailbox", "CreateMailboxInput"), ("createMailbox",), _new_mailbox,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.deleteMailbox", "a mailbox of the mail service",
+        _mutation("deleteMailbox", "DeleteMailboxInput"), ("deleteMailbox",), _own_mailbox,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    # Support operations are for platform staff alone: no member, whatever the role.
+    Row("Mutation.supportBlockUser", "the legal representative",
+        _mutation("supportBlockUser", "SupportBlockUserInput"), ("supportBlockUser",),
+        _support_input,
+        expect(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH)),
+    Row("Mutation.supportUnblockUser", "the legal representative",
+        _mutation("supportUnblockUser", "SupportUnblockUserInput"), ("supportUnblockUser",),
+        _support_input,
+        expect(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH)),
+    Row("Mutation.sendSecurityProcedure", "the collaborator",
+        _mutation("sendSecurityProcedure", "SendSecurityProcedureInput"),
+        ("sendSecurityProcedure",), _member_input("collaborator"),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -466,6 +584,8 @@ ROWS: list[Row] = [
     *_member_management_rows(),
     # --- invitations (INV-*) -------------------------------------------------------------------
     *INVITATION_ROWS,
+    # --- blocking (BLK-*) ----------------------------------------------------------------------
+    *BLOCKING_ROWS,
 ]  # fmt: skip
 
 
@@ -495,6 +615,8 @@ NODES: dict[str, NodeRow] = {
                       expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
     "Invitation": NodeRow(lambda w: encode_id("Invitation", w.invitation_id),
                           expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "Mailbox": NodeRow(lambda w: encode_id("Mailbox", w.mailbox_ids[Caller.LEGAL]),
+                       expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -555,6 +677,25 @@ INHERITED = frozenset(
         "AcceptInvitationPayload.errors", "DeclineInvitationPayload.errors",
         "RevokeInvitationPayload.invitation", "RevokeInvitationPayload.errors",
         "ResendInvitationPayload.invitation", "ResendInvitationPayload.errors",
+        # Blocking (BLK-*): values of a product or mailbox the caller was allowed to reach,
+        # connection plumbing and payload parts.
+        "Product.managementBlocked", "Product.mailMaintenance",
+        "ProductConnection.edges", "ProductConnection.pageInfo", "ProductEdge.cursor",
+        "ProductEdge.node",
+        "Mailbox.id", "Mailbox.address",
+        "MailboxConnection.edges", "MailboxConnection.pageInfo", "MailboxEdge.cursor",
+        "MailboxEdge.node",
+        "MailMessage.sender", "MailMessage.subject", "MailMessage.body", "MailMessage.receivedAt",
+        "MailMessageConnection.edges", "MailMessageConnection.pageInfo",
+        "MailMessageEdge.cursor", "MailMessageEdge.node",
+        "BlockProductManagementPayload.product", "BlockProductManagementPayload.errors",
+        "UnblockProductManagementPayload.product", "UnblockProductManagementPayload.errors",
+        "SetMailMaintenancePayload.product", "SetMailMaintenancePayload.errors",
+        "CreateMailboxPayload.mailbox", "CreateMailboxPayload.errors",
+        "DeleteMailboxPayload.errors",
+        "SupportBlockUserPayload.blockedAt", "SupportBlockUserPayload.errors",
+        "SupportUnblockUserPayload.unblockedAt", "SupportUnblockUserPayload.errors",
+        "SendSecurityProcedurePayload.errors",
     }
 )  # fmt: skip
 
@@ -632,6 +773,19 @@ async def _world(services: Services) -> World:
     )
     event = await ActivityEvent.filter(organisation_id=organisation.id).order_by("id").first()
     assert event is not None
+    mail = await Product.create(
+        organisation=organisation, kind="MAIL_SERVICE", name="Mail", created_at=services.clock.now()
+    )
+    mailbox_ids = {
+        caller: (
+            await Mailbox.create(
+                product=mail,
+                address=f"box.{caller.name.lower()}@example.test",
+                created_at=services.clock.now(),
+            )
+        ).id
+        for caller in CALLERS
+    }
     return World(
         organisation_id=organisation.id,
         legal_user_id=legal.user.id,
@@ -644,6 +798,8 @@ async def _world(services: Services) -> World:
         collaborator_membership_id=members[Caller.COLLAB].membership.id,
         external_membership_id=members[Caller.EXTERNAL].membership.id,
         invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
+        mail_product_id=mail.id,
+        mailbox_ids=mailbox_ids,
     )
 
 

@@ -243,11 +243,34 @@ async def test_dom2_other_organisations_domain_is_not_found_like_an_unknown_id(
 
 
 @pytest.mark.parametrize("role", [Role.COLLABORATOR, Role.EXTERNAL])
-async def test_dom2_collaborators_and_externals_may_not_manage_domains_even_when_granted(
+async def test_dom2_org3_collaborators_and_externals_manage_domains_only_when_granted(
     services: Services, meta: RequestMeta, role: Role
 ) -> None:
+    """The roles table: they manage only the products granted to them. A grant of another kind
+    of product gives nothing; the DOMAIN product's grant lets them manage its domains (BLK-1
+    may block that: tests/resolvers/test_blocking.py)."""
     organisation, _ = await _manager(services)
     member = await factories.add_member(services, organisation, role)
+    drive = await Product.create(
+        organisation=organisation,
+        kind=ProductKind.WEB_DRIVE,
+        name="Drive",
+        created_at=services.clock.now(),
+    )
+    await ProductGrant.create(membership=member.membership, product=drive)
+    assert member.user.email is not None
+    actor = await factories.signed_in_scope(services, member.user.email)
+    domain = await factories.add_domain(
+        services, organisation, "team.ch", expires_in=timedelta(days=20)
+    )
+
+    refused = [
+        await _refused(domains.renew_domain(services, meta, actor, domain.id, 1), domain.id),
+        await _refused(domains.restore_domain(services, meta, actor, domain.id), domain.id),
+        await _refused(
+            domains.set_renewal_warranty(services, meta, actor, domain.id, True), domain.id
+        ),
+    ]
     product = await Product.create(
         organisation=organisation,
         kind=ProductKind.DOMAIN,
@@ -255,21 +278,12 @@ async def test_dom2_collaborators_and_externals_may_not_manage_domains_even_when
         created_at=services.clock.now(),
     )
     await ProductGrant.create(membership=member.membership, product=product)
-    assert member.user.email is not None
-    actor = await factories.signed_in_scope(services, member.user.email)
-    domain = await factories.add_domain(
-        services, organisation, "team.ch", expires_in=timedelta(days=20)
-    )
+    renewed = await domains.renew_domain(services, meta, actor, domain.id, 1)
+    warranty = await domains.set_renewal_warranty(services, meta, actor, domain.id, True)
 
-    results = [
-        await _refused(domains.renew_domain(services, meta, actor, domain.id, 1), domain.id),
-        await _refused(domains.restore_domain(services, meta, actor, domain.id), domain.id),
-        await _refused(
-            domains.set_renewal_warranty(services, meta, actor, domain.id, True), domain.id
-        ),
-    ]
-
-    assert results == [(ErrorCode.FORBIDDEN, None)] * 3
+    assert refused == [(ErrorCode.FORBIDDEN, None)] * 3
+    assert renewed.domain.expires_at.year == domain.expires_at.year + 1
+    assert warranty.domain.renewal_warranty is True
 
 
 async def test_dom4_act1_warranty_switch_recorded_once_per_change(
