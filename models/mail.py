@@ -33,7 +33,6 @@ class Mailbox(Model):
 # A message delivered to a mailbox, kept during maintenance too (BLK-2). A comment, not a
 # docstring: Tortoise would make a docstring the table's comment in the migration's SQL.
 class MailMessage(Model):
-
     id = fields.BigIntField(primary_key=True)
     mailbox: fields.ForeignKeyRelation[Mailbox] = fields.ForeignKeyField(
         "models.Mailbox", related_name="messages", on_delete=fields.CASCADE
