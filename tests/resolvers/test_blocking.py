@@ -17,7 +17,7 @@ from gardien.models.mail import Mailbox, MailMessage
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.outbox import OutboxMessage
 from gardien.models.products import Product, ProductGrant
-from gardien.resolvers import blocking, domains, mailboxes
+from gardien.resolvers import authz, blocking, domains, mailboxes
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -432,3 +432,22 @@ async def test_blk4_procedure_to_a_member_of_another_organisation_is_not_found(
     )
 
     assert refused == (ErrorCode.NOT_FOUND, "membershipId")
+
+
+@pytest.mark.parametrize(
+    ("role", "granted", "blocked", "allowed"),
+    [
+        (Role.LEGAL_REPRESENTATIVE, False, True, True),
+        (Role.ADMINISTRATOR, False, True, True),
+        (Role.COLLABORATOR, True, False, True),
+        (Role.COLLABORATOR, True, True, False),
+        (Role.COLLABORATOR, False, False, False),
+        (Role.EXTERNAL, True, False, True),
+        (Role.EXTERNAL, True, True, False),
+        (Role.EXTERNAL, False, False, False),
+    ],
+)
+def test_blk1_org3_product_management_rule_by_role_grant_and_block(
+    role: Role, granted: bool, blocked: bool, allowed: bool
+) -> None:
+    assert authz.can_manage_product(role, granted=granted, management_blocked=blocked) is allowed
