@@ -45,6 +45,8 @@ class ErrorCode(StrEnum):
     INVITATION_INVALID = "INVITATION_INVALID"
     INVITATION_EXPIRED = "INVITATION_EXPIRED"
     INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
+    # Security e-mails (ACT-4): the new sign-in notice cannot be turned off.
+    SECURITY_EMAIL_MANDATORY = "SECURITY_EMAIL_MANDATORY"
 
 
 class DomainError(Exception):

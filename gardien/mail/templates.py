@@ -27,6 +27,8 @@ class Template(StrEnum):
     INVITATION_NEW_ACCOUNT = "invitation_new_account"
     INVITATION_JOIN = "invitation_join"
     DOMAIN_EXPIRY_REMINDER = "domain_expiry_reminder"
+    SECURITY_NEW_LOCATION = "security_new_location"
+    SECURITY_WRONG_PASSWORD = "security_wrong_password"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -41,6 +43,8 @@ VARIABLES: dict[Template, frozenset[str]] = {
     Template.DOMAIN_EXPIRY_REMINDER: frozenset(
         {"domain", "organisation", "expires_at", "days_before", "renewal_warranty", "link"}
     ),
+    Template.SECURITY_NEW_LOCATION: frozenset({"signed_in_at", "where", "device", "secure_link"}),
+    Template.SECURITY_WRONG_PASSWORD: frozenset({"attempted_at", "where", "device", "secure_link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {
