@@ -64,7 +64,7 @@ async def note_sign_in(
     """ACT-2, in the caller's transaction, once a sign-in has opened a session.
 
     A country or a device never seen for this user records sign_in.new_location and queues the
-    security e-mail. The device is the browser's device-cookie nonce: a private window or a new
+    security e-mail; the very first sign-in only sets what is known. The device is the browser's device-cookie nonce: a private window or a new
     computer has no cookie, so it is new. Answers whether the sign-in was from a new location.
     """
     now = services.clock.now()
@@ -88,7 +88,10 @@ async def note_sign_in(
                 )
         except IntegrityError:
             pass
-    if not (new_country or new_device):
+    # The first sign-in with no history at all (a new account, or one older than this record)
+    # only sets the baseline: with nothing to compare to, an alert would say nothing, and every
+    # existing user would get one at once when the record starts.
+    if not seen or not (new_country or new_device):
         return False
     recipient = _recipient(user)
     await activity.sign_in_new_location(

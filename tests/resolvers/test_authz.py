@@ -90,6 +90,7 @@ class World:
     collaborator_membership_id: int = 0
     external_membership_id: int = 0
     invitation_id: int = 0  # an accepted invitation of the organisation (INV-*)
+    legal_session_id: int = 0  # the legal representative's own web session (ACT-6)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -385,6 +386,32 @@ INVITATION_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- Own security (ACT-4…ACT-6): each user's own, and nobody else's ------------------------------
+
+
+def _legal_session_input(world: World, _: Caller) -> dict[str, Any]:
+    return {"input": {"sessionId": encode_id("ActiveSession", world.legal_session_id)}}
+
+
+SECURITY_ROWS: list[Row] = [
+    *_private_field_rows("activity", "activity(first: 5) { edges { node { id } } }"),
+    *_private_field_rows("sessions", "sessions { id }"),
+    *_private_field_rows("securityEmailPreferences", "securityEmailPreferences { wrongPassword }"),
+    # Someone else's session answers like one that does not exist (no enumeration).
+    Row("Mutation.revokeSession", "the legal representative's session",
+        _mutation("revokeSession", "RevokeSessionInput"), ("revokeSession",),
+        _legal_session_input,
+        expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.secureAccount", "the caller's own account",
+        "mutation { secureAccount { errors { code } } }", ("secureAccount",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.setSecurityEmailPreferences", "the caller's own",
+        _mutation("setSecurityEmailPreferences", "SetSecurityEmailPreferencesInput"),
+        ("setSecurityEmailPreferences",), lambda *_: {"input": {"wrongPassword": False}},
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -466,6 +493,8 @@ ROWS: list[Row] = [
     *_member_management_rows(),
     # --- invitations (INV-*) -------------------------------------------------------------------
     *INVITATION_ROWS,
+    # --- own security: activity, sessions, security e-mails, secure my account (ACT-4…ACT-6) ---
+    *SECURITY_ROWS,
 ]  # fmt: skip
 
 
@@ -495,6 +524,8 @@ NODES: dict[str, NodeRow] = {
                       expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
     "Invitation": NodeRow(lambda w: encode_id("Invitation", w.invitation_id),
                           expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "ActiveSession": NodeRow(lambda w: encode_id("ActiveSession", w.legal_session_id),
+                             expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -555,6 +586,14 @@ INHERITED = frozenset(
         "AcceptInvitationPayload.errors", "DeclineInvitationPayload.errors",
         "RevokeInvitationPayload.invitation", "RevokeInvitationPayload.errors",
         "ResendInvitationPayload.invitation", "ResendInvitationPayload.errors",
+        # Own security (ACT-4…ACT-6): values of the caller's own session, payload parts.
+        "ActiveSession.id", "ActiveSession.kind", "ActiveSession.device", "ActiveSession.ip",
+        "ActiveSession.country", "ActiveSession.createdAt", "ActiveSession.lastSeenAt",
+        "ActiveSession.current", "RevokeSessionPayload.errors",
+        "SecureAccountPayload.sessionsRevoked", "SecureAccountPayload.appPasswordsRevoked",
+        "SecureAccountPayload.steps", "SecureAccountPayload.errors",
+        "SecurityEmailPreferences.newLocation", "SecurityEmailPreferences.wrongPassword",
+        "SetSecurityEmailPreferencesPayload.preferences", "SetSecurityEmailPreferencesPayload.errors",
     }
 )  # fmt: skip
 
@@ -644,6 +683,7 @@ async def _world(services: Services) -> World:
         collaborator_membership_id=members[Caller.COLLAB].membership.id,
         external_membership_id=members[Caller.EXTERNAL].membership.id,
         invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
+        legal_session_id=legal.session.session.id,
     )
 
 
