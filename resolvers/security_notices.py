@@ -64,8 +64,9 @@ async def note_sign_in(
     """ACT-2, in the caller's transaction, once a sign-in has opened a session.
 
     A country or a device never seen for this user records sign_in.new_location and queues the
-    security e-mail; the very first sign-in only sets what is known. The device is the browser's device-cookie nonce: a private window or a new
-    computer has no cookie, so it is new. Answers whether the sign-in was from a new location.
+    security e-mail; the very first sign-in only sets what is known. The device is the browser's
+    device-cookie nonce: a private window or a new computer has no cookie, so it is new.
+    Answers whether the sign-in was from a new location.
     """
     now = services.clock.now()
     country = meta.country or NO_COUNTRY
