@@ -12,7 +12,7 @@ import pytest
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
-from gardien.models.enums import SessionKind
+from gardien.models.enums import Role, SessionKind, SupportPlan
 from gardien.models.mfa import AppPassword
 from gardien.models.outbox import OutboxMessage
 from gardien.models.sessions import KnownDevice, Session
@@ -21,6 +21,7 @@ from gardien.resolvers import (
     account_security,
     accounts,
     activity_log,
+    members,
     security_notices,
     sessions,
 )
@@ -28,6 +29,7 @@ from gardien.resolvers.account_security import SecureAccountStep
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
+from gardien.schema.relay import encode_id
 from gardien.security import read_device_cookie
 from tests import factories
 from tests.conftest import GraphQLClient
@@ -576,3 +578,51 @@ async def test_act4_viewer_activity_refuses_unknown_types_and_inverted_ranges(
             }
         }
     }
+
+
+ORGANISATION_ACTIVITY = (
+    "query($id: ID!, $types: [String!], $since: DateTime, $until: DateTime) {"
+    " organisation(id: $id) { activity(first: 10, types: $types, since: $since, until: $until)"
+    " { edges { node { type } } } } }"
+)
+
+
+async def test_act4_organisation_activity_filters_by_type_and_time(
+    services: Services, gql: GraphQLClient, clock: ManualClock
+) -> None:
+    legal = await factories.sign_up(services, email="legal@example.test")
+    start = clock.now()
+    clock.advance(timedelta(minutes=5))
+    await factories.add_member(services, legal.organisation, Role.COLLABORATOR)
+    scope = await factories.signed_in_scope(services, "legal@example.test")
+    await members.set_support_plan(
+        services, RequestMeta(), scope, legal.organisation.id, SupportPlan.PREMIUM
+    )
+    gql.token = (await _sign_in(services, ZURICH, "legal@example.test")).session.token  # type: ignore[union-attr]
+    organisation_id = encode_id("Organisation", legal.organisation.id)
+
+    by_type = await gql(
+        ORGANISATION_ACTIVITY, {"id": organisation_id, "types": ["support_plan.changed"]}
+    )
+    at_sign_up = await gql(
+        ORGANISATION_ACTIVITY,
+        {
+            "id": organisation_id,
+            "since": start.isoformat(),
+            "until": (start + timedelta(minutes=1)).isoformat(),
+        },
+    )
+    unknown = await gql(ORGANISATION_ACTIVITY, {"id": organisation_id, "types": ["nope.nope"]})
+
+    assert by_type == {
+        "data": {
+            "organisation": {"activity": {"edges": [{"node": {"type": "support_plan.changed"}}]}}
+        }
+    }
+    assert at_sign_up == {
+        "data": {"organisation": {"activity": {"edges": [{"node": {"type": "account.signed_up"}}]}}}
+    }
+    assert unknown["data"] == {"organisation": None}
+    assert [(e["extensions"]["code"], e["message"]) for e in unknown["errors"]] == [
+        ("INVALID_INPUT", "The filter names an unknown event type.")
+    ]
