@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gardien import db, jobs, redis_client
+from gardien import db, devices, geo, jobs, redis_client
 from gardien.clock import Clock, SystemClock
 from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
@@ -57,9 +57,14 @@ def create_app(
     common_passwords()  # read the shipped list now, not on the event loop of a first sign-up
 
     async def build_context(request: Request) -> Context:
+        ip = request.client.host if request.client else None
+        device = devices.describe(request.headers.get("user-agent"))
         meta = RequestMeta(
-            ip=request.client.host if request.client else None,
-            device=(request.headers.get("user-agent") or "")[:200] or None,
+            ip=ip,
+            # ACT-1: the client's address as the trusted-proxy rule decided (proxies.py).
+            country=geo.country_of(ip),
+            device=device.label if device else None,
+            device_family=device.family if device else None,
             request_id=request.scope.get("state", {}).get("request_id"),
         )
         return Context(

@@ -39,6 +39,8 @@ class User(Model):
     notify_new_location = fields.BooleanField(default=True)
     notify_wrong_password = fields.BooleanField(default=True)
     last_wrong_password_notice_at = fields.DatetimeField(null=True)
+    # ACT-5: moved by "secure my account"; device cookies are bound to it, so they all die.
+    credential_generation = fields.IntField(default=0)
     created_at = fields.DatetimeField()
 
     memberships: fields.ReverseRelation[Membership]

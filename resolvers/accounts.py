@@ -13,7 +13,15 @@ from gardien.models.enums import Role, TwoFactorKind
 from gardien.models.organisations import Membership, Organisation, SecurityPolicy
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, profile, ratelimits, sessions, two_factor
+from gardien.resolvers import (
+    activity,
+    authz,
+    profile,
+    ratelimits,
+    security_notices,
+    sessions,
+    two_factor,
+)
 from gardien.resolvers.authz import Actor, require_user
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -283,7 +291,19 @@ async def sign_in(
             return SignInResult(second_factor=challenge)
         issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
-    return SignInResult(session=issued, device_cookie=remember_device(services, user, device))
+        cookie = await session_opened(services, meta, user, device)
+    return SignInResult(session=issued, device_cookie=cookie)
+
+
+async def session_opened(
+    services: Services, meta: RequestMeta, user: User, known: DeviceCookie | None
+) -> str:
+    """What every completed sign-in does once its session is open, in its transaction: renew
+    or issue the device cookie, and tell the user of a new location (ACT-2). Answers the cookie.
+    """
+    cookie = _issue_device_cookie(services, user, known)
+    await security_notices.note_sign_in(services, meta, user, cookie.nonce)
+    return cookie.value
 
 
 def remember_device(services: Services, user: User, known: DeviceCookie | None) -> str:
@@ -292,22 +312,26 @@ def remember_device(services: Services, user: User, known: DeviceCookie | None) 
     A browser that came with a valid cookie keeps its nonce (so its budget and any lock), only
     renewed; a new browser gets a new nonce. Every cookie is bound to the user's credentials.
     """
-    cookie = issue_device_cookie(
+    return _issue_device_cookie(services, user, known).value
+
+
+def _issue_device_cookie(
+    services: Services, user: User, known: DeviceCookie | None
+) -> DeviceCookie:
+    return issue_device_cookie(
         services.keyring,
         user.id,
         _credential_version(user),
         services.clock.now(),
         nonce=known.nonce if known is not None else None,
     )
-    return cookie.value
 
 
 def _credential_version(user: User) -> str:
-    """What a device cookie is bound to: a password change revokes every cookie of the user.
-
-    ACT-5 "secure my account" must revoke them too: when it lands, add a per-user generation here.
-    """
-    return str(round(user.password_changed_at.timestamp() * 1_000_000))
+    """What a device cookie is bound to: a password change, or "secure my account" (ACT-5,
+    which moves the generation), revokes every cookie of the user."""
+    changed = round(user.password_changed_at.timestamp() * 1_000_000)
+    return f"{changed}.{user.credential_generation}"
 
 
 def _user_subject(user: User) -> str:
@@ -339,6 +363,9 @@ async def _sign_in_failed(
         await activity.sign_in_failed(
             services, meta, user_id=user.id if user else None, login=login_key, reason=reason
         )
+        if user is not None and reason == "wrong_password":
+            # ACT-3. The API answer stays the one an unknown login gets (sign_in raises it).
+            await security_notices.wrong_password(services, meta, user)
 
 
 async def _refuse(

@@ -792,3 +792,71 @@ async def security_procedure_sent(
         organisation_id=organisation_id,
         data={"membership_id": membership_id},
     )
+
+
+# --- Own security (ACT-2, ACT-4…ACT-6) ---------------------------------------------------------
+
+
+async def sign_in_new_location(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    new_country: bool,
+    new_device: bool,
+    notified: bool,
+) -> None:
+    """ACT-2: a sign-in from a country or a device never seen for this user."""
+    await _record(
+        services,
+        "sign_in.new_location",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"new_country": new_country, "new_device": new_device, "notified": notified},
+    )
+
+
+async def security_email_preferences_changed(
+    services: Services, meta: RequestMeta, user_id: int, *, wrong_password: bool
+) -> None:
+    await _record(
+        services,
+        "security_emails.preferences_changed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"wrong_password": wrong_password},
+    )
+
+
+async def session_revoked(
+    services: Services, meta: RequestMeta, user_id: int, *, session_id: int, kind: str
+) -> None:
+    await _record(
+        services,
+        "session.revoked",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"session_id": session_id, "kind": kind},
+    )
+
+
+async def account_secured(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    sessions_revoked: int,
+    app_passwords_revoked: int,
+) -> None:
+    """ACT-5: every other session and every app password revoked, device cookies void."""
+    await _record(
+        services,
+        "account.secured",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"sessions_revoked": sessions_revoked, "app_passwords_revoked": app_passwords_revoked},
+    )

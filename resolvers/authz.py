@@ -587,3 +587,20 @@ def can_send_security_procedure(membership: CallerMembership | None) -> bool:
 SECURITY_PROCEDURE_FORBIDDEN = (
     "Only administrators and legal representatives send the secure-your-account procedure."
 )
+# --- Own security: activity, sessions, e-mails, "secure my account" (ACT-4…ACT-6) -------------
+# A user's own sessions and security settings are theirs alone: no role of any organisation
+# reaches them, and a session of someone else answers exactly like one that does not exist.
+
+
+def can_view_own_activity(actor: Actor) -> bool:
+    return actor.user is not None
+
+
+def can_manage_session(actor: Actor, session_owner_id: int | None) -> bool:
+    """ACT-6: list and revoke one's own sessions only."""
+    return actor.user is not None and session_owner_id == actor.user.id
+
+
+def can_secure_account(actor: Actor) -> bool:
+    """ACT-5: from a signed-in session, which is the one kept."""
+    return actor.user is not None and actor.session is not None

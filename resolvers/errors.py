@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     INVALID_SUPPORT_CODE = "INVALID_SUPPORT_CODE"
     USER_ALREADY_BLOCKED = "USER_ALREADY_BLOCKED"
     USER_NOT_BLOCKED = "USER_NOT_BLOCKED"
+    # Security e-mails (ACT-4): the new sign-in notice cannot be turned off.
+    SECURITY_EMAIL_MANDATORY = "SECURITY_EMAIL_MANDATORY"
 
 
 class DomainError(Exception):

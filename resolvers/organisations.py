@@ -10,6 +10,7 @@ from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.products import Product
 from gardien.models.users import User
 from gardien.resolvers import authz, sql
+from gardien.resolvers.activity_log import ActivityFilter
 from gardien.resolvers.authz import CallerMembership, RequestScope
 from gardien.resolvers.pagination import Counted, Page, forward_page, page_size
 
@@ -293,15 +294,22 @@ async def visible_member(scope: RequestScope, membership_id: int) -> MemberEntry
 
 
 async def activity(
-    scope: RequestScope, organisation_id: int, *, first: int | None, after_id: int | None
+    scope: RequestScope,
+    organisation_id: int,
+    *,
+    first: int | None,
+    after_id: int | None,
+    filters: ActivityFilter | None = None,
 ) -> Counted[ActivityEvent]:
-    """ACT-4: the organisation's security activity, newest first."""
+    """ACT-4: the organisation's security activity, newest first, filtered by type and time."""
     membership = await authz.require_visible_organisation(scope, organisation_id)
     authz.require(
         authz.can_view_organisation_activity(membership),
         authz.forbidden(authz.ACTIVITY_FORBIDDEN),
     )
     query = ActivityEvent.filter(organisation_id=organisation_id)
+    if filters is not None:
+        query = filters.apply(query)
     page = await forward_page(query, first, after_id, descending=True)
     return Counted(page, lambda: query.count())
 

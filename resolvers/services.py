@@ -29,4 +29,6 @@ class RequestMeta:
     ip: str | None = None
     country: str | None = None
     device: str | None = None
+    # ACT-2: browser and OS families without versions, so an update is not a new device.
+    device_family: str | None = None
     request_id: str | None = None

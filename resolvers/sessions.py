@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from tortoise.transactions import in_transaction
 
 from gardien.models.enums import PlatformRole, SessionKind
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import authz, sql
+from gardien.resolvers import activity, authz, sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import new_token
@@ -99,3 +101,72 @@ async def authenticate(services: Services, token: str) -> Actor | None:
 
 async def revoke(services: Services, session_id: int) -> None:
     await Session.filter(id=session_id, revoked_at=None).update(revoked_at=services.clock.now())
+
+
+# --- The user's own sessions (ACT-6) -----------------------------------------------------------
+
+
+def _is_active(session: Session, now: datetime) -> bool:
+    if session.revoked_at is not None or session.expires_at <= now:
+        return False
+    # A web session also ends after its idle limit; app sessions live to their expiry.
+    return session.kind is not SessionKind.WEB or session.last_seen_at + IDLE_TIMEOUT > now
+
+
+async def own_sessions(services: Services, actor: Actor) -> list[Session]:
+    """ACT-6: the caller's web and app sessions that still open something, newest first."""
+    user = authz.require_user(actor)
+    now = services.clock.now()
+    rows = await Session.filter(user_id=user.id, revoked_at=None, expires_at__gt=now).order_by(
+        "-id"
+    )
+    return [session for session in rows if _is_active(session, now)]
+
+
+async def revoke_own_session(
+    services: Services, meta: RequestMeta, actor: Actor, session_id: int
+) -> Session:
+    """ACT-6: end one of the caller's sessions (the current one too: that signs out here).
+
+    Someone else's session, and one already ended, answer NOT_FOUND like an unknown id.
+    """
+    authz.require_user(actor)
+    now = services.clock.now()
+    async with in_transaction():
+        session = await Session.select_for_update().get_or_none(id=session_id)
+        authz.require(
+            session is not None
+            and authz.can_manage_session(actor, session.user_id)
+            and _is_active(session, now),
+            authz.not_found("session"),
+        )
+        assert session is not None
+        session.revoked_at = now
+        await session.save(update_fields=["revoked_at"])
+        await activity.session_revoked(
+            services, meta, session.user_id, session_id=session.id, kind=session.kind.value
+        )
+    return session
+
+
+async def revoke_other_sessions(services: Services, user_id: int, keep_session_id: int) -> int:
+    """Every session of the user but the one kept, in the caller's transaction (ACT-5)."""
+    return await (
+        Session.filter(user_id=user_id, revoked_at=None)
+        .exclude(id=keep_session_id)
+        .update(revoked_at=services.clock.now())
+    )
+
+
+async def own_session(services: Services, actor: Actor, session_id: int) -> Session:
+    """node(id:): one of the caller's active sessions; anything else is NOT_FOUND."""
+    authz.require_user(actor)
+    session = await Session.get_or_none(id=session_id)
+    authz.require(
+        session is not None
+        and authz.can_manage_session(actor, session.user_id)
+        and _is_active(session, services.clock.now()),
+        authz.not_found("session"),
+    )
+    assert session is not None
+    return session

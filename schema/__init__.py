@@ -21,6 +21,7 @@ from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
+from gardien.schema.security import SecurityMutations, active_session_by_id
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 
 
@@ -61,6 +62,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "Domain": domain_by_id,
     "Invitation": invitation_by_id,
     "Mailbox": mailbox_by_id,
+    "ActiveSession": active_session_by_id,
 }
 
 
@@ -89,6 +91,7 @@ schema = strawberry.Schema(
             MemberMutations,
             InvitationMutations,
             BlockingMutations,
+            SecurityMutations,
         ),
     ),
     types=[ProductNode, MailboxNode],

@@ -10,6 +10,7 @@ import strawberry
 from gardien.models.enums import Role as RoleModel
 from gardien.models.enums import SupportPlan as SupportPlanModel
 from gardien.resolvers import organisations
+from gardien.resolvers.activity_log import activity_filter
 from gardien.resolvers.authz import CallerMembership
 from gardien.schema.context import Info
 from gardien.schema.domains import DomainStatus
@@ -113,14 +114,27 @@ class OrganisationNode(Node):
             page.total_count,
         )
 
-    @strawberry.field(description="Security activity, newest first (ACT-4: administrators only).")
+    @strawberry.field(
+        description="Security activity, newest first, filtered by type and time (ACT-4:"
+        " administrators only)."
+    )
     async def activity(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        types: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Connection[Annotated[ActivityEventNode, strawberry.lazy("gardien.schema.activity")]]:
         from gardien.schema.activity import ActivityEventNode
 
         counted = await organisations.activity(
-            info.context.scope, self._organisation_id, first=first, after_id=decode_cursor(after)
+            info.context.scope,
+            self._organisation_id,
+            first=first,
+            after_id=decode_cursor(after),
+            filters=activity_filter(types, since, until),
         )
         page = counted.page
         return connection(

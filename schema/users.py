@@ -17,8 +17,10 @@ from gardien.schema.context import Info
 from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
 
 if TYPE_CHECKING:
+    from gardien.schema.activity import ActivityEventNode
     from gardien.schema.members import MembershipNode
     from gardien.schema.organisations import OrganisationNode
+    from gardien.schema.security import ActiveSessionNode, SecurityEmailPreferences
 
 TwoFactorKind = strawberry.enum(TwoFactorKindModel, name="TwoFactorKind")
 
@@ -126,6 +128,43 @@ class UserNode(Node):
             counted.count,
             page.total_count,
         )
+
+    @strawberry.field(
+        description="Your security activity, newest first, filtered by type and time (ACT-4);"
+        " null for anyone else's."
+    )
+    async def activity(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        types: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> (
+        Connection[Annotated[ActivityEventNode, strawberry.lazy("gardien.schema.activity")]] | None
+    ):
+        from gardien.schema.security import own_activity
+
+        return await own_activity(info, self._user_id, first, after, types, since, until)
+
+    @strawberry.field(
+        description="Your active web and app sessions (ACT-6); null for anyone else's."
+    )
+    async def sessions(
+        self, info: Info
+    ) -> list[Annotated[ActiveSessionNode, strawberry.lazy("gardien.schema.security")]] | None:
+        from gardien.schema.security import own_sessions
+
+        return await own_sessions(info, self._user_id)
+
+    @strawberry.field(description="Which security e-mails you receive (ACT-4); only your own.")
+    async def security_email_preferences(
+        self, info: Info
+    ) -> Annotated[SecurityEmailPreferences, strawberry.lazy("gardien.schema.security")] | None:
+        from gardien.schema.security import own_security_email_preferences
+
+        return await own_security_email_preferences(info, self._user_id)
 
 
 async def user_by_id(info: Info, user_id: int) -> UserNode:

@@ -29,6 +29,8 @@ class Template(StrEnum):
     DOMAIN_EXPIRY_REMINDER = "domain_expiry_reminder"
     PRODUCT_MANAGEMENT_CHANGED = "product_management_changed"
     SECURE_ACCOUNT_PROCEDURE = "secure_account_procedure"
+    SECURITY_NEW_LOCATION = "security_new_location"
+    SECURITY_WRONG_PASSWORD = "security_wrong_password"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -47,6 +49,8 @@ VARIABLES: dict[Template, frozenset[str]] = {
         {"organisation", "product", "manager", "blocked", "link"}
     ),
     Template.SECURE_ACCOUNT_PROCEDURE: frozenset({"organisation", "sender", "link"}),
+    Template.SECURITY_NEW_LOCATION: frozenset({"signed_in_at", "where", "device", "secure_link"}),
+    Template.SECURITY_WRONG_PASSWORD: frozenset({"attempted_at", "where", "device", "secure_link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

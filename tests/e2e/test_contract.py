@@ -36,9 +36,6 @@ LATER = {
     "CompleteSecurityKeyRegistration": "MFA: security keys",
     "CreateAppPassword": "MFA: app passwords",
     "CreatePersonalAccessToken": "members & invitations: integrator tokens",
-    "ViewerActivity": "events: own activity",
-    "ViewerSessions": "events: sessions",
-    "RevokeSession": "events: sessions",
     "ViewerSecurityEvents": "events: live security events",
     "RequestPasswordReset": "recovery",
     "SendRecoveryCode": "recovery",
@@ -548,3 +545,52 @@ def test_org6_contract_remove_member_served(own_served: ServedGateway) -> None:
         None,
         0,
     )
+
+
+def test_act4_contract_viewer_activity_served(served: ServedGateway) -> None:
+    token = _sign_in(served, "lea.collab@demo.example")
+
+    first = _post(served, "ViewerActivity", {"first": 1}, token).json()["data"]["viewer"]
+    after = _post(
+        served,
+        "ViewerActivity",
+        {"first": 50, "after": first["activity"]["pageInfo"]["endCursor"]},
+        token,
+    ).json()["data"]["viewer"]
+
+    (newest,) = first["activity"]["edges"]
+    events = [newest["node"]] + [e["node"] for e in after["activity"]["edges"]]
+    signed_in = next(e for e in events if e["type"] == "sign_in.succeeded")
+    # A sign-in without a device cookie from a second time on also records a new device.
+    assert newest["node"]["type"] in ("sign_in.succeeded", "sign_in.new_location")
+    assert (signed_in["ip"], signed_in["country"]) == ("127.0.0.1", None)
+    assert signed_in["device"].startswith("python-httpx/")
+    assert first["activity"]["pageInfo"]["hasNextPage"] is True
+    assert len({e["id"] for e in events}) == len(events)
+
+
+def test_act6_contract_viewer_sessions_and_revoke_session_served(served: ServedGateway) -> None:
+    keeping = _sign_in(served, "tom.extern@demo.example")
+    ending = _sign_in(served, "tom.extern@demo.example")
+    stranger = _sign_in(served, "lea.collab@demo.example")
+
+    sessions = _post(served, "ViewerSessions", token=keeping).json()["data"]["viewer"]["sessions"]
+    (current,) = [s for s in sessions if s["current"]]
+    others = [s for s in sessions if not s["current"]]
+    refused = _post(
+        served, "RevokeSession", {"input": {"sessionId": others[0]["id"]}}, stranger
+    ).json()["data"]["revokeSession"]
+    revoked = [
+        _post(served, "RevokeSession", {"input": {"sessionId": s["id"]}}, keeping).json()
+        for s in others
+    ]
+    ended = _post(served, "ViewerSessions", token=ending)
+    kept = _post(served, "ViewerSessions", token=keeping).json()["data"]["viewer"]["sessions"]
+
+    assert current["kind"] == "WEB" and current["createdAt"] and current["lastSeenAt"]
+    assert refused == {
+        "errors": [{"code": "NOT_FOUND", "message": "No such session.", "field": None}]
+    }
+    assert revoked == [{"data": {"revokeSession": {"errors": []}}}] * len(others)
+    assert ended.status_code == 401
+    assert [s["id"] for s in kept] == [current["id"]]

@@ -97,6 +97,7 @@ class World:
     # BLK-2: a mail service granted to nobody, with one mailbox per caller.
     mail_product_id: int = 0
     mailbox_ids: dict[Caller, int] = field(default_factory=dict)
+    legal_session_id: int = 0  # the legal representative's own web session (ACT-6)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -503,6 +504,32 @@ BLOCKING_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- Own security (ACT-4…ACT-6): each user's own, and nobody else's ------------------------------
+
+
+def _legal_session_input(world: World, _: Caller) -> dict[str, Any]:
+    return {"input": {"sessionId": encode_id("ActiveSession", world.legal_session_id)}}
+
+
+SECURITY_ROWS: list[Row] = [
+    *_private_field_rows("activity", "activity(first: 5) { edges { node { id } } }"),
+    *_private_field_rows("sessions", "sessions { id }"),
+    *_private_field_rows("securityEmailPreferences", "securityEmailPreferences { wrongPassword }"),
+    # Someone else's session answers like one that does not exist (no enumeration).
+    Row("Mutation.revokeSession", "the legal representative's session",
+        _mutation("revokeSession", "RevokeSessionInput"), ("revokeSession",),
+        _legal_session_input,
+        expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.secureAccount", "the caller's own account",
+        "mutation { secureAccount { errors { code } } }", ("secureAccount",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.setSecurityEmailPreferences", "the caller's own",
+        _mutation("setSecurityEmailPreferences", "SetSecurityEmailPreferencesInput"),
+        ("setSecurityEmailPreferences",), lambda *_: {"input": {"wrongPassword": False}},
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -586,6 +613,8 @@ ROWS: list[Row] = [
     *INVITATION_ROWS,
     # --- blocking (BLK-*) ----------------------------------------------------------------------
     *BLOCKING_ROWS,
+    # --- own security: activity, sessions, security e-mails, secure my account (ACT-4…ACT-6) ---
+    *SECURITY_ROWS,
 ]  # fmt: skip
 
 
@@ -617,6 +646,8 @@ NODES: dict[str, NodeRow] = {
                           expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
     "Mailbox": NodeRow(lambda w: encode_id("Mailbox", w.mailbox_ids[Caller.LEGAL]),
                        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "ActiveSession": NodeRow(lambda w: encode_id("ActiveSession", w.legal_session_id),
+                             expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -696,6 +727,14 @@ INHERITED = frozenset(
         "SupportBlockUserPayload.blockedAt", "SupportBlockUserPayload.errors",
         "SupportUnblockUserPayload.unblockedAt", "SupportUnblockUserPayload.errors",
         "SendSecurityProcedurePayload.errors",
+        # Own security (ACT-4…ACT-6): values of the caller's own session, payload parts.
+        "ActiveSession.id", "ActiveSession.kind", "ActiveSession.device", "ActiveSession.ip",
+        "ActiveSession.country", "ActiveSession.createdAt", "ActiveSession.lastSeenAt",
+        "ActiveSession.current", "RevokeSessionPayload.errors",
+        "SecureAccountPayload.sessionsRevoked", "SecureAccountPayload.appPasswordsRevoked",
+        "SecureAccountPayload.steps", "SecureAccountPayload.errors",
+        "SecurityEmailPreferences.newLocation", "SecurityEmailPreferences.wrongPassword",
+        "SetSecurityEmailPreferencesPayload.preferences", "SetSecurityEmailPreferencesPayload.errors",
     }
 )  # fmt: skip
 
@@ -800,6 +839,7 @@ async def _world(services: Services) -> World:
         invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
         mail_product_id=mail.id,
         mailbox_ids=mailbox_ids,
+        legal_session_id=legal.session.session.id,
     )
 
 

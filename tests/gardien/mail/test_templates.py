@@ -61,6 +61,18 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "sender": "Marc Admin",
         "link": "https://manager.example/console/#/security",
     },
+    Template.SECURITY_NEW_LOCATION: {
+        "signed_in_at": EXPIRES,
+        "where": "CH · 195.176.96.1",
+        "device": "Firefox 125 on Linux",
+        "secure_link": "https://manager.example/console/#/security/secure-account",
+    },
+    Template.SECURITY_WRONG_PASSWORD: {
+        "attempted_at": EXPIRES,
+        "where": "FR · 80.12.0.1",
+        "device": "Chrome 124 on Windows 10",
+        "secure_link": "https://manager.example/console/#/security/secure-account",
+    },
 }
 
 

@@ -1,0 +1,69 @@
+"""'Secure my account' (ACT-5): end every other way in, then guide the user through the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from gardien.models.mfa import AppPassword
+from gardien.models.users import User
+from gardien.resolvers import activity, authz, sessions, two_factor
+from gardien.resolvers.authz import Actor
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
+
+
+class SecureAccountStep(StrEnum):
+    """What is left for the user to do; the gateway cannot do these for them."""
+
+    CHANGE_PASSWORD = "CHANGE_PASSWORD"
+    ENABLE_TWO_FACTOR = "ENABLE_TWO_FACTOR"
+    # Mailboxes hosted here have passwords of their own, which a thief may also have read.
+    CHANGE_MAIL_PASSWORDS = "CHANGE_MAIL_PASSWORDS"
+
+
+@dataclass(frozen=True)
+class SecureAccountResult:
+    sessions_revoked: int
+    app_passwords_revoked: int
+    steps: list[SecureAccountStep]
+
+
+async def secure_account(
+    services: Services, meta: RequestMeta, actor: Actor
+) -> SecureAccountResult:
+    """ACT-5 (and BLK-4's procedure): in one transaction, revoke every session but the caller's
+    own, every app password, and every remembered-device cookie (the credential generation
+    moves), and record it. The password is not changed here: the user chooses the new one."""
+    authz.require(
+        authz.can_secure_account(actor),
+        DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first."),
+    )
+    assert actor.user is not None
+    assert actor.session is not None
+    user_id = actor.user.id
+    async with in_transaction():
+        # The row lock orders this against a concurrent sign-in's cookie for the same user.
+        await User.select_for_update().filter(id=user_id).first()
+        revoked_sessions = await sessions.revoke_other_sessions(services, user_id, actor.session.id)
+        revoked_passwords = await AppPassword.filter(user_id=user_id, revoked_at=None).update(
+            revoked_at=services.clock.now()
+        )
+        await User.filter(id=user_id).update(credential_generation=F("credential_generation") + 1)
+        await activity.account_secured(
+            services,
+            meta,
+            user_id,
+            sessions_revoked=revoked_sessions,
+            app_passwords_revoked=revoked_passwords,
+        )
+    steps = [SecureAccountStep.CHANGE_PASSWORD]
+    if not await two_factor.confirmed_kinds(user_id):
+        steps.append(SecureAccountStep.ENABLE_TWO_FACTOR)
+    steps.append(SecureAccountStep.CHANGE_MAIL_PASSWORDS)
+    return SecureAccountResult(
+        sessions_revoked=revoked_sessions, app_passwords_revoked=revoked_passwords, steps=steps
+    )

@@ -1,0 +1,111 @@
+"""Reading the security activity log (ACT-4): the viewer's own, and the filters of every view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.queryset import QuerySet
+
+from gardien.models.activity import ActivityEvent
+from gardien.resolvers import authz
+from gardien.resolvers.authz import Actor
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.pagination import Counted, forward_page
+
+# Every type resolvers/activity.py writes (a test reads that module and keeps this list whole):
+# a filter naming anything else is a typo or a probe, and is refused rather than matching nothing.
+EVENT_TYPES = frozenset(
+    {
+        "account.secured",
+        "account.signed_up",
+        "domain.entered_redemption",
+        "domain.expiry_reminder_sent",
+        "domain.released",
+        "domain.renewal_warranty_changed",
+        "domain.renewed",
+        "domain.renewed_by_warranty",
+        "domain.restored",
+        "invitation.accepted",
+        "invitation.declined",
+        "invitation.resent",
+        "invitation.revoked",
+        "invitation.sent",
+        "member.contact_preferences_changed",
+        "member.joined",
+        "member.left",
+        "member.product_access_changed",
+        "member.removed",
+        "member.role_changed",
+        "organisation.switched",
+        "security_emails.preferences_changed",
+        "session.revoked",
+        "session.signed_out",
+        "sign_in.failed",
+        "sign_in.new_location",
+        "sign_in.password_verified",
+        "sign_in.succeeded",
+        "sign_in.throttled",
+        "support_plan.changed",
+    }
+)
+MAX_TYPES_IN_FILTER = 50
+
+
+@dataclass(frozen=True)
+class ActivityFilter:
+    """Which events a view shows: some types, a time range (since inclusive, until exclusive)."""
+
+    types: frozenset[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: QuerySet[ActivityEvent]) -> QuerySet[ActivityEvent]:
+        if self.types is not None:
+            query = query.filter(type__in=sorted(self.types))
+        if self.since is not None:
+            query = query.filter(occurred_at__gte=self.since)
+        if self.until is not None:
+            query = query.filter(occurred_at__lt=self.until)
+        return query
+
+
+def activity_filter(
+    types: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ActivityFilter:
+    """Validated filters; INVALID_INPUT names the argument at fault."""
+    chosen: frozenset[str] | None = None
+    if types is not None:
+        if len(types) > MAX_TYPES_IN_FILTER:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT, f"Filter on at most {MAX_TYPES_IN_FILTER} types.", "types"
+            )
+        if any(t not in EVENT_TYPES for t in types):
+            # The input is not echoed: it may hold anything, and the list of types is documented.
+            raise DomainError(
+                ErrorCode.INVALID_INPUT, "The filter names an unknown event type.", "types"
+            )
+        chosen = frozenset(types)
+    for name, value in (("since", since), ("until", until)):
+        # A time without its zone is ambiguous, and could not be compared with stored times.
+        if value is not None and value.utcoffset() is None:
+            raise DomainError(ErrorCode.INVALID_INPUT, "Give the time with its UTC offset.", name)
+    if since is not None and until is not None and since >= until:
+        raise DomainError(ErrorCode.INVALID_INPUT, "until must come after since.", "until")
+    return ActivityFilter(types=chosen, since=since, until=until)
+
+
+async def own_activity(
+    actor: Actor, filters: ActivityFilter, *, first: int | None, after_id: int | None
+) -> Counted[ActivityEvent]:
+    """ACT-4: the events concerning the caller's own account, newest first."""
+    authz.require(
+        authz.can_view_own_activity(actor), DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first.")
+    )
+    assert actor.user is not None
+    query = filters.apply(ActivityEvent.filter(subject_id=actor.user.id))
+    page = await forward_page(query, first, after_id, descending=True)
+    return Counted(page, lambda: query.count())

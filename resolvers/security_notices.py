@@ -1,0 +1,186 @@
+"""Security e-mails: a sign-in from a new location (ACT-2), a wrong password (ACT-3), and which
+of them a user receives (ACT-4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from gardien.models.sessions import KnownDevice
+from gardien.models.users import User
+from gardien.resolvers import activity, authz
+from gardien.resolvers.authz import Actor
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
+
+# ACT-3: a guessing run against one account sends one e-mail, not one per guess.
+WRONG_PASSWORD_NOTICE_INTERVAL = timedelta(minutes=15)
+KNOWN_DEVICE_PURPOSE = "known-device"
+# Where the e-mails send someone who did not do it (ACT-5).
+SECURE_ACCOUNT_PATH = "/console/#/security/secure-account"
+# KnownDevice.country is part of a unique key: an address with no country (private, loopback)
+# is stored as the empty string rather than NULL, which would never be equal to itself.
+NO_COUNTRY = ""
+
+
+@dataclass(frozen=True)
+class SecurityEmailPreferences:
+    """ACT-4. The new-location notice is mandatory: it is the one sign that someone else got in
+    with the password, and a thief holding a session would otherwise turn it off first. The
+    wrong-password notice only reports an attempt that failed, so the user may decline it."""
+
+    new_location: bool
+    wrong_password: bool
+
+
+def _recipient(user: User) -> str | None:
+    # A deleted login e-mail (REC-4) leaves the recovery address as the way to reach the user.
+    return user.email or user.recovery_email
+
+
+def _secure_account_link(services: Services) -> str:
+    return f"{services.settings.public_url}{SECURE_ACCOUNT_PATH}"
+
+
+def _where(meta: RequestMeta) -> str:
+    return " · ".join(part for part in (meta.country, meta.ip) if part) or "?"
+
+
+def _device_digest(services: Services, device_nonce: str, meta: RequestMeta) -> str:
+    # The browser's device cookie names the browser; the UA families guard against a copied
+    # cookie replayed from another kind of browser. Versions are left out: an update is not new.
+    return services.keyring.token_digest(
+        f"{device_nonce}\x00{meta.device_family or ''}", KNOWN_DEVICE_PURPOSE
+    )
+
+
+async def note_sign_in(
+    services: Services, meta: RequestMeta, user: User, device_nonce: str
+) -> bool:
+    """ACT-2, in the caller's transaction, once a sign-in has opened a session.
+
+    A country or a device never seen for this user records sign_in.new_location and queues the
+    security e-mail; the very first sign-in only sets what is known. The device is the browser's
+    device-cookie nonce: a private window or a new computer has no cookie, so it is new.
+    Answers whether the sign-in was from a new location.
+    """
+    now = services.clock.now()
+    country = meta.country or NO_COUNTRY
+    digest = _device_digest(services, device_nonce, meta)
+    seen = await KnownDevice.filter(user_id=user.id).values_list("country", "device_hash")
+    new_country = meta.country is not None and all(c != meta.country for c, _ in seen)
+    new_device = all(h != digest for _, h in seen)
+    updated = await KnownDevice.filter(user_id=user.id, country=country, device_hash=digest).update(
+        last_seen_at=now
+    )
+    if not updated:
+        try:
+            async with in_transaction():  # a savepoint: a concurrent twin may have just won
+                await KnownDevice.create(
+                    user_id=user.id,
+                    country=country,
+                    device_hash=digest,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+        except IntegrityError:
+            pass
+    # The first sign-in with no history at all (a new account, or one older than this record)
+    # only sets the baseline: with nothing to compare to, an alert would say nothing, and every
+    # existing user would get one at once when the record starts.
+    if not seen or not (new_country or new_device):
+        return False
+    recipient = _recipient(user)
+    await activity.sign_in_new_location(
+        services,
+        meta,
+        user.id,
+        new_country=new_country,
+        new_device=new_device,
+        notified=recipient is not None,
+    )
+    if recipient is not None:
+        await services.mail.enqueue(
+            "security_new_location",
+            to=recipient,
+            language=user.language,
+            timezone=user.timezone,
+            context={
+                "signed_in_at": now,
+                "where": _where(meta),
+                "device": meta.device or "?",
+                "secure_link": _secure_account_link(services),
+            },
+        )
+    return True
+
+
+async def wrong_password(services: Services, meta: RequestMeta, user: User) -> bool:
+    """ACT-3, in the caller's transaction: the wrong-password e-mail, at most once per account
+    per WRONG_PASSWORD_NOTICE_INTERVAL, unless the user declined it. Answers whether one was sent.
+
+    The window is claimed with one conditional UPDATE, so concurrent guesses send one e-mail.
+    """
+    now = services.clock.now()
+    claimed = (
+        await User.filter(id=user.id, notify_wrong_password=True)
+        .filter(
+            Q(last_wrong_password_notice_at__isnull=True)
+            | Q(last_wrong_password_notice_at__lte=now - WRONG_PASSWORD_NOTICE_INTERVAL)
+        )
+        .update(last_wrong_password_notice_at=now)
+    )
+    recipient = _recipient(user)
+    if not claimed or recipient is None:
+        return False
+    await services.mail.enqueue(
+        "security_wrong_password",
+        to=recipient,
+        language=user.language,
+        timezone=user.timezone,
+        context={
+            "attempted_at": now,
+            "where": _where(meta),
+            "device": meta.device or "?",
+            "secure_link": _secure_account_link(services),
+        },
+    )
+    return True
+
+
+async def preferences(actor: Actor) -> SecurityEmailPreferences:
+    user = authz.require_user(actor)
+    notify = await User.filter(id=user.id).values_list("notify_wrong_password", flat=True)
+    return SecurityEmailPreferences(new_location=True, wrong_password=bool(notify[0]))
+
+
+async def set_preferences(
+    services: Services,
+    meta: RequestMeta,
+    actor: Actor,
+    *,
+    new_location: bool | None = None,
+    wrong_password: bool | None = None,
+) -> SecurityEmailPreferences:
+    """ACT-4: choose the optional security e-mails; the mandatory one cannot be turned off."""
+    user = authz.require_user(actor)
+    if new_location is False:
+        raise DomainError(
+            ErrorCode.SECURITY_EMAIL_MANDATORY,
+            "The new sign-in e-mail cannot be turned off: it is how you learn that someone else"
+            " signed in to your account.",
+            "newLocation",
+        )
+    async with in_transaction():
+        row = await User.select_for_update().get(id=user.id)
+        if wrong_password is not None and wrong_password != row.notify_wrong_password:
+            row.notify_wrong_password = wrong_password
+            await row.save(update_fields=["notify_wrong_password"])
+            await activity.security_email_preferences_changed(
+                services, meta, user.id, wrong_password=wrong_password
+            )
+    return SecurityEmailPreferences(new_location=True, wrong_password=row.notify_wrong_password)
