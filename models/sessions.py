@@ -79,7 +79,9 @@ class KnownDevice(Model):
 
 
 class ApiToken(Model):
-    """API-6: a personal access token (owner set) or an organisation service account."""
+    """API-6: an integrator token. With an owner it is a personal access token acting as that user
+    (organisation then optionally restricts it to one of the owner's organisations); without one
+    it belongs to an organisation's service account."""
 
     id = fields.IntField(primary_key=True)
     owner: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
@@ -91,12 +93,19 @@ class ApiToken(Model):
     )
     organisation_id: int | None
     name = fields.CharField(max_length=100)
+    # Only a keyed digest of the secret is stored; the secret itself is shown once.
     token_hash = fields.CharField(max_length=64, unique=True)
+    # The first characters of the secret, so its owner can tell which token is which.
+    prefix = fields.CharField(max_length=24, default="")
     scopes: fields.JSONField[list[str]] = fields.JSONField(default=list)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     last_used_at = fields.DatetimeField(null=True)
+    last_used_ip = fields.CharField(max_length=45, null=True)
+    # Every authenticated request counts here (API-6 "every use recorded").
+    use_count = fields.BigIntField(default=0)
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "api_token"
+        indexes = (("owner_id", "revoked_at"),)

@@ -587,3 +587,69 @@ async def member_joined(
         organisation_id=organisation_id,
         data={"membership_id": membership_id, "role": role, "invited_by_id": invited_by_id},
     )
+
+
+# --- Integrator tokens (API-6) -----------------------------------------------------------------
+
+
+async def token_created(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    token_id: int,
+    label: str,
+    scopes: list[str],
+    organisation_id: int | None,
+    expires_at: str,
+) -> None:
+    await _record(
+        services,
+        "token.created",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "label": label, "scopes": scopes, "expires_at": expires_at},
+    )
+
+
+async def token_revoked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    token_id: int,
+    label: str,
+    organisation_id: int | None,
+) -> None:
+    await _record(
+        services,
+        "token.revoked",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "label": label},
+    )
+
+
+async def token_used(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    token_id: int,
+    organisation_id: int | None,
+    first_use: bool,
+) -> None:
+    """A token's first use, and each use from an address it was not last used from."""
+    await _record(
+        services,
+        "token.used",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "first_use": first_use},
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from gardien.models.enums import PlatformRole, ProductKind, Role, SupportPlan
@@ -59,11 +60,26 @@ class SignedInSession:
 
 
 @dataclass(frozen=True)
+class SignedInToken:
+    """API-6: the integrator token a request authenticated with, instead of a web session."""
+
+    id: int
+    scopes: frozenset[str]
+    # Set when the token is restricted to one of its owner's organisations.
+    organisation_id: int | None
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing."""
+    """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing.
+
+    A request authenticated with an integrator token (API-6) has the token's user, no session,
+    and the token: it acts as that user, narrowed by the token's scopes.
+    """
 
     user: SignedInUser | None = None
     session: SignedInSession | None = None
+    token: SignedInToken | None = None
 
     @property
     def user_id(self) -> int | None:
@@ -143,8 +159,12 @@ ACTIVITY_FORBIDDEN = (
 
 def can_view_private_profile(actor: Actor, user_id: int) -> bool:
     """Recovery contacts, support code, second factors, memberships and the current organisation
-    are for the user alone; fellow members see only the public part of a profile."""
-    return actor.user_id is not None and actor.user_id == user_id
+    are for the user alone; fellow members see only the public part of a profile.
+
+    An integrator token (API-6) does not see them either: no scope covers what proves the user's
+    identity to support or recovers the account.
+    """
+    return actor.token is None and actor.user_id is not None and actor.user_id == user_id
 
 
 def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
@@ -175,6 +195,8 @@ async def membership_of(scope: RequestScope, organisation_id: int) -> CallerMemb
     """The caller's membership in an organisation: the scoping helper every lookup goes through."""
     user_id = scope.actor.user_id
     if user_id is None:
+        return None
+    if not token_reaches_organisation(scope.actor, organisation_id):
         return None
     lookup = scope._memberships.get(organisation_id)
     if lookup is None:
@@ -286,6 +308,7 @@ async def may_view_domains(scope: RequestScope, organisation_id: int) -> bool:
 async def require_domain_viewer(scope: RequestScope, organisation_id: int) -> None:
     """Non-members get NOT_FOUND (the organisation does not exist for them), others FORBIDDEN."""
     await require_visible_organisation(scope, organisation_id)
+    require_token_scope(scope.actor, DOMAINS_READ)
     if not await may_view_domains(scope, organisation_id):
         raise DomainError(ErrorCode.FORBIDDEN, "Only members granted the domains may see them.")
 
@@ -305,11 +328,13 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
     per operation, before anything executes; it raises DomainError to refuse.
 
-    Today it allows everything. Its rules to come: POL-4 (a member of an
-    organisation that requires 2FA, not yet enrolled, may run only the enrolment and sign-out
-    fields), API-6 (an integrator token may run only the fields its scopes grant) and REC-4
-    (a session in recovery mode may run only the recovery fields).
+    API-6: an integrator token may run only the root fields its scopes grant
+    (check_token_operation). Rules to come: POL-4 (a member of an organisation that requires 2FA,
+    not yet enrolled, may run only the enrolment and sign-out fields) and REC-4 (a session in
+    recovery mode may run only the recovery fields).
     """
+    if actor.token is not None:
+        check_token_operation(actor.token, operation_type, root_fields)
 
 
 # --- Membership management (ORG-*) -----------------------------------------------------------
@@ -452,8 +477,127 @@ async def require_invitation_manager(
     With a role: the caller must also be allowed to invite as that role (INV-1).
     """
     membership = await require_visible_organisation(scope, organisation_id)
+    require_token_scope(scope.actor, MEMBERS_READ)
     if not can_view_invitations(membership):
         raise forbidden(INVITATIONS_FORBIDDEN)
     if role is not None and not can_manage_invitation(membership, role):
         raise DomainError(ErrorCode.FORBIDDEN, INVITE_LEGAL_FORBIDDEN, "role")
     return membership
+
+
+# --- Integrator tokens (API-6) -----------------------------------------------------------------
+# A personal access token acts as its owner, never beyond: every role rule above still applies,
+# and the token's scopes narrow it further. The operation gate checks the root fields against
+# TOKEN_ROOT_FIELDS; fields below a root that read something a scope covers (an organisation's
+# members, activity, domains, invitations) ask require_token_scope themselves.
+
+MEMBERS_READ = "members:read"
+MEMBERS_WRITE = "members:write"
+ACTIVITY_READ = "activity:read"
+DOMAINS_READ = "domains:read"
+DOMAINS_WRITE = "domains:write"
+TOKEN_SCOPES = frozenset({MEMBERS_READ, MEMBERS_WRITE, ACTIVITY_READ, DOMAINS_READ, DOMAINS_WRITE})
+# A write scope reads what it writes: a mutation's payload returns the member or domain changed.
+_IMPLIED_SCOPES = {MEMBERS_WRITE: MEMBERS_READ, DOMAINS_WRITE: DOMAINS_READ}
+
+
+class TokenRule(StrEnum):
+    """Root fields that need no particular scope, or that a token may never run."""
+
+    ANY_SCOPE = "any token"
+    NEVER = "never with a token"
+
+
+# Every root field of the schema, by its coordinate: the scope it needs, or a TokenRule. A root
+# field missing here is refused to every token (fail closed); a test generated from the schema
+# asserts that none is missing. Accounts, sessions, tokens and invitations addressed to the user
+# are the user's own business: a token can neither sign in or out, nor mint or revoke tokens,
+# nor accept, leave or switch organisations on the user's behalf.
+TOKEN_ROOT_FIELDS: dict[str, str] = {
+    # Who the token acts as (the public part of the profile: see can_view_private_profile).
+    "Query.viewer": TokenRule.ANY_SCOPE,
+    # The organisation's name and policy; its members, activity and domains need their scopes.
+    "Query.organisation": TokenRule.ANY_SCOPE,
+    "Query.domainLookup": DOMAINS_READ,
+    # Any object by ID would bypass the nested scope checks of the fields that list them.
+    "Query.node": TokenRule.NEVER,
+    "Mutation.signUp": TokenRule.NEVER,
+    "Mutation.signIn": TokenRule.NEVER,
+    "Mutation.signOut": TokenRule.NEVER,
+    "Mutation.renewDomain": DOMAINS_WRITE,
+    "Mutation.restoreDomain": DOMAINS_WRITE,
+    "Mutation.setDomainRenewalWarranty": DOMAINS_WRITE,
+    "Mutation.changeMemberRole": MEMBERS_WRITE,
+    "Mutation.removeMember": MEMBERS_WRITE,
+    "Mutation.leaveOrganisation": TokenRule.NEVER,
+    "Mutation.setMemberProductAccess": MEMBERS_WRITE,
+    "Mutation.setContactPreferences": MEMBERS_WRITE,
+    "Mutation.switchOrganisation": TokenRule.NEVER,
+    # Billing: no scope covers it.
+    "Mutation.setSupportPlan": TokenRule.NEVER,
+    "Mutation.inviteMember": MEMBERS_WRITE,
+    "Mutation.acceptInvitation": TokenRule.NEVER,
+    "Mutation.declineInvitation": TokenRule.NEVER,
+    "Mutation.revokeInvitation": MEMBERS_WRITE,
+    "Mutation.resendInvitation": MEMBERS_WRITE,
+    "Mutation.createPersonalAccessToken": TokenRule.NEVER,
+    "Mutation.revokePersonalAccessToken": TokenRule.NEVER,
+}
+
+_ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
+
+
+def token_has_scope(token: SignedInToken, scope: str) -> bool:
+    return scope in token.scopes or any(
+        _IMPLIED_SCOPES.get(granted) == scope for granted in token.scopes
+    )
+
+
+def insufficient_scope(scope: str) -> DomainError:
+    return DomainError(ErrorCode.INSUFFICIENT_SCOPE, f"This token's scopes do not include {scope}.")
+
+
+def check_token_operation(
+    token: SignedInToken, operation_type: str, root_fields: frozenset[str]
+) -> None:
+    """API-6: every root field of the operation must be granted to the token."""
+    root = _ROOT_TYPES.get(operation_type, operation_type)
+    for name in sorted(root_fields):
+        coordinate = f"{root}.{name}"
+        rule = TOKEN_ROOT_FIELDS.get(coordinate, TokenRule.NEVER)
+        if rule == TokenRule.NEVER:
+            raise DomainError(
+                ErrorCode.INSUFFICIENT_SCOPE,
+                f"{name} cannot be used with an integrator token; sign in to the Manager.",
+            )
+        if rule != TokenRule.ANY_SCOPE and not token_has_scope(token, rule):
+            raise insufficient_scope(rule)
+
+
+def require_token_scope(actor: Actor, scope: str) -> None:
+    """For fields below a root: a token must hold the scope; a web session needs none."""
+    if actor.token is not None and not token_has_scope(actor.token, scope):
+        raise insufficient_scope(scope)
+
+
+def token_reaches_organisation(actor: Actor, organisation_id: int) -> bool:
+    """A token restricted to one organisation knows no other: their members are not found."""
+    return (
+        actor.token is None
+        or actor.token.organisation_id is None
+        or actor.token.organisation_id == organisation_id
+    )
+
+
+def can_manage_own_tokens(actor: Actor) -> bool:
+    """Tokens are created, listed and revoked from a web session only: a leaked token cannot
+    make itself a successor, nor hide from its owner by revoking the others."""
+    return actor.user is not None and actor.session is not None and actor.token is None
+
+
+def can_view_token(actor: Actor, owner_id: int | None) -> bool:
+    """A personal access token is its owner's alone, like the rest of the private profile."""
+    return owner_id is not None and can_view_private_profile(actor, owner_id)
+
+
+TOKENS_FROM_WEB_SESSION_ONLY = "Integrator tokens are managed from a signed-in web session."

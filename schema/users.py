@@ -19,6 +19,7 @@ from gardien.schema.relay import Connection, Node, connection, decode_cursor, en
 if TYPE_CHECKING:
     from gardien.schema.members import MembershipNode
     from gardien.schema.organisations import OrganisationNode
+    from gardien.schema.tokens import PersonalAccessTokenNode
 
 TwoFactorKind = strawberry.enum(TwoFactorKindModel, name="TwoFactorKind")
 
@@ -126,6 +127,17 @@ class UserNode(Node):
             counted.count,
             page.total_count,
         )
+
+    @strawberry.field(
+        description="Personal access tokens not revoked, with their last use (API-6); only for"
+        " the user themself."
+    )
+    async def personal_access_tokens(
+        self, info: Info
+    ) -> list[Annotated[PersonalAccessTokenNode, strawberry.lazy("gardien.schema.tokens")]]:
+        from gardien.schema.tokens import own_token_nodes
+
+        return await own_token_nodes(info, self._user_id)
 
 
 async def user_by_id(info: Info, user_id: int) -> UserNode:

@@ -25,6 +25,7 @@ from gardien.models.invitations import Invitation
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.products import Product, ProductGrant
+from gardien.models.sessions import ApiToken
 from gardien.models.users import User
 from gardien.resolvers import accounts, authz, sessions
 from gardien.resolvers.services import RequestMeta, Services
@@ -90,6 +91,7 @@ class World:
     collaborator_membership_id: int = 0
     external_membership_id: int = 0
     invitation_id: int = 0  # an accepted invitation of the organisation (INV-*)
+    legal_token_id: int = 0  # the legal representative's personal access token (API-6)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -159,7 +161,7 @@ def _legal_user_field(selection: str) -> str:
 
 def _private_field_rows(field: str, selection: str) -> list[Row]:
     """A private User field: the user alone reads it; to fellow members it is hidden."""
-    hidden = EMPTY if field in ("twoFactorMethods", "memberships") else NULL
+    hidden = EMPTY if field in ("twoFactorMethods", "memberships", "personalAccessTokens") else NULL
     return [
         Row(
             f"User.{field}",
@@ -462,10 +464,24 @@ ROWS: list[Row] = [
     *_private_field_rows("twoFactorMethods", "twoFactorMethods { id }"),
     *_private_field_rows("currentOrganisation", "currentOrganisation { id }"),
     *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
+    *_private_field_rows("personalAccessTokens", "personalAccessTokens { id }"),
     # --- membership management (ORG-2…ORG-7) and the member directory by role (POL-2) ----------
     *_member_management_rows(),
     # --- invitations (INV-*) -------------------------------------------------------------------
     *INVITATION_ROWS,
+    # --- integrator tokens (API-6): each caller's own, from a web session ---------------------
+    Row("Mutation.createPersonalAccessToken", "a token of the caller's own",
+        "mutation($input: CreatePersonalAccessTokenInput!) {"
+        " createPersonalAccessToken(input: $input) { errors { code } } }",
+        ("createPersonalAccessToken",),
+        lambda *_: {"input": {"label": "Matrix", "scopes": ["members:read"]}},
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.revokePersonalAccessToken", "the legal representative's token",
+        "mutation($input: RevokePersonalAccessTokenInput!) {"
+        " revokePersonalAccessToken(input: $input) { errors { code } } }",
+        ("revokePersonalAccessToken",),
+        lambda w, _: {"input": {"tokenId": encode_id("PersonalAccessToken", w.legal_token_id)}},
+        expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
 ]  # fmt: skip
 
 
@@ -495,6 +511,9 @@ NODES: dict[str, NodeRow] = {
                       expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
     "Invitation": NodeRow(lambda w: encode_id("Invitation", w.invitation_id),
                           expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "PersonalAccessToken": NodeRow(
+        lambda w: encode_id("PersonalAccessToken", w.legal_token_id),
+        expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -555,6 +574,15 @@ INHERITED = frozenset(
         "AcceptInvitationPayload.errors", "DeclineInvitationPayload.errors",
         "RevokeInvitationPayload.invitation", "RevokeInvitationPayload.errors",
         "ResendInvitationPayload.invitation", "ResendInvitationPayload.errors",
+        # Integrator tokens (API-6): values of a token its owner was allowed to reach.
+        "PersonalAccessToken.id", "PersonalAccessToken.label", "PersonalAccessToken.scopes",
+        "PersonalAccessToken.prefix", "PersonalAccessToken.organisationId",
+        "PersonalAccessToken.createdAt", "PersonalAccessToken.expiresAt",
+        "PersonalAccessToken.lastUsedAt", "PersonalAccessToken.lastUsedIp",
+        "PersonalAccessToken.useCount", "PersonalAccessToken.revokedAt",
+        "CreatePersonalAccessTokenPayload.token", "CreatePersonalAccessTokenPayload.secret",
+        "CreatePersonalAccessTokenPayload.errors",
+        "RevokePersonalAccessTokenPayload.token", "RevokePersonalAccessTokenPayload.errors",
     }
 )  # fmt: skip
 
@@ -617,12 +645,21 @@ async def _world(services: Services) -> World:
         tokens[caller] = signed_in.session.token
     # Every account gets private data of its own, so "hidden" and "empty" mean refused.
     methods: dict[int, TwoFactorMethod] = {}
+    tokens_of: dict[int, ApiToken] = {}
     for user in await User.all():
         user.recovery_phone = "+41791234567"
         user.recovery_email = f"recovery.{user.id}@example.test"
         user.support_code_encrypted = services.keyring.encrypt(b"123456", "support-code")
         await user.save()
         methods[user.id] = await factories.confirm_totp(services, user)
+        tokens_of[user.id] = await ApiToken.create(
+            owner=user,
+            name="Matrix",
+            token_hash=services.keyring.token_digest(f"matrix-{user.id}", "api-token"),
+            scopes=["members:read"],
+            created_at=services.clock.now(),
+            expires_at=services.clock.now() + timedelta(days=30),
+        )
     product = await Product.create(
         organisation=organisation, kind="WEB_DRIVE", name="Drive", created_at=services.clock.now()
     )
@@ -644,6 +681,7 @@ async def _world(services: Services) -> World:
         collaborator_membership_id=members[Caller.COLLAB].membership.id,
         external_membership_id=members[Caller.EXTERNAL].membership.id,
         invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
+        legal_token_id=tokens_of[legal.user.id].id,
     )
 
 

@@ -1,0 +1,36 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from tortoise import fields
+from tortoise.indexes import Index
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0003_domain_charges_and_tld_sources')]
+
+    initial = False
+
+    operations = [
+        ops.AlterModelOptions(
+            name='ApiToken',
+            options={'table': 'api_token', 'app': 'models', 'indexes': [Index(fields=['owner_id', 'revoked_at'])], 'pk_attr': 'id', 'table_description': 'API-6: an integrator token. With an owner it is a personal access token acting as that user'},
+        ),
+        ops.AddField(
+            model_name='ApiToken',
+            name='last_used_ip',
+            field=fields.CharField(null=True, max_length=45),
+        ),
+        ops.AddField(
+            model_name='ApiToken',
+            name='prefix',
+            field=fields.CharField(default='', max_length=24),
+        ),
+        ops.AddField(
+            model_name='ApiToken',
+            name='use_count',
+            field=fields.BigIntField(default=0),
+        ),
+        ops.AddIndex(
+            model_name='ApiToken',
+            index=Index(fields=['owner_id', 'revoked_at']),
+        ),
+    ]
+
