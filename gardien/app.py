@@ -76,7 +76,7 @@ def create_app(
             token = token.strip()
             if scheme.lower() != "bearer":
                 actor = None
-            elif tokens.is_personal_access_token(token):
+            elif tokens.is_integrator_token(token):
                 # API-6: an integrator token; unknown, expired, revoked or its owner blocked.
                 actor = await tokens.authenticate(services, meta, token)
             else:
@@ -84,7 +84,7 @@ def create_app(
             if actor is None:
                 raise RequestError(
                     "The session token is invalid or has expired; sign in again."
-                    if not tokens.is_personal_access_token(token)
+                    if not tokens.is_integrator_token(token)
                     else "The access token is invalid, expired or revoked.",
                     401,
                     {"WWW-Authenticate": 'Bearer error="invalid_token"'},

@@ -653,3 +653,50 @@ async def token_used(
         organisation_id=organisation_id,
         data={"token_id": token_id, "first_use": first_use},
     )
+
+
+async def service_account_created(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int,
+    token_id: int,
+    name: str,
+    role: str,
+    scopes: list[str],
+    expires_at: str,
+) -> None:
+    await _record(
+        services,
+        "service_account.created",
+        meta,
+        actor_id=user_id,
+        organisation_id=organisation_id,
+        data={
+            "token_id": token_id,
+            "name": name,
+            "role": role,
+            "scopes": scopes,
+            "expires_at": expires_at,
+        },
+    )
+
+
+async def service_account_revoked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int | None,
+    token_id: int,
+    name: str,
+) -> None:
+    await _record(
+        services,
+        "service_account.revoked",
+        meta,
+        actor_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "name": name},
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -67,6 +67,8 @@ class SignedInToken:
     scopes: frozenset[str]
     # Set when the token is restricted to one of its owner's organisations.
     organisation_id: int | None
+    # A service account's role: the user's role in its organisation is lowered to it.
+    role_cap: Role | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,10 @@ async def membership_of(scope: RequestScope, organisation_id: int) -> CallerMemb
         scope._memberships[organisation_id] = lookup
     # Shielded: the lookup belongs to every field sharing it, so one field cancelled (its
     # parent failed, the client left) must not cancel it under its siblings.
-    return await asyncio.shield(lookup)
+    membership = await asyncio.shield(lookup)
+    if membership is None:
+        return None
+    return replace(membership, role=capped_role(scope.actor, membership.role))
 
 
 async def _read_membership(user_id: int, organisation_id: int) -> CallerMembership | None:
@@ -542,6 +547,8 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.resendInvitation": MEMBERS_WRITE,
     "Mutation.createPersonalAccessToken": TokenRule.NEVER,
     "Mutation.revokePersonalAccessToken": TokenRule.NEVER,
+    "Mutation.createServiceAccount": TokenRule.NEVER,
+    "Mutation.revokeServiceAccount": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -601,3 +608,58 @@ def can_view_token(actor: Actor, owner_id: int | None) -> bool:
 
 
 TOKENS_FROM_WEB_SESSION_ONLY = "Integrator tokens are managed from a signed-in web session."
+
+
+# --- Service accounts (API-6) ------------------------------------------------------------------
+# An organisation's service account is created by one of its managers, with a role no higher
+# than ADMINISTRATOR, and acts for that manager in that organisation only: with the lower of the
+# two roles, narrowed by its scopes. It stops working when the manager is no longer a manager
+# there (demoted, removed, account deleted) or is blocked: its rights are the creator's at every
+# use, so it can never outlive or exceed them.
+
+_ROLE_RANK = {
+    Role.EXTERNAL: 0,
+    Role.COLLABORATOR: 1,
+    Role.ADMINISTRATOR: 2,
+    Role.LEGAL_REPRESENTATIVE: 3,
+}
+SERVICE_ACCOUNT_ROLES = frozenset({Role.ADMINISTRATOR, Role.COLLABORATOR, Role.EXTERNAL})
+
+# Read with the token (resolvers/tokens.py), so a creator's demotion or block ends the service
+# account at its next request: `m` is the creator's membership in the token's organisation.
+# The roles are ORGANISATION_MANAGERS, written out: the statement is a fixed text.
+SERVICE_ACCOUNT_CREATOR_IS_MANAGER_SQL = "m.role IN ('LEGAL_REPRESENTATIVE', 'ADMINISTRATOR')"
+
+
+def capped_role(actor: Actor, role: Role) -> Role:
+    """The role the caller acts with: a service account's token lowers it to its own role."""
+    cap = actor.token.role_cap if actor.token is not None else None
+    if cap is None or _ROLE_RANK[cap] >= _ROLE_RANK[role]:
+        return role
+    return cap
+
+
+def refuse_tokens(actor: Actor, what: str) -> None:
+    """For fields below a root that no scope covers: integrator tokens themselves."""
+    if actor.token is not None:
+        raise DomainError(
+            ErrorCode.INSUFFICIENT_SCOPE, f"{what} cannot be read with an integrator token."
+        )
+
+
+def can_manage_service_accounts(membership: CallerMembership | None) -> bool:
+    """Creating, listing and revoking an organisation's service accounts: its managers."""
+    return is_organisation_manager(membership)
+
+
+def can_give_service_account_role(membership: CallerMembership | None, role: Role) -> bool:
+    """A service account never holds the legal representative's powers, whatever its creator."""
+    return can_manage_service_accounts(membership) and role in SERVICE_ACCOUNT_ROLES
+
+
+SERVICE_ACCOUNTS_FORBIDDEN = (
+    "Only administrators and legal representatives manage the organisation's service accounts."
+)
+SERVICE_ACCOUNT_ROLE_FORBIDDEN = (
+    "A service account may be an administrator, a collaborator or an external member."
+)

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from gardien.models.enums import PlatformRole
+from gardien.models.enums import PlatformRole, Role
+from gardien.models.organisations import Organisation
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, sql
@@ -41,13 +42,13 @@ class IssuedToken:
     secret: str  # shown once, never stored
 
 
-def _clean_label(label: str) -> str:
+def _clean_label(label: str, field: str = "label") -> str:
     label = label.strip()
     if not label or len(label) > LABEL_MAX_LENGTH or not is_plain_text(label):
         raise DomainError(
             ErrorCode.INVALID_INPUT,
             f"Give the token a name of 1 to {LABEL_MAX_LENGTH} printable characters.",
-            "label",
+            field,
         )
     return label
 
@@ -191,19 +192,27 @@ _TOKEN_AND_OWNER = (
 )
 
 
-def is_personal_access_token(secret: str) -> bool:
-    return secret.startswith(PERSONAL_ACCESS_TOKEN_PREFIX)
+def is_integrator_token(secret: str) -> bool:
+    """A personal access token or a service account's; anything else is a session token."""
+    return secret.startswith((PERSONAL_ACCESS_TOKEN_PREFIX, SERVICE_ACCOUNT_PREFIX))
 
 
 async def authenticate(services: Services, meta: RequestMeta, secret: str) -> Actor | None:
-    """The actor of a personal access token, or None when it is unknown, revoked or expired, or
-    when its owner is blocked. Each use is counted; see record_use."""
-    if not is_personal_access_token(secret) or len(secret) > MAX_SECRET_LENGTH:
+    """The actor of an integrator token, or None when it is unknown, revoked or expired, or when
+    its owner (a service account's creator) is blocked or, for a service account, no longer
+    manages its organisation. Each use is counted; see record_use."""
+    if len(secret) > MAX_SECRET_LENGTH:
+        return None
+    if secret.startswith(PERSONAL_ACCESS_TOKEN_PREFIX):
+        statement = _TOKEN_AND_OWNER
+    elif secret.startswith(SERVICE_ACCOUNT_PREFIX):
+        statement = _SERVICE_ACCOUNT_AND_CREATOR
+    else:
         return None
     # The secret is found by its keyed digest: an equality on a unique index, so no comparison
     # of secret bytes ever runs where its timing could tell anything (as for sessions).
     digest = services.keyring.token_digest(secret, TOKEN_PURPOSE)
-    rows = await sql.fetch(_TOKEN_AND_OWNER, [digest])
+    rows = await sql.fetch(statement, [digest])
     if not rows:
         return None
     row = rows[0]
@@ -225,10 +234,12 @@ async def authenticate(services: Services, meta: RequestMeta, secret: str) -> Ac
         current_organisation_id=row["current_organisation_id"],
         platform_role=PlatformRole(row["platform_role"]),
     )
+    role = row.get("token_role")
     token = SignedInToken(
         id=row["token_id"],
         scopes=frozenset(scopes),
         organisation_id=row["token_organisation_id"],
+        role_cap=Role(role) if role else None,
     )
     await record_use(services, meta, token, user.id, previous_ip=row["last_used_ip"])
     return Actor(user=user, token=token)
@@ -266,3 +277,148 @@ async def record_use(
                 organisation_id=token.organisation_id,
                 first_use=first_use,
             )
+
+
+# --- Service accounts ----------------------------------------------------------------------------
+# A service account is an organisation's token (no owner): made by one of its managers, it acts
+# for that manager in that organisation only, with at most its own role (authz.py says why).
+
+SERVICE_ACCOUNT_PREFIX = "gdn_sa_"
+MAX_SERVICE_ACCOUNTS = 50
+
+
+async def create_service_account(
+    services: Services,
+    meta: RequestMeta,
+    scope: RequestScope,
+    organisation_id: int,
+    *,
+    name: str,
+    role: Role,
+    scopes: list[str],
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    user = _require_token_manager(scope.actor)
+    membership = await authz.require_visible_organisation(scope, organisation_id)
+    authz.require(
+        authz.can_manage_service_accounts(membership),
+        authz.forbidden(authz.SERVICE_ACCOUNTS_FORBIDDEN),
+    )
+    if not authz.can_give_service_account_role(membership, role):
+        raise DomainError(ErrorCode.FORBIDDEN, authz.SERVICE_ACCOUNT_ROLE_FORBIDDEN, "role")
+    name = _clean_label(name, "name")
+    chosen = _clean_scopes(scopes)
+    expiry = _expiry(services, expires_at)
+    secret = SERVICE_ACCOUNT_PREFIX + new_token()
+    now = services.clock.now()
+    async with in_transaction():
+        # The organisation's row lock serialises concurrent creations, so the cap holds.
+        await Organisation.select_for_update().get(id=organisation_id)
+        active = await ApiToken.filter(
+            organisation_id=organisation_id, owner_id=None, revoked_at=None, expires_at__gt=now
+        ).count()
+        if active >= MAX_SERVICE_ACCOUNTS:
+            raise DomainError(
+                ErrorCode.TOKEN_LIMIT_REACHED,
+                f"The organisation has {MAX_SERVICE_ACCOUNTS} active service accounts; revoke"
+                " one it no longer uses.",
+            )
+        token = await ApiToken.create(
+            owner_id=None,
+            organisation_id=organisation_id,
+            created_by_id=user.id,
+            role=role,
+            name=name,
+            token_hash=services.keyring.token_digest(secret, TOKEN_PURPOSE),
+            prefix=secret[: len(SERVICE_ACCOUNT_PREFIX) + 4],
+            scopes=chosen,
+            created_at=now,
+            expires_at=expiry,
+        )
+        await activity.service_account_created(
+            services,
+            meta,
+            user_id=user.id,
+            organisation_id=organisation_id,
+            token_id=token.id,
+            name=name,
+            role=role.value,
+            scopes=chosen,
+            expires_at=expiry.isoformat(),
+        )
+    return IssuedToken(token=token, secret=secret)
+
+
+async def _managed_service_account(
+    scope: RequestScope, token_id: int, members_refusal: DomainError
+) -> ApiToken:
+    """A service account of an organisation the caller manages; NOT_FOUND for non-members,
+    members_refusal for other members."""
+    token = await ApiToken.get_or_none(id=token_id, owner_id=None)
+    if token is None or token.organisation_id is None:
+        raise authz.not_found("service account")
+    membership = await authz.membership_of(scope, token.organisation_id)
+    authz.require(authz.can_view_organisation(membership), authz.not_found("service account"))
+    authz.require(authz.can_manage_service_accounts(membership), members_refusal)
+    return token
+
+
+async def revoke_service_account(
+    services: Services, meta: RequestMeta, scope: RequestScope, token_id: int
+) -> ApiToken:
+    """Any manager of the organisation ends it at once; a second revocation changes nothing."""
+    user = _require_token_manager(scope.actor)
+    await _managed_service_account(
+        scope, token_id, authz.forbidden(authz.SERVICE_ACCOUNTS_FORBIDDEN)
+    )
+    async with in_transaction():
+        token = await ApiToken.filter(id=token_id).select_for_update().get()
+        if token.revoked_at is None:
+            token.revoked_at = services.clock.now()
+            await token.save(update_fields=["revoked_at"])
+            await activity.service_account_revoked(
+                services,
+                meta,
+                user_id=user.id,
+                organisation_id=token.organisation_id,
+                token_id=token.id,
+                name=token.name,
+            )
+    return token
+
+
+async def organisation_service_accounts(
+    scope: RequestScope, organisation_id: int
+) -> list[ApiToken]:
+    """The organisation's service accounts not revoked, newest first: its managers only."""
+    membership = await authz.require_visible_organisation(scope, organisation_id)
+    authz.refuse_tokens(scope.actor, "Service accounts")
+    authz.require(
+        authz.can_manage_service_accounts(membership),
+        authz.forbidden(authz.SERVICE_ACCOUNTS_FORBIDDEN),
+    )
+    return await ApiToken.filter(
+        organisation_id=organisation_id, owner_id=None, revoked_at=None
+    ).order_by("-id")
+
+
+async def visible_service_account(scope: RequestScope, token_id: int) -> ApiToken:
+    """node(id:) answers what organisation.serviceAccounts answers: for managers only."""
+    authz.require_user(scope.actor)
+    authz.refuse_tokens(scope.actor, "Service accounts")
+    return await _managed_service_account(scope, token_id, authz.not_found("service account"))
+
+
+# The service account with its creator, who must still manage its organisation and not be
+# blocked: their rights bound it at every use.
+_SERVICE_ACCOUNT_AND_CREATOR = (
+    "SELECT t.id AS token_id, t.scopes, t.organisation_id AS token_organisation_id,"
+    " t.expires_at, t.last_used_ip, t.role AS token_role,"
+    " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
+    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
+    " FROM api_token t JOIN user_account u ON u.id = t.created_by_id"
+    " JOIN membership m ON m.user_id = u.id AND m.organisation_id = t.organisation_id"
+    " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.owner_id IS NULL"
+    f" AND {authz.SERVICE_ACCOUNT_CREATOR_IS_MANAGER_SQL}"
+    f" AND {authz.WEB_ACCESS_NOT_BLOCKED_SQL}"
+)

@@ -20,7 +20,11 @@ from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
-from gardien.schema.tokens import TokenMutations, personal_access_token_by_id
+from gardien.schema.tokens import (
+    TokenMutations,
+    personal_access_token_by_id,
+    service_account_by_id,
+)
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 
 
@@ -61,6 +65,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "Domain": domain_by_id,
     "Invitation": invitation_by_id,
     "PersonalAccessToken": personal_access_token_by_id,
+    "ServiceAccount": service_account_by_id,
 }
 
 

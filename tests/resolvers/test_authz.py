@@ -92,6 +92,7 @@ class World:
     external_membership_id: int = 0
     invitation_id: int = 0  # an accepted invitation of the organisation (INV-*)
     legal_token_id: int = 0  # the legal representative's personal access token (API-6)
+    service_account_id: int = 0  # the organisation's service account, made by the legal one
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -482,6 +483,25 @@ ROWS: list[Row] = [
         ("revokePersonalAccessToken",),
         lambda w, _: {"input": {"tokenId": encode_id("PersonalAccessToken", w.legal_token_id)}},
         expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Organisation.serviceAccounts", "the organisation's",
+        "query($id: ID!) { organisation(id: $id) { serviceAccounts { id } } }",
+        ("organisation", "serviceAccounts"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.createServiceAccount", "a collaborator account of the organisation",
+        "mutation($input: CreateServiceAccountInput!) {"
+        " createServiceAccount(input: $input) { errors { code } } }",
+        ("createServiceAccount",),
+        lambda w, _: {"input": {"organisationId": encode_id("Organisation", w.organisation_id),
+                                "name": "Matrix", "role": "COLLABORATOR",
+                                "scopes": ["members:read"]}},
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.revokeServiceAccount", "the organisation's service account",
+        "mutation($input: RevokeServiceAccountInput!) {"
+        " revokeServiceAccount(input: $input) { errors { code } } }",
+        ("revokeServiceAccount",),
+        lambda w, _: {"input": {"serviceAccountId": encode_id("ServiceAccount",
+                                                              w.service_account_id)}},
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
 ]  # fmt: skip
 
 
@@ -514,6 +534,9 @@ NODES: dict[str, NodeRow] = {
     "PersonalAccessToken": NodeRow(
         lambda w: encode_id("PersonalAccessToken", w.legal_token_id),
         expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
+    "ServiceAccount": NodeRow(
+        lambda w: encode_id("ServiceAccount", w.service_account_id),
+        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -583,6 +606,13 @@ INHERITED = frozenset(
         "CreatePersonalAccessTokenPayload.token", "CreatePersonalAccessTokenPayload.secret",
         "CreatePersonalAccessTokenPayload.errors",
         "RevokePersonalAccessTokenPayload.token", "RevokePersonalAccessTokenPayload.errors",
+        "ServiceAccount.id", "ServiceAccount.name", "ServiceAccount.role",
+        "ServiceAccount.scopes", "ServiceAccount.prefix", "ServiceAccount.createdById",
+        "ServiceAccount.createdAt", "ServiceAccount.expiresAt", "ServiceAccount.lastUsedAt",
+        "ServiceAccount.lastUsedIp", "ServiceAccount.useCount", "ServiceAccount.revokedAt",
+        "CreateServiceAccountPayload.serviceAccount", "CreateServiceAccountPayload.secret",
+        "CreateServiceAccountPayload.errors",
+        "RevokeServiceAccountPayload.serviceAccount", "RevokeServiceAccountPayload.errors",
     }
 )  # fmt: skip
 
@@ -682,6 +712,18 @@ async def _world(services: Services) -> World:
         external_membership_id=members[Caller.EXTERNAL].membership.id,
         invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
         legal_token_id=tokens_of[legal.user.id].id,
+        service_account_id=(
+            await ApiToken.create(
+                organisation=organisation,
+                created_by=legal.user,
+                role=Role.ADMINISTRATOR,
+                name="Matrix account",
+                token_hash=services.keyring.token_digest("matrix-account", "api-token"),
+                scopes=["members:read"],
+                created_at=services.clock.now(),
+                expires_at=services.clock.now() + timedelta(days=30),
+            )
+        ).id,
     )
 
 

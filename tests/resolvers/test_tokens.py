@@ -231,7 +231,13 @@ async def test_api6_forged_and_foreign_secrets_are_refused(services: Services) -
     issued = await _create(services, org.admin, ["members:read"])
 
     forged = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")
-    for secret in (forged, "gdn_pat_", "gdn_pat_" + "a" * 200, issued.secret[8:]):
+    for secret in (
+        forged,
+        "gdn_pat_",
+        "gdn_pat_" + "a" * 200,
+        issued.secret[8:],
+        "gdn_sa_" + issued.secret[8:],
+    ):
         assert await tokens.authenticate(services, RequestMeta(), secret) is None
     assert (await ApiToken.get(id=issued.token.id)).use_count == 0
 
@@ -325,7 +331,7 @@ def test_api6_gate_refuses_what_the_scopes_do_not_cover() -> None:
 
     def refusal(actor: Actor, kind: str, fields: set[str]) -> ErrorCode | None:
         try:
-            authz.check_operation(actor, kind, frozenset(fields))  # type: ignore[arg-type]
+            authz.check_operation(actor, kind, frozenset(fields))
         except DomainError as error:
             return error.code
         return None
@@ -551,3 +557,200 @@ async def test_api6_create_list_and_revoke_through_the_schema(
     assert revoked["data"]["revokePersonalAccessToken"]["errors"] == []
     assert revoked["data"]["revokePersonalAccessToken"]["token"]["revokedAt"] is not None
     assert after["data"]["viewer"]["personalAccessTokens"] == []
+
+
+# --- service accounts ----------------------------------------------------------------------------
+
+
+async def _service_account(
+    services: Services,
+    scope: RequestScope,
+    organisation: Organisation,
+    role: Role,
+    scopes: list[str],
+) -> tokens.IssuedToken:
+    return await tokens.create_service_account(
+        services,
+        RequestMeta(ip="198.51.100.1"),
+        scope,
+        organisation.id,
+        name="HR sync",
+        role=role,
+        scopes=scopes,
+    )
+
+
+async def test_api6_service_account_is_created_by_a_manager_with_at_most_administrator(
+    services: Services, meta: RequestMeta
+) -> None:
+    org = await _org(services)
+    outsider = await factories.sign_up(services, email="outsider@example.test")
+    outsider_scope = await factories.signed_in_scope(services, "outsider@example.test")
+
+    issued = await tokens.create_service_account(
+        services,
+        meta,
+        org.admin,
+        org.organisation.id,
+        name="HR sync",
+        role=Role.ADMINISTRATOR,
+        scopes=["members:write"],
+    )
+    refusals = []
+    for scope, role in (
+        (org.legal, Role.LEGAL_REPRESENTATIVE),
+        (org.collaborator, Role.EXTERNAL),
+        (outsider_scope, Role.EXTERNAL),
+    ):
+        with pytest.raises(DomainError) as refused:
+            await _service_account(services, scope, org.organisation, role, ["members:read"])
+        refusals.append((refused.value.code, refused.value.field))
+
+    assert issued.secret.startswith("gdn_sa_")
+    stored = await ApiToken.get(id=issued.token.id)
+    assert (stored.owner_id, stored.organisation_id, stored.created_by_id, stored.role) == (
+        None,
+        org.organisation.id,
+        org.admin_user_id,
+        Role.ADMINISTRATOR,
+    )
+    assert stored.token_hash == services.keyring.token_digest(issued.secret, "api-token")
+    assert refusals == [
+        (ErrorCode.FORBIDDEN, "role"),
+        (ErrorCode.FORBIDDEN, None),
+        (ErrorCode.NOT_FOUND, None),
+    ]
+    assert await ApiToken.all().count() == 1
+    event = await ActivityEvent.get(type="service_account.created")
+    assert (event.actor_id, event.organisation_id, event.data["role"]) == (
+        org.admin_user_id,
+        org.organisation.id,
+        "ADMINISTRATOR",
+    )
+    assert outsider.organisation.id != org.organisation.id
+
+
+async def test_api6_service_account_acts_with_the_lower_of_its_role_and_its_creators(
+    services: Services, gql: GraphQLClient
+) -> None:
+    org = await _org(services)
+    as_admin = await _service_account(
+        services, org.legal, org.organisation, Role.ADMINISTRATOR, ["members:write"]
+    )
+    as_collaborator = await _service_account(
+        services, org.legal, org.organisation, Role.COLLABORATOR, ["members:write"]
+    )
+    legal_membership = await Membership.get(user__email="legal@example.test")
+
+    def change(membership_id: int, role: str) -> dict[str, Any]:
+        return {"input": {"membershipId": encode_id("Membership", membership_id), "role": role}}
+
+    gql.token = as_collaborator.secret
+    collaborator_refused = await gql(
+        CHANGE_ROLE, change(org.external_membership_id, "COLLABORATOR")
+    )
+    gql.token = as_admin.secret
+    legal_refused = await gql(CHANGE_ROLE, change(legal_membership.id, "ADMINISTRATOR"))
+    changed = await gql(CHANGE_ROLE, change(org.external_membership_id, "COLLABORATOR"))
+
+    assert collaborator_refused["data"]["changeMemberRole"]["errors"] == [{"code": "FORBIDDEN"}]
+    assert legal_refused["data"]["changeMemberRole"]["errors"] == [{"code": "FORBIDDEN"}]
+    assert changed["data"]["changeMemberRole"] == {
+        "membership": {"role": "COLLABORATOR"},
+        "errors": [],
+    }
+    assert (await Membership.get(id=legal_membership.id)).role == Role.LEGAL_REPRESENTATIVE
+
+
+async def test_api6_service_account_knows_only_its_organisation(
+    services: Services, gql: GraphQLClient
+) -> None:
+    org = await _org(services)
+    second = (await factories.sign_up(services, email="second@example.test")).organisation
+    await Membership.create(
+        organisation=second,
+        user_id=org.admin_user_id,
+        role=Role.ADMINISTRATOR,
+        created_at=services.clock.now(),
+    )
+    issued = await _service_account(
+        services, org.admin, org.organisation, Role.ADMINISTRATOR, ["members:read"]
+    )
+    gql.token = issued.secret
+
+    own = await gql(MEMBERS, {"id": encode_id("Organisation", org.organisation.id)})
+    other = await gql(MEMBERS, {"id": encode_id("Organisation", second.id)})
+    listing = await gql(
+        "query($id: ID!) { organisation(id: $id) { serviceAccounts { id } } }",
+        {"id": encode_id("Organisation", org.organisation.id)},
+    )
+
+    assert own["data"]["organisation"]["members"] == {"totalCount": 4}
+    assert (other["data"], _codes(other)) == ({"organisation": None}, ["NOT_FOUND"])
+    assert _codes(listing) == ["INSUFFICIENT_SCOPE"]
+
+
+async def test_api6_service_account_dies_when_its_creator_is_demoted_or_blocked(
+    services: Services,
+) -> None:
+    org = await _org(services)
+    issued = await _service_account(
+        services, org.admin, org.organisation, Role.ADMINISTRATOR, ["members:read"]
+    )
+    admin_membership = Membership.filter(user_id=org.admin_user_id)
+
+    working = await tokens.authenticate(services, RequestMeta(), issued.secret)
+    await admin_membership.update(role=Role.COLLABORATOR)
+    demoted = await tokens.authenticate(services, RequestMeta(), issued.secret)
+    await admin_membership.update(role=Role.ADMINISTRATOR)
+    promoted_again = await tokens.authenticate(services, RequestMeta(), issued.secret)
+    await UserBlock.create(
+        organisation=org.organisation,
+        user_id=org.admin_user_id,
+        justification="Account taken over, reported by the legal representative",
+        created_at=services.clock.now(),
+    )
+    blocked = await tokens.authenticate(services, RequestMeta(), issued.secret)
+    await admin_membership.delete()
+    removed = await tokens.authenticate(services, RequestMeta(), issued.secret)
+
+    assert working is not None and working.token is not None
+    assert working.token.role_cap == Role.ADMINISTRATOR
+    assert working.token.organisation_id == org.organisation.id
+    assert (demoted, blocked, removed) == (None, None, None)
+    assert promoted_again is not None
+
+
+async def test_api6_service_accounts_are_listed_and_revoked_by_any_manager(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    org = await _org(services)
+    issued = await _service_account(
+        services, org.admin, org.organisation, Role.COLLABORATOR, ["members:read"]
+    )
+
+    listed = await tokens.organisation_service_accounts(org.legal, org.organisation.id)
+    with pytest.raises(DomainError) as collaborator_listing:
+        await tokens.organisation_service_accounts(org.collaborator, org.organisation.id)
+    with pytest.raises(DomainError) as collaborator_revoking:
+        await tokens.revoke_service_account(services, meta, org.collaborator, issued.token.id)
+    still_working = await tokens.authenticate(services, RequestMeta(), issued.secret)
+    revoked = await tokens.revoke_service_account(services, meta, org.legal, issued.token.id)
+    clock.advance(timedelta(minutes=1))
+    again = await tokens.revoke_service_account(services, meta, org.legal, issued.token.id)
+
+    assert [t.id for t in listed] == [issued.token.id]
+    assert (
+        collaborator_listing.value.code == collaborator_revoking.value.code == ErrorCode.FORBIDDEN
+    )
+    assert still_working is not None
+    assert revoked.revoked_at == again.revoked_at
+    assert await tokens.authenticate(services, RequestMeta(), issued.secret) is None
+    assert await tokens.organisation_service_accounts(org.legal, org.organisation.id) == []
+    events = await ActivityEvent.filter(type="service_account.revoked")
+    assert [(e.actor_id, e.organisation_id) for e in events] == [
+        ((await Membership.get(user__email="legal@example.test")).user_id, org.organisation.id)
+    ]
+    with pytest.raises(DomainError) as personal:
+        await tokens.revoke_personal_access_token(services, meta, org.legal, issued.token.id)
+    assert personal.value.code == ErrorCode.NOT_FOUND
