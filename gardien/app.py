@@ -21,7 +21,7 @@ from gardien.clock import Clock, SystemClock
 from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
-from gardien.resolvers import sessions
+from gardien.resolvers import sessions, tokens
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -69,23 +69,28 @@ def create_app(
         )
         return Context(
             services=services,
-            actor=await _actor(request),
+            actor=await _actor(request, meta),
             meta=meta,
             device_cookie=request.cookies.get(device_cookie),
         )
 
-    async def _actor(request: Request) -> Actor:
+    async def _actor(request: Request, meta: RequestMeta) -> Actor:
         authorization = request.headers.get("authorization")
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
-            actor = (
-                await sessions.authenticate(services, token.strip())
-                if scheme.lower() == "bearer"
-                else None
-            )
+            token = token.strip()
+            if scheme.lower() != "bearer":
+                actor = None
+            elif tokens.is_integrator_token(token):
+                # API-6: an integrator token; unknown, expired, revoked or its owner blocked.
+                actor = await tokens.authenticate(services, meta, token)
+            else:
+                actor = await sessions.authenticate(services, token)
             if actor is None:
                 raise RequestError(
-                    "The session token is invalid or has expired; sign in again.",
+                    "The session token is invalid or has expired; sign in again."
+                    if not tokens.is_integrator_token(token)
+                    else "The access token is invalid, expired or revoked.",
                     401,
                     {"WWW-Authenticate": 'Bearer error="invalid_token"'},
                     code=ErrorCode.UNAUTHENTICATED,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tortoise import fields
 from tortoise.models import Model
 
-from gardien.models.enums import SessionKind
+from gardien.models.enums import Role, SessionKind
 
 if TYPE_CHECKING:
     from gardien.models.organisations import Organisation
@@ -79,7 +79,10 @@ class KnownDevice(Model):
 
 
 class ApiToken(Model):
-    """API-6: a personal access token (owner set) or an organisation service account."""
+    """API-6: an integrator token. With an owner it is a personal access token acting as that user
+    (organisation then optionally restricts it to one of the owner's organisations); without one
+    it is an organisation's service account, acting for the manager who created it, in that
+    organisation only, with at most its own role."""
 
     id = fields.IntField(primary_key=True)
     owner: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
@@ -90,13 +93,26 @@ class ApiToken(Model):
         "models.Organisation", related_name="service_accounts", null=True, on_delete=fields.CASCADE
     )
     organisation_id: int | None
+    # Service accounts: the manager whose rights bound it, and the role it acts with.
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    created_by_id: int | None
+    role = fields.CharEnumField(Role, max_length=24, null=True)
     name = fields.CharField(max_length=100)
+    # Only a keyed digest of the secret is stored; the secret itself is shown once.
     token_hash = fields.CharField(max_length=64, unique=True)
+    # The first characters of the secret, so its owner can tell which token is which.
+    prefix = fields.CharField(max_length=24, default="")
     scopes: fields.JSONField[list[str]] = fields.JSONField(default=list)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     last_used_at = fields.DatetimeField(null=True)
+    last_used_ip = fields.CharField(max_length=45, null=True)
+    # Every authenticated request counts here (API-6 "every use recorded").
+    use_count = fields.BigIntField(default=0)
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "api_token"
+        indexes = (("owner_id", "revoked_at"), ("organisation_id", "revoked_at"))

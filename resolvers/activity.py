@@ -860,3 +860,116 @@ async def account_secured(
         subject_id=user_id,
         data={"sessions_revoked": sessions_revoked, "app_passwords_revoked": app_passwords_revoked},
     )
+
+
+# --- Integrator tokens (API-6) -----------------------------------------------------------------
+
+
+async def token_created(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    token_id: int,
+    label: str,
+    scopes: list[str],
+    organisation_id: int | None,
+    expires_at: str,
+) -> None:
+    await _record(
+        services,
+        "token.created",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "label": label, "scopes": scopes, "expires_at": expires_at},
+    )
+
+
+async def token_revoked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    token_id: int,
+    label: str,
+    organisation_id: int | None,
+) -> None:
+    await _record(
+        services,
+        "token.revoked",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "label": label},
+    )
+
+
+async def token_used(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    token_id: int,
+    organisation_id: int | None,
+    first_use: bool,
+) -> None:
+    """A token's first use, and each use from an address it was not last used from."""
+    await _record(
+        services,
+        "token.used",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "first_use": first_use},
+    )
+
+
+async def service_account_created(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int,
+    token_id: int,
+    name: str,
+    role: str,
+    scopes: list[str],
+    expires_at: str,
+) -> None:
+    await _record(
+        services,
+        "service_account.created",
+        meta,
+        actor_id=user_id,
+        organisation_id=organisation_id,
+        data={
+            "token_id": token_id,
+            "name": name,
+            "role": role,
+            "scopes": scopes,
+            "expires_at": expires_at,
+        },
+    )
+
+
+async def service_account_revoked(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    user_id: int,
+    organisation_id: int | None,
+    token_id: int,
+    name: str,
+) -> None:
+    await _record(
+        services,
+        "service_account.revoked",
+        meta,
+        actor_id=user_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "name": name},
+    )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from gardien.models.enums import PlatformRole, ProductKind, Role, SupportPlan
@@ -59,11 +60,28 @@ class SignedInSession:
 
 
 @dataclass(frozen=True)
+class SignedInToken:
+    """API-6: the integrator token a request authenticated with, instead of a web session."""
+
+    id: int
+    scopes: frozenset[str]
+    # Set when the token is restricted to one of its owner's organisations.
+    organisation_id: int | None
+    # A service account's role: the user's role in its organisation is lowered to it.
+    role_cap: Role | None = None
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing."""
+    """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing.
+
+    A request authenticated with an integrator token (API-6) has the token's user, no session,
+    and the token: it acts as that user, narrowed by the token's scopes.
+    """
 
     user: SignedInUser | None = None
     session: SignedInSession | None = None
+    token: SignedInToken | None = None
 
     @property
     def user_id(self) -> int | None:
@@ -143,8 +161,12 @@ ACTIVITY_FORBIDDEN = (
 
 def can_view_private_profile(actor: Actor, user_id: int) -> bool:
     """Recovery contacts, support code, second factors, memberships and the current organisation
-    are for the user alone; fellow members see only the public part of a profile."""
-    return actor.user_id is not None and actor.user_id == user_id
+    are for the user alone; fellow members see only the public part of a profile.
+
+    An integrator token (API-6) does not see them either: no scope covers what proves the user's
+    identity to support or recovers the account.
+    """
+    return actor.token is None and actor.user_id is not None and actor.user_id == user_id
 
 
 def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
@@ -176,13 +198,18 @@ async def membership_of(scope: RequestScope, organisation_id: int) -> CallerMemb
     user_id = scope.actor.user_id
     if user_id is None:
         return None
+    if not token_reaches_organisation(scope.actor, organisation_id):
+        return None
     lookup = scope._memberships.get(organisation_id)
     if lookup is None:
         lookup = asyncio.ensure_future(_read_membership(user_id, organisation_id))
         scope._memberships[organisation_id] = lookup
     # Shielded: the lookup belongs to every field sharing it, so one field cancelled (its
     # parent failed, the client left) must not cancel it under its siblings.
-    return await asyncio.shield(lookup)
+    membership = await asyncio.shield(lookup)
+    if membership is None:
+        return None
+    return replace(membership, role=capped_role(scope.actor, membership.role))
 
 
 async def _read_membership(user_id: int, organisation_id: int) -> CallerMembership | None:
@@ -287,6 +314,7 @@ async def may_view_domains(scope: RequestScope, organisation_id: int) -> bool:
 async def require_domain_viewer(scope: RequestScope, organisation_id: int) -> None:
     """Non-members get NOT_FOUND (the organisation does not exist for them), others FORBIDDEN."""
     await require_visible_organisation(scope, organisation_id)
+    require_token_scope(scope.actor, DOMAINS_READ)
     if not await may_view_domains(scope, organisation_id):
         raise DomainError(ErrorCode.FORBIDDEN, "Only members granted the domains may see them.")
 
@@ -323,11 +351,13 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
     per operation, before anything executes; it raises DomainError to refuse.
 
-    Today it allows everything. Its rules to come: POL-4 (a member of an
-    organisation that requires 2FA, not yet enrolled, may run only the enrolment and sign-out
-    fields), API-6 (an integrator token may run only the fields its scopes grant) and REC-4
-    (a session in recovery mode may run only the recovery fields).
+    API-6: an integrator token may run only the root fields its scopes grant
+    (check_token_operation). Rules to come: POL-4 (a member of an organisation that requires 2FA,
+    not yet enrolled, may run only the enrolment and sign-out fields) and REC-4 (a session in
+    recovery mode may run only the recovery fields).
     """
+    if actor.token is not None:
+        check_token_operation(actor.token, operation_type, root_fields)
 
 
 # --- Membership management (ORG-*) -----------------------------------------------------------
@@ -470,6 +500,7 @@ async def require_invitation_manager(
     With a role: the caller must also be allowed to invite as that role (INV-1).
     """
     membership = await require_visible_organisation(scope, organisation_id)
+    require_token_scope(scope.actor, MEMBERS_READ)
     if not can_view_invitations(membership):
         raise forbidden(INVITATIONS_FORBIDDEN)
     if role is not None and not can_manage_invitation(membership, role):
@@ -604,3 +635,191 @@ def can_manage_session(actor: Actor, session_owner_id: int | None) -> bool:
 def can_secure_account(actor: Actor) -> bool:
     """ACT-5: from a signed-in session, which is the one kept."""
     return actor.user is not None and actor.session is not None
+
+
+# --- Integrator tokens (API-6) -----------------------------------------------------------------
+# A personal access token acts as its owner, never beyond: every role rule above still applies,
+# and the token's scopes narrow it further. The operation gate checks the root fields against
+# TOKEN_ROOT_FIELDS; fields below a root that read something a scope covers (an organisation's
+# members, activity, domains, invitations) ask require_token_scope themselves.
+
+MEMBERS_READ = "members:read"
+MEMBERS_WRITE = "members:write"
+ACTIVITY_READ = "activity:read"
+DOMAINS_READ = "domains:read"
+DOMAINS_WRITE = "domains:write"
+TOKEN_SCOPES = frozenset({MEMBERS_READ, MEMBERS_WRITE, ACTIVITY_READ, DOMAINS_READ, DOMAINS_WRITE})
+# A write scope reads what it writes: a mutation's payload returns the member or domain changed.
+_IMPLIED_SCOPES = {MEMBERS_WRITE: MEMBERS_READ, DOMAINS_WRITE: DOMAINS_READ}
+
+
+class TokenRule(StrEnum):
+    """Root fields that need no particular scope, or that a token may never run."""
+
+    ANY_SCOPE = "any token"
+    NEVER = "never with a token"
+
+
+# Every root field of the schema, by its coordinate: the scope it needs, or a TokenRule. A root
+# field missing here is refused to every token (fail closed); a test generated from the schema
+# asserts that none is missing. Accounts, sessions, tokens and invitations addressed to the user
+# are the user's own business: a token can neither sign in or out, nor mint or revoke tokens,
+# nor accept, leave or switch organisations on the user's behalf.
+TOKEN_ROOT_FIELDS: dict[str, str] = {
+    # Who the token acts as (the public part of the profile: see can_view_private_profile).
+    "Query.viewer": TokenRule.ANY_SCOPE,
+    # The organisation's name and policy; its members, activity and domains need their scopes.
+    "Query.organisation": TokenRule.ANY_SCOPE,
+    "Query.domainLookup": DOMAINS_READ,
+    # Any object by ID would bypass the nested scope checks of the fields that list them.
+    "Query.node": TokenRule.NEVER,
+    "Mutation.signUp": TokenRule.NEVER,
+    "Mutation.signIn": TokenRule.NEVER,
+    "Mutation.signOut": TokenRule.NEVER,
+    "Mutation.renewDomain": DOMAINS_WRITE,
+    "Mutation.restoreDomain": DOMAINS_WRITE,
+    "Mutation.setDomainRenewalWarranty": DOMAINS_WRITE,
+    "Mutation.changeMemberRole": MEMBERS_WRITE,
+    "Mutation.removeMember": MEMBERS_WRITE,
+    "Mutation.leaveOrganisation": TokenRule.NEVER,
+    "Mutation.setMemberProductAccess": MEMBERS_WRITE,
+    "Mutation.setContactPreferences": MEMBERS_WRITE,
+    "Mutation.switchOrganisation": TokenRule.NEVER,
+    # Billing: no scope covers it.
+    "Mutation.setSupportPlan": TokenRule.NEVER,
+    "Mutation.inviteMember": MEMBERS_WRITE,
+    "Mutation.acceptInvitation": TokenRule.NEVER,
+    "Mutation.declineInvitation": TokenRule.NEVER,
+    "Mutation.revokeInvitation": MEMBERS_WRITE,
+    "Mutation.resendInvitation": MEMBERS_WRITE,
+    "Mutation.createPersonalAccessToken": TokenRule.NEVER,
+    "Mutation.revokePersonalAccessToken": TokenRule.NEVER,
+    "Mutation.createServiceAccount": TokenRule.NEVER,
+    "Mutation.revokeServiceAccount": TokenRule.NEVER,
+    # Organisation security controls and the mail product: no scope covers them (BLK-1…BLK-4).
+    "Mutation.blockProductManagement": TokenRule.NEVER,
+    "Mutation.unblockProductManagement": TokenRule.NEVER,
+    "Mutation.setMailMaintenance": TokenRule.NEVER,
+    "Mutation.createMailbox": TokenRule.NEVER,
+    "Mutation.deleteMailbox": TokenRule.NEVER,
+    "Mutation.supportBlockUser": TokenRule.NEVER,
+    "Mutation.supportUnblockUser": TokenRule.NEVER,
+    "Mutation.sendSecurityProcedure": TokenRule.NEVER,
+    # The user's own sessions and security e-mails (ACT-4…ACT-6): the account holder's alone.
+    "Mutation.revokeSession": TokenRule.NEVER,
+    "Mutation.secureAccount": TokenRule.NEVER,
+    "Mutation.setSecurityEmailPreferences": TokenRule.NEVER,
+}
+
+_ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
+
+
+def token_has_scope(token: SignedInToken, scope: str) -> bool:
+    return scope in token.scopes or any(
+        _IMPLIED_SCOPES.get(granted) == scope for granted in token.scopes
+    )
+
+
+def insufficient_scope(scope: str) -> DomainError:
+    return DomainError(ErrorCode.INSUFFICIENT_SCOPE, f"This token's scopes do not include {scope}.")
+
+
+def check_token_operation(
+    token: SignedInToken, operation_type: str, root_fields: frozenset[str]
+) -> None:
+    """API-6: every root field of the operation must be granted to the token."""
+    root = _ROOT_TYPES.get(operation_type, operation_type)
+    for name in sorted(root_fields):
+        coordinate = f"{root}.{name}"
+        rule = TOKEN_ROOT_FIELDS.get(coordinate, TokenRule.NEVER)
+        if rule == TokenRule.NEVER:
+            raise DomainError(
+                ErrorCode.INSUFFICIENT_SCOPE,
+                f"{name} cannot be used with an integrator token; sign in to the Manager.",
+            )
+        if rule != TokenRule.ANY_SCOPE and not token_has_scope(token, rule):
+            raise insufficient_scope(rule)
+
+
+def require_token_scope(actor: Actor, scope: str) -> None:
+    """For fields below a root: a token must hold the scope; a web session needs none."""
+    if actor.token is not None and not token_has_scope(actor.token, scope):
+        raise insufficient_scope(scope)
+
+
+def token_reaches_organisation(actor: Actor, organisation_id: int) -> bool:
+    """A token restricted to one organisation knows no other: their members are not found."""
+    return (
+        actor.token is None
+        or actor.token.organisation_id is None
+        or actor.token.organisation_id == organisation_id
+    )
+
+
+def can_manage_own_tokens(actor: Actor) -> bool:
+    """Tokens are created, listed and revoked from a web session only: a leaked token cannot
+    make itself a successor, nor hide from its owner by revoking the others."""
+    return actor.user is not None and actor.session is not None and actor.token is None
+
+
+def can_view_token(actor: Actor, owner_id: int | None) -> bool:
+    """A personal access token is its owner's alone, like the rest of the private profile."""
+    return owner_id is not None and can_view_private_profile(actor, owner_id)
+
+
+TOKENS_FROM_WEB_SESSION_ONLY = "Integrator tokens are managed from a signed-in web session."
+
+
+# --- Service accounts (API-6) ------------------------------------------------------------------
+# An organisation's service account is created by one of its managers, with a role no higher
+# than ADMINISTRATOR, and acts for that manager in that organisation only: with the lower of the
+# two roles, narrowed by its scopes. It stops working when the manager is no longer a manager
+# there (demoted, removed, account deleted) or is blocked: its rights are the creator's at every
+# use, so it can never outlive or exceed them.
+
+_ROLE_RANK = {
+    Role.EXTERNAL: 0,
+    Role.COLLABORATOR: 1,
+    Role.ADMINISTRATOR: 2,
+    Role.LEGAL_REPRESENTATIVE: 3,
+}
+SERVICE_ACCOUNT_ROLES = frozenset({Role.ADMINISTRATOR, Role.COLLABORATOR, Role.EXTERNAL})
+
+# Read with the token (resolvers/tokens.py), so a creator's demotion or block ends the service
+# account at its next request: `m` is the creator's membership in the token's organisation.
+# The roles are ORGANISATION_MANAGERS, written out: the statement is a fixed text.
+SERVICE_ACCOUNT_CREATOR_IS_MANAGER_SQL = "m.role IN ('LEGAL_REPRESENTATIVE', 'ADMINISTRATOR')"
+
+
+def capped_role(actor: Actor, role: Role) -> Role:
+    """The role the caller acts with: a service account's token lowers it to its own role."""
+    cap = actor.token.role_cap if actor.token is not None else None
+    if cap is None or _ROLE_RANK[cap] >= _ROLE_RANK[role]:
+        return role
+    return cap
+
+
+def refuse_tokens(actor: Actor, what: str) -> None:
+    """For fields below a root that no scope covers: integrator tokens themselves."""
+    if actor.token is not None:
+        raise DomainError(
+            ErrorCode.INSUFFICIENT_SCOPE, f"{what} cannot be read with an integrator token."
+        )
+
+
+def can_manage_service_accounts(membership: CallerMembership | None) -> bool:
+    """Creating, listing and revoking an organisation's service accounts: its managers."""
+    return is_organisation_manager(membership)
+
+
+def can_give_service_account_role(membership: CallerMembership | None, role: Role) -> bool:
+    """A service account never holds the legal representative's powers, whatever its creator."""
+    return can_manage_service_accounts(membership) and role in SERVICE_ACCOUNT_ROLES
+
+
+SERVICE_ACCOUNTS_FORBIDDEN = (
+    "Only administrators and legal representatives manage the organisation's service accounts."
+)
+SERVICE_ACCOUNT_ROLE_FORBIDDEN = (
+    "A service account may be an administrator, a collaborator or an external member."
+)

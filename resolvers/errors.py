@@ -57,6 +57,9 @@ class ErrorCode(StrEnum):
     USER_NOT_BLOCKED = "USER_NOT_BLOCKED"
     # Security e-mails (ACT-4): the new sign-in notice cannot be turned off.
     SECURITY_EMAIL_MANDATORY = "SECURITY_EMAIL_MANDATORY"
+    # Integrator tokens (API-6).
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    TOKEN_LIMIT_REACHED = "TOKEN_LIMIT_REACHED"
 
 
 class DomainError(Exception):

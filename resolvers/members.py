@@ -72,7 +72,7 @@ async def _lock_organisation(
     row = await Membership.get_or_none(organisation_id=organisation_id, user_id=user.id)
     if organisation is None or row is None:
         raise authz.not_found("organisation")
-    return replace(cached, id=row.id, role=row.role), organisation
+    return replace(cached, id=row.id, role=authz.capped_role(scope.actor, row.role)), organisation
 
 
 async def _locked_target(

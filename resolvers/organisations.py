@@ -262,6 +262,7 @@ async def sharing_recipients(
     authz.require_user(scope.actor)
     caller = await authz.membership_of(scope, organisation_id)
     authz.require(authz.can_view_sharing_recipients(caller), authz.not_found("organisation"))
+    authz.require_token_scope(scope.actor, authz.MEMBERS_READ)
     scope_filter = MemberScope("organisation_id", organisation_id, excluded_role=Role.EXTERNAL)
     page = _seen_by(await _member_entries(scope_filter, first, after_id), scope, caller)
     return Counted(page, lambda: _count_members(scope_filter))
@@ -273,6 +274,7 @@ async def _require_members(
     authz.require_user(scope.actor)
     membership = await authz.membership_of(scope, organisation_id)
     authz.require(authz.can_view_members(membership), authz.not_found("organisation"))
+    authz.require_token_scope(scope.actor, authz.MEMBERS_READ)
     if two_factor_enabled is not None:
         authz.require(
             authz.can_filter_members_by_two_factor(membership),
@@ -289,6 +291,7 @@ async def visible_member(scope: RequestScope, membership_id: int) -> MemberEntry
     entry = page.items[0] if page.items else None
     caller = await authz.membership_of(scope, entry.organisation_id) if entry else None
     authz.require(entry is not None and authz.can_view_members(caller), authz.not_found("member"))
+    authz.require_token_scope(scope.actor, authz.MEMBERS_READ)
     assert entry is not None
     return _as_seen_by(entry, caller, viewer.id)
 
@@ -307,6 +310,7 @@ async def activity(
         authz.can_view_organisation_activity(membership),
         authz.forbidden(authz.ACTIVITY_FORBIDDEN),
     )
+    authz.require_token_scope(scope.actor, authz.ACTIVITY_READ)
     query = ActivityEvent.filter(organisation_id=organisation_id)
     if filters is not None:
         query = filters.apply(query)
@@ -324,6 +328,7 @@ async def visible_activity_event(scope: RequestScope, event_id: int) -> Activity
         else None
     )
     authz.require(authz.can_view_organisation_activity(caller), authz.not_found("event"))
+    authz.require_token_scope(scope.actor, authz.ACTIVITY_READ)
     assert event is not None
     return event
 

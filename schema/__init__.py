@@ -22,6 +22,11 @@ from gardien.schema.members import MemberMutations, ProductNode, membership_by_i
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.security import SecurityMutations, active_session_by_id
+from gardien.schema.tokens import (
+    TokenMutations,
+    personal_access_token_by_id,
+    service_account_by_id,
+)
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 
 
@@ -63,6 +68,8 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "Invitation": invitation_by_id,
     "Mailbox": mailbox_by_id,
     "ActiveSession": active_session_by_id,
+    "PersonalAccessToken": personal_access_token_by_id,
+    "ServiceAccount": service_account_by_id,
 }
 
 
@@ -92,6 +99,7 @@ schema = strawberry.Schema(
             InvitationMutations,
             BlockingMutations,
             SecurityMutations,
+            TokenMutations,
         ),
     ),
     types=[ProductNode, MailboxNode],

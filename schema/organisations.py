@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gardien.schema.domains import DomainNode
     from gardien.schema.invitations import InvitationNode, InvitationStatus
     from gardien.schema.members import MembershipNode, ProductNode
+    from gardien.schema.tokens import ServiceAccountNode
 
 Role = strawberry.enum(RoleModel, name="Role")
 SupportPlan = strawberry.enum(SupportPlanModel, name="SupportPlan")
@@ -181,6 +182,17 @@ class OrganisationNode(Node):
         from gardien.schema.invitations import organisation_invitations
 
         return await organisation_invitations(info, self._organisation_id, first, after, status)
+
+    @strawberry.field(
+        description="Service accounts not revoked, newest first, with their last use (API-6):"
+        " managers only."
+    )
+    async def service_accounts(
+        self, info: Info
+    ) -> list[Annotated[ServiceAccountNode, strawberry.lazy("gardien.schema.tokens")]]:
+        from gardien.schema.tokens import organisation_service_accounts
+
+        return await organisation_service_accounts(info, self._organisation_id)
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:

@@ -9,7 +9,7 @@ import strawberry
 
 from gardien.models.enums import SessionKind as SessionKindModel
 from gardien.models.sessions import Session
-from gardien.resolvers import account_security, activity_log, security_notices, sessions
+from gardien.resolvers import account_security, activity_log, authz, security_notices, sessions
 from gardien.resolvers.account_security import SecureAccountStep as SecureAccountStepModel
 from gardien.resolvers.errors import DomainError
 from gardien.schema.activity import ActivityEventNode
@@ -64,7 +64,8 @@ class SecurityEmailPreferences:
 
 
 def _is_viewer(info: Info, user_id: int) -> bool:
-    return info.context.actor.user_id == user_id
+    # The user's own security record: never another user's, never through an integrator token.
+    return authz.can_view_private_profile(info.context.actor, user_id)
 
 
 async def own_sessions(info: Info, user_id: int) -> list[ActiveSessionNode] | None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gardien.schema.members import MembershipNode
     from gardien.schema.organisations import OrganisationNode
     from gardien.schema.security import ActiveSessionNode, SecurityEmailPreferences
+    from gardien.schema.tokens import PersonalAccessTokenNode
 
 TwoFactorKind = strawberry.enum(TwoFactorKindModel, name="TwoFactorKind")
 
@@ -165,6 +166,17 @@ class UserNode(Node):
         from gardien.schema.security import own_security_email_preferences
 
         return await own_security_email_preferences(info, self._user_id)
+
+    @strawberry.field(
+        description="Personal access tokens not revoked, with their last use (API-6); only for"
+        " the user themself."
+    )
+    async def personal_access_tokens(
+        self, info: Info
+    ) -> list[Annotated[PersonalAccessTokenNode, strawberry.lazy("gardien.schema.tokens")]]:
+        from gardien.schema.tokens import own_token_nodes
+
+        return await own_token_nodes(info, self._user_id)
 
 
 async def user_by_id(info: Info, user_id: int) -> UserNode:

@@ -36,6 +36,9 @@ LATER = {
     "CompleteSecurityKeyRegistration": "MFA: security keys",
     "CreateAppPassword": "MFA: app passwords",
     "CreatePersonalAccessToken": "members & invitations: integrator tokens",
+    "ViewerActivity": "events: own activity",
+    "ViewerSessions": "events: sessions",
+    "RevokeSession": "events: sessions",
     "ViewerSecurityEvents": "events: live security events",
     "RequestPasswordReset": "recovery",
     "SendRecoveryCode": "recovery",
@@ -594,3 +597,32 @@ def test_act6_contract_viewer_sessions_and_revoke_session_served(served: ServedG
     assert revoked == [{"data": {"revokeSession": {"errors": []}}}] * len(others)
     assert ended.status_code == 401
     assert [s["id"] for s in kept] == [current["id"]]
+
+
+def test_api6_contract_create_personal_access_token_served(served: ServedGateway) -> None:
+    """The secret works as a Bearer token within its scopes only; the token cannot mint another."""
+    session = _sign_in(served, "marc.admin@demo.example")
+    organisation_id = _organisation_id(served, session)
+    variables = {"input": {"label": "Directory sync", "scopes": ["members:read"]}}
+
+    created = _post(served, "CreatePersonalAccessToken", variables, session).json()
+    payload = created["data"]["createPersonalAccessToken"]
+    secret = payload["secret"]
+    members = _post(served, "OrganisationMembers", {"id": organisation_id, "first": 10}, secret)
+    activity = _post(served, "OrganisationActivity", {"id": organisation_id, "first": 5}, secret)
+    minted = _post(served, "CreatePersonalAccessToken", variables, secret)
+
+    assert payload["errors"] == []
+    assert secret.startswith("gdn_pat_")
+    assert (payload["token"]["label"], payload["token"]["scopes"]) == (
+        "Directory sync",
+        ["members:read"],
+    )
+    assert payload["token"]["lastUsedAt"] is None
+    expires_at = datetime.fromisoformat(payload["token"]["expiresAt"])
+    assert timedelta(days=89) < expires_at - datetime.now(UTC) <= timedelta(days=90)
+    assert members.json()["data"]["organisation"]["members"]["totalCount"] == 4
+    assert activity.json()["data"] == {"organisation": None}
+    assert [e["extensions"]["code"] for e in activity.json()["errors"]] == ["INSUFFICIENT_SCOPE"]
+    assert minted.json()["data"] is None
+    assert [e["extensions"]["code"] for e in minted.json()["errors"]] == ["INSUFFICIENT_SCOPE"]

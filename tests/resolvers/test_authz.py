@@ -26,6 +26,7 @@ from gardien.models.mail import Mailbox
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.products import Product, ProductGrant
+from gardien.models.sessions import ApiToken
 from gardien.models.users import User
 from gardien.resolvers import accounts, authz, sessions
 from gardien.resolvers.services import RequestMeta, Services
@@ -98,6 +99,8 @@ class World:
     mail_product_id: int = 0
     mailbox_ids: dict[Caller, int] = field(default_factory=dict)
     legal_session_id: int = 0  # the legal representative's own web session (ACT-6)
+    legal_token_id: int = 0  # the legal representative's personal access token (API-6)
+    service_account_id: int = 0  # the organisation's service account, made by the legal one
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -167,7 +170,7 @@ def _legal_user_field(selection: str) -> str:
 
 def _private_field_rows(field: str, selection: str) -> list[Row]:
     """A private User field: the user alone reads it; to fellow members it is hidden."""
-    hidden = EMPTY if field in ("twoFactorMethods", "memberships") else NULL
+    hidden = EMPTY if field in ("twoFactorMethods", "memberships", "personalAccessTokens") else NULL
     return [
         Row(
             f"User.{field}",
@@ -607,6 +610,7 @@ ROWS: list[Row] = [
     *_private_field_rows("twoFactorMethods", "twoFactorMethods { id }"),
     *_private_field_rows("currentOrganisation", "currentOrganisation { id }"),
     *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
+    *_private_field_rows("personalAccessTokens", "personalAccessTokens { id }"),
     # --- membership management (ORG-2…ORG-7) and the member directory by role (POL-2) ----------
     *_member_management_rows(),
     # --- invitations (INV-*) -------------------------------------------------------------------
@@ -615,6 +619,38 @@ ROWS: list[Row] = [
     *BLOCKING_ROWS,
     # --- own security: activity, sessions, security e-mails, secure my account (ACT-4…ACT-6) ---
     *SECURITY_ROWS,
+    # --- integrator tokens (API-6): each caller's own, from a web session ---------------------
+    Row("Mutation.createPersonalAccessToken", "a token of the caller's own",
+        "mutation($input: CreatePersonalAccessTokenInput!) {"
+        " createPersonalAccessToken(input: $input) { errors { code } } }",
+        ("createPersonalAccessToken",),
+        lambda *_: {"input": {"label": "Matrix", "scopes": ["members:read"]}},
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.revokePersonalAccessToken", "the legal representative's token",
+        "mutation($input: RevokePersonalAccessTokenInput!) {"
+        " revokePersonalAccessToken(input: $input) { errors { code } } }",
+        ("revokePersonalAccessToken",),
+        lambda w, _: {"input": {"tokenId": encode_id("PersonalAccessToken", w.legal_token_id)}},
+        expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Organisation.serviceAccounts", "the organisation's",
+        "query($id: ID!) { organisation(id: $id) { serviceAccounts { id } } }",
+        ("organisation", "serviceAccounts"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.createServiceAccount", "a collaborator account of the organisation",
+        "mutation($input: CreateServiceAccountInput!) {"
+        " createServiceAccount(input: $input) { errors { code } } }",
+        ("createServiceAccount",),
+        lambda w, _: {"input": {"organisationId": encode_id("Organisation", w.organisation_id),
+                                "name": "Matrix", "role": "COLLABORATOR",
+                                "scopes": ["members:read"]}},
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.revokeServiceAccount", "the organisation's service account",
+        "mutation($input: RevokeServiceAccountInput!) {"
+        " revokeServiceAccount(input: $input) { errors { code } } }",
+        ("revokeServiceAccount",),
+        lambda w, _: {"input": {"serviceAccountId": encode_id("ServiceAccount",
+                                                              w.service_account_id)}},
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
 ]  # fmt: skip
 
 
@@ -648,6 +684,12 @@ NODES: dict[str, NodeRow] = {
                        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
     "ActiveSession": NodeRow(lambda w: encode_id("ActiveSession", w.legal_session_id),
                              expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
+    "PersonalAccessToken": NodeRow(
+        lambda w: encode_id("PersonalAccessToken", w.legal_token_id),
+        expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
+    "ServiceAccount": NodeRow(
+        lambda w: encode_id("ServiceAccount", w.service_account_id),
+        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -735,6 +777,22 @@ INHERITED = frozenset(
         "SecureAccountPayload.steps", "SecureAccountPayload.errors",
         "SecurityEmailPreferences.newLocation", "SecurityEmailPreferences.wrongPassword",
         "SetSecurityEmailPreferencesPayload.preferences", "SetSecurityEmailPreferencesPayload.errors",
+        # Integrator tokens (API-6): values of a token its owner was allowed to reach.
+        "PersonalAccessToken.id", "PersonalAccessToken.label", "PersonalAccessToken.scopes",
+        "PersonalAccessToken.prefix", "PersonalAccessToken.organisationId",
+        "PersonalAccessToken.createdAt", "PersonalAccessToken.expiresAt",
+        "PersonalAccessToken.lastUsedAt", "PersonalAccessToken.lastUsedIp",
+        "PersonalAccessToken.useCount", "PersonalAccessToken.revokedAt",
+        "CreatePersonalAccessTokenPayload.token", "CreatePersonalAccessTokenPayload.secret",
+        "CreatePersonalAccessTokenPayload.errors",
+        "RevokePersonalAccessTokenPayload.token", "RevokePersonalAccessTokenPayload.errors",
+        "ServiceAccount.id", "ServiceAccount.name", "ServiceAccount.role",
+        "ServiceAccount.scopes", "ServiceAccount.prefix", "ServiceAccount.createdById",
+        "ServiceAccount.createdAt", "ServiceAccount.expiresAt", "ServiceAccount.lastUsedAt",
+        "ServiceAccount.lastUsedIp", "ServiceAccount.useCount", "ServiceAccount.revokedAt",
+        "CreateServiceAccountPayload.serviceAccount", "CreateServiceAccountPayload.secret",
+        "CreateServiceAccountPayload.errors",
+        "RevokeServiceAccountPayload.serviceAccount", "RevokeServiceAccountPayload.errors",
     }
 )  # fmt: skip
 
@@ -797,12 +855,21 @@ async def _world(services: Services) -> World:
         tokens[caller] = signed_in.session.token
     # Every account gets private data of its own, so "hidden" and "empty" mean refused.
     methods: dict[int, TwoFactorMethod] = {}
+    tokens_of: dict[int, ApiToken] = {}
     for user in await User.all():
         user.recovery_phone = "+41791234567"
         user.recovery_email = f"recovery.{user.id}@example.test"
         user.support_code_encrypted = services.keyring.encrypt(b"123456", "support-code")
         await user.save()
         methods[user.id] = await factories.confirm_totp(services, user)
+        tokens_of[user.id] = await ApiToken.create(
+            owner=user,
+            name="Matrix",
+            token_hash=services.keyring.token_digest(f"matrix-{user.id}", "api-token"),
+            scopes=["members:read"],
+            created_at=services.clock.now(),
+            expires_at=services.clock.now() + timedelta(days=30),
+        )
     product = await Product.create(
         organisation=organisation, kind="WEB_DRIVE", name="Drive", created_at=services.clock.now()
     )
@@ -840,6 +907,19 @@ async def _world(services: Services) -> World:
         mail_product_id=mail.id,
         mailbox_ids=mailbox_ids,
         legal_session_id=legal.session.session.id,
+        legal_token_id=tokens_of[legal.user.id].id,
+        service_account_id=(
+            await ApiToken.create(
+                organisation=organisation,
+                created_by=legal.user,
+                role=Role.ADMINISTRATOR,
+                name="Matrix account",
+                token_hash=services.keyring.token_digest("matrix-account", "api-token"),
+                scopes=["members:read"],
+                created_at=services.clock.now(),
+                expires_at=services.clock.now() + timedelta(days=30),
+            )
+        ).id,
     )
 
 
