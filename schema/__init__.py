@@ -21,6 +21,7 @@ from gardien.schema.members import MemberMutations, ProductNode, membership_by_i
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
+from gardien.schema.webhooks import WebhookMutations, webhook_endpoint_by_id, webhook_event_types
 
 
 @strawberry.type
@@ -44,6 +45,10 @@ class Query:
     async def domain_lookup(self, info: Info, name: str) -> DomainLookup | None:
         return await domain_lookup(info, name)
 
+    @strawberry.field(description="The activity types a webhook endpoint may subscribe to (EVT-5).")
+    def webhook_event_types(self) -> list[str]:
+        return webhook_event_types()
+
     @strawberry.field(description="Any object by its global ID (API-1).")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await _node(info, id)
@@ -59,6 +64,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "TwoFactorMethod": two_factor_method_by_id,
     "Domain": domain_by_id,
     "Invitation": invitation_by_id,
+    "WebhookEndpoint": webhook_endpoint_by_id,
 }
 
 
@@ -80,7 +86,14 @@ async def _node(info: Info, global_id: str) -> Node | None:
 schema = strawberry.Schema(
     query=Query,
     mutation=merge_types(
-        "Mutation", (AccountMutations, DomainMutations, MemberMutations, InvitationMutations)
+        "Mutation",
+        (
+            AccountMutations,
+            DomainMutations,
+            MemberMutations,
+            InvitationMutations,
+            WebhookMutations,
+        ),
     ),
     types=[ProductNode],
     config=StrawberryConfig(auto_camel_case=True),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gardien.schema.domains import DomainNode
     from gardien.schema.invitations import InvitationNode, InvitationStatus
     from gardien.schema.members import MembershipNode
+    from gardien.schema.webhooks import WebhookEndpointNode
 
 Role = strawberry.enum(RoleModel, name="Role")
 SupportPlan = strawberry.enum(SupportPlanModel, name="SupportPlan")
@@ -156,6 +157,17 @@ class OrganisationNode(Node):
         from gardien.schema.invitations import organisation_invitations
 
         return await organisation_invitations(info, self._organisation_id, first, after, status)
+
+    @strawberry.field(
+        description="Webhook endpoints, oldest first, with their latest deliveries (EVT-5):"
+        " managers only."
+    )
+    async def webhook_endpoints(
+        self, info: Info
+    ) -> list[Annotated[WebhookEndpointNode, strawberry.lazy("gardien.schema.webhooks")]]:
+        from gardien.schema.webhooks import organisation_webhook_endpoints
+
+        return await organisation_webhook_endpoints(info, self._organisation_id)
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:

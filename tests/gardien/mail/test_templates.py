@@ -49,6 +49,13 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "renewal_warranty": False,
         "link": "https://manager.example/console/#/domains",
     },
+    Template.WEBHOOK_ENDPOINT_DISABLED: {
+        "organisation": "Démo SA",
+        "url": "https://hooks.example/gardien",
+        "failures": 20,
+        "failing_since": EXPIRES,
+        "link": "https://manager.example/console/#/webhooks",
+    },
 }
 
 
