@@ -16,7 +16,9 @@ from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.webhook_fanout import EVENT_TYPES
 from gardien.webhooks import UnsafeUrlError, new_secret, resolve_target
 
-# The secret is encrypted, not hashed: the worker needs it to sign every delivery.
+# The secret is encrypted, not hashed: the worker needs it to sign every delivery. The
+# organisation is bound in as associated data: a ciphertext copied to another organisation's
+# endpoint does not decrypt.
 SECRET_CONTEXT = "webhook-secret"
 # Each endpoint costs a delivery per event: a bound keeps one organisation from flooding workers.
 MAX_ENDPOINTS_PER_ORGANISATION = 20
@@ -47,12 +49,13 @@ class EndpointWithSecret:
     secret: str
 
 
-def encrypt_secret(services: Services, secret: str) -> bytes:
-    return services.keyring.encrypt(secret.encode(), SECRET_CONTEXT)
+def encrypt_secret(services: Services, organisation_id: int, secret: str) -> bytes:
+    return services.keyring.encrypt(secret.encode(), f"{SECRET_CONTEXT}:{organisation_id}")
 
 
 def decrypt_secret(services: Services, endpoint: WebhookEndpoint) -> str:
-    return services.keyring.decrypt(endpoint.secret_encrypted, SECRET_CONTEXT).decode()
+    context = f"{SECRET_CONTEXT}:{endpoint.organisation_id}"
+    return services.keyring.decrypt(endpoint.secret_encrypted, context).decode()
 
 
 def checked_event_types(event_types: list[str]) -> list[str]:
@@ -110,7 +113,7 @@ async def create_webhook_endpoint(
             organisation_id=organisation_id,
             url=checked,
             event_types=types,
-            secret_encrypted=encrypt_secret(services, secret),
+            secret_encrypted=encrypt_secret(services, organisation_id, secret),
             consecutive_failures=0,
             created_at=services.clock.now(),
         )
@@ -174,7 +177,7 @@ async def rotate_webhook_secret(
     secret = new_secret()
     async with in_transaction():
         await WebhookEndpoint.filter(id=endpoint.id).update(
-            secret_encrypted=encrypt_secret(services, secret)
+            secret_encrypted=encrypt_secret(services, endpoint.organisation_id, secret)
         )
         await activity.webhook_secret_rotated(
             services,

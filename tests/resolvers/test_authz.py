@@ -27,7 +27,7 @@ from gardien.models.organisations import UserBlock
 from gardien.models.outbox import WebhookEndpoint
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
-from gardien.resolvers import accounts, authz, sessions
+from gardien.resolvers import accounts, authz, sessions, webhooks
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.relay import encode_id
@@ -417,7 +417,7 @@ async def _webhook_endpoints(services: Services, organisation_id: int) -> dict[C
             organisation_id=organisation_id,
             url=f"https://93.184.215.14/hooks/{caller.name.lower()}",
             event_types=["member.role_changed"],
-            secret_encrypted=services.keyring.encrypt(b"whsec_matrix", "webhook-secret"),
+            secret_encrypted=webhooks.encrypt_secret(services, organisation_id, "whsec_matrix"),
             created_at=services.clock.now(),
         )
         endpoints[caller] = endpoint.id

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import OutboxStatus, Role
@@ -85,6 +86,11 @@ async def test_evt5_manager_registers_endpoint_secret_shown_once_and_stored_encr
     assert created.secret.startswith(SECRET_PREFIX) and len(created.secret) >= 40
     assert created.secret.encode() not in endpoint.secret_encrypted
     assert webhooks.decrypt_secret(services, endpoint) == created.secret
+    moved = WebhookEndpoint(
+        organisation_id=endpoint.organisation_id + 1, secret_encrypted=endpoint.secret_encrypted
+    )
+    with pytest.raises(InvalidTag):  # bound to its organisation
+        webhooks.decrypt_secret(services, moved)
     assert (endpoint.url, endpoint.event_types, endpoint.disabled_at) == (PUBLIC_URL, TYPES, None)
     listed = await webhooks.organisation_webhook_endpoints(org.legal, org.organisation.id)
     assert [view.endpoint.id for view in listed] == [endpoint.id]
