@@ -168,7 +168,14 @@ class WebhookSender:
         self._timeout = timeout
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
+        # No connection reuse: connections are keyed by the pinned address, so two host names
+        # on one address would otherwise share a TLS session verified for only one of them.
+        return httpx.AsyncClient(
+            timeout=self._timeout,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def post(
         self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
