@@ -207,6 +207,15 @@ def create_app(
 
             worker = worker_from_settings(settings, services.clock)
             worker_task = asyncio.create_task(worker.run(stop_worker), name="outbox-worker")
+        # EVT-5: webhook deliveries go through the outbox too, on the same switch (no SMTP needed).
+        webhook_task = None
+        if settings.outbox_worker:
+            from gardien.resolvers.webhook_delivery import worker_from_services
+
+            webhook_worker = worker_from_services(services)
+            webhook_task = asyncio.create_task(
+                webhook_worker.run(stop_worker), name="webhook-worker"
+            )
         # DOM-1, DOM-3: the domain lifecycle runs in every replica; the jobs are safe to overlap.
         job_runner = (
             asyncio.create_task(
@@ -222,11 +231,12 @@ def create_app(
                 job_runner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job_runner
-            if worker_task is not None:
-                stop_worker.set()
-                # A send cut short here stays claimed until its lease ends, then is retried.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(worker_task, WORKER_STOP_SECONDS)
+            stop_worker.set()
+            for task in (worker_task, webhook_task):
+                if task is not None:
+                    # A send cut short here stays claimed until its lease ends, then is retried.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(task, WORKER_STOP_SECONDS)
             if redis is not None:
                 await redis.aclose()
             if database is not None:

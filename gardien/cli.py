@@ -1,4 +1,4 @@
-"""The `gardien` command: serve, migrate, demo, schema, worker, outbox, jobs, tld, support-agent."""
+"""The `gardien` command: serve, migrate, demo, schema, workers, outbox, jobs, tld, support."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("schema", help="Print the GraphQL SDL.")
     worker = commands.add_parser("worker", help="Deliver the e-mail outbox over GARDIEN_SMTP_URL.")
     worker.add_argument("--once", action="store_true", help="Deliver what is due now, then stop.")
+    webhook_worker = commands.add_parser(
+        "webhook-worker", help="Deliver the organisations' webhooks (EVT-5)."
+    )
+    webhook_worker.add_argument(
+        "--once", action="store_true", help="Deliver what is due now, then stop."
+    )
     outbox = commands.add_parser("outbox", help="List queued e-mail with their links.")
     outbox.add_argument("--all", action="store_true", help="Include sent and dead messages.")
     outbox.add_argument("--limit", type=int, default=50)
@@ -60,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "worker":
         return _worker(settings, args.once)
+    if args.command == "webhook-worker":
+        return _webhook_worker(settings, args.once)
     if args.command == "outbox":
         return _outbox(settings, args.all, args.limit, args.show)
     return _serve(settings, args.host, args.port, args.workers)
@@ -211,6 +219,42 @@ def _worker(settings: Settings, once: bool) -> int:
         )
         return 2
     return 0
+
+
+def _webhook_worker(settings: Settings, once: bool) -> int:
+    from gardien.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    print(asyncio.run(_run_webhook_worker(settings, once)))
+    return 0
+
+
+async def _run_webhook_worker(settings: Settings, once: bool) -> str:
+    """Deliver until SIGINT/SIGTERM (or, with once, until nothing is due); returns a summary."""
+    import signal
+
+    from gardien import db
+    from gardien.clock import SystemClock
+    from gardien.resolvers.services import Services
+    from gardien.resolvers.webhook_delivery import worker_from_services
+    from gardien.security import Keyring
+
+    services = Services(
+        settings=settings, clock=SystemClock(), keyring=Keyring(settings.secret_key)
+    )
+    worker = worker_from_services(services)
+    database = await db.open_database(settings.database_url)
+    try:
+        if once:
+            return f"webhooks: {await worker.drain()} delivery(ies) attempted"
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.run(stop)
+        return "webhook worker stopped"
+    finally:
+        await db.close_database(database)
 
 
 def _outbox(settings: Settings, show_all: bool, limit: int, show: int | None) -> int:

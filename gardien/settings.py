@@ -44,6 +44,7 @@ KNOWN = frozenset(
         "MAX_TOKENS",
         "MAX_COST",
         "MAX_BODY_BYTES",
+        "WEBHOOK_ALLOW_PRIVATE",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -87,6 +88,9 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # Bearer token for /metrics; in production /metrics answers 404 without one.
     metrics_token: str | None = None
+    # EVT-5: webhooks to http:// and to private, loopback or link-local addresses, for a
+    # receiver on the developer's machine; never in production (SSRF).
+    webhook_allow_private: bool = False
 
     @property
     def secure_cookies(self) -> bool:
@@ -146,6 +150,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"GARDIEN_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters "
             "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+    webhook_allow_private = _boolean(values, "WEBHOOK_ALLOW_PRIVATE", default=False)
+    if env == "production" and webhook_allow_private:
+        raise SettingsError(
+            "GARDIEN_WEBHOOK_ALLOW_PRIVATE is for development: in production webhooks reach public"
+            " HTTPS addresses only"
+        )
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -169,6 +179,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_tokens=_positive_integer(values, "MAX_TOKENS"),
         max_cost=_positive_integer(values, "MAX_COST"),
         max_body_bytes=_positive_integer(values, "MAX_BODY_BYTES"),
+        webhook_allow_private=webhook_allow_private,
     )
 
 

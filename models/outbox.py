@@ -45,6 +45,9 @@ class WebhookEndpoint(Model):
     event_types: fields.JSONField[list[str]] = fields.JSONField(default=list)
     secret_encrypted = fields.BinaryField()
     consecutive_failures = fields.IntField(default=0)
+    # The first failure of the current run of failures: an endpoint failing for too long is
+    # disabled even when its deliveries are few and far between (EVT-5).
+    failing_since = fields.DatetimeField(null=True)
     disabled_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
@@ -67,7 +70,10 @@ class WebhookDelivery(Model):
     last_status_code = fields.IntField(null=True)
     last_attempt_at = fields.DatetimeField(null=True)
     next_attempt_at = fields.DatetimeField()
+    last_error = fields.CharField(max_length=500, null=True)
+    delivered_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "webhook_delivery"
         unique_together = (("endpoint", "event"),)
+        indexes = (("status", "next_attempt_at"),)

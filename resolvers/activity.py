@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gardien.models.activity import ActivityEvent
+from gardien.resolvers import webhook_fanout
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.text import is_plain_text
 
@@ -20,7 +21,7 @@ async def _record(
     organisation_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
-    return await ActivityEvent.create(
+    event = await ActivityEvent.create(
         type=type_,
         occurred_at=services.clock.now(),
         actor_id=actor_id,
@@ -32,6 +33,8 @@ async def _record(
         device=meta.device,
         data=data or {},
     )
+    await webhook_fanout.enqueue_deliveries(services, event)
+    return event
 
 
 async def signed_up(
@@ -972,4 +975,116 @@ async def service_account_revoked(
         actor_id=user_id,
         organisation_id=organisation_id,
         data={"token_id": token_id, "name": name},
+    )
+
+
+# --- Webhooks (EVT-5) --------------------------------------------------------------------------
+
+
+def _webhook_data(endpoint_id: int, url: str, **more: Any) -> dict[str, Any]:
+    return {"endpoint_id": endpoint_id, "url": url, **more}
+
+
+async def webhook_endpoint_created(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    endpoint_id: int,
+    url: str,
+    event_types: list[str],
+) -> None:
+    await _record(
+        services,
+        "webhook.endpoint_created",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_webhook_data(endpoint_id, url, event_types=event_types),
+    )
+
+
+async def webhook_endpoint_updated(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    endpoint_id: int,
+    url: str,
+    event_types: list[str],
+    enabled: bool,
+) -> None:
+    await _record(
+        services,
+        "webhook.endpoint_updated",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_webhook_data(endpoint_id, url, event_types=event_types, enabled=enabled),
+    )
+
+
+async def webhook_secret_rotated(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    endpoint_id: int,
+    url: str,
+) -> None:
+    await _record(
+        services,
+        "webhook.secret_rotated",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_webhook_data(endpoint_id, url),
+    )
+
+
+async def webhook_endpoint_deleted(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    endpoint_id: int,
+    url: str,
+) -> None:
+    await _record(
+        services,
+        "webhook.endpoint_deleted",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data=_webhook_data(endpoint_id, url),
+    )
+
+
+async def webhook_endpoint_disabled(
+    services: Services,
+    *,
+    organisation_id: int,
+    endpoint_id: int,
+    url: str,
+    consecutive_failures: int,
+    failing_since: str | None,
+    recipients: int,
+) -> None:
+    """The delivery worker gave up on an endpoint that kept failing; no actor: the platform."""
+    await _record(
+        services,
+        "webhook.endpoint_disabled",
+        RequestMeta(),
+        organisation_id=organisation_id,
+        data=_webhook_data(
+            endpoint_id,
+            url,
+            consecutive_failures=consecutive_failures,
+            failing_since=failing_since,
+            recipients=recipients,
+        ),
     )

@@ -823,3 +823,35 @@ SERVICE_ACCOUNTS_FORBIDDEN = (
 SERVICE_ACCOUNT_ROLE_FORBIDDEN = (
     "A service account may be an administrator, a collaborator or an external member."
 )
+# --- Webhooks (EVT-5) --------------------------------------------------------------------------
+# An endpoint receives the organisation's security activity: managing one is for those who see
+# that activity (ACT-4), and so are the notices about it.
+
+
+def can_manage_webhooks(membership: CallerMembership | None) -> bool:
+    """EVT-5: administrators and legal representatives register, change and remove endpoints."""
+    return is_organisation_manager(membership)
+
+
+WEBHOOKS_FORBIDDEN = "Only administrators and legal representatives manage webhooks."
+
+
+async def require_webhook_manager(scope: RequestScope, organisation_id: int) -> CallerMembership:
+    """Non-members get NOT_FOUND (the organisation does not exist for them), members FORBIDDEN."""
+    membership = await require_visible_organisation(scope, organisation_id)
+    if not can_manage_webhooks(membership):
+        raise forbidden(WEBHOOKS_FORBIDDEN)
+    return membership
+
+
+async def webhook_notice_recipients(organisation_id: int) -> list[Membership]:
+    """EVT-5: a disabled endpoint is told to the organisation's managers, never to a blocked user
+    (BLK-3); with their user and organisation, in two queries."""
+    managers = await Membership.filter(
+        organisation_id=organisation_id, role__in=list(ORGANISATION_MANAGERS)
+    ).select_related("user", "organisation")
+    blocked_ids: list[Any] = await UserBlock.filter(
+        user_id__in=[m.user_id for m in managers], lifted_at=None
+    ).values_list("user_id", flat=True)
+    blocked = set(blocked_ids)
+    return [m for m in managers if m.user_id not in blocked and m.user.email]

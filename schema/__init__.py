@@ -28,6 +28,7 @@ from gardien.schema.tokens import (
     service_account_by_id,
 )
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
+from gardien.schema.webhooks import WebhookMutations, webhook_endpoint_by_id, webhook_event_types
 
 
 @strawberry.type
@@ -51,6 +52,10 @@ class Query:
     async def domain_lookup(self, info: Info, name: str) -> DomainLookup | None:
         return await domain_lookup(info, name)
 
+    @strawberry.field(description="The activity types a webhook endpoint may subscribe to (EVT-5).")
+    def webhook_event_types(self) -> list[str]:
+        return webhook_event_types()
+
     @strawberry.field(description="Any object by its global ID (API-1).")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await _node(info, id)
@@ -70,6 +75,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "ActiveSession": active_session_by_id,
     "PersonalAccessToken": personal_access_token_by_id,
     "ServiceAccount": service_account_by_id,
+    "WebhookEndpoint": webhook_endpoint_by_id,
 }
 
 
@@ -100,6 +106,7 @@ schema = strawberry.Schema(
             BlockingMutations,
             SecurityMutations,
             TokenMutations,
+            WebhookMutations,
         ),
     ),
     types=[ProductNode, MailboxNode],

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gardien.schema.invitations import InvitationNode, InvitationStatus
     from gardien.schema.members import MembershipNode, ProductNode
     from gardien.schema.tokens import ServiceAccountNode
+    from gardien.schema.webhooks import WebhookEndpointNode
 
 Role = strawberry.enum(RoleModel, name="Role")
 SupportPlan = strawberry.enum(SupportPlanModel, name="SupportPlan")
@@ -193,6 +194,17 @@ class OrganisationNode(Node):
         from gardien.schema.tokens import organisation_service_accounts
 
         return await organisation_service_accounts(info, self._organisation_id)
+
+    @strawberry.field(
+        description="Webhook endpoints, oldest first, with their latest deliveries (EVT-5):"
+        " managers only."
+    )
+    async def webhook_endpoints(
+        self, info: Info
+    ) -> list[Annotated[WebhookEndpointNode, strawberry.lazy("gardien.schema.webhooks")]]:
+        from gardien.schema.webhooks import organisation_webhook_endpoints
+
+        return await organisation_webhook_endpoints(info, self._organisation_id)
 
 
 async def organisation_by_id(info: Info, organisation_id: int) -> OrganisationNode:

@@ -31,6 +31,7 @@ class Template(StrEnum):
     SECURE_ACCOUNT_PROCEDURE = "secure_account_procedure"
     SECURITY_NEW_LOCATION = "security_new_location"
     SECURITY_WRONG_PASSWORD = "security_wrong_password"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -51,6 +52,9 @@ VARIABLES: dict[Template, frozenset[str]] = {
     Template.SECURE_ACCOUNT_PROCEDURE: frozenset({"organisation", "sender", "link"}),
     Template.SECURITY_NEW_LOCATION: frozenset({"signed_in_at", "where", "device", "secure_link"}),
     Template.SECURITY_WRONG_PASSWORD: frozenset({"attempted_at", "where", "device", "secure_link"}),
+    Template.WEBHOOK_ENDPOINT_DISABLED: frozenset(
+        {"organisation", "url", "failures", "failing_since", "link"}
+    ),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

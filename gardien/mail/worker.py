@@ -11,9 +11,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
-from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
+from gardien import outbox
 from gardien.clock import Clock
 from gardien.mail.smtp import SmtpConfigurationError, SmtpConnection, SmtpSender, SmtpServer
 from gardien.models.enums import OutboxChannel, OutboxStatus
@@ -39,20 +38,14 @@ LAST_ERROR_LENGTH = 500
 
 def backoff(attempts: int, rng: random.Random) -> timedelta:
     """The wait after the `attempts`-th failed attempt: exponential, capped, 75-100 % jitter."""
-    capped = min(BACKOFF_CAP, BACKOFF_BASE * (1 << min(max(attempts - 1, 0), 20)))
-    return capped * rng.uniform(0.75, 1.0)
+    return outbox.backoff(attempts, rng, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
 
 class OutboxWorker:
     """Delivers the e-mail of the outbox; several may run at once on PostgreSQL.
 
-    A claim runs `SELECT … FOR NO KEY UPDATE SKIP LOCKED` in a transaction, so concurrent
-    workers take disjoint batches without waiting for each other, and then moves each row's
-    next_attempt_at one lease ahead with a compare-and-set, so the row is invisible to other
-    workers while it is being sent and due again if this worker dies. The transaction ends before
-    any SMTP traffic: no database lock is held over the network. SQLite has no row locks (the
-    FOR UPDATE is dropped there); its writes are serialised, the compare-and-set still keeps a
-    message to one claim, and one worker is the supported set-up.
+    Claims go through gardien.outbox.claim_due (SKIP LOCKED, then a lease per message); on
+    SQLite one worker is the supported set-up.
 
     Delivery is at least once: a crash between the SMTP server's acceptance and the SENT mark sends
     the message again after the lease, with the same Message-ID (derived from the outbox id), so
@@ -87,28 +80,9 @@ class OutboxWorker:
     async def claim(self) -> list[OutboxMessage]:
         """Take up to one batch of due messages for this worker, for one lease."""
         now = self._clock.now()
-        lease_until = now + LEASE
-        claimed: list[OutboxMessage] = []
-        async with in_transaction():
-            due = (
-                await OutboxMessage.filter(
-                    channel=OutboxChannel.EMAIL,
-                    status=OutboxStatus.PENDING,
-                    next_attempt_at__lte=now,
-                )
-                .order_by("next_attempt_at", "id")
-                .limit(self._batch_size)
-                .select_for_update(skip_locked=True, no_key=True)
-            )
-            for message in due:
-                taken = await OutboxMessage.filter(
-                    id=message.id, status=OutboxStatus.PENDING, next_attempt_at__lte=now
-                ).update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
-                if taken:
-                    message.attempts += 1
-                    message.next_attempt_at = lease_until
-                    claimed.append(message)
-        return claimed
+        return await outbox.claim_due(
+            OutboxMessage, now, now + LEASE, self._batch_size, channel=OutboxChannel.EMAIL
+        )
 
     async def run_once(self) -> int:
         """Claim one batch and try to deliver it; returns how many messages were attempted."""

@@ -269,3 +269,23 @@ def test_api4_request_limits_default_and_are_configurable(tmp_path: Path) -> Non
 
     assert limits(defaults) == [15, 15, 20, 50, 2000, 5000, 100_000]
     assert limits(configured) == [9, 8, 7, 6, 5000, 4000, 3000]
+
+
+def test_evt5_webhooks_to_private_addresses_off_by_default_and_never_in_production(
+    tmp_path: Path,
+) -> None:
+    production = {
+        "GARDIEN_ENV": "production",
+        "GARDIEN_SECRET_KEY": KEY,
+        "GARDIEN_PUBLIC_URL": "https://manager.example",
+        "GARDIEN_VAR_DIR": str(tmp_path),
+    }
+
+    assert load_settings({"GARDIEN_VAR_DIR": str(tmp_path)}).webhook_allow_private is False
+    assert load_settings(production).webhook_allow_private is False
+    allowed = load_settings(
+        {"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_WEBHOOK_ALLOW_PRIVATE": "1"}
+    )
+    assert allowed.webhook_allow_private is True
+    with pytest.raises(SettingsError, match="GARDIEN_WEBHOOK_ALLOW_PRIVATE is for development"):
+        load_settings({**production, "GARDIEN_WEBHOOK_ALLOW_PRIVATE": "1"})

@@ -25,10 +25,11 @@ from gardien.models.invitations import Invitation
 from gardien.models.mail import Mailbox
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.organisations import UserBlock
+from gardien.models.outbox import WebhookEndpoint
 from gardien.models.products import Product, ProductGrant
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
-from gardien.resolvers import accounts, authz, sessions
+from gardien.resolvers import accounts, authz, sessions, webhooks
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.relay import encode_id
@@ -101,6 +102,8 @@ class World:
     legal_session_id: int = 0  # the legal representative's own web session (ACT-6)
     legal_token_id: int = 0  # the legal representative's personal access token (API-6)
     service_account_id: int = 0  # the organisation's service account, made by the legal one
+    # EVT-5: one endpoint of the organisation per caller, so each caller's probe has its own.
+    webhook_endpoint_ids: dict[Caller, int] = field(default_factory=dict)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -533,6 +536,68 @@ SECURITY_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- Webhooks (EVT-5) ---------------------------------------------------------------------------
+WEBHOOK_ENDPOINTS = "query($id: ID!) { organisation(id: $id) { webhookEndpoints { id } } }"
+
+
+def _webhook_create(world: World, _: Caller) -> dict[str, Any]:
+    return {
+        "input": {
+            "organisationId": encode_id("Organisation", world.organisation_id),
+            "url": "https://93.184.215.14/hooks/matrix",
+            "eventTypes": ["member.role_changed"],
+        }
+    }
+
+
+def _webhook_endpoint(**extra: Any) -> Variables:
+    def variables(world: World, caller: Caller) -> dict[str, Any]:
+        endpoint_id = encode_id("WebhookEndpoint", world.webhook_endpoint_ids[caller])
+        return {"input": {"endpointId": endpoint_id, **extra}}
+
+    return variables
+
+
+async def _webhook_endpoints(services: Services, organisation_id: int) -> dict[Caller, int]:
+    endpoints = {}
+    for caller in CALLERS:
+        endpoint = await WebhookEndpoint.create(
+            organisation_id=organisation_id,
+            url=f"https://93.184.215.14/hooks/{caller.name.lower()}",
+            event_types=["member.role_changed"],
+            secret_encrypted=webhooks.encrypt_secret(services, organisation_id, "whsec_matrix"),
+            created_at=services.clock.now(),
+        )
+        endpoints[caller] = endpoint.id
+    return endpoints
+
+
+WEBHOOK_ROWS: list[Row] = [
+    Row("Query.webhookEventTypes", "the catalogue", "{ webhookEventTypes }",
+        ("webhookEventTypes",), _nothing,
+        expect(OK, OK, OK, OK, OK, OK)),
+    Row("Organisation.webhookEndpoints", "the organisation's", WEBHOOK_ENDPOINTS,
+        ("organisation", "webhookEndpoints"), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.createWebhookEndpoint", "an endpoint of the organisation",
+        _mutation("createWebhookEndpoint", "CreateWebhookEndpointInput"),
+        ("createWebhookEndpoint",), _webhook_create,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.updateWebhookEndpoint", "an endpoint of the organisation",
+        _mutation("updateWebhookEndpoint", "UpdateWebhookEndpointInput"),
+        ("updateWebhookEndpoint",), _webhook_endpoint(enabled=False),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.rotateWebhookSecret", "an endpoint of the organisation",
+        _mutation("rotateWebhookSecret", "RotateWebhookSecretInput"),
+        ("rotateWebhookSecret",), _webhook_endpoint(),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.deleteWebhookEndpoint", "an endpoint of the organisation",
+        _mutation("deleteWebhookEndpoint", "DeleteWebhookEndpointInput"),
+        ("deleteWebhookEndpoint",), _webhook_endpoint(),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -651,6 +716,8 @@ ROWS: list[Row] = [
         lambda w, _: {"input": {"serviceAccountId": encode_id("ServiceAccount",
                                                               w.service_account_id)}},
         expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    # --- webhooks (EVT-5) ----------------------------------------------------------------------
+    *WEBHOOK_ROWS,
 ]  # fmt: skip
 
 
@@ -689,6 +756,9 @@ NODES: dict[str, NodeRow] = {
         expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
     "ServiceAccount": NodeRow(
         lambda w: encode_id("ServiceAccount", w.service_account_id),
+        expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "WebhookEndpoint": NodeRow(
+        lambda w: encode_id("WebhookEndpoint", w.webhook_endpoint_ids[Caller.LEGAL]),
         expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
@@ -793,6 +863,21 @@ INHERITED = frozenset(
         "CreateServiceAccountPayload.serviceAccount", "CreateServiceAccountPayload.secret",
         "CreateServiceAccountPayload.errors",
         "RevokeServiceAccountPayload.serviceAccount", "RevokeServiceAccountPayload.errors",
+        # Webhooks (EVT-5): values of an endpoint the caller was allowed to reach; payload parts.
+        "WebhookEndpoint.id", "WebhookEndpoint.url", "WebhookEndpoint.eventTypes",
+        "WebhookEndpoint.enabled", "WebhookEndpoint.disabledAt",
+        "WebhookEndpoint.consecutiveFailures", "WebhookEndpoint.failingSince",
+        "WebhookEndpoint.createdAt", "WebhookEndpoint.lastDelivery",
+        "WebhookEndpoint.recentDeliveries",
+        "WebhookDelivery.eventId", "WebhookDelivery.eventType", "WebhookDelivery.status",
+        "WebhookDelivery.attempts", "WebhookDelivery.lastStatusCode", "WebhookDelivery.lastError",
+        "WebhookDelivery.lastAttemptAt", "WebhookDelivery.nextAttemptAt",
+        "WebhookDelivery.deliveredAt",
+        "CreateWebhookEndpointPayload.endpoint", "CreateWebhookEndpointPayload.secret",
+        "CreateWebhookEndpointPayload.errors", "UpdateWebhookEndpointPayload.endpoint",
+        "UpdateWebhookEndpointPayload.errors", "RotateWebhookSecretPayload.endpoint",
+        "RotateWebhookSecretPayload.secret", "RotateWebhookSecretPayload.errors",
+        "DeleteWebhookEndpointPayload.deletedEndpointId", "DeleteWebhookEndpointPayload.errors",
     }
 )  # fmt: skip
 
@@ -920,6 +1005,7 @@ async def _world(services: Services) -> World:
                 expires_at=services.clock.now() + timedelta(days=30),
             )
         ).id,
+        webhook_endpoint_ids=await _webhook_endpoints(services, organisation.id),
     )
 
 

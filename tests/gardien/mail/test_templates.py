@@ -73,6 +73,13 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "device": "Chrome 124 on Windows 10",
         "secure_link": "https://manager.example/console/#/security/secure-account",
     },
+    Template.WEBHOOK_ENDPOINT_DISABLED: {
+        "organisation": "Démo SA",
+        "url": "https://hooks.example/gardien",
+        "failures": 20,
+        "failing_since": EXPIRES,
+        "link": "https://manager.example/console/#/webhooks",
+    },
 }
 
 
