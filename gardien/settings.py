@@ -44,6 +44,7 @@ KNOWN = frozenset(
         "MAX_TOKENS",
         "MAX_COST",
         "MAX_BODY_BYTES",
+        "SIGN_UP_LIFETIME_HOURS",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -87,6 +88,8 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # Bearer token for /metrics; in production /metrics answers 404 without one.
     metrics_token: str | None = None
+    # ORG-1: how long a sign-up's confirmation link stays valid; unconfirmed ones are then purged.
+    sign_up_lifetime_hours: int = 24
 
     @property
     def secure_cookies(self) -> bool:
@@ -146,6 +149,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"GARDIEN_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters "
             "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+    sign_up_lifetime = values.get("SIGN_UP_LIFETIME_HOURS", str(Settings.sign_up_lifetime_hours))
+    if not (sign_up_lifetime.isascii() and sign_up_lifetime.isdigit()) or not (
+        1 <= int(sign_up_lifetime) <= 168
+    ):
+        raise SettingsError(
+            "GARDIEN_SIGN_UP_LIFETIME_HOURS must be a number of hours from 1 to 168, "
+            f"not {sign_up_lifetime!r}"
+        )
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -162,6 +173,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jobs_interval_seconds=int(jobs_interval),
         trusted_proxies=trusted_proxies,
         metrics_token=metrics_token,
+        sign_up_lifetime_hours=int(sign_up_lifetime),
         max_depth=_positive_integer(values, "MAX_DEPTH"),
         max_aliases=_positive_integer(values, "MAX_ALIASES"),
         max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),

@@ -587,3 +587,10 @@ async def member_joined(
         organisation_id=organisation_id,
         data={"membership_id": membership_id, "role": role, "invited_by_id": invited_by_id},
     )
+
+
+async def sign_up_attempted_for_taken_address(
+    services: Services, meta: RequestMeta, user_id: int
+) -> None:
+    """ORG-1: someone asked to sign up with this account's login e-mail; its owner was told."""
+    await _record(services, "account.sign_up_attempted", meta, subject_id=user_id)

@@ -45,6 +45,9 @@ class ErrorCode(StrEnum):
     INVITATION_INVALID = "INVITATION_INVALID"
     INVITATION_EXPIRED = "INVITATION_EXPIRED"
     INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
+    # Sign-up confirmation (ORG-1): invalid covers unknown, forged and already used tokens.
+    SIGN_UP_TOKEN_INVALID = "SIGN_UP_TOKEN_INVALID"
+    SIGN_UP_TOKEN_EXPIRED = "SIGN_UP_TOKEN_EXPIRED"
 
 
 class DomainError(Exception):
