@@ -71,9 +71,9 @@ class EmailChange(Model):
 class PendingSignUp(Model):
     """ORG-1: a sign-up waiting for its address to be confirmed, before any account exists.
 
-    (No semicolon in that first line: it becomes the table's comment, and the migration tool
-    splits SQL on semicolons.) Only for an address that had no account when it was asked for: a taken address gets a note,
-    never a row, so nothing here can turn into a second account for it.
+    Only for an address that had no account when it was asked for: a taken address gets a note,
+    never a row, so nothing here can turn into a second account for it. (No semicolon in the
+    first line: it becomes the table's comment, and the migration tool splits SQL on them.)
     """
 
     id = fields.IntField(primary_key=True)

@@ -15,8 +15,8 @@ from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, TwoFactorKind
 from gardien.models.organisations import Membership, SecurityPolicy, UserBlock
-from gardien.models.sessions import Session
 from gardien.models.outbox import OutboxMessage
+from gardien.models.sessions import Session
 from gardien.models.users import PendingSignUp, User
 from gardien.resolvers import accounts, profile, sessions, sign_ups
 from gardien.resolvers.errors import DomainError, ErrorCode
