@@ -61,6 +61,8 @@ class Outcome(StrEnum):
     # Invitations: the probe's token is forged, its invitation already answered (INV-4).
     INVITATION_INVALID = "INVITATION_INVALID"
     INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
+    # Sign-up confirmation (ORG-1): the probe's token is forged.
+    SIGN_UP_TOKEN_INVALID = "SIGN_UP_TOKEN_INVALID"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -401,6 +403,11 @@ ROWS: list[Row] = [
         "mutation($input: SignUpInput!) { signUp(input: $input) { errors { code } } }",
         ("signUp",), _sign_up,
         expect(OK, OK, OK, OK, OK, OK)),
+    # Confirming a sign-up is decided by the token alone: a forged one is refused for all.
+    Row("Mutation.confirmSignUp", "a forged token",
+        "mutation($input: ConfirmSignUpInput!) { confirmSignUp(input: $input) { errors { code } } }",
+        ("confirmSignUp",), _forged_token,
+        expect(*[Outcome.SIGN_UP_TOKEN_INVALID] * 6)),
     Row("Mutation.signIn", "the legal representative's login",
         "mutation($input: SignInInput!) { signIn(input: $input) { errors { code } } }",
         ("signIn",), _sign_in,
@@ -555,6 +562,8 @@ INHERITED = frozenset(
         "AcceptInvitationPayload.errors", "DeclineInvitationPayload.errors",
         "RevokeInvitationPayload.invitation", "RevokeInvitationPayload.errors",
         "ResendInvitationPayload.invitation", "ResendInvitationPayload.errors",
+        # Sign-up confirmation (ORG-1): the account it opened, for the token's holder only.
+        "ConfirmSignUpPayload.user", "ConfirmSignUpPayload.session", "ConfirmSignUpPayload.errors",
     }
 )  # fmt: skip
 
