@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,6 +85,20 @@ def _confirm(gateway: ServedGateway, token: str) -> httpx.Response:
     )
 
 
+TAKEN_SUBJECT_FR = "Tentative d’inscription avec votre adresse e-mail"
+
+
+def _delivered_with(smtp: SmtpTestServer, recipient: str, subject: str) -> EmailMessage:
+    """The message of this subject (the demo's administrator also gets domain reminders)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for message in list(smtp.messages):
+            if message["To"] == recipient and message["Subject"] == subject:
+                return message
+        time.sleep(0.1)
+    raise AssertionError(f"no e-mail {subject!r} to {recipient} within 30 s")
+
+
 def _token_in(text: str) -> str:
     links: list[str] = re.findall(r"https?://\S+/console/#/sign-up/confirm\?token=\S+", text)
     (link,) = links
@@ -140,7 +156,7 @@ def test_org1_sign_up_same_answer_for_taken_address_served(
 
     taken = _sign_up(served, "marc.admin@demo.example", "en")
     free = _sign_up(served, "free.e2e@example.test", "en")
-    note = _delivered_to(smtp, "marc.admin@demo.example")
+    note = _delivered_with(smtp, "marc.admin@demo.example", TAKEN_SUBJECT_FR)
     confirmation = _delivered_to(smtp, "free.e2e@example.test")
 
     # Field by field: status, media type, body and cookies are those of a free address.
@@ -153,7 +169,6 @@ def test_org1_sign_up_same_answer_for_taken_address_served(
         False,
     )
     # The owner reads the note in their own language (the demo's members write French).
-    assert note["Subject"] == "Tentative d’inscription avec votre adresse e-mail"
     assert "/console/#/sign-in" in _text(note)
     assert "/console/#/sign-up/confirm" not in _text(note)
     assert confirmation["Subject"] == "Confirm your e-mail address"
