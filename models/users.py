@@ -72,8 +72,9 @@ class PendingSignUp(Model):
     """ORG-1: a sign-up waiting for its address to be confirmed, before any account exists.
 
     Only for an address that had no account when it was asked for: a taken address gets a note,
-    never a row, so nothing here can turn into a second account for it. (No semicolon in the
-    first line: it becomes the table's comment, and the migration tool splits SQL on them.)
+    never a row, so nothing here can turn into a second account for it. Confirming deletes the
+    row (single use, and no second copy of the password hash). No semicolon in the first line:
+    it becomes the table's comment, and the migration tool splits SQL on them.
     """
 
     id = fields.IntField(primary_key=True)
@@ -86,7 +87,6 @@ class PendingSignUp(Model):
     language = fields.CharField(max_length=2, default="fr")
     token_hash = fields.CharField(max_length=64, unique=True)
     expires_at = fields.DatetimeField(db_index=True)
-    consumed_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
     class Meta:

@@ -118,11 +118,9 @@ async def confirm_sign_up(
     now = services.clock.now()
     try:
         async with in_transaction():
-            # One conditional UPDATE wins under concurrency; the others change nothing. The
-            # password hash is not kept once the account holds it.
-            claimed = await PendingSignUp.filter(
-                id=pending.id, consumed_at=None, expires_at__gt=now
-            ).update(consumed_at=now, password_hash="")
+            # Single use: one conditional DELETE wins under concurrency, the others find no
+            # row. Nothing of the sign-up is kept once the account holds it.
+            claimed = await PendingSignUp.filter(id=pending.id, expires_at__gt=now).delete()
             if claimed != 1:
                 raise _invalid()
             return await accounts.open_account(
@@ -145,7 +143,7 @@ async def confirm_sign_up(
 
 
 async def purge_expired(services: Services) -> int:
-    """Forget sign-ups past their expiry, confirmed or not (their password hash with them)."""
+    """Forget sign-ups never confirmed in time, their password hash with them."""
     return await PendingSignUp.filter(expires_at__lte=services.clock.now()).delete()
 
 
@@ -156,7 +154,7 @@ async def _pending_by_token(services: Services, token: str) -> PendingSignUp:
     pending = await PendingSignUp.get_or_none(
         token_hash=services.keyring.token_digest(token, TOKEN_PURPOSE)
     )
-    if pending is None or pending.consumed_at is not None:
+    if pending is None:
         raise _invalid()
     if pending.expires_at <= services.clock.now():
         raise DomainError(

@@ -18,7 +18,6 @@ class Migration(migrations.Migration):
                 ('language', fields.CharField(default='fr', max_length=2)),
                 ('token_hash', fields.CharField(unique=True, max_length=64)),
                 ('expires_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
-                ('consumed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'pending_sign_up', 'app': 'models', 'pk_attr': 'id', 'table_description': 'ORG-1: a sign-up waiting for its address to be confirmed, before any account exists.'},

@@ -91,11 +91,7 @@ async def test_org1_sign_up_of_a_free_address_queues_a_confirmation_and_opens_no
     assert token not in str(await PendingSignUp.all().values())
     assert pending.password_hash.startswith("$argon2id$")
     assert factories.PASSWORD not in str(await PendingSignUp.all().values())
-    assert (pending.display_name, pending.language, pending.consumed_at) == (
-        "New Comer",
-        "de",
-        None,
-    )
+    assert (pending.display_name, pending.language) == ("New Comer", "de")
     assert pending.expires_at == services.clock.now() + timedelta(hours=24)
     assert await User.all().count() == 0
     assert await Session.all().count() == 0
@@ -122,7 +118,7 @@ async def test_org1_sign_up_of_a_taken_address_mails_its_owner_a_note_and_keeps_
         "outbox": before["outbox"] + 1,
         "activity": before["activity"] + 1,
     }
-    assert await PendingSignUp.filter(email="taken@example.test", consumed_at=None).count() == 0
+    assert await PendingSignUp.filter(email="taken@example.test").count() == 0
     assert (await User.get(id=owner.user.id)).password_hash == owner.user.password_hash
 
 
@@ -226,7 +222,6 @@ async def test_org1_confirm_sign_up_opens_account_own_organisation_and_session(
 
     user = await User.get(email=NEWCOMER)
     membership = await Membership.get(user_id=user.id)
-    pending = await PendingSignUp.get(email=NEWCOMER)
     actor = await sessions.authenticate(services, result.session.token)
     signed_up = await ActivityEvent.get(type="account.signed_up")
     assert result.user.id == user.id and result.organisation.id == membership.organisation_id
@@ -242,9 +237,9 @@ async def test_org1_confirm_sign_up_opens_account_own_organisation_and_session(
         "198.51.100.8",
     )
     assert await ActivityEvent.filter(type="sign_in.succeeded", actor_id=user.id).count() == 1
-    # The hash asked for is the account's; the pending row keeps no copy.
+    # The hash asked for is the account's; no copy of it, nor the sign-up, is kept.
     assert user.password_hash.startswith("$argon2id$")
-    assert (pending.consumed_at, pending.password_hash) == (services.clock.now(), "")
+    assert await PendingSignUp.all().count() == 0
 
 
 async def test_org1_confirmed_account_signs_in_with_the_password_given_at_sign_up(
@@ -397,9 +392,9 @@ async def test_org1_job_runner_purges_sign_ups_past_their_expiry(
     again = await jobs.run_due(services)
 
     remaining = [pending.email for pending in await PendingSignUp.all()]
-    assert (report.sign_ups_purged, again.sign_ups_purged) == (2, 0)
+    assert (report.sign_ups_purged, again.sign_ups_purged) == (1, 0)
     assert remaining == ["late@example.test"]
-    # The confirmed account stays; only the sign-up record goes.
+    # A confirmed sign-up left nothing to purge; its account stays.
     assert await User.exists(email="confirmed@example.test")
 
 

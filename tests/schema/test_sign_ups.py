@@ -50,7 +50,7 @@ async def _counts() -> tuple[int, ...]:
         await User.all().count(),
         await Membership.all().count(),
         await Session.all().count(),
-        await PendingSignUp.filter(consumed_at=None).count(),
+        await PendingSignUp.all().count(),
         await OutboxMessage.all().count(),
         await ActivityEvent.filter(type="account.signed_up").count(),
     )
