@@ -32,6 +32,8 @@ DEMO_MEMBERS = (
 def credentials_text() -> str:
     lines = [f'Demo organisation "{DEMO_ORGANISATION}", password for everyone: {DEMO_PASSWORD}']
     lines += [f"  {role.value:<21} {email}" for email, _, role in DEMO_MEMBERS]
+    # ORG-1: without GARDIEN_SMTP_URL nothing is delivered; the link waits in the outbox.
+    lines.append("A new sign-up (signUp) is confirmed with the link `gardien outbox` lists.")
     return "\n".join(lines)
 
 
