@@ -33,6 +33,8 @@ DEMO_MEMBERS = (
 def credentials_text() -> str:
     lines = [f'Demo organisation "{DEMO_ORGANISATION}", password for everyone: {DEMO_PASSWORD}']
     lines += [f"  {role.value:<21} {email}" for email, _, role in DEMO_MEMBERS]
+    # ORG-1: without GARDIEN_SMTP_URL nothing is delivered; the link waits in the outbox.
+    lines.append("A new sign-up (signUp) is confirmed with the link `gardien outbox` lists.")
     return "\n".join(lines)
 
 
@@ -54,11 +56,12 @@ async def _create(services: Services) -> None:
     now = services.clock.now()
     meta = RequestMeta(ip="127.0.0.1", country="CH", device="demo loader")
     email, name, _ = DEMO_MEMBERS[0]
-    legal = await accounts.sign_up(
-        services, meta, email=email, password=DEMO_PASSWORD, display_name=name, language="fr"
+    password_hash = await hash_password(DEMO_PASSWORD)
+    # Known demo addresses: opened directly, as a confirmed sign-up would (ORG-1).
+    legal = await accounts.open_account(
+        services, meta, email=email, password_hash=password_hash, display_name=name, language="fr"
     )
     organisation = legal.organisation
-    password_hash = await hash_password(DEMO_PASSWORD)
     async with in_transaction():
         await Organisation.filter(id=organisation.id).update(name=DEMO_ORGANISATION)
         products = {

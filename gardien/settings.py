@@ -45,6 +45,7 @@ KNOWN = frozenset(
         "MAX_COST",
         "MAX_BODY_BYTES",
         "WEBHOOK_ALLOW_PRIVATE",
+        "SIGN_UP_LIFETIME_HOURS",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -91,6 +92,8 @@ class Settings:
     # EVT-5: webhooks to http:// and to private, loopback or link-local addresses, for a
     # receiver on the developer's machine; never in production (SSRF).
     webhook_allow_private: bool = False
+    # ORG-1: how long a sign-up's confirmation link stays valid; unconfirmed ones are then purged.
+    sign_up_lifetime_hours: int = 24
 
     @property
     def secure_cookies(self) -> bool:
@@ -156,6 +159,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "GARDIEN_WEBHOOK_ALLOW_PRIVATE is for development: in production webhooks reach public"
             " HTTPS addresses only"
         )
+    sign_up_lifetime = values.get("SIGN_UP_LIFETIME_HOURS", str(Settings.sign_up_lifetime_hours))
+    if not (sign_up_lifetime.isascii() and sign_up_lifetime.isdigit()) or not (
+        1 <= int(sign_up_lifetime) <= 168
+    ):
+        raise SettingsError(
+            "GARDIEN_SIGN_UP_LIFETIME_HOURS must be a number of hours from 1 to 168, "
+            f"not {sign_up_lifetime!r}"
+        )
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -172,6 +183,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jobs_interval_seconds=int(jobs_interval),
         trusted_proxies=trusted_proxies,
         metrics_token=metrics_token,
+        sign_up_lifetime_hours=int(sign_up_lifetime),
         max_depth=_positive_integer(values, "MAX_DEPTH"),
         max_aliases=_positive_integer(values, "MAX_ALIASES"),
         max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),

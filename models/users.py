@@ -68,3 +68,28 @@ class EmailChange(Model):
 
     class Meta:
         table = "email_change"
+
+
+class PendingSignUp(Model):
+    """ORG-1: a sign-up waiting for its address to be confirmed, before any account exists.
+
+    Only for an address that had no account when it was asked for: a taken address gets a note,
+    never a row, so nothing here can turn into a second account for it. Confirming deletes the
+    row (single use, and no second copy of the password hash). No semicolon in the first line:
+    it becomes the table's comment, and the migration tool splits SQL on them.
+    """
+
+    id = fields.IntField(primary_key=True)
+    # Not unique: anyone may ask for any free address; the first confirmation wins, the unique
+    # login e-mail of User refuses the others.
+    email = fields.CharField(max_length=254, db_index=True)
+    # argon2id, made when the sign-up was asked for: the plaintext is never kept.
+    password_hash = fields.CharField(max_length=255)
+    display_name = fields.CharField(max_length=120)
+    language = fields.CharField(max_length=2, default="fr")
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField(db_index=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "pending_sign_up"

@@ -1,4 +1,4 @@
-"""Sign-up, sign-in (password step) and sign-out (ORG-1, MFA-7, MFA-8, ACT-1)."""
+"""Accounts: opening one (ORG-1), sign-in (password step) and sign-out (MFA-7, MFA-8, ACT-1)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import Role, TwoFactorKind
@@ -137,7 +136,7 @@ def _is_repetition_or_sequence(lowered: str) -> bool:
     return any(lowered in run or lowered in run[::-1] for run in _SEQUENCES)
 
 
-def _validate_display_name(display_name: str) -> str:
+def validate_display_name(display_name: str) -> str:
     cleaned = " ".join(display_name.split())
     if not 1 <= len(cleaned) <= 120 or not is_plain_text(cleaned):
         raise DomainError(
@@ -148,7 +147,7 @@ def _validate_display_name(display_name: str) -> str:
     return cleaned
 
 
-def _validate_language(language: str | None) -> str:
+def validate_language(language: str | None) -> str:
     if language is None:
         return "fr"
     if language not in LANGUAGES:
@@ -158,50 +157,38 @@ def _validate_language(language: str | None) -> str:
     return language
 
 
-async def sign_up(
+async def open_account(
     services: Services,
     meta: RequestMeta,
     *,
     email: str,
-    password: str,
+    password_hash: str,
     display_name: str,
-    language: str | None = None,
+    language: str,
 ) -> SignUpResult:
-    """ORG-1: the new user's own organisation, with the user as its legal representative."""
-    cleaned_email = normalise_email(email)
-    name = _validate_display_name(display_name)
-    lang = _validate_language(language)
-    check_password_policy(password, context=(cleaned_email, cleaned_email.split("@")[0], name))
-    await ratelimits.require_allowed(
-        services, ratelimits.SIGN_UPS_PER_IP, ratelimits.ip_subject(meta.ip)
-    )
-    password_hash = await hash_password(password)
+    """ORG-1: the user, their own organisation (they its legal representative) and a session.
+
+    For an address already proved (a confirmed sign-up) or a loader of known data; it runs in
+    the caller's transaction when there is one. Raises IntegrityError for a taken address: the
+    caller decides what that means to the person asking.
+    """
     now = services.clock.now()
-    try:
-        async with in_transaction():
-            user = await User.create(
-                email=cleaned_email,
-                password_hash=password_hash,
-                password_changed_at=now,
-                display_name=name,
-                language=lang,
-                support_code_encrypted=profile.new_support_code(services),
-                created_at=now,
-            )
-            organisation = await create_organisation(services, user, name)
-            user.current_organisation_id = organisation.id
-            await user.save(update_fields=["current_organisation_id"])
-            await activity.signed_up(services, meta, user.id, organisation.id)
-            issued = await sessions.open_session(services, user, meta, persistent=False)
-            await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
-    except IntegrityError:
-        # Sign-up hands out a session at once, so a taken address cannot be hidden here; the
-        # per-IP sign-up limit is what keeps this from being used to list accounts.
-        raise DomainError(
-            ErrorCode.EMAIL_UNAVAILABLE,
-            "This e-mail address cannot be used to create an account; sign in instead.",
-            "email",
-        ) from None
+    async with in_transaction():
+        user = await User.create(
+            email=email,
+            password_hash=password_hash,
+            password_changed_at=now,
+            display_name=display_name,
+            language=language,
+            support_code_encrypted=profile.new_support_code(services),
+            created_at=now,
+        )
+        organisation = await create_organisation(services, user, display_name)
+        user.current_organisation_id = organisation.id
+        await user.save(update_fields=["current_organisation_id"])
+        await activity.signed_up(services, meta, user.id, organisation.id)
+        issued = await sessions.open_session(services, user, meta, persistent=False)
+        await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
     return SignUpResult(user=user, organisation=organisation, session=issued)
 
 

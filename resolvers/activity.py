@@ -1088,3 +1088,10 @@ async def webhook_endpoint_disabled(
             recipients=recipients,
         ),
     )
+
+
+async def sign_up_attempted_for_taken_address(
+    services: Services, meta: RequestMeta, user_id: int
+) -> None:
+    """ORG-1: someone asked to sign up with this account's login e-mail; its owner was told."""
+    await _record(services, "account.sign_up_attempted", meta, subject_id=user_id)

@@ -19,6 +19,7 @@ from gardien.resolvers.pagination import Counted, forward_page
 EVENT_TYPES = frozenset(
     {
         "account.secured",
+        "account.sign_up_attempted",
         "account.signed_up",
         "domain.entered_redemption",
         "domain.expiry_reminder_sent",

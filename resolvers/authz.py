@@ -674,6 +674,7 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     # Any object by ID would bypass the nested scope checks of the fields that list them.
     "Query.node": TokenRule.NEVER,
     "Mutation.signUp": TokenRule.NEVER,
+    "Mutation.confirmSignUp": TokenRule.NEVER,
     "Mutation.signIn": TokenRule.NEVER,
     "Mutation.signOut": TokenRule.NEVER,
     "Mutation.renewDomain": DOMAINS_WRITE,

@@ -29,6 +29,8 @@ class JobReport:
     renewed_by_warranty: int = 0
     released: int = 0
     reminders_sent: int = 0
+    # ORG-1: unconfirmed (or confirmed) sign-ups past their expiry, forgotten.
+    sign_ups_purged: int = 0
 
 
 # Safe with several runners at once: each domain is handled in its own transaction that takes its

@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     UNSAFE_WEBHOOK_URL = "UNSAFE_WEBHOOK_URL"
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     TOO_MANY_WEBHOOK_ENDPOINTS = "TOO_MANY_WEBHOOK_ENDPOINTS"
+    # Sign-up confirmation (ORG-1): invalid covers unknown, forged and already used tokens.
+    SIGN_UP_TOKEN_INVALID = "SIGN_UP_TOKEN_INVALID"
+    SIGN_UP_TOKEN_EXPIRED = "SIGN_UP_TOKEN_EXPIRED"
 
 
 class DomainError(Exception):

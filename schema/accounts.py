@@ -1,4 +1,4 @@
-"""Sign-up, sign-in and sign-out mutations (ORG-1, MFA-7, MFA-8)."""
+"""Sign-up and its confirmation, sign-in and sign-out mutations (ORG-1, MFA-7, MFA-8)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from gardien.resolvers import accounts
+from gardien.resolvers import accounts, sign_ups
 from gardien.resolvers.errors import DomainError
 from gardien.resolvers.sessions import IssuedSession
 from gardien.schema.context import Info, SessionCookie
@@ -42,8 +42,29 @@ class SignUpInput:
     language: str | None = None
 
 
-@strawberry.type
+@strawberry.type(
+    description="Accepted: a message is on its way to the address (ORG-1). The same answer "
+    "whether or not the address already has an account; the account exists only once "
+    "confirmSignUp is called with the token from that message."
+)
 class SignUpPayload:
+    # Kept for clients written when sign-up opened the account at once; always null now.
+    user: UserNode | None = strawberry.field(
+        default=None, deprecation_reason="Always null: the account opens with confirmSignUp."
+    )
+    session: Session | None = strawberry.field(
+        default=None, deprecation_reason="Always null: confirmSignUp opens the session."
+    )
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ConfirmSignUpInput:
+    token: str = strawberry.field(description="The token of the confirmation e-mail.")
+
+
+@strawberry.type
+class ConfirmSignUpPayload:
     user: UserNode | None = None
     session: Session | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
@@ -73,10 +94,12 @@ class SignOutPayload:
 
 @strawberry.type
 class AccountMutations:
-    @strawberry.mutation(description="Create an account and its own organisation (ORG-1).")
+    @strawberry.mutation(
+        description="Ask for an account: a confirmation e-mail goes to the address (ORG-1)."
+    )
     async def sign_up(self, info: Info, input: SignUpInput) -> SignUpPayload:
         try:
-            result = await accounts.sign_up(
+            await sign_ups.request_sign_up(
                 info.context.services,
                 info.context.meta,
                 email=input.email,
@@ -86,7 +109,20 @@ class AccountMutations:
             )
         except DomainError as error:
             return SignUpPayload(errors=[UserError.from_domain(error)])
-        return SignUpPayload(
+        return SignUpPayload()
+
+    @strawberry.mutation(
+        description="Confirm a sign-up: opens the account, its own organisation and a session "
+        "(ORG-1)."
+    )
+    async def confirm_sign_up(self, info: Info, input: ConfirmSignUpInput) -> ConfirmSignUpPayload:
+        try:
+            result = await sign_ups.confirm_sign_up(
+                info.context.services, info.context.meta, token=input.token
+            )
+        except DomainError as error:
+            return ConfirmSignUpPayload(errors=[UserError.from_domain(error)])
+        return ConfirmSignUpPayload(
             user=UserNode.from_model(result.user, two_factor_enabled=False),
             session=Session.issued(info, result.session),
         )

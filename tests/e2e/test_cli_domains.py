@@ -91,12 +91,14 @@ def test_dom1_cli_jobs_run_due_sends_the_demo_reminder_once(fresh_env: dict[str,
         "renewed_by_warranty=0",
         "released=0",
         "reminders_sent=1",
+        "sign_ups_purged=0",
     ]
     assert second.stdout.split() == [
         "entered_redemption=0",
         "renewed_by_warranty=0",
         "released=0",
         "reminders_sent=0",
+        "sign_ups_purged=0",
     ]
     with closing(_database(fresh_env)) as connection:
         mails = connection.execute(

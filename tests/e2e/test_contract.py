@@ -144,12 +144,10 @@ def test_org1_contract_sign_up_served(served: ServedGateway) -> None:
         },
     )
 
-    payload = response.json()["data"]["signUp"]
+    # ORG-1: "check your mailbox"; the account opens with confirmSignUp (tests/e2e/test_sign_up.py).
     assert response.status_code == 200
-    assert payload["errors"] == []
-    assert payload["user"]["email"] == "new.customer@example.test"
-    assert len(payload["session"]["token"]) >= 43
-    assert "httponly" in response.headers["set-cookie"].lower()
+    assert response.json() == {"data": {"signUp": {"user": None, "session": None, "errors": []}}}
+    assert "set-cookie" not in response.headers
 
 
 def test_mfa7_contract_sign_in_viewer_and_sign_out_served(served: ServedGateway) -> None:

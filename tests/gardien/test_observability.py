@@ -50,13 +50,13 @@ async def test_ops5_unexpected_error_logged_with_traceback_and_request_id(
     def explode(*_: object, **__: object) -> None:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("gardien.schema.UserNode.from_model", explode)
+    monkeypatch.setattr("gardien.resolvers.sign_ups.request_sign_up", explode)
     with json_log("gardien.graphql") as stream:
         response = await client.post(
             "/graphql",
             json={
                 "query": 'mutation { signUp(input: {email: "z@example.test", '
-                'password: "walnut behind the door", displayName: "Z"}) { user { id } } }'
+                'password: "walnut behind the door", displayName: "Z"}) { errors { code } } }'
             },
             headers={"x-request-id": "req-5566778899"},
         )

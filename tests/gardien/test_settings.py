@@ -289,3 +289,18 @@ def test_evt5_webhooks_to_private_addresses_off_by_default_and_never_in_producti
     assert allowed.webhook_allow_private is True
     with pytest.raises(SettingsError, match="GARDIEN_WEBHOOK_ALLOW_PRIVATE is for development"):
         load_settings({**production, "GARDIEN_WEBHOOK_ALLOW_PRIVATE": "1"})
+
+
+def test_org1_sign_up_lifetime_defaults_to_a_day_and_is_configurable(tmp_path: Path) -> None:
+    defaults = load_settings({"GARDIEN_VAR_DIR": str(tmp_path)})
+    configured = load_settings(
+        {"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SIGN_UP_LIFETIME_HOURS": "48"}
+    )
+
+    assert (defaults.sign_up_lifetime_hours, configured.sign_up_lifetime_hours) == (24, 48)
+
+
+@pytest.mark.parametrize("raw", ["0", "169", "-1", "1.5", "a day", "２４"])
+def test_org1_sign_up_lifetime_out_of_range_refused(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(SettingsError, match="GARDIEN_SIGN_UP_LIFETIME_HOURS must be a number"):
+        load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SIGN_UP_LIFETIME_HOURS": raw})

@@ -67,6 +67,8 @@ class Outcome(StrEnum):
     # Blocking (BLK-*): the product's state refused a manager the rule let through.
     PRODUCT_ALREADY_BLOCKED = "PRODUCT_ALREADY_BLOCKED"
     PRODUCT_NOT_BLOCKED = "PRODUCT_NOT_BLOCKED"
+    # Sign-up confirmation (ORG-1): the probe's token is forged.
+    SIGN_UP_TOKEN_INVALID = "SIGN_UP_TOKEN_INVALID"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -718,6 +720,11 @@ ROWS: list[Row] = [
         expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
     # --- webhooks (EVT-5) ----------------------------------------------------------------------
     *WEBHOOK_ROWS,
+    # Confirming a sign-up is decided by the token alone: a forged one is refused for all.
+    Row("Mutation.confirmSignUp", "a forged token",
+        "mutation($input: ConfirmSignUpInput!) { confirmSignUp(input: $input) { errors { code } } }",
+        ("confirmSignUp",), _forged_token,
+        expect(*[Outcome.SIGN_UP_TOKEN_INVALID] * 6)),
 ]  # fmt: skip
 
 
@@ -878,6 +885,8 @@ INHERITED = frozenset(
         "UpdateWebhookEndpointPayload.errors", "RotateWebhookSecretPayload.endpoint",
         "RotateWebhookSecretPayload.secret", "RotateWebhookSecretPayload.errors",
         "DeleteWebhookEndpointPayload.deletedEndpointId", "DeleteWebhookEndpointPayload.errors",
+        # Sign-up confirmation (ORG-1): the account it opened, for the token's holder only.
+        "ConfirmSignUpPayload.user", "ConfirmSignUpPayload.session", "ConfirmSignUpPayload.errors",
     }
 )  # fmt: skip
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from gardien.models.activity import ActivityEvent
-from gardien.models.users import User
-from gardien.resolvers import accounts
+from gardien.models.outbox import OutboxMessage
+from gardien.models.users import PendingSignUp, User
+from gardien.resolvers import accounts, sign_ups
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.text import is_plain_text
@@ -44,7 +45,7 @@ async def test_org1_sign_up_refuses_control_characters(
     services: Services, email: str, name: str, field: str
 ) -> None:
     with pytest.raises(DomainError) as refused:
-        await accounts.sign_up(
+        await sign_ups.request_sign_up(
             services,
             RequestMeta(ip="198.51.100.9"),
             email=email,
@@ -54,6 +55,8 @@ async def test_org1_sign_up_refuses_control_characters(
 
     assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, field)
     assert await User.all().count() == 0
+    assert await PendingSignUp.all().count() == 0
+    assert await OutboxMessage.all().count() == 0
 
 
 async def test_mfa7_sign_in_with_nul_in_login_is_an_ordinary_failure(services: Services) -> None:

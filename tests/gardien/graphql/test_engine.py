@@ -10,7 +10,7 @@ from graphql import GraphQLError
 
 from gardien.graphql.engine import GraphQLEngine
 from gardien.graphql.limits import Limits
-from gardien.models.users import User
+from gardien.models.users import PendingSignUp
 from gardien.observability import Metrics
 from gardien.resolvers import authz
 from gardien.resolvers.authz import Actor
@@ -75,7 +75,7 @@ async def test_pol4_operation_gate_refusal_runs_nothing_and_answers_its_code(
         }
     ]
     assert gate.asked == [(actor, "mutation", frozenset({"signUp"}))]
-    assert await User.all().count() == 0  # the resolver never ran
+    assert await PendingSignUp.all().count() == 0  # the resolver never ran
 
 
 async def test_pol4_default_gate_is_authz_and_lets_the_operation_run(services: Services) -> None:
@@ -90,7 +90,7 @@ async def test_pol4_default_gate_is_authz_and_lets_the_operation_run(services: S
 
     assert result.errors is None
     assert result.data is not None and result.data["signUp"]["errors"] == []
-    assert await User.all().count() == 1
+    assert await PendingSignUp.all().count() == 1
 
 
 def test_pol4_gate_is_told_the_root_fields_with_fragments_and_without_typename() -> None:

@@ -23,7 +23,8 @@ from gardien.app import create_app
 from gardien.clock import ManualClock
 from gardien.graphql.http import DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES
 from gardien.models.enums import Role
-from gardien.models.users import User
+from gardien.models.outbox import OutboxMessage
+from gardien.models.users import PendingSignUp, User
 from gardien.resolvers import organisations as organisation_resolvers
 from gardien.resolvers.accounts import SignUpResult
 from gardien.resolvers.services import Services
@@ -50,6 +51,11 @@ query Members($id: ID!, $first: Int, $after: String) {
 SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
   signUp(input: $input) { user { id email } session { token } errors { code field message } }
+}
+"""
+CONFIRM_SIGN_UP = """
+mutation ConfirmSignUp($input: ConfirmSignUpInput!) {
+  confirmSignUp(input: $input) { user { id email } session { token } errors { code field message } }
 }
 """
 GENERATED_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -598,20 +604,19 @@ async def test_api3_get_mutation_is_405_and_never_executed(client: httpx.AsyncCl
     assert response.headers["allow"] == "POST"
     assert_request_error(response, 405, GRAPHQL_RESPONSE_JSON, "Mutations are sent with POST.")
     assert "set-cookie" not in response.headers
-    assert await User.filter(email="get@example.test").count() == 0
-    assert await User.all().count() == 0
+    assert await PendingSignUp.all().count() == 0
+    assert await OutboxMessage.all().count() == 0
 
-    # The very same request by POST does create the account: the check above is meaningful.
+    # The very same request by POST does record the sign-up: the check above is meaningful.
     posted = await client.post(
         "/graphql",
         json={"query": SIGN_UP, "variables": sign_up_variables("get@example.test")},
         headers={"accept": GRAPHQL_RESPONSE_JSON},
     )
     assert posted.status_code == 200
-    payload = body_of(posted)["data"]["signUp"]
-    assert payload["errors"] == []
-    assert payload["user"]["email"] == "get@example.test"
-    assert await User.filter(email="get@example.test").count() == 1
+    assert body_of(posted)["data"]["signUp"] == {"user": None, "session": None, "errors": []}
+    assert await PendingSignUp.filter(email="get@example.test").count() == 1
+    assert await OutboxMessage.filter(recipient="get@example.test").count() == 1
 
 
 async def test_api3_get_selecting_the_mutation_of_a_mixed_document_is_405(
@@ -636,7 +641,7 @@ async def test_api3_get_selecting_the_mutation_of_a_mixed_document_is_405(
     assert_request_error(mutation, 405, GRAPHQL_RESPONSE_JSON, "Mutations are sent with POST.")
     assert query.status_code == 200
     assert body_of(query) == {"data": {"viewer": None}}
-    assert await User.all().count() == 0
+    assert await PendingSignUp.all().count() == 0
 
 
 async def test_api3_get_with_accept_html_and_no_query_serves_graphiql(
@@ -1082,16 +1087,26 @@ async def test_api2_sign_up_short_password_is_a_typed_payload_error(gql: GraphQL
     assert await User.all().count() == 0
 
 
-async def test_api2_sign_up_success_sets_the_session_cookie(gql: GraphQLClient) -> None:
+async def test_api2_sign_up_answer_sets_no_cookie(gql: GraphQLClient) -> None:
     response = await gql.post(SIGN_UP, sign_up_variables("grace@example.test"))
 
-    payload = body_of(response)["data"]["signUp"]
+    assert body_of(response)["data"]["signUp"] == {"user": None, "session": None, "errors": []}
+    assert "set-cookie" not in response.headers
+
+
+async def test_api2_confirm_sign_up_sets_the_session_cookie(gql: GraphQLClient) -> None:
+    await gql.post(SIGN_UP, sign_up_variables("grace@example.test"))
+    token = await factories.sign_up_token_sent_to("grace@example.test")
+
+    response = await gql.post(CONFIRM_SIGN_UP, {"input": {"token": token}})
+
+    payload = body_of(response)["data"]["confirmSignUp"]
     assert payload["errors"] == []
     assert payload["user"]["email"] == "grace@example.test"
-    token = payload["session"]["token"]
+    session_token = payload["session"]["token"]
     assert response.headers["cache-control"] == "no-store"  # the answer carries the token
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"gardien_session={token};")
+    assert cookie.startswith(f"gardien_session={session_token};")
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
 

@@ -2,7 +2,7 @@
 
 OWASP ASVS 4.0 V13.4.1 (query allow-list or depth and amount limiting for GraphQL) and
 V11.1.4 (anti-automation against excessive calls): every hostile shape is refused at validation
-with a stable code, and nothing of it executes (no account is created by a refused signUp).
+with a stable code, and nothing of it executes (no sign-up is recorded by a refused signUp).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from gardien.graphql.limits import (
     Measure,
     measure_operations,
 )
-from gardien.models.users import User
+from gardien.models.users import PendingSignUp
 from gardien.schema import schema
 from tests.e2e.test_contract import CONTRACT
 from tests.gardien.graphql.test_http import GRAPHQL_RESPONSE_JSON, body_of
@@ -371,14 +371,15 @@ async def test_api4_hostile_document_is_refused_with_its_code_and_runs_nothing(
     assert response.status_code == 400
     assert set(body) == {"errors"}
     assert [e["extensions"]["code"] for e in body["errors"]] == [code]
-    assert await User.all().count() == 0  # signUp never ran
+    assert await PendingSignUp.all().count() == 0  # signUp never ran
     metrics = (await client.get("/metrics")).text
     assert _error_count(metrics, code) == 1
 
 
 @pytest.mark.usefixtures("database")
 async def test_api4_same_sign_up_within_the_limits_does_run(client: httpx.AsyncClient) -> None:
-    # The counterpart of the test above: the same mutation, reasonably shaped, creates the user.
+    # The counterpart of the test above: the same mutation, reasonably shaped, records the
+    # sign-up.
     response = await client.post(
         "/graphql",
         json={"query": _sign_up_with("user { id } errors { code }"), "operationName": "Flood"},
@@ -386,7 +387,7 @@ async def test_api4_same_sign_up_within_the_limits_does_run(client: httpx.AsyncC
     )
 
     assert body_of(response)["data"]["signUp"]["errors"] == []
-    assert await User.all().count() == 1
+    assert await PendingSignUp.all().count() == 1
 
 
 def test_api4_limit_messages_tell_the_client_what_to_change() -> None:
