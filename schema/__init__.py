@@ -20,6 +20,7 @@ from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
+from gardien.schema.two_factor import AppPasswordNode, TwoFactorMutations, app_password_by_id
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 
 
@@ -59,6 +60,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "TwoFactorMethod": two_factor_method_by_id,
     "Domain": domain_by_id,
     "Invitation": invitation_by_id,
+    "AppPassword": app_password_by_id,
 }
 
 
@@ -80,8 +82,15 @@ async def _node(info: Info, global_id: str) -> Node | None:
 schema = strawberry.Schema(
     query=Query,
     mutation=merge_types(
-        "Mutation", (AccountMutations, DomainMutations, MemberMutations, InvitationMutations)
+        "Mutation",
+        (
+            AccountMutations,
+            DomainMutations,
+            MemberMutations,
+            InvitationMutations,
+            TwoFactorMutations,
+        ),
     ),
-    types=[ProductNode],
+    types=[ProductNode, AppPasswordNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

@@ -27,6 +27,7 @@ class Template(StrEnum):
     INVITATION_NEW_ACCOUNT = "invitation_new_account"
     INVITATION_JOIN = "invitation_join"
     DOMAIN_EXPIRY_REMINDER = "domain_expiry_reminder"
+    SECURITY_ALERT = "security_alert"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -40,6 +41,17 @@ VARIABLES: dict[Template, frozenset[str]] = {
     Template.INVITATION_JOIN: frozenset({"organisation", "inviter", "role", "link", "expires_at"}),
     Template.DOMAIN_EXPIRY_REMINDER: frozenset(
         {"domain", "organisation", "expires_at", "days_before", "renewal_warranty", "link"}
+    ),
+    Template.SECURITY_ALERT: frozenset(
+        {
+            "organisation",
+            "sender",
+            "two_factor_methods",
+            "backup_codes_remaining",
+            "app_passwords",
+            "required",
+            "link",
+        }
     ),
 }
 

@@ -49,6 +49,15 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "renewal_warranty": False,
         "link": "https://manager.example/console/#/domains",
     },
+    Template.SECURITY_ALERT: {
+        "organisation": "Démo SA",
+        "sender": "Anna Legal",
+        "two_factor_methods": ["TOTP"],
+        "backup_codes_remaining": 7,
+        "app_passwords": 1,
+        "required": True,
+        "link": "https://manager.example/console/#/security",
+    },
 }
 
 
