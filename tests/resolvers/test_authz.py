@@ -22,7 +22,7 @@ from graphql import GraphQLInterfaceType, GraphQLObjectType
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
-from gardien.models.mfa import TwoFactorMethod
+from gardien.models.mfa import AppPassword, TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
@@ -61,6 +61,9 @@ class Outcome(StrEnum):
     # Invitations: the probe's token is forged, its invitation already answered (INV-4).
     INVITATION_INVALID = "INVITATION_INVALID"
     INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
+    # Second factors (MFA-*): the probe's challenge is forged, its password wrong.
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -90,6 +93,7 @@ class World:
     collaborator_membership_id: int = 0
     external_membership_id: int = 0
     invitation_id: int = 0  # an accepted invitation of the organisation (INV-*)
+    legal_app_password_id: int = 0  # the legal representative's app password (MFA-6)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -159,7 +163,7 @@ def _legal_user_field(selection: str) -> str:
 
 def _private_field_rows(field: str, selection: str) -> list[Row]:
     """A private User field: the user alone reads it; to fellow members it is hidden."""
-    hidden = EMPTY if field in ("twoFactorMethods", "memberships") else NULL
+    hidden = EMPTY if field in ("twoFactorMethods", "memberships", "appPasswords") else NULL
     return [
         Row(
             f"User.{field}",
@@ -385,6 +389,66 @@ INVITATION_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- Second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------------
+CHALLENGE_EXPIRED = Outcome.CHALLENGE_EXPIRED
+INVALID_CREDENTIALS = Outcome.INVALID_CREDENTIALS
+
+
+def _input(**values: Any) -> Variables:
+    return lambda *_: {"input": values}
+
+
+def _legal_method_input(world: World, _: Caller) -> dict[str, Any]:
+    method_id = encode_id("TwoFactorMethod", world.legal_two_factor_method_id)
+    return {"input": {"methodId": method_id, "password": "not the password"}}
+
+
+def _legal_app_password_input(world: World, _: Caller) -> dict[str, Any]:
+    return {"input": {"appPasswordId": encode_id("AppPassword", world.legal_app_password_id)}}
+
+
+TWO_FACTOR_ROWS: list[Row] = [
+    Row("Mutation.completeSecondFactor", "a forged challenge",
+        _mutation("completeSecondFactor", "CompleteSecondFactorInput"), ("completeSecondFactor",),
+        _input(challengeId="forged", method="TOTP", code="123456"),
+        expect(*[CHALLENGE_EXPIRED] * 6)),
+    Row("Mutation.beginTotpEnrolment", "the caller's own", "mutation { beginTotpEnrolment {"
+        " errors { code } } }", ("beginTotpEnrolment",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.confirmTotpEnrolment", "an enrolment of nobody",
+        _mutation("confirmTotpEnrolment", "ConfirmTotpEnrolmentInput"), ("confirmTotpEnrolment",),
+        _input(enrolmentId=encode_id("TotpEnrolment", 999999), code="123456"),
+        expect(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.regenerateBackupCodes", "the caller's own", "mutation { regenerateBackupCodes {"
+        " errors { code } } }", ("regenerateBackupCodes",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.removeTwoFactorMethod", "the legal representative's, with a wrong password",
+        _mutation("removeTwoFactorMethod", "RemoveTwoFactorMethodInput"),
+        ("removeTwoFactorMethod",), _legal_method_input,
+        expect(INVALID_CREDENTIALS, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.createAppPassword", "the caller's own",
+        _mutation("createAppPassword", "CreateAppPasswordInput"), ("createAppPassword",),
+        _input(label="Mail"),
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.revokeAppPassword", "the legal representative's",
+        _mutation("revokeAppPassword", "RevokeAppPasswordInput"), ("revokeAppPassword",),
+        _legal_app_password_input,
+        expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.authenticateApp", "the legal representative's login, a wrong app password",
+        _mutation("authenticateApp", "AuthenticateAppInput"), ("authenticateApp",),
+        _input(login="legal@example.test", appPassword="wrong"),
+        expect(*[INVALID_CREDENTIALS] * 6)),
+    Row("Mutation.updateSecurityPolicy", "the organisation's, to what it is",
+        _mutation("updateSecurityPolicy", "UpdateSecurityPolicyInput"), ("updateSecurityPolicy",),
+        _organisation_input(requireTwoFactor=False, confirm=True),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.sendSecurityAlert", "to the collaborator",
+        _mutation("sendSecurityAlert", "SendSecurityAlertInput"), ("sendSecurityAlert",),
+        _member_input("collaborator"),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -462,10 +526,14 @@ ROWS: list[Row] = [
     *_private_field_rows("twoFactorMethods", "twoFactorMethods { id }"),
     *_private_field_rows("currentOrganisation", "currentOrganisation { id }"),
     *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
+    *_private_field_rows("backupCodesRemaining", "backupCodesRemaining"),
+    *_private_field_rows("appPasswords", "appPasswords { id }"),
     # --- membership management (ORG-2…ORG-7) and the member directory by role (POL-2) ----------
     *_member_management_rows(),
     # --- invitations (INV-*) -------------------------------------------------------------------
     *INVITATION_ROWS,
+    # --- second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------
+    *TWO_FACTOR_ROWS,
 ]  # fmt: skip
 
 
@@ -495,6 +563,8 @@ NODES: dict[str, NodeRow] = {
                       expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
     "Invitation": NodeRow(lambda w: encode_id("Invitation", w.invitation_id),
                           expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "AppPassword": NodeRow(lambda w: encode_id("AppPassword", w.legal_app_password_id),
+                           expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -555,6 +625,23 @@ INHERITED = frozenset(
         "AcceptInvitationPayload.errors", "DeclineInvitationPayload.errors",
         "RevokeInvitationPayload.invitation", "RevokeInvitationPayload.errors",
         "ResendInvitationPayload.invitation", "ResendInvitationPayload.errors",
+        # Second factors (MFA-*) and the security policy (POL-*): payload parts, values of the
+        # caller's own app passwords.
+        "AppPassword.id", "AppPassword.label", "AppPassword.createdAt", "AppPassword.lastUsedAt",
+        "AppSession.token", "AppSession.expiresAt",
+        "AuthenticateAppPayload.session", "AuthenticateAppPayload.errors",
+        "BeginTotpEnrolmentPayload.enrolmentId", "BeginTotpEnrolmentPayload.secret",
+        "BeginTotpEnrolmentPayload.otpauthUri", "BeginTotpEnrolmentPayload.qrCodeSvg",
+        "BeginTotpEnrolmentPayload.errors",
+        "CompleteSecondFactorPayload.session", "CompleteSecondFactorPayload.errors",
+        "ConfirmTotpEnrolmentPayload.method", "ConfirmTotpEnrolmentPayload.backupCodes",
+        "ConfirmTotpEnrolmentPayload.errors",
+        "CreateAppPasswordPayload.appPassword", "CreateAppPasswordPayload.secret",
+        "CreateAppPasswordPayload.errors",
+        "RegenerateBackupCodesPayload.backupCodes", "RegenerateBackupCodesPayload.errors",
+        "RemoveTwoFactorMethodPayload.twoFactorEnabled", "RemoveTwoFactorMethodPayload.errors",
+        "RevokeAppPasswordPayload.errors", "SendSecurityAlertPayload.errors",
+        "UpdateSecurityPolicyPayload.securityPolicy", "UpdateSecurityPolicyPayload.errors",
     }
 )  # fmt: skip
 
@@ -630,6 +717,15 @@ async def _world(services: Services) -> World:
     domain = await factories.add_domain(
         services, organisation, MATRIX_DOMAIN, expires_in=timedelta(days=60)
     )
+    app_password_ids = {
+        user_id: (
+            await AppPassword.create(
+                user_id=user_id, label="Mail", password_hash=f"matrix-{user_id}",
+                created_at=services.clock.now(),
+            )
+        ).id
+        for user_id in methods
+    }  # fmt: skip
     event = await ActivityEvent.filter(organisation_id=organisation.id).order_by("id").first()
     assert event is not None
     return World(
@@ -644,6 +740,7 @@ async def _world(services: Services) -> World:
         collaborator_membership_id=members[Caller.COLLAB].membership.id,
         external_membership_id=members[Caller.EXTERNAL].membership.id,
         invitation_id=await _answered_invitation(services, organisation.id, legal.user.id),
+        legal_app_password_id=app_password_ids[legal.user.id],
     )
 
 
