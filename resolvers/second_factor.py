@@ -10,7 +10,8 @@ from tortoise.transactions import in_transaction
 
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, ratelimits, sessions, totp, two_factor
+from gardien.mail.templates import Template
+from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, totp, two_factor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 
@@ -31,6 +32,9 @@ class SecondFactorMethod(StrEnum):
 ATTEMPTS_PER_CHALLENGE = ratelimits.Rule("second_factor_challenge", 5, accounts.CHALLENGE_LIFETIME)
 ATTEMPTS_PER_USER = ratelimits.Rule("second_factor_user", 10, accounts.CHALLENGE_LIFETIME * 3)
 
+BLOCKED_MESSAGE = (
+    "Web access to this account is blocked. Contact your organisation's administrator."
+)
 CHALLENGE_EXPIRED_MESSAGE = "This sign-in has expired or is finished: sign in again."
 WRONG_CODE_MESSAGE = "This code is not right. Check it and try again."
 REUSED_CODE_MESSAGE = (
@@ -60,15 +64,18 @@ async def complete(
     (per challenge and per user, atomically) before the code is checked; a failure is recorded."""
     challenge = await _live_challenge(services, challenge_id)
     user_id = challenge.user_id
+    if not await authz.may_sign_in_web(user_id):
+        # Blocked since the password step (BLK-3): no session, whatever the code.
+        raise DomainError(ErrorCode.ACCOUNT_BLOCKED, BLOCKED_MESSAGE)
     await _count_attempt(services, meta, challenge, method)
     code = (code or "")[:64]
     if method is SecondFactorMethod.TOTP:
         check = await two_factor.check_totp(services, user_id, code)
         if check.method_id is None:
-            reason = "replayed" if check.replayed else _failure_reason(code, method)
-            await _failed(services, meta, user_id, method, reason)
             if check.replayed:
+                await _replayed(services, meta, user_id)
                 raise DomainError(ErrorCode.TWO_FACTOR_CODE_REUSED, REUSED_CODE_MESSAGE, "code")
+            await _failed(services, meta, user_id, method, _failure_reason(code, method))
             raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
     elif method is SecondFactorMethod.BACKUP_CODE:
         if not await two_factor.use_backup_code(services, user_id, code):
@@ -153,3 +160,25 @@ async def _failed(
         await activity.second_factor_failed(
             services, meta, user_id, method=method.value, reason=reason
         )
+
+
+async def _replayed(services: Services, meta: RequestMeta, user_id: int) -> None:
+    """ASVS 2.8.5: a reused TOTP code is refused, recorded, and its owner told by e-mail, since
+    whoever typed it holds the password and has seen a code."""
+    user = await User.get(id=user_id)
+    async with in_transaction():
+        await activity.second_factor_failed(
+            services, meta, user_id, method=SecondFactorMethod.TOTP.value, reason="replayed"
+        )
+        if user.email:
+            await services.mail.enqueue(
+                Template.TWO_FACTOR_CODE_REUSED,
+                to=user.email,
+                language=user.language,
+                context={
+                    "occurred_at": services.clock.now(),
+                    "ip": meta.ip or "?",
+                    "link": f"{services.settings.public_url}/console/#/security",
+                },
+                timezone=user.timezone,
+            )

@@ -28,6 +28,7 @@ class Template(StrEnum):
     INVITATION_JOIN = "invitation_join"
     DOMAIN_EXPIRY_REMINDER = "domain_expiry_reminder"
     SECURITY_ALERT = "security_alert"
+    TWO_FACTOR_CODE_REUSED = "two_factor_code_reused"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -53,6 +54,7 @@ VARIABLES: dict[Template, frozenset[str]] = {
             "link",
         }
     ),
+    Template.TWO_FACTOR_CODE_REUSED: frozenset({"occurred_at", "ip", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

@@ -3,6 +3,7 @@ through the resolvers on the real database; the enforcement rule over the whole 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from datetime import timedelta
@@ -14,6 +15,7 @@ from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, SessionKind, TwoFactorKind
 from gardien.models.mfa import AppPassword, BackupCode, TwoFactorMethod
+from gardien.models.organisations import UserBlock
 from gardien.models.outbox import OutboxMessage
 from gardien.models.sessions import Session
 from gardien.models.users import User
@@ -272,6 +274,51 @@ async def test_mfa1_a_code_is_never_accepted_twice_and_the_replay_is_recorded(
     failed = await _events("sign_in.second_factor_failed")
     assert [e.data for e in failed] == [{"method": "TOTP", "reason": "replayed"}]
     assert await Session.filter(revoked_at=None).count() == 2  # sign-up's and the first
+    # ASVS 2.8.5: the holder is told, by e-mail, in their language (French by default).
+    notice = await OutboxMessage.get(recipient="ada@example.test")
+    assert notice.template == "two_factor_code_reused"
+    assert "203.0.113.7" in notice.payload["text"]
+
+
+async def test_mfa1_concurrent_sign_ins_with_one_code_open_one_session(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    _, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    code = _now_code(secret, clock)
+    challenges = [await _challenge(services, meta, "ada@example.test") for _ in range(4)]
+
+    async def attempt(challenge: str) -> str:
+        try:
+            await second_factor.complete(
+                services, meta, challenge_id=challenge, method=METHOD.TOTP, code=code
+            )
+        except DomainError as error:
+            return error.code.value
+        return "session"
+
+    outcomes = await asyncio.gather(*(attempt(c) for c in challenges))
+
+    assert sorted(outcomes) == ["TWO_FACTOR_CODE_REUSED"] * 3 + ["session"]
+
+
+async def test_blk3_a_user_blocked_after_the_password_step_gets_no_session(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    challenge = await _challenge(services, meta, "ada@example.test")
+    await UserBlock.create(
+        organisation_id=signed_up.organisation.id, user_id=signed_up.user.id,
+        justification="Phone lost", created_at=clock.now(),
+    )  # fmt: skip
+
+    with pytest.raises(DomainError) as blocked:
+        await second_factor.complete(
+            services, meta, challenge_id=challenge, method=METHOD.TOTP,
+            code=_now_code(secret, clock),
+        )  # fmt: skip
+
+    assert blocked.value.code == ErrorCode.ACCOUNT_BLOCKED
+    assert await Session.filter(user_id=signed_up.user.id).count() == 1  # sign-up's only
 
 
 async def test_mfa1_codes_beyond_one_step_are_refused(

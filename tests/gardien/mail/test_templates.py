@@ -58,6 +58,11 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "required": True,
         "link": "https://manager.example/console/#/security",
     },
+    Template.TWO_FACTOR_CODE_REUSED: {
+        "occurred_at": EXPIRES,
+        "ip": "203.0.113.7",
+        "link": "https://manager.example/console/#/security",
+    },
 }
 
 
