@@ -7,9 +7,20 @@ import asyncio
 import base64
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from graphql import GraphQLObjectType
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    get_named_type,
+    is_leaf_type,
+)
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
@@ -33,7 +44,9 @@ from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
+from gardien.schema.relay import encode_id
 from tests import factories
+from tests.conftest import GraphQLClient
 
 pytestmark = pytest.mark.usefixtures("database")
 METHOD = second_factor.SecondFactorMethod
@@ -849,3 +862,75 @@ async def test_pol4_enrolling_lifts_the_hold(
     assert held.two_factor_enrolment_required is True
     assert after.two_factor_enrolment_required is False
     assert await TwoFactorMethod.filter(kind=TwoFactorKind.TOTP).count() == 1
+
+
+def _sample(type_: GraphQLInputType) -> Any:
+    """A value of the input type that coerces (its content is meaningless): required fields only."""
+    if isinstance(type_, GraphQLNonNull):
+        return _sample(type_.of_type)
+    if isinstance(type_, GraphQLList):
+        return []
+    if isinstance(type_, GraphQLEnumType):
+        return next(iter(type_.values))
+    if isinstance(type_, GraphQLInputObjectType):
+        return {
+            name: _sample(field.type)
+            for name, field in type_.fields.items()
+            if isinstance(field.type, GraphQLNonNull)
+        }
+    assert isinstance(type_, GraphQLScalarType), type_
+    return {"Boolean": False, "Int": 1, "Float": 1.0, "ID": encode_id("Nothing", 1)}.get(
+        type_.name, "x"
+    )
+
+
+def _operation_for(operation_type: str, name: str) -> tuple[str, dict[str, Any]]:
+    root = schema._schema.query_type if operation_type == "query" else schema._schema.mutation_type
+    assert root is not None
+    field = root.fields[name]
+    required = {n: a for n, a in field.args.items() if isinstance(a.type, GraphQLNonNull)}
+    definitions = ", ".join(f"${n}: {a.type}" for n, a in required.items())
+    arguments = ", ".join(f"{n}: ${n}" for n in required)
+    selection = "" if is_leaf_type(get_named_type(field.type)) else " { __typename }"
+    document = (
+        f"{operation_type}{f'({definitions})' if definitions else ''}"
+        f" {{ {name}{f'({arguments})' if arguments else ''}{selection} }}"
+    )
+    return document, {n: _sample(a.type) for n, a in required.items()}
+
+
+async def test_pol4_served_every_root_field_over_http_as_the_rule_says(
+    services: Services, meta: RequestMeta, gql: GraphQLClient
+) -> None:
+    """The same rule through the HTTP transport and the engine's gate, for every query and
+    mutation of the schema (subscriptions do not run over HTTP)."""
+    legal = await factories.sign_up(services, email="legal@example.test")
+    await factories.add_member(services, legal.organisation, Role.EXTERNAL, "ext@example.test")
+    await security_policy.update_policy(
+        services, meta, RequestScope(await _actor(services, legal.session.token)),
+        organisation_id=legal.organisation.id, require_two_factor=True, confirm=True,
+    )  # fmt: skip
+    signed_in = await accounts.sign_in(
+        services, meta, login="ext@example.test", password=factories.PASSWORD
+    )
+    assert signed_in.session is not None
+    gql.token = signed_in.session.token
+    refused = ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED.value
+
+    observed = {}
+    # signOut last: it ends the session the others are asked with.
+    for operation_type, name in sorted(_root_fields(), key=lambda f: f[1] == "signOut"):
+        if operation_type == "subscription":
+            continue
+        document, variables = _operation_for(operation_type, name)
+        response = await gql.post(document, variables)
+        assert response.status_code == 200, (name, response.text)
+        body = response.json()
+        codes = [e["extensions"]["code"] for e in body.get("errors", [])]
+        observed[name] = "refused" if codes == [refused] and body["data"] is None else "ran"
+
+    assert observed == {
+        name: "ran" if name in ALLOWED_WHILE_ENROLMENT_REQUIRED else "refused"
+        for operation_type, name in _root_fields()
+        if operation_type != "subscription"
+    }
