@@ -106,9 +106,7 @@ async def own_app_password(actor: Actor, app_password_id: int) -> AppPassword:
 async def revoke(
     services: Services, meta: RequestMeta, actor: Actor, *, app_password_id: int
 ) -> None:
-    """MFA-6: the password stops working, and so do the app sessions of its user: a session
-    does not record which app password opened it, so all of them end (the tools sign in again
-    with their own passwords)."""
+    """MFA-6: the password stops working, and so do the app sessions it opened."""
     signed_in = authz.require_second_factor_manager(actor)
     found = await own_app_password(actor, app_password_id)
     now = services.clock.now()
@@ -116,9 +114,7 @@ async def revoke(
         revoked = await AppPassword.filter(id=found.id, revoked_at=None).update(revoked_at=now)
         if revoked != 1:
             raise authz.not_found("app password")
-        await Session.filter(user_id=signed_in.id, kind=SessionKind.APP, revoked_at=None).update(
-            revoked_at=now
-        )
+        await Session.filter(app_password_id=found.id, revoked_at=None).update(revoked_at=now)
         await activity.app_password_revoked(services, meta, signed_in.id, app_password_id=found.id)
 
 
@@ -155,7 +151,7 @@ async def authenticate_app(
     async with in_transaction():
         await AppPassword.filter(id=found.id).update(last_used_at=now)
         issued = await sessions.open_session(
-            services, user, meta, persistent=False, kind=SessionKind.APP
+            services, user, meta, persistent=False, kind=SessionKind.APP, app_password_id=found.id
         )
         await activity.app_signed_in(services, meta, user.id, app_password_id=found.id)
     return issued

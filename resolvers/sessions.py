@@ -34,6 +34,7 @@ async def open_session(
     *,
     persistent: bool,
     kind: SessionKind = SessionKind.WEB,
+    app_password_id: int | None = None,
 ) -> IssuedSession:
     """A new token at every sign-in, so a planted session id is never promoted (ASVS V3.2.1).
 
@@ -44,6 +45,7 @@ async def open_session(
         user=user,
         token_hash=services.keyring.token_digest(token, TOKEN_PURPOSE),
         kind=kind,
+        app_password_id=app_password_id,
         persistent=persistent,
         ip=meta.ip,
         country=meta.country,

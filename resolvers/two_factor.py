@@ -12,9 +12,10 @@ import segno
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from gardien.models.enums import TwoFactorKind
+from gardien.models.enums import SessionKind, TwoFactorKind
 from gardien.models.mfa import AppPassword, BackupCode, TwoFactorMethod
 from gardien.models.organisations import SecurityPolicy
+from gardien.models.sessions import Session
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, ratelimits, totp
 from gardien.resolvers.authz import Actor
@@ -368,9 +369,11 @@ async def remove_method(
             if deleted != 1:
                 raise authz.not_found("second factor")
             if last:
+                now = services.clock.now()
                 await BackupCode.filter(user_id=user.id).delete()
-                await AppPassword.filter(user_id=user.id, revoked_at=None).update(
-                    revoked_at=services.clock.now()
+                await AppPassword.filter(user_id=user.id, revoked_at=None).update(revoked_at=now)
+                await Session.filter(user_id=user.id, kind=SessionKind.APP, revoked_at=None).update(
+                    revoked_at=now
                 )
             await activity.two_factor_removed(
                 services, meta, user.id, kind=method.kind.value, method_id=method.id, last=last

@@ -558,8 +558,12 @@ async def test_mfa6_revoking_stops_the_password_and_app_sessions(
     eve, _, _ = await _enrolled(services, meta, clock, "eve@example.test")
     actor = await _actor(services, signed_up.session.token)
     created = await app_passwords.create(services, meta, actor, label="Mail")
+    kept = await app_passwords.create(services, meta, actor, label="Calendar")
     issued = await app_passwords.authenticate_app(
         services, meta, login="ada@example.test", app_password=created.secret
+    )
+    other_tool = await app_passwords.authenticate_app(
+        services, meta, login="ada@example.test", app_password=kept.secret
     )
 
     with pytest.raises(DomainError) as by_other:
@@ -571,6 +575,7 @@ async def test_mfa6_revoking_stops_the_password_and_app_sessions(
 
     assert by_other.value.code == ErrorCode.NOT_FOUND
     assert await sessions.authenticate(services, issued.token) is None
+    assert await sessions.authenticate(services, other_tool.token) is not None
     assert await sessions.authenticate(services, signed_up.session.token) is not None
     with pytest.raises(DomainError):
         await app_passwords.authenticate_app(
@@ -610,7 +615,10 @@ async def test_mfa9_removing_the_last_method_needs_the_password_and_turns_2fa_of
 ) -> None:
     signed_up, _, _ = await _enrolled(services, meta, clock, "ada@example.test")
     actor = await _actor(services, signed_up.session.token)
-    await app_passwords.create(services, meta, actor, label="Mail")
+    created = await app_passwords.create(services, meta, actor, label="Mail")
+    app_session = await app_passwords.authenticate_app(
+        services, meta, login="ada@example.test", app_password=created.secret
+    )
     method = await TwoFactorMethod.get(user_id=signed_up.user.id)
 
     with pytest.raises(DomainError) as wrong_password:
@@ -629,6 +637,7 @@ async def test_mfa9_removing_the_last_method_needs_the_password_and_turns_2fa_of
     assert still_on is False
     assert await BackupCode.filter(user_id=signed_up.user.id).count() == 0
     assert await AppPassword.filter(user_id=signed_up.user.id, revoked_at=None).count() == 0
+    assert await sessions.authenticate(services, app_session.token) is None
     assert [e.data["last"] for e in await _events("two_factor.removed")] == [True]
 
 
