@@ -8,9 +8,9 @@ from enum import StrEnum
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from gardien.mail.templates import Template
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.mail.templates import Template
 from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, totp, two_factor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
