@@ -10,6 +10,7 @@ from tortoise.models import Model
 from gardien.models.enums import Role, SessionKind
 
 if TYPE_CHECKING:
+    from gardien.models.mfa import AppPassword
     from gardien.models.organisations import Organisation
     from gardien.models.users import User
 
@@ -32,6 +33,11 @@ class Session(Model):
     last_seen_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     revoked_at = fields.DatetimeField(null=True)
+    # MFA-6: the app password that opened an APP session; revoking it ends exactly its sessions.
+    app_password: fields.ForeignKeyNullableRelation[AppPassword] = fields.ForeignKeyField(
+        "models.AppPassword", related_name="sessions", null=True, on_delete=fields.CASCADE
+    )
+    app_password_id: int | None
 
     class Meta:
         table = "session"

@@ -1095,3 +1095,175 @@ async def sign_up_attempted_for_taken_address(
 ) -> None:
     """ORG-1: someone asked to sign up with this account's login e-mail; its owner was told."""
     await _record(services, "account.sign_up_attempted", meta, subject_id=user_id)
+
+
+# --- Two-factor authentication (MFA-*) and the security policy (POL-*) -------------------------
+
+
+async def two_factor_enrolled(
+    services: Services, meta: RequestMeta, user_id: int, *, kind: str, method_id: int
+) -> None:
+    await _record(
+        services,
+        "two_factor.enrolled",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"kind": kind, "method_id": method_id},
+    )
+
+
+async def two_factor_enrolment_failed(
+    services: Services, meta: RequestMeta, user_id: int, *, kind: str, reason: str
+) -> None:
+    await _record(
+        services,
+        "two_factor.enrolment_failed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"kind": kind, "reason": reason},
+    )
+
+
+async def two_factor_removed(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    kind: str,
+    method_id: int,
+    last: bool,
+) -> None:
+    """MFA-9: `last` says 2FA is now off for the user (backup codes and app passwords gone)."""
+    await _record(
+        services,
+        "two_factor.removed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"kind": kind, "method_id": method_id, "last": last},
+    )
+
+
+async def two_factor_removal_refused(
+    services: Services, meta: RequestMeta, user_id: int, *, method_id: int, reason: str
+) -> None:
+    await _record(
+        services,
+        "two_factor.removal_refused",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"method_id": method_id, "reason": reason},
+    )
+
+
+async def backup_codes_generated(
+    services: Services, meta: RequestMeta, user_id: int, *, count: int
+) -> None:
+    await _record(
+        services,
+        "two_factor.backup_codes_generated",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"count": count},
+    )
+
+
+async def second_factor_failed(
+    services: Services, meta: RequestMeta, user_id: int, *, method: str, reason: str
+) -> None:
+    """MFA-7: a wrong, reused, malformed or throttled second factor at sign-in.
+
+    A reused code (ASVS 2.8.5) is recorded with reason "replayed": someone else may hold it."""
+    await _record(
+        services,
+        "sign_in.second_factor_failed",
+        meta,
+        subject_id=user_id,
+        data={"method": method, "reason": reason},
+    )
+
+
+async def app_password_created(
+    services: Services, meta: RequestMeta, user_id: int, *, app_password_id: int, label: str
+) -> None:
+    await _record(
+        services,
+        "app_password.created",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"app_password_id": app_password_id, "label": label},
+    )
+
+
+async def app_password_revoked(
+    services: Services, meta: RequestMeta, user_id: int, *, app_password_id: int
+) -> None:
+    await _record(
+        services,
+        "app_password.revoked",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"app_password_id": app_password_id},
+    )
+
+
+async def app_signed_in(
+    services: Services, meta: RequestMeta, user_id: int, *, app_password_id: int
+) -> None:
+    await _record(
+        services,
+        "app_password.signed_in",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"app_password_id": app_password_id},
+    )
+
+
+async def app_sign_in_failed(
+    services: Services, meta: RequestMeta, *, user_id: int | None, login: str
+) -> None:
+    await _record(
+        services,
+        "app_password.sign_in_failed",
+        meta,
+        subject_id=user_id,
+        subject_email=_unknown_login(user_id, login),
+    )
+
+
+async def security_policy_changed(
+    services: Services,
+    meta: RequestMeta,
+    actor_id: int,
+    organisation_id: int,
+    *,
+    require_two_factor: bool,
+) -> None:
+    await _record(
+        services,
+        "security_policy.changed",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        data={"require_two_factor": require_two_factor},
+    )
+
+
+async def security_alert_sent(
+    services: Services, meta: RequestMeta, actor_id: int, organisation_id: int, subject_id: int
+) -> None:
+    await _record(
+        services,
+        "member.security_alert_sent",
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        organisation_id=organisation_id,
+    )

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gardien.models.enums import PlatformRole, ProductKind, Role, SupportPlan
+from gardien.models.enums import PlatformRole, ProductKind, Role, SessionKind, SupportPlan
 from gardien.models.organisations import Membership, UserBlock
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import sql
@@ -57,6 +57,8 @@ class SignedInSession:
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
+    # MFA-6: an app session (opened with an app password) is never a web session.
+    kind: SessionKind = SessionKind.WEB
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Actor:
     user: SignedInUser | None = None
     session: SignedInSession | None = None
     token: SignedInToken | None = None
+    # POL-4: one of the user's organisations requires 2FA and the user has no second factor yet.
+    # Read with the session (resolvers/sessions.py, TWO_FACTOR_ENROLMENT_REQUIRED_SQL).
+    two_factor_enrolment_required: bool = False
 
     @property
     def user_id(self) -> int | None:
@@ -351,13 +356,13 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
     per operation, before anything executes; it raises DomainError to refuse.
 
-    API-6: an integrator token may run only the root fields its scopes grant
-    (check_token_operation). Rules to come: POL-4 (a member of an organisation that requires 2FA,
-    not yet enrolled, may run only the enrolment and sign-out fields) and REC-4 (a session in
+    Its rules: API-6 (an integrator token may run only the root fields its scopes grant,
+    check_token_operation) and POL-4 (check_two_factor_enrolment). To come: REC-4 (a session in
     recovery mode may run only the recovery fields).
     """
     if actor.token is not None:
         check_token_operation(actor.token, operation_type, root_fields)
+    check_two_factor_enrolment(actor, operation_type, root_fields)
 
 
 # --- Membership management (ORG-*) -----------------------------------------------------------
@@ -710,6 +715,24 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.revokeSession": TokenRule.NEVER,
     "Mutation.secureAccount": TokenRule.NEVER,
     "Mutation.setSecurityEmailPreferences": TokenRule.NEVER,
+    # Webhooks (EVT-5): the catalogue is public; endpoints hold signing secrets, so they are
+    # managed from a web session only.
+    "Query.webhookEventTypes": TokenRule.ANY_SCOPE,
+    "Mutation.createWebhookEndpoint": TokenRule.NEVER,
+    "Mutation.updateWebhookEndpoint": TokenRule.NEVER,
+    "Mutation.rotateWebhookSecret": TokenRule.NEVER,
+    "Mutation.deleteWebhookEndpoint": TokenRule.NEVER,
+    # Second factors and the 2FA policy (MFA-*, POL-*): what proves who the user is.
+    "Mutation.completeSecondFactor": TokenRule.NEVER,
+    "Mutation.beginTotpEnrolment": TokenRule.NEVER,
+    "Mutation.confirmTotpEnrolment": TokenRule.NEVER,
+    "Mutation.regenerateBackupCodes": TokenRule.NEVER,
+    "Mutation.removeTwoFactorMethod": TokenRule.NEVER,
+    "Mutation.createAppPassword": TokenRule.NEVER,
+    "Mutation.revokeAppPassword": TokenRule.NEVER,
+    "Mutation.authenticateApp": TokenRule.NEVER,
+    "Mutation.updateSecurityPolicy": TokenRule.NEVER,
+    "Mutation.sendSecurityAlert": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -856,3 +879,85 @@ async def webhook_notice_recipients(organisation_id: int) -> list[Membership]:
     ).values_list("user_id", flat=True)
     blocked = set(blocked_ids)
     return [m for m in managers if m.user_id not in blocked and m.user.email]
+
+
+# --- Two-factor authentication (MFA-*) and the organisation security policy (POL-*) -----------
+
+# POL-4: what a member held to 2FA, not yet enrolled, may still do in a web session: see who they
+# are, enrol a second factor, leave (the resolver lets only EXTERNAL members do so) and sign out.
+# A new way to enrol a second factor adds its root fields here.
+TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
+    {
+        "viewer",
+        "signOut",
+        "leaveOrganisation",
+        "beginTotpEnrolment",
+        "confirmTotpEnrolment",
+    }
+)
+TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (
+    "An organisation you belong to requires two-factor authentication: set up a second factor"
+    " first."
+)
+
+# POL-4: read in the statement that finds the session (resolvers/sessions.py), so the gate knows
+# without a query of its own; `u` is the session's user there.
+TWO_FACTOR_ENROLMENT_REQUIRED_SQL = (
+    "(EXISTS (SELECT 1 FROM membership m2 JOIN security_policy p2"
+    " ON p2.organisation_id = m2.organisation_id"
+    " WHERE m2.user_id = u.id AND p2.require_two_factor)"
+    " AND NOT EXISTS (SELECT 1 FROM two_factor_method t2"
+    " WHERE t2.user_id = u.id AND t2.confirmed_at IS NOT NULL))"
+)
+
+
+def is_web_session(actor: Actor) -> bool:
+    return actor.session is not None and actor.session.kind == SessionKind.WEB
+
+
+def check_two_factor_enrolment(
+    actor: Actor, operation_type: str, root_fields: frozenset[str]
+) -> None:
+    """POL-4: in a web session, a member held to 2FA and not enrolled may run only the enrolment,
+    viewer, leave and sign-out fields. App sessions (app passwords, MFA-6) are not held to it:
+    sync tools keep working while their owner enrols."""
+    if not actor.two_factor_enrolment_required or not is_web_session(actor):
+        return
+    if root_fields <= TWO_FACTOR_ENROLMENT_FIELDS and operation_type != "subscription":
+        return
+    raise DomainError(
+        ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE
+    )
+
+
+def can_manage_second_factors(actor: Actor) -> bool:
+    """MFA-1, MFA-5, MFA-6, MFA-9: a user manages their own second factors and app passwords,
+    from a web session only: an app password must never open the way to more credentials."""
+    return actor.user is not None and is_web_session(actor)
+
+
+SECOND_FACTORS_FROM_WEB_ONLY = "Second factors and app passwords are managed from a web session."
+
+
+def can_update_security_policy(membership: CallerMembership | None) -> bool:
+    """POL-1: administrators and legal representatives require 2FA of every member, or lift it."""
+    return is_organisation_manager(membership)
+
+
+SECURITY_POLICY_FORBIDDEN = (
+    "Only administrators and legal representatives change the security policy."
+)
+
+
+def can_send_security_alert(membership: CallerMembership | None) -> bool:
+    """POL-3: managers send a member the summary of their security settings."""
+    return is_organisation_manager(membership)
+
+
+SECURITY_ALERT_FORBIDDEN = "Only administrators and legal representatives send security alerts."
+
+
+def require_second_factor_manager(actor: Actor) -> SignedInUser:
+    user = require_user(actor)
+    require(can_manage_second_factors(actor), forbidden(SECOND_FACTORS_FROM_WEB_ONLY))
+    return user

@@ -67,6 +67,13 @@ class ErrorCode(StrEnum):
     # Sign-up confirmation (ORG-1): invalid covers unknown, forged and already used tokens.
     SIGN_UP_TOKEN_INVALID = "SIGN_UP_TOKEN_INVALID"
     SIGN_UP_TOKEN_EXPIRED = "SIGN_UP_TOKEN_EXPIRED"
+    # Two-factor authentication (MFA-*) and the security policy (POL-*).
+    TWO_FACTOR_CODE_INVALID = "TWO_FACTOR_CODE_INVALID"
+    TWO_FACTOR_CODE_REUSED = "TWO_FACTOR_CODE_REUSED"
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    TWO_FACTOR_NOT_ENABLED = "TWO_FACTOR_NOT_ENABLED"
+    TWO_FACTOR_REQUIRED_BY_ORGANISATION = "TWO_FACTOR_REQUIRED_BY_ORGANISATION"
+    CONFIRMATION_REQUIRED = "CONFIRMATION_REQUIRED"
 
 
 class DomainError(Exception):

@@ -30,15 +30,24 @@ class IssuedSession:
 
 
 async def open_session(
-    services: Services, user: User, meta: RequestMeta, *, persistent: bool
+    services: Services,
+    user: User,
+    meta: RequestMeta,
+    *,
+    persistent: bool,
+    kind: SessionKind = SessionKind.WEB,
+    app_password_id: int | None = None,
 ) -> IssuedSession:
-    """A new token at every sign-in, so a planted session id is never promoted (ASVS V3.2.1)."""
+    """A new token at every sign-in, so a planted session id is never promoted (ASVS V3.2.1).
+
+    An APP session (MFA-6) is opened by an app password and stays an app session for its life."""
     now = services.clock.now()
     token = new_token()
     session = await Session.create(
         user=user,
         token_hash=services.keyring.token_digest(token, TOKEN_PURPOSE),
-        kind=SessionKind.WEB,
+        kind=kind,
+        app_password_id=app_password_id,
         persistent=persistent,
         ip=meta.ip,
         country=meta.country,
@@ -51,11 +60,13 @@ async def open_session(
 
 
 # Read on every request: one fixed statement (see sql.py) for the session and its account, which
-# also refuses the sessions of a blocked user (BLK-3, the rule is in authz.py).
+# also refuses the sessions of a blocked user (BLK-3, the rule is in authz.py) and tells whether
+# the user is held to enrol a second factor (POL-4, the rule is in authz.py).
 _SESSION_AND_USER = (
-    "SELECT s.id AS session_id, s.persistent, s.created_at, s.last_seen_at, s.expires_at,"
+    "SELECT s.id AS session_id, s.kind, s.persistent, s.created_at, s.last_seen_at, s.expires_at,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
-    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
+    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role,"
+    f" {authz.TWO_FACTOR_ENROLMENT_REQUIRED_SQL} AS two_factor_enrolment_required"
     " FROM session s JOIN user_account u ON u.id = s.user_id"
     " WHERE s.token_hash = $1 AND s.revoked_at IS NULL"
     f" AND {authz.WEB_ACCESS_NOT_BLOCKED_SQL}"
@@ -77,6 +88,7 @@ async def authenticate(services: Services, token: str) -> Actor | None:
         created_at=sql.as_datetime(row["created_at"]),
         last_seen_at=sql.as_datetime(row["last_seen_at"]),
         expires_at=sql.as_datetime(row["expires_at"]),
+        kind=SessionKind(row["kind"]),
     )
     now = services.clock.now()
     if session.expires_at <= now or session.last_seen_at + IDLE_TIMEOUT <= now:
@@ -96,7 +108,11 @@ async def authenticate(services: Services, token: str) -> Actor | None:
         current_organisation_id=row["current_organisation_id"],
         platform_role=PlatformRole(row["platform_role"]),
     )
-    return Actor(user=user, session=session)
+    return Actor(
+        user=user,
+        session=session,
+        two_factor_enrolment_required=bool(row["two_factor_enrolment_required"]),
+    )
 
 
 async def revoke(services: Services, session_id: int) -> None:

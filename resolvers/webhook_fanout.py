@@ -50,6 +50,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "member.security_procedure_sent",
     "service_account.created",
     "service_account.revoked",
+    "security_policy.changed",
+    "member.security_alert_sent",
 )
 
 

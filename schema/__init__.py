@@ -27,6 +27,7 @@ from gardien.schema.tokens import (
     personal_access_token_by_id,
     service_account_by_id,
 )
+from gardien.schema.two_factor import AppPasswordNode, TwoFactorMutations, app_password_by_id
 from gardien.schema.users import UserNode, two_factor_method_by_id, user_by_id
 from gardien.schema.webhooks import WebhookMutations, webhook_endpoint_by_id, webhook_event_types
 
@@ -76,6 +77,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Node]]] = {
     "PersonalAccessToken": personal_access_token_by_id,
     "ServiceAccount": service_account_by_id,
     "WebhookEndpoint": webhook_endpoint_by_id,
+    "AppPassword": app_password_by_id,
 }
 
 
@@ -107,8 +109,9 @@ schema = strawberry.Schema(
             SecurityMutations,
             TokenMutations,
             WebhookMutations,
+            TwoFactorMutations,
         ),
     ),
-    types=[ProductNode, MailboxNode],
+    types=[ProductNode, MailboxNode, AppPasswordNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

@@ -10,7 +10,7 @@ import strawberry
 from gardien.models.enums import TwoFactorKind as TwoFactorKindModel
 from gardien.models.mfa import TwoFactorMethod
 from gardien.models.users import User
-from gardien.resolvers import organisations, profile, two_factor
+from gardien.resolvers import app_passwords, organisations, profile, two_factor
 from gardien.resolvers.authz import SignedInUser
 from gardien.resolvers.organisations import UserSummary
 from gardien.schema.context import Info
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gardien.schema.organisations import OrganisationNode
     from gardien.schema.security import ActiveSessionNode, SecurityEmailPreferences
     from gardien.schema.tokens import PersonalAccessTokenNode
+    from gardien.schema.two_factor import AppPasswordNode
 
 TwoFactorKind = strawberry.enum(TwoFactorKindModel, name="TwoFactorKind")
 
@@ -102,6 +103,21 @@ class UserNode(Node):
     async def two_factor_methods(self, info: Info) -> list[TwoFactorMethodNode]:
         methods = await two_factor.own_methods(info.context.actor, self._user_id)
         return [TwoFactorMethodNode.from_model(m) for m in methods]
+
+    @strawberry.field(
+        description="Unused backup codes left (MFA-5); only for the user themself, else null."
+    )
+    async def backup_codes_remaining(self, info: Info) -> int | None:
+        return await two_factor.backup_codes_remaining(info.context.actor, self._user_id)
+
+    @strawberry.field(description="Active app passwords (MFA-6); only for the user themself.")
+    async def app_passwords(
+        self, info: Info
+    ) -> list[Annotated[AppPasswordNode, strawberry.lazy("gardien.schema.two_factor")]]:
+        from gardien.schema.two_factor import AppPasswordNode
+
+        found = await app_passwords.own_app_passwords(info.context.actor, self._user_id)
+        return [AppPasswordNode.from_model(a) for a in found]
 
     @strawberry.field(description="The organisation the user works in now (ORG-2).")
     async def current_organisation(

@@ -32,6 +32,8 @@ class Template(StrEnum):
     SECURITY_NEW_LOCATION = "security_new_location"
     SECURITY_WRONG_PASSWORD = "security_wrong_password"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
+    SECURITY_ALERT = "security_alert"
+    TWO_FACTOR_CODE_REUSED = "two_factor_code_reused"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -55,6 +57,18 @@ VARIABLES: dict[Template, frozenset[str]] = {
     Template.WEBHOOK_ENDPOINT_DISABLED: frozenset(
         {"organisation", "url", "failures", "failing_since", "link"}
     ),
+    Template.SECURITY_ALERT: frozenset(
+        {
+            "organisation",
+            "sender",
+            "two_factor_methods",
+            "backup_codes_remaining",
+            "app_passwords",
+            "required",
+            "link",
+        }
+    ),
+    Template.TWO_FACTOR_CODE_REUSED: frozenset({"occurred_at", "ip", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

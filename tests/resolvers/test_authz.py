@@ -23,7 +23,7 @@ from gardien.models.activity import ActivityEvent
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
 from gardien.models.mail import Mailbox
-from gardien.models.mfa import TwoFactorMethod
+from gardien.models.mfa import AppPassword, TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.outbox import WebhookEndpoint
 from gardien.models.products import Product, ProductGrant
@@ -69,6 +69,9 @@ class Outcome(StrEnum):
     PRODUCT_NOT_BLOCKED = "PRODUCT_NOT_BLOCKED"
     # Sign-up confirmation (ORG-1): the probe's token is forged.
     SIGN_UP_TOKEN_INVALID = "SIGN_UP_TOKEN_INVALID"
+    # Second factors (MFA-*): the probe's challenge is forged, its password wrong.
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -106,6 +109,7 @@ class World:
     service_account_id: int = 0  # the organisation's service account, made by the legal one
     # EVT-5: one endpoint of the organisation per caller, so each caller's probe has its own.
     webhook_endpoint_ids: dict[Caller, int] = field(default_factory=dict)
+    legal_app_password_id: int = 0  # the legal representative's app password (MFA-6)
 
 
 Variables = Callable[[World, Caller], dict[str, Any]]
@@ -175,7 +179,11 @@ def _legal_user_field(selection: str) -> str:
 
 def _private_field_rows(field: str, selection: str) -> list[Row]:
     """A private User field: the user alone reads it; to fellow members it is hidden."""
-    hidden = EMPTY if field in ("twoFactorMethods", "memberships", "personalAccessTokens") else NULL
+    hidden = (
+        EMPTY
+        if field in ("twoFactorMethods", "memberships", "personalAccessTokens", "appPasswords")
+        else NULL
+    )
     return [
         Row(
             f"User.{field}",
@@ -600,6 +608,66 @@ WEBHOOK_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- Second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------------
+CHALLENGE_EXPIRED = Outcome.CHALLENGE_EXPIRED
+INVALID_CREDENTIALS = Outcome.INVALID_CREDENTIALS
+
+
+def _input(**values: Any) -> Variables:
+    return lambda *_: {"input": values}
+
+
+def _legal_method_input(world: World, _: Caller) -> dict[str, Any]:
+    method_id = encode_id("TwoFactorMethod", world.legal_two_factor_method_id)
+    return {"input": {"methodId": method_id, "password": "not the password"}}
+
+
+def _legal_app_password_input(world: World, _: Caller) -> dict[str, Any]:
+    return {"input": {"appPasswordId": encode_id("AppPassword", world.legal_app_password_id)}}
+
+
+TWO_FACTOR_ROWS: list[Row] = [
+    Row("Mutation.completeSecondFactor", "a forged challenge",
+        _mutation("completeSecondFactor", "CompleteSecondFactorInput"), ("completeSecondFactor",),
+        _input(challengeId="forged", method="TOTP", code="123456"),
+        expect(*[CHALLENGE_EXPIRED] * 6)),
+    Row("Mutation.beginTotpEnrolment", "the caller's own", "mutation { beginTotpEnrolment {"
+        " errors { code } } }", ("beginTotpEnrolment",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.confirmTotpEnrolment", "an enrolment of nobody",
+        _mutation("confirmTotpEnrolment", "ConfirmTotpEnrolmentInput"), ("confirmTotpEnrolment",),
+        _input(enrolmentId=encode_id("TotpEnrolment", 999999), code="123456"),
+        expect(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.regenerateBackupCodes", "the caller's own", "mutation { regenerateBackupCodes {"
+        " errors { code } } }", ("regenerateBackupCodes",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.removeTwoFactorMethod", "the legal representative's, with a wrong password",
+        _mutation("removeTwoFactorMethod", "RemoveTwoFactorMethodInput"),
+        ("removeTwoFactorMethod",), _legal_method_input,
+        expect(INVALID_CREDENTIALS, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.createAppPassword", "the caller's own",
+        _mutation("createAppPassword", "CreateAppPasswordInput"), ("createAppPassword",),
+        _input(label="Mail"),
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.revokeAppPassword", "the legal representative's",
+        _mutation("revokeAppPassword", "RevokeAppPasswordInput"), ("revokeAppPassword",),
+        _legal_app_password_input,
+        expect(OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.authenticateApp", "the legal representative's login, a wrong app password",
+        _mutation("authenticateApp", "AuthenticateAppInput"), ("authenticateApp",),
+        _input(login="legal@example.test", appPassword="wrong"),
+        expect(*[INVALID_CREDENTIALS] * 6)),
+    Row("Mutation.updateSecurityPolicy", "the organisation's, to what it is",
+        _mutation("updateSecurityPolicy", "UpdateSecurityPolicyInput"), ("updateSecurityPolicy",),
+        _organisation_input(requireTwoFactor=False, confirm=True),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.sendSecurityAlert", "to the collaborator",
+        _mutation("sendSecurityAlert", "SendSecurityAlertInput"), ("sendSecurityAlert",),
+        _member_input("collaborator"),
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -677,6 +745,8 @@ ROWS: list[Row] = [
     *_private_field_rows("twoFactorMethods", "twoFactorMethods { id }"),
     *_private_field_rows("currentOrganisation", "currentOrganisation { id }"),
     *_private_field_rows("memberships", "memberships { edges { node { id } } }"),
+    *_private_field_rows("backupCodesRemaining", "backupCodesRemaining"),
+    *_private_field_rows("appPasswords", "appPasswords { id }"),
     *_private_field_rows("personalAccessTokens", "personalAccessTokens { id }"),
     # --- membership management (ORG-2…ORG-7) and the member directory by role (POL-2) ----------
     *_member_management_rows(),
@@ -725,6 +795,8 @@ ROWS: list[Row] = [
         "mutation($input: ConfirmSignUpInput!) { confirmSignUp(input: $input) { errors { code } } }",
         ("confirmSignUp",), _forged_token,
         expect(*[Outcome.SIGN_UP_TOKEN_INVALID] * 6)),
+    # --- second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------
+    *TWO_FACTOR_ROWS,
 ]  # fmt: skip
 
 
@@ -767,6 +839,8 @@ NODES: dict[str, NodeRow] = {
     "WebhookEndpoint": NodeRow(
         lambda w: encode_id("WebhookEndpoint", w.webhook_endpoint_ids[Caller.LEGAL]),
         expect(OK, OK, NULL, NULL, NULL, UNAUTH)),
+    "AppPassword": NodeRow(lambda w: encode_id("AppPassword", w.legal_app_password_id),
+                           expect(OK, NULL, NULL, NULL, NULL, UNAUTH)),
 }  # fmt: skip
 
 # Fields with no decision of their own: plain values of an object the caller was already allowed
@@ -887,6 +961,23 @@ INHERITED = frozenset(
         "DeleteWebhookEndpointPayload.deletedEndpointId", "DeleteWebhookEndpointPayload.errors",
         # Sign-up confirmation (ORG-1): the account it opened, for the token's holder only.
         "ConfirmSignUpPayload.user", "ConfirmSignUpPayload.session", "ConfirmSignUpPayload.errors",
+        # Second factors (MFA-*) and the security policy (POL-*): payload parts, values of the
+        # caller's own app passwords.
+        "AppPassword.id", "AppPassword.label", "AppPassword.createdAt", "AppPassword.lastUsedAt",
+        "AppSession.token", "AppSession.expiresAt",
+        "AuthenticateAppPayload.session", "AuthenticateAppPayload.errors",
+        "BeginTotpEnrolmentPayload.enrolmentId", "BeginTotpEnrolmentPayload.secret",
+        "BeginTotpEnrolmentPayload.otpauthUri", "BeginTotpEnrolmentPayload.qrCodeSvg",
+        "BeginTotpEnrolmentPayload.errors",
+        "CompleteSecondFactorPayload.session", "CompleteSecondFactorPayload.errors",
+        "ConfirmTotpEnrolmentPayload.method", "ConfirmTotpEnrolmentPayload.backupCodes",
+        "ConfirmTotpEnrolmentPayload.errors",
+        "CreateAppPasswordPayload.appPassword", "CreateAppPasswordPayload.secret",
+        "CreateAppPasswordPayload.errors",
+        "RegenerateBackupCodesPayload.backupCodes", "RegenerateBackupCodesPayload.errors",
+        "RemoveTwoFactorMethodPayload.twoFactorEnabled", "RemoveTwoFactorMethodPayload.errors",
+        "RevokeAppPasswordPayload.errors", "SendSecurityAlertPayload.errors",
+        "UpdateSecurityPolicyPayload.securityPolicy", "UpdateSecurityPolicyPayload.errors",
     }
 )  # fmt: skip
 
@@ -971,6 +1062,15 @@ async def _world(services: Services) -> World:
     domain = await factories.add_domain(
         services, organisation, MATRIX_DOMAIN, expires_in=timedelta(days=60)
     )
+    app_password_ids = {
+        user_id: (
+            await AppPassword.create(
+                user_id=user_id, label="Mail", password_hash=f"matrix-{user_id}",
+                created_at=services.clock.now(),
+            )
+        ).id
+        for user_id in methods
+    }  # fmt: skip
     event = await ActivityEvent.filter(organisation_id=organisation.id).order_by("id").first()
     assert event is not None
     mail = await Product.create(
@@ -1015,6 +1115,7 @@ async def _world(services: Services) -> World:
             )
         ).id,
         webhook_endpoint_ids=await _webhook_endpoints(services, organisation.id),
+        legal_app_password_id=app_password_ids[legal.user.id],
     )
 
 

@@ -80,6 +80,20 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "failing_since": EXPIRES,
         "link": "https://manager.example/console/#/webhooks",
     },
+    Template.SECURITY_ALERT: {
+        "organisation": "Démo SA",
+        "sender": "Anna Legal",
+        "two_factor_methods": ["TOTP"],
+        "backup_codes_remaining": 7,
+        "app_passwords": 1,
+        "required": True,
+        "link": "https://manager.example/console/#/security",
+    },
+    Template.TWO_FACTOR_CODE_REUSED: {
+        "occurred_at": EXPIRES,
+        "ip": "203.0.113.7",
+        "link": "https://manager.example/console/#/security",
+    },
 }
 
 

@@ -1,0 +1,184 @@
+"""Second step of signing in (MFA-7, MFA-8): a challenge completed with a second factor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from gardien.mail.templates import Template
+from gardien.models.sessions import SignInChallenge
+from gardien.models.users import User
+from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, totp, two_factor
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
+
+
+class SecondFactorMethod(StrEnum):
+    """What completes a challenge: an enrolled kind of second factor, or a backup code (MFA-5)."""
+
+    TOTP = "TOTP"
+    SECURITY_KEY = "SECURITY_KEY"
+    SMS = "SMS"
+    PUSH = "PUSH"
+    BACKUP_CODE = "BACKUP_CODE"
+
+
+# Per challenge: a handful of typos, then sign in again (a new password check). Per user, over
+# every challenge: a password thief cannot reset the budget by starting new sign-ins. A million
+# TOTP codes, three valid at a time: 10 guesses per quarter hour take decades on average.
+ATTEMPTS_PER_CHALLENGE = ratelimits.Rule("second_factor_challenge", 5, accounts.CHALLENGE_LIFETIME)
+ATTEMPTS_PER_USER = ratelimits.Rule("second_factor_user", 10, accounts.CHALLENGE_LIFETIME * 3)
+
+BLOCKED_MESSAGE = (
+    "Web access to this account is blocked. Contact your organisation's administrator."
+)
+CHALLENGE_EXPIRED_MESSAGE = "This sign-in has expired or is finished: sign in again."
+WRONG_CODE_MESSAGE = "This code is not right. Check it and try again."
+REUSED_CODE_MESSAGE = (
+    "This code was already used. Wait for the next one; if you did not use it yourself, change"
+    " your password: someone else may know it."
+)
+
+
+@dataclass(frozen=True)
+class CompletedSignIn:
+    session: sessions.IssuedSession
+    device_cookie: str
+
+
+async def complete(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    challenge_id: str,
+    method: SecondFactorMethod,
+    code: str | None,
+) -> CompletedSignIn:
+    """MFA-7: the challenge's user proves the second factor; a session opens, persistent only
+    when the password step asked to remember the browser (MFA-8).
+
+    An unknown, expired or finished challenge all get the same answer. Every attempt is counted
+    (per challenge and per user, atomically) before the code is checked; a failure is recorded."""
+    challenge = await _live_challenge(services, challenge_id)
+    user_id = challenge.user_id
+    if not await authz.may_sign_in_web(user_id):
+        # Blocked since the password step (BLK-3): no session, whatever the code.
+        raise DomainError(ErrorCode.ACCOUNT_BLOCKED, BLOCKED_MESSAGE)
+    await _count_attempt(services, meta, challenge, method)
+    code = (code or "")[:64]
+    if method is SecondFactorMethod.TOTP:
+        check = await two_factor.check_totp(services, user_id, code)
+        if check.method_id is None:
+            if check.replayed:
+                await _replayed(services, meta, user_id)
+                raise DomainError(ErrorCode.TWO_FACTOR_CODE_REUSED, REUSED_CODE_MESSAGE, "code")
+            await _failed(services, meta, user_id, method, _failure_reason(code, method))
+            raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
+    elif method is SecondFactorMethod.BACKUP_CODE:
+        if not await two_factor.use_backup_code(services, user_id, code):
+            await _failed(services, meta, user_id, method, _failure_reason(code, method))
+            raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
+    else:
+        # Security keys, SMS and push complete a challenge through their own flows.
+        await _failed(services, meta, user_id, method, "unavailable")
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "This method cannot complete this sign-in.", "method"
+        )
+
+    user = await User.get(id=user_id)
+    now = services.clock.now()
+    async with in_transaction():
+        finished = await SignInChallenge.filter(id=challenge.id, completed_at=None).update(
+            completed_at=now
+        )
+        if finished != 1:
+            # A concurrent request completed it first: one challenge, one session.
+            raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
+        issued = await sessions.open_session(
+            services, user, meta, persistent=challenge.remember_browser
+        )
+        await activity.sign_in_succeeded(services, meta, user.id, second_factor=method.value)
+    # A success gives back its own attempts only (see accounts.sign_in).
+    await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(user_id))
+    return CompletedSignIn(
+        session=issued, device_cookie=accounts.remember_device(services, user, None)
+    )
+
+
+def _user_subject(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def _failure_reason(code: str, method: SecondFactorMethod) -> str:
+    if method is SecondFactorMethod.TOTP:
+        well_formed = totp.is_well_formed(code)
+    else:
+        well_formed = two_factor.normalise_backup_code(code) is not None
+    return "wrong" if well_formed else "malformed"
+
+
+async def _live_challenge(services: Services, challenge_id: str) -> SignInChallenge:
+    if not challenge_id or len(challenge_id) > 256:
+        raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
+    challenge = await SignInChallenge.get_or_none(
+        token_hash=services.keyring.token_digest(challenge_id, accounts.CHALLENGE_PURPOSE)
+    )
+    if (
+        challenge is None
+        or challenge.completed_at is not None
+        or challenge.expires_at <= services.clock.now()
+    ):
+        raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
+    return challenge
+
+
+async def _count_attempt(
+    services: Services,
+    meta: RequestMeta,
+    challenge: SignInChallenge,
+    method: SecondFactorMethod,
+) -> None:
+    await SignInChallenge.filter(id=challenge.id).update(attempts=F("attempts") + 1)
+    for rule, subject in (
+        (ATTEMPTS_PER_CHALLENGE, f"challenge:{challenge.id}"),
+        (ATTEMPTS_PER_USER, _user_subject(challenge.user_id)),
+    ):
+        attempt = await ratelimits.consume(services, rule, subject)
+        if not attempt.allowed:
+            if attempt.exhausts_budget:
+                await _failed(services, meta, challenge.user_id, method, f"throttled:{rule.name}")
+            raise ratelimits.refusal(services, attempt)
+
+
+async def _failed(
+    services: Services, meta: RequestMeta, user_id: int, method: SecondFactorMethod, reason: str
+) -> None:
+    async with in_transaction():
+        await activity.second_factor_failed(
+            services, meta, user_id, method=method.value, reason=reason
+        )
+
+
+async def _replayed(services: Services, meta: RequestMeta, user_id: int) -> None:
+    """ASVS 2.8.5: a reused TOTP code is refused, recorded, and its owner told by e-mail, since
+    whoever typed it holds the password and has seen a code."""
+    user = await User.get(id=user_id)
+    async with in_transaction():
+        await activity.second_factor_failed(
+            services, meta, user_id, method=SecondFactorMethod.TOTP.value, reason="replayed"
+        )
+        if user.email:
+            await services.mail.enqueue(
+                Template.TWO_FACTOR_CODE_REUSED,
+                to=user.email,
+                language=user.language,
+                context={
+                    "occurred_at": services.clock.now(),
+                    "ip": meta.ip or "?",
+                    "link": f"{services.settings.public_url}/console/#/security",
+                },
+                timezone=user.timezone,
+            )
