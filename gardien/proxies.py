@@ -39,6 +39,10 @@ def _address(text: str) -> Address | None:
         text = text[1 : text.index("]")]
     elif text.count(":") == 1:
         text = text.partition(":")[0]
+    if "%" in text:
+        # An IPv6 zone ("fe80::1%eth0") names an interface of the proxy's host: meaningless
+        # here, and unbounded in length. Such an entry is not a client address.
+        return None
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

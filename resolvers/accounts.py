@@ -85,6 +85,7 @@ class SignUpResult:
     user: User
     organisation: Organisation
     session: sessions.IssuedSession
+    device_cookie: str
 
 
 def normalise_email(email: str, field: str = "email") -> str:
@@ -189,7 +190,10 @@ async def open_account(
         await activity.signed_up(services, meta, user.id, organisation.id)
         issued = await sessions.open_session(services, user, meta, persistent=False)
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
-    return SignUpResult(user=user, organisation=organisation, session=issued)
+        # ACT-2: this browser is the account's first known device, so that a later sign-in from
+        # elsewhere is told apart from it.
+        cookie = await session_opened(services, meta, user, None)
+    return SignUpResult(user=user, organisation=organisation, session=issued, device_cookie=cookie)
 
 
 async def create_organisation(services: Services, owner: User, name: str) -> Organisation:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from tortoise.queryset import QuerySet
 
@@ -128,9 +128,21 @@ def activity_filter(
         # A time without its zone is ambiguous, and could not be compared with stored times.
         if value is not None and value.utcoffset() is None:
             raise DomainError(ErrorCode.INVALID_INPUT, "Give the time with its UTC offset.", name)
+    since, until = _in_utc(since, "since"), _in_utc(until, "until")
     if since is not None and until is not None and since >= until:
         raise DomainError(ErrorCode.INVALID_INPUT, "until must come after since.", "until")
     return ActivityFilter(types=chosen, since=since, until=until)
+
+
+def _in_utc(value: datetime | None, name: str) -> datetime | None:
+    """The time in UTC; one whose UTC date falls outside years 1 to 9999 (9999-12-31T23:59-14:00)
+    cannot be stored or compared, and is refused rather than failing in the database."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise DomainError(ErrorCode.INVALID_INPUT, "This time is out of range.", name) from None
 
 
 async def own_activity(

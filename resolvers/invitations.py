@@ -23,6 +23,7 @@ from gardien.resolvers.accounts import (
     LANGUAGES,
     check_password_policy,
     normalise_email,
+    session_opened,
 )
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
@@ -67,6 +68,7 @@ class Accepted:
     membership: MemberEntry
     # A new account gets its first web session; an existing user is already signed in.
     session: sessions.IssuedSession | None = None
+    device_cookie: str | None = None
 
 
 @dataclass(frozen=True)
@@ -443,13 +445,17 @@ async def _accept_with_new_account(
             membership = await _join(services, meta, invitation, user, new_account=True)
             issued = await sessions.open_session(services, user, meta, persistent=False)
             await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
+            # ACT-2: the newcomer's browser becomes their first known device.
+            cookie = await session_opened(services, meta, user, None)
     except IntegrityError:
         # The address got an account between the lookup and now: accept as that account.
         raise DomainError(
             ErrorCode.EMAIL_UNAVAILABLE,
             "An account with this address exists; sign in to accept the invitation.",
         ) from None
-    return Accepted(membership=await _member_entry(membership.id), session=issued)
+    return Accepted(
+        membership=await _member_entry(membership.id), session=issued, device_cookie=cookie
+    )
 
 
 async def decline_invitation(

@@ -122,6 +122,7 @@ class AccountMutations:
             )
         except DomainError as error:
             return ConfirmSignUpPayload(errors=[UserError.from_domain(error)])
+        info.context.new_device_cookie = result.device_cookie
         return ConfirmSignUpPayload(
             user=UserNode.from_model(result.user, two_factor_enabled=False),
             session=Session.issued(info, result.session),

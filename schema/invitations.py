@@ -249,6 +249,8 @@ class InvitationMutations:
             )
         except DomainError as error:
             return AcceptInvitationPayload(errors=[UserError.from_domain(error)])
+        if accepted.device_cookie is not None:
+            info.context.new_device_cookie = accepted.device_cookie
         return AcceptInvitationPayload(
             membership=membership_nodes([accepted.membership])[0],
             session=Session.issued(info, accepted.session) if accepted.session else None,

@@ -37,10 +37,12 @@ async def sign_up(
     *,
     password: str = PASSWORD,
     language: str | None = None,
+    meta: RequestMeta | None = None,
 ) -> accounts.SignUpResult:
-    """ORG-1 the way a newcomer does it: ask, read the confirmation e-mail, confirm."""
+    """ORG-1 the way a newcomer does it: ask, read the confirmation e-mail, confirm (from `meta`,
+    the browser and place of the sign-up; its device cookie is in the result)."""
     email = email or f"user{next(_sequence)}@example.test"
-    meta = RequestMeta(ip=None)
+    meta = meta or RequestMeta(ip=None)
     await sign_ups.request_sign_up(
         services, meta, email=email, password=password, display_name=name, language=language
     )

@@ -138,7 +138,10 @@ def test_org1_sign_up_email_confirm_and_sign_in_served(
     assert f"or enter this code: {token}" in message
     assert payload["errors"] == []
     assert (payload["user"]["email"], payload["user"]["displayName"]) == (NEWCOMER, "Sign Up")
-    assert confirmed.headers["set-cookie"].startswith("gardien_session=")
+    cookies = confirmed.headers.get_list("set-cookie")
+    assert any(cookie.startswith("gardien_session=") for cookie in cookies)
+    # ACT-2: the confirming browser gets its device cookie, the account's first known device.
+    assert len(cookies) == 2
     assert viewer["email"] == NEWCOMER and viewer["language"] == "en"
     assert viewer["memberships"]["totalCount"] == 1
     membership = viewer["memberships"]["edges"][0]["node"]

@@ -36,6 +36,9 @@ PROXIES = TrustedProxies(parse_networks("10.0.0.0/8, 2001:db8:ffff::/48, 192.0.2
         # Garbage where an address belongs: never let the client name itself.
         ("10.1.2.3", ["evil, 10.0.0.7"], "10.0.0.7"),
         ("10.1.2.3", ["unknown"], "10.1.2.3"),
+        # An IPv6 zone names an interface of the proxy, not a client, and has no length bound.
+        ("10.1.2.3", ["2001:4860::1%" + "a" * 60], "10.1.2.3"),
+        ("10.1.2.3", ["fe80::1%eth0"], "10.1.2.3"),
     ],
 )
 def test_api4_client_address_from_trusted_proxies_only(

@@ -5,7 +5,7 @@ sessions list (ACT-6), on the real database and the real outbox."""
 from __future__ import annotations
 
 import ast
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -68,18 +68,29 @@ async def _actor(services: Services, token: str) -> Actor:
 # --- ACT-2: new location -------------------------------------------------------------------------
 
 
-async def test_act2_first_sign_in_sets_the_baseline_without_an_email(services: Services) -> None:
-    await factories.sign_up(services, email="ada@example.test")
+async def _signed_up_in_zurich(services: Services) -> accounts.SignUpResult:
+    return await factories.sign_up(services, email="ada@example.test", meta=ZURICH)
 
-    await _sign_in(services, ZURICH, "ada@example.test")
 
-    assert await _mails("security_new_location") == []
+async def test_act2_sign_up_sets_the_baseline_so_a_first_sign_in_elsewhere_is_told(
+    services: Services,
+) -> None:
+    """The confirmed sign-up's browser is the first known device: a thief's very first sign-in
+    from another country and browser is a new location, not a silent baseline."""
+    await _signed_up_in_zurich(services)
+
+    await _sign_in(services, PARIS, "ada@example.test")
+
+    (mail,) = await _mails("security_new_location")
+    assert mail.recipient == "ada@example.test"
+    event = await ActivityEvent.get(type="sign_in.new_location")
+    assert event.data == {"new_country": True, "new_device": True, "notified": True}
     assert await KnownDevice.filter(country="CH").count() == 1
 
 
 async def test_act2_same_browser_same_country_sends_nothing(services: Services) -> None:
-    await factories.sign_up(services, email="ada@example.test")
-    first = await _sign_in(services, ZURICH, "ada@example.test")
+    signed_up = await _signed_up_in_zurich(services)
+    first = await _sign_in(services, ZURICH, "ada@example.test", signed_up.device_cookie)
 
     await _sign_in(services, ZURICH, "ada@example.test", first.device_cookie)
 
@@ -90,9 +101,9 @@ async def test_act2_same_browser_same_country_sends_nothing(services: Services) 
 async def test_act2_new_country_with_the_same_browser_sends_the_email_in_the_users_language(
     services: Services,
 ) -> None:
-    signed_up = await factories.sign_up(services, email="ada@example.test")
+    signed_up = await _signed_up_in_zurich(services)
     await User.filter(id=signed_up.user.id).update(language="de", timezone="Europe/Berlin")
-    first = await _sign_in(services, ZURICH, "ada@example.test")
+    first = await _sign_in(services, ZURICH, "ada@example.test", signed_up.device_cookie)
 
     await _sign_in(services, PARIS, "ada@example.test", first.device_cookie)
 
@@ -113,8 +124,8 @@ async def test_act2_private_window_is_a_new_device_and_only_the_first_time(
 ) -> None:
     """No device cookie (a private window, a new computer): a new device, in a known country.
     The browser then keeps its new cookie, and its next sign-in is known."""
-    await factories.sign_up(services, email="ada@example.test")
-    await _sign_in(services, ZURICH, "ada@example.test")
+    signed_up = await _signed_up_in_zurich(services)
+    await _sign_in(services, ZURICH, "ada@example.test", signed_up.device_cookie)
 
     private = await _sign_in(services, ZURICH, "ada@example.test", cookie=None)
     await _sign_in(services, ZURICH, "ada@example.test", private.device_cookie)
@@ -128,8 +139,8 @@ async def test_act2_private_window_is_a_new_device_and_only_the_first_time(
 async def test_act2_a_copied_cookie_in_another_kind_of_browser_is_a_new_device(
     services: Services,
 ) -> None:
-    await factories.sign_up(services, email="ada@example.test")
-    first = await _sign_in(services, ZURICH, "ada@example.test")
+    signed_up = await _signed_up_in_zurich(services)
+    first = await _sign_in(services, ZURICH, "ada@example.test", signed_up.device_cookie)
     other_browser = RequestMeta(
         ip=ZURICH.ip,
         country="CH",
@@ -242,13 +253,13 @@ def test_act4_every_event_type_written_is_a_known_filter_value() -> None:
 async def test_act4_own_activity_filters_by_type_and_time(
     services: Services, clock: ManualClock
 ) -> None:
-    signed_up = await factories.sign_up(services, email="ada@example.test")
+    signed_up = await _signed_up_in_zurich(services)
     other = await factories.sign_up(services, email="grace@example.test")
     start = clock.now()
     clock.advance(timedelta(hours=1))
     await _wrong_password(services, "ada@example.test")
     clock.advance(timedelta(hours=1))
-    latest = await _sign_in(services, ZURICH, "ada@example.test")
+    latest = await _sign_in(services, ZURICH, "ada@example.test", signed_up.device_cookie)
     await _sign_in(services, ZURICH, "grace@example.test")
     assert latest.session is not None
     actor = await _actor(services, latest.session.token)
@@ -288,6 +299,9 @@ async def test_act4_own_activity_filters_by_type_and_time(
         ({"since": ManualClock().now(), "until": ManualClock().now()}, "until"),
         ({"since": ManualClock().now(), "until": ManualClock().now() - timedelta(days=1)}, "until"),
         ({"since": ManualClock().now().replace(tzinfo=None)}, "since"),
+        # Valid ISO times whose UTC date leaves years 1-9999: refused, not a database error.
+        ({"since": datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=14)))}, "since"),
+        ({"until": datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=14)))}, "until"),
     ],
 )
 def test_act4_bad_filters_are_typed_errors(arguments: dict[str, object], field: str) -> None:
@@ -447,8 +461,8 @@ async def test_act5_secure_account_revokes_everything_but_this_session(
 async def test_act5_remembered_device_cookies_die(services: Services) -> None:
     """The credential generation moves: a cookie issued before is no longer believed, so the
     browser spends the login's budget again and its next sign-in is a new device."""
-    ada = await factories.sign_up(services, email="ada@example.test")
-    first = await _sign_in(services, ZURICH, "ada@example.test")
+    ada = await _signed_up_in_zurich(services)
+    first = await _sign_in(services, ZURICH, "ada@example.test", ada.device_cookie)
     assert first.device_cookie is not None
     user = await User.get(id=ada.user.id)
     version_before = accounts._credential_version(user)
