@@ -44,6 +44,7 @@ KNOWN = frozenset(
         "MAX_TOKENS",
         "MAX_COST",
         "MAX_BODY_BYTES",
+        "ALLOWED_ORIGINS",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -87,6 +88,9 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # Bearer token for /metrics; in production /metrics answers 404 without one.
     metrics_token: str | None = None
+    # Origins whose pages may open the GraphQL WebSocket with the session cookie (EVT-1); a
+    # connection authenticated by the cookie from any other origin is refused. Default: public_url.
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def secure_cookies(self) -> bool:
@@ -146,6 +150,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"GARDIEN_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters "
             "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+    allowed_origins = _origins(values.get("ALLOWED_ORIGINS"), public_url)
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -162,6 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jobs_interval_seconds=int(jobs_interval),
         trusted_proxies=trusted_proxies,
         metrics_token=metrics_token,
+        allowed_origins=allowed_origins,
         max_depth=_positive_integer(values, "MAX_DEPTH"),
         max_aliases=_positive_integer(values, "MAX_ALIASES"),
         max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),
@@ -202,6 +208,23 @@ def normalise_database_url(url: str) -> str:
             f"GARDIEN_DATABASE_URL must be a sqlite:// or postgres:// URL, not {scheme or url!r}://"
         )
     return url
+
+
+def _origins(value: str | None, public_url: str) -> tuple[str, ...]:
+    """Comma-separated origins (scheme://host[:port]), compared exactly with the Origin header."""
+    if value is None or not value.strip():
+        parts = urlsplit(public_url)
+        return (f"{parts.scheme}://{parts.netloc}",)
+    origins = []
+    for item in value.split(","):
+        origin = item.strip().rstrip("/")
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise SettingsError(
+                f"GARDIEN_ALLOWED_ORIGINS: {origin!r} is not an origin such as https://example.com"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _optional_url(values: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

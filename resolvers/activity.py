@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gardien.models.activity import ActivityEvent
+from gardien.resolvers import events
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.text import is_plain_text
 
@@ -20,7 +21,7 @@ async def _record(
     organisation_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
-    return await ActivityEvent.create(
+    event = await ActivityEvent.create(
         type=type_,
         occurred_at=services.clock.now(),
         actor_id=actor_id,
@@ -32,6 +33,8 @@ async def _record(
         device=meta.device,
         data=data or {},
     )
+    await events.publish_after_commit(services, event)
+    return event
 
 
 async def signed_up(

@@ -457,3 +457,13 @@ async def require_invitation_manager(
     if role is not None and not can_manage_invitation(membership, role):
         raise DomainError(ErrorCode.FORBIDDEN, INVITE_LEGAL_FORBIDDEN, "role")
     return membership
+
+
+# --- Live security events (EVT-1, EVT-4) -------------------------------------------------------
+# Asked when a subscription starts and again whenever the subscriber's access changes (role,
+# membership, block, session), so a demoted manager stops receiving at once.
+
+
+def can_watch_organisation_events(membership: CallerMembership | None) -> bool:
+    """EVT-1: the organisation's live events are its activity (ACT-4): managers only."""
+    return can_view_organisation_activity(membership)

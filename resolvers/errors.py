@@ -45,6 +45,8 @@ class ErrorCode(StrEnum):
     INVITATION_INVALID = "INVITATION_INVALID"
     INVITATION_EXPIRED = "INVITATION_EXPIRED"
     INVITATION_NOT_PENDING = "INVITATION_NOT_PENDING"
+    # Live security events (EVT-1): a connection holds a bounded number of subscriptions.
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 
 
 class DomainError(Exception):

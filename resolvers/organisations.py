@@ -9,7 +9,7 @@ from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.products import Product
 from gardien.models.users import User
-from gardien.resolvers import authz, sql
+from gardien.resolvers import authz, events, sql
 from gardien.resolvers.authz import CallerMembership, RequestScope
 from gardien.resolvers.pagination import Counted, Page, forward_page, page_size
 
@@ -295,7 +295,7 @@ async def activity(
         authz.can_view_organisation_activity(membership),
         authz.forbidden(authz.ACTIVITY_FORBIDDEN),
     )
-    query = ActivityEvent.filter(organisation_id=organisation_id)
+    query = events.organisation_events(organisation_id)
     page = await forward_page(query, first, after_id, descending=True)
     return Counted(page, lambda: query.count())
 

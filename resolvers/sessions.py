@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from gardien.models.enums import PlatformRole, SessionKind
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import authz, sql
+from gardien.resolvers import authz, events, sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import new_token
@@ -99,3 +100,7 @@ async def authenticate(services: Services, token: str) -> Actor | None:
 
 async def revoke(services: Services, session_id: int) -> None:
     await Session.filter(id=session_id, revoked_at=None).update(revoked_at=services.clock.now())
+    user_ids: list[Any] = await Session.filter(id=session_id).values_list("user_id", flat=True)
+    for user_id in user_ids:
+        # EVT-4: live subscriptions opened with this session end once the revocation commits.
+        events.access_changed(services, int(user_id))
