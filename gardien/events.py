@@ -7,13 +7,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from redis.asyncio import Redis
 
 logger = logging.getLogger("gardien.events")
 
-CHANNEL = "gardien:events"
+CHANNEL_PREFIX = "gardien:events:"
 # Messages waiting for Redis; beyond this a burst is delivered in-process only, and logged.
 MAX_PENDING = 100_000
 RECONNECT_SECONDS = 0.5
@@ -31,9 +32,9 @@ class EventBus:
     delivered in-process only; listeners are told to catch up (`on_resync`) when it returns.
     """
 
-    def __init__(self, redis_url: str | None = None, channel: str = CHANNEL) -> None:
+    def __init__(self, redis_url: str | None = None) -> None:
         self._redis_url = redis_url
-        self._channel = channel
+        self._channel = channel_of(redis_url) if redis_url else ""
         self._listeners: list[Listener] = []
         self._resync_listeners: list[Callable[[], None]] = []
         self._outgoing: asyncio.Queue[bytes] | None = None
@@ -145,3 +146,10 @@ class EventBus:
                 listener()
             except Exception:
                 logger.exception("event resync listener failed")
+
+
+def channel_of(redis_url: str) -> str:
+    """Pub/sub channels ignore Redis database numbers: the number goes into the channel's name,
+    so deployments sharing a Redis on different databases never hear each other."""
+    database = urlsplit(redis_url).path.strip("/") or "0"
+    return f"{CHANNEL_PREFIX}{database}"

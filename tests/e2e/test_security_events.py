@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import IN_CI, REDIS_URL
 from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
 from tests.e2e.test_contract import _organisation_id, _post, _sign_in, _standalone
 from tests.e2e.wsclient import GraphQLWebSocketClient
@@ -452,3 +453,70 @@ async def test_evt1_subscriptions_per_connection_are_bounded_and_a_flood_is_clos
     # The gateway is still there for everyone else.
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{events_gateway.url}/healthz", timeout=5)).status_code == 200
+
+
+# --- Across processes (EVT-3) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServedGateway, ServedGateway]]:
+    """Two gateway processes on one database, sharing events through the real Redis."""
+    if not REDIS_URL:
+        if IN_CI:
+            pytest.fail("CI=true needs GARDIEN_TEST_REDIS_URL")
+        pytest.skip("set GARDIEN_TEST_REDIS_URL to run gateways against Redis")
+    env = fresh_gateway_env(tmp_path_factory.mktemp("two-processes"))
+    env["GARDIEN_REDIS_URL"] = REDIS_URL
+    with start_gateway(env) as first, start_gateway(env, prepare=False) as second:
+        yield first, second
+
+
+async def test_evt3_event_caused_on_one_process_reaches_a_subscriber_on_the_other(
+    two_processes: tuple[ServedGateway, ServedGateway],
+) -> None:
+    first, second = two_processes
+    legal = _sign_in(second, "anna.legal@demo.example")
+    organisation_id = _organisation_id(second, legal)
+    on_second = await GraphQLWebSocketClient.initialised(second.url, legal)
+    on_first = await GraphQLWebSocketClient.initialised(first.url, legal)
+    variables = {"organisationId": organisation_id, "types": ["sign_in.failed"]}
+    await on_second.subscribe("b", FILTERED, variables)
+    await on_first.subscribe("a", FILTERED, variables)
+    await asyncio.sleep(0.3)
+
+    _fail_sign_in(first, "lea.collab@demo.example")
+    _fail_sign_in(second, "tom.extern@demo.example")
+    seen_on_second = [await _next_event(on_second, "b") for _ in range(2)]
+    seen_on_first = [await _next_event(on_first, "a") for _ in range(2)]
+    rest = await on_second.quiet_for(0.5) + await on_first.quiet_for(0.1)
+    await on_second.close()
+    await on_first.close()
+
+    for seen in (seen_on_second, seen_on_first):
+        assert [s["organisationSecurityEvents"]["event"]["subject"]["email"] for s in seen] == [
+            "lea.collab@demo.example",
+            "tom.extern@demo.example",
+        ]
+    assert rest == []
+
+
+async def test_evt4_demotion_on_one_process_cuts_a_subscriber_on_the_other(
+    two_processes: tuple[ServedGateway, ServedGateway],
+) -> None:
+    first, second = two_processes
+    legal = _sign_in(first, "anna.legal@demo.example")
+    admin = _sign_in(second, "marc.admin@demo.example")
+    organisation_id = _organisation_id(first, legal)
+    ids = _membership_ids(first, legal)
+    client = await GraphQLWebSocketClient.initialised(second.url, admin)
+    await client.subscribe("live", ORGANISATION_EVENTS, {"organisationId": organisation_id})
+    await asyncio.sleep(0.3)
+
+    _change_role(first, legal, ids["marc.admin@demo.example"], "COLLABORATOR")
+    messages = await _until_error(client)
+    await client.close()
+    _change_role(first, legal, ids["marc.admin@demo.example"], "ADMINISTRATOR")
+
+    assert [e["extensions"]["code"] for e in messages[-1]["payload"]] == ["FORBIDDEN"]
