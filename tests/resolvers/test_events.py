@@ -66,12 +66,15 @@ async def test_evt3_rolled_back_event_is_never_published(
     user = (await factories.sign_up(services)).user
     recorded = await Recorded.start(services)
 
-    with pytest.raises(RuntimeError):
+    async def failing_change() -> None:
         async with in_transaction():
             await activity.signed_out(services, meta, user.id)
             async with in_transaction():  # a nested transaction is the same outermost one
                 await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
             raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError, match="the change failed"):
+        await failing_change()
 
     assert await recorded.settled() == []
 
