@@ -240,6 +240,7 @@ async def scenario(
                 env=env,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                limit=1 << 26,  # the result line holds every latency measured
             )
             assert process.stdin is not None
             process.stdin.write(json.dumps(job).encode() + b"\n")

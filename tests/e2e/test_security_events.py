@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -520,3 +523,50 @@ async def test_evt4_demotion_on_one_process_cuts_a_subscriber_on_the_other(
     _change_role(first, legal, ids["marc.admin@demo.example"], "ADMINISTRATOR")
 
     assert [e["extensions"]["code"] for e in messages[-1]["payload"]] == ["FORBIDDEN"]
+
+
+# --- The stock graphql-ws client (npm), run by node ---------------------------------------------
+
+NODE_CLIENT = Path(__file__).resolve().parent / "node"
+
+
+async def test_evt1_stock_graphql_ws_npm_client_receives_live_events(
+    events_gateway: ServedGateway,
+) -> None:
+    """graphql-ws from npm, unmodified, speaks to the gateway (tests/e2e/node/subscribe.mjs)."""
+    node = shutil.which("node")
+    if node is None or not (NODE_CLIENT / "node_modules" / "graphql-ws").is_dir():
+        if IN_CI:
+            pytest.fail("CI needs node and `npm ci --prefix tests/e2e/node`")
+        pytest.skip("needs node and `npm ci --prefix tests/e2e/node` (the graphql-ws package)")
+    legal = _sign_in(events_gateway, "anna.legal@demo.example")
+    organisation_id = _organisation_id(events_gateway, legal)
+    request = {
+        "query": FILTERED,
+        "variables": {"organisationId": organisation_id, "types": ["sign_in.failed"]},
+    }
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(NODE_CLIENT / "subscribe.mjs"),
+        events_gateway.url.replace("http://", "ws://") + "/graphql",
+        legal,
+        "2",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(request).encode())
+    process.stdin.close()
+    connected = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+    await asyncio.sleep(0.5)
+
+    _fail_sign_in(events_gateway, "tom.extern@demo.example")
+    _fail_sign_in(events_gateway, "lea.collab@demo.example")
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+
+    results = [json.loads(line) for line in output.decode().splitlines()]
+    assert connected == {"connected": True}
+    assert process.returncode == 0, results
+    assert [
+        r["data"]["organisationSecurityEvents"]["event"]["subject"]["email"] for r in results
+    ] == ["tom.extern@demo.example", "lea.collab@demo.example"]
