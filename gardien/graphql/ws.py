@@ -283,6 +283,7 @@ class Connection:
     outgoing: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     closing: tuple[int, str] | None = None
     acknowledged: bool = False
+    acknowledged_event: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribe_times: list[float] = field(default_factory=list)
     meta: RequestMeta = field(default_factory=RequestMeta)
@@ -400,7 +401,10 @@ class GraphQLWebSocket:
                 return
 
     async def _keepalive(self, connection: Connection) -> None:
-        """Pings keep idle connections open through proxies; clients answer with pongs."""
+        """Pings keep idle connections open through proxies; clients answer with pongs. They
+        start once the connection is acknowledged, so a client awaiting its connection_ack
+        (authentication can take a moment) never sees anything else first."""
+        await connection.acknowledged_event.wait()
         while True:
             await asyncio.sleep(self.limits.keepalive_seconds)
             connection.send({"type": "ping"})
@@ -459,6 +463,7 @@ class GraphQLWebSocket:
             connection.acknowledged = True
             self.hub.register(connection)
             connection.send({"type": "connection_ack"})
+            connection.acknowledged_event.set()
         elif kind == "ping":
             connection.send({"type": "pong"})
         elif kind == "pong":
