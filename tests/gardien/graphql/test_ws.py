@@ -41,7 +41,9 @@ async def served_app(app: Starlette) -> AsyncIterator[str]:
         )
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(1000):  # uvicorn offers no event to wait on
+        if server.started:
+            break
         await asyncio.sleep(0.01)
     try:
         yield f"ws://{HOST}:{port}/graphql"
