@@ -65,6 +65,12 @@ class WebSocketLimits:
     # Frames waiting for a client; beyond, the client is too slow and is closed.
     max_pending_frames: int = 256
     keepalive_seconds: float = 15.0
+    # EVT-4's fallback, and session upkeep: every so often each connection authenticates its
+    # session again (which also counts the open socket as use of the session, so a dashboard
+    # left open is not timed out as idle) and re-authorises its subscriptions. Access notices
+    # make this immediate for role changes, removals, blocks and revocations; this catches
+    # the rest (the session's absolute lifetime) at a cost of one lookup per connection.
+    reauthenticate_seconds: float = 300.0
 
 
 # The actor of a connection_init payload (or of the session cookie); None refuses it.
@@ -405,9 +411,14 @@ class GraphQLWebSocket:
         start once the connection is acknowledged, so a client awaiting its connection_ack
         (authentication can take a moment) never sees anything else first."""
         await connection.acknowledged_event.wait()
+        since_check = 0.0
         while True:
             await asyncio.sleep(self.limits.keepalive_seconds)
             connection.send({"type": "ping"})
+            since_check += self.limits.keepalive_seconds
+            if since_check >= self.limits.reauthenticate_seconds:
+                since_check = 0.0
+                await self.recheck(connection)
 
     async def _read(self, connection: Connection) -> None:
         websocket = connection.websocket

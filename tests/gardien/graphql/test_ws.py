@@ -6,6 +6,8 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,7 +18,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from gardien.clock import ManualClock
 from gardien.graphql.ws import GraphQLWebSocket, WebSocketLimits
+from gardien.resolvers import sessions
 from gardien.resolvers.services import Services
 from tests import factories
 from tests.ports import free_port
@@ -107,3 +111,62 @@ async def test_evt1_a_client_that_never_reads_is_closed_and_forgotten(
     assert connection.outgoing.qsize() <= 9  # the bound, and the writer's stop marker
     assert all(task.done() for task in connection.tasks)
     client.transport.abort()
+
+
+async def _read_until_closed(client: ClientConnection, messages: list[dict[str, Any]]) -> None:
+    """Collects what the server sends (pings aside) until it closes the connection."""
+    while True:
+        message = json.loads(await asyncio.wait_for(client.recv(), 5))
+        if message["type"] != "ping":
+            messages.append(message)
+
+
+async def test_evt4_subscription_ends_when_its_session_reaches_its_lifetime(
+    app: Starlette, served_app: str, services: Services, clock: ManualClock
+) -> None:
+    """No access notice marks the end of a session's 12 hours: the periodic re-authentication
+    does, and ends the subscription (UNAUTHENTICATED, then close 4403)."""
+    transport: GraphQLWebSocket = app.state.graphql_ws
+    transport.limits = WebSocketLimits(keepalive_seconds=0.05, reauthenticate_seconds=0.1)
+    signed_up = await factories.sign_up(services)
+    async with connect(
+        served_app, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None
+    ) as client:
+        await client.send(
+            json.dumps(
+                {
+                    "type": "connection_init",
+                    "payload": {"authorization": f"Bearer {signed_up.session.token}"},
+                }
+            )
+        )
+        assert json.loads(await client.recv()) == {"type": "connection_ack"}
+        await client.send(
+            json.dumps(
+                {
+                    "id": "mine",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { viewerSecurityEvents { cursor } }"},
+                }
+            )
+        )
+        await asyncio.sleep(0.3)  # several re-authentications while the session is valid
+        still_open = transport.connections != set()
+
+        clock.advance(sessions.ABSOLUTE_LIFETIME + timedelta(seconds=1))
+        messages: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_until_closed(client, messages)
+
+    assert still_open
+    assert messages == [
+        {
+            "id": "mine",
+            "type": "error",
+            "payload": [
+                {"message": "The session has ended.", "extensions": {"code": "UNAUTHENTICATED"}}
+            ],
+        }
+    ]
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "Forbidden")
