@@ -256,7 +256,7 @@ async def scenario(
         await asyncio.sleep(1 + subscribers / 5000)
         rss_after = sum(g.rss_bytes() for g in gateways)
         progress(f"{subscribers} subscribers on {processes} process(es) in {setup_seconds:.1f} s")
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=300) as http:
             for _ in range(events):
                 # Alternate, from whatever role the previous scenario left: a change to the
                 # same role records no event.

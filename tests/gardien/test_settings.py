@@ -269,3 +269,21 @@ def test_api4_request_limits_default_and_are_configurable(tmp_path: Path) -> Non
 
     assert limits(defaults) == [15, 15, 20, 50, 2000, 5000, 100_000]
     assert limits(configured) == [9, 8, 7, 6, 5000, 4000, 3000]
+
+
+def test_evt1_allowed_origins_default_to_the_public_url_and_are_checked(tmp_path: Path) -> None:
+    default = load_settings(
+        {"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_PUBLIC_URL": "https://manager.example/app"}
+    )
+    configured = load_settings(
+        {
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_ALLOWED_ORIGINS": "https://console.example, http://localhost:5173/",
+        }
+    )
+
+    assert default.allowed_origins == ("https://manager.example",)
+    assert configured.allowed_origins == ("https://console.example", "http://localhost:5173")
+    for bad in ("console.example", "https://console.example/path", "ftp://console.example"):
+        with pytest.raises(SettingsError, match="GARDIEN_ALLOWED_ORIGINS"):
+            load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_ALLOWED_ORIGINS": bad})
