@@ -14,11 +14,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from gardien import db, devices, geo, jobs, redis_client
 from gardien.clock import Clock, SystemClock
+from gardien.events import EventBus
 from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
+from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
 from gardien.resolvers import sessions, tokens
@@ -49,7 +52,10 @@ def create_app(
 ) -> Starlette:
     """The gateway. With manage_database=False the caller opens and closes the database."""
     services = Services(
-        settings=settings, clock=clock or SystemClock(), keyring=Keyring(settings.secret_key)
+        settings=settings,
+        clock=clock or SystemClock(),
+        keyring=Keyring(settings.secret_key),
+        events=EventBus(settings.redis_url),
     )
     metrics = Metrics()
     cookie_name = session_cookie_name(settings)
@@ -160,6 +166,27 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
 
+    async def websocket_actor(websocket: WebSocket, payload: dict[str, Any]) -> Actor | None:
+        """EVT-1: the bearer token of connection_init, else the session cookie from an allowed
+        origin (a page of another site must not ride on the browser's cookie)."""
+        authorization = payload.get("authorization")
+        if authorization is not None:
+            if not isinstance(authorization, str):
+                return None
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            return await sessions.authenticate(services, token.strip())
+        cookie = websocket.cookies.get(cookie_name)
+        if not cookie or websocket.headers.get("origin") not in settings.allowed_origins:
+            return None
+        return await sessions.authenticate(services, cookie)
+
+    hub = SubscriptionHub(
+        engine, services.events, lambda actor, meta: Context(services, actor, meta)
+    )
+    graphql_ws = GraphQLWebSocket(engine, hub, websocket_actor)
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -198,6 +225,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         database = await db.open_database(settings.database_url) if manage_database else None
+        await services.events.start()
+        hub.start()
         # OPS-6: with SMTP configured, each serving process also delivers the outbox, unless
         # GARDIEN_OUTBOX_WORKER=off leaves that to dedicated `gardien worker` processes.
         stop_worker = asyncio.Event()
@@ -227,6 +256,8 @@ def create_app(
         try:
             yield
         finally:
+            await hub.stop()
+            await services.events.stop()
             if job_runner is not None:
                 job_runner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -249,6 +280,7 @@ def create_app(
                 graphql.handle,
                 methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             ),
+            WebSocketRoute("/graphql", graphql_ws.handle),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
@@ -264,6 +296,7 @@ def create_app(
     app.state.redis = redis
     app.state.metrics = metrics
     app.state.graphql_engine = engine
+    app.state.graphql_ws = graphql_ws
     return app
 
 

@@ -289,6 +289,12 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         # uvicorn's own rule (which trusts 127.0.0.1 by default) would be a second one.
         proxy_headers=False,
         server_header=False,
+        # EVT-1: the websockets implementation (C-accelerated framing) rather than wsproto, and
+        # no per-message compression: fan-out sends the same frame to thousands of clients, and
+        # deflate would cost CPU and a compression context (~100 KB) per connection.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=65_536,
     )
     return 0
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.connection import get_connections
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from gardien.models import MODEL_MODULES
 
 APP_LABEL = "models"
+logger = logging.getLogger("gardien.db")
+# Set on the outermost transaction's client: what to run once it has committed.
+_AFTER_COMMIT = "_gardien_after_commit"
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
@@ -58,3 +65,39 @@ async def ping() -> None:
     from tortoise.connection import get_connection
 
     await get_connection("default").execute_query("SELECT 1")
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run callback once the current transaction commits; at once outside a transaction.
+
+    Nothing runs when the transaction rolls back. Tortoise has no commit hook, so the outermost
+    transaction's client (a nested transaction is a savepoint on that same client) gets its
+    commit wrapped, once, the first time a callback is queued on it. Callbacks must not block:
+    they hand work to a task or a queue.
+    """
+    connection = get_connections().get("default")
+    if not isinstance(connection, TransactionalDBClient) or connection._finalized:
+        _run(callback)
+        return
+    callbacks: list[Callable[[], None]] | None = getattr(connection, _AFTER_COMMIT, None)
+    if callbacks is None:
+        callbacks = []
+        commit = connection.commit
+        queued = callbacks
+
+        async def commit_then_run() -> None:
+            await commit()
+            for queued_callback in queued:
+                _run(queued_callback)
+
+        setattr(connection, _AFTER_COMMIT, callbacks)
+        connection.commit = commit_then_run  # type: ignore[method-assign]
+    callbacks.append(callback)
+
+
+def _run(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        # The change is committed whatever a listener does; its failure is logged, not raised.
+        logger.exception("after-commit callback failed")

@@ -46,6 +46,7 @@ KNOWN = frozenset(
         "MAX_BODY_BYTES",
         "WEBHOOK_ALLOW_PRIVATE",
         "SIGN_UP_LIFETIME_HOURS",
+        "ALLOWED_ORIGINS",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -94,6 +95,9 @@ class Settings:
     webhook_allow_private: bool = False
     # ORG-1: how long a sign-up's confirmation link stays valid; unconfirmed ones are then purged.
     sign_up_lifetime_hours: int = 24
+    # Origins whose pages may open the GraphQL WebSocket with the session cookie (EVT-1); a
+    # connection authenticated by the cookie from any other origin is refused. Default: public_url.
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def secure_cookies(self) -> bool:
@@ -167,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "GARDIEN_SIGN_UP_LIFETIME_HOURS must be a number of hours from 1 to 168, "
             f"not {sign_up_lifetime!r}"
         )
+    allowed_origins = _origins(values.get("ALLOWED_ORIGINS"), public_url)
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -184,6 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=trusted_proxies,
         metrics_token=metrics_token,
         sign_up_lifetime_hours=int(sign_up_lifetime),
+        allowed_origins=allowed_origins,
         max_depth=_positive_integer(values, "MAX_DEPTH"),
         max_aliases=_positive_integer(values, "MAX_ALIASES"),
         max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),
@@ -225,6 +231,23 @@ def normalise_database_url(url: str) -> str:
             f"GARDIEN_DATABASE_URL must be a sqlite:// or postgres:// URL, not {scheme or url!r}://"
         )
     return url
+
+
+def _origins(value: str | None, public_url: str) -> tuple[str, ...]:
+    """Comma-separated origins (scheme://host[:port]), compared exactly with the Origin header."""
+    if value is None or not value.strip():
+        parts = urlsplit(public_url)
+        return (f"{parts.scheme}://{parts.netloc}",)
+    origins = []
+    for item in value.split(","):
+        origin = item.strip().rstrip("/")
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise SettingsError(
+                f"GARDIEN_ALLOWED_ORIGINS: {origin!r} is not an origin such as https://example.com"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _optional_url(values: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

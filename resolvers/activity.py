@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gardien.models.activity import ActivityEvent
-from gardien.resolvers import webhook_fanout
+from gardien.resolvers import events, webhook_fanout
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.text import is_plain_text
 
@@ -34,6 +34,7 @@ async def _record(
         data=data or {},
     )
     await webhook_fanout.enqueue_deliveries(services, event)
+    await events.publish_after_commit(services, event)
     return event
 
 

@@ -718,6 +718,9 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     # Webhooks (EVT-5): the catalogue is public; endpoints hold signing secrets, so they are
     # managed from a web session only.
     "Query.webhookEventTypes": TokenRule.ANY_SCOPE,
+    # Live security events (EVT-1): the organisation's stream is activity; one's own is private.
+    "Subscription.organisationSecurityEvents": ACTIVITY_READ,
+    "Subscription.viewerSecurityEvents": TokenRule.NEVER,
     "Mutation.createWebhookEndpoint": TokenRule.NEVER,
     "Mutation.updateWebhookEndpoint": TokenRule.NEVER,
     "Mutation.rotateWebhookSecret": TokenRule.NEVER,
@@ -961,3 +964,13 @@ def require_second_factor_manager(actor: Actor) -> SignedInUser:
     user = require_user(actor)
     require(can_manage_second_factors(actor), forbidden(SECOND_FACTORS_FROM_WEB_ONLY))
     return user
+
+
+# --- Live security events (EVT-1, EVT-4) -------------------------------------------------------
+# Asked when a subscription starts and again whenever the subscriber's access changes (role,
+# membership, block, session), so a demoted manager stops receiving at once.
+
+
+def can_watch_organisation_events(membership: CallerMembership | None) -> bool:
+    """EVT-1: the organisation's live events are its activity (ACT-4): managers only."""
+    return can_view_organisation_activity(membership)

@@ -74,6 +74,8 @@ class ErrorCode(StrEnum):
     TWO_FACTOR_NOT_ENABLED = "TWO_FACTOR_NOT_ENABLED"
     TWO_FACTOR_REQUIRED_BY_ORGANISATION = "TWO_FACTOR_REQUIRED_BY_ORGANISATION"
     CONFIRMATION_REQUIRED = "CONFIRMATION_REQUIRED"
+    # Live security events (EVT-1): a connection holds a bounded number of subscriptions.
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 
 
 class DomainError(Exception):

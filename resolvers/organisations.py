@@ -9,7 +9,7 @@ from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.products import Product
 from gardien.models.users import User
-from gardien.resolvers import authz, sql
+from gardien.resolvers import authz, events, sql
 from gardien.resolvers.activity_log import ActivityFilter
 from gardien.resolvers.authz import CallerMembership, RequestScope
 from gardien.resolvers.pagination import Counted, Page, forward_page, page_size
@@ -311,7 +311,7 @@ async def activity(
         authz.forbidden(authz.ACTIVITY_FORBIDDEN),
     )
     authz.require_token_scope(scope.actor, authz.ACTIVITY_READ)
-    query = ActivityEvent.filter(organisation_id=organisation_id)
+    query = events.organisation_events(organisation_id)
     if filters is not None:
         query = filters.apply(query)
     page = await forward_page(query, first, after_id, descending=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gardien.clock import Clock
+from gardien.events import EventBus
 from gardien.mail.outbox import MailOutbox
 from gardien.security import Keyring
 from gardien.settings import Settings
@@ -15,6 +16,8 @@ class Services:
     settings: Settings
     clock: Clock
     keyring: Keyring
+    # Live security events (EVT-1…EVT-4): published after commit; in-process unless Redis is set.
+    events: EventBus = field(default_factory=EventBus)
 
     @property
     def mail(self) -> MailOutbox:

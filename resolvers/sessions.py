@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import PlatformRole, SessionKind
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, sql
+from gardien.resolvers import activity, authz, events, sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import new_token
@@ -117,6 +118,10 @@ async def authenticate(services: Services, token: str) -> Actor | None:
 
 async def revoke(services: Services, session_id: int) -> None:
     await Session.filter(id=session_id, revoked_at=None).update(revoked_at=services.clock.now())
+    user_ids: list[Any] = await Session.filter(id=session_id).values_list("user_id", flat=True)
+    for user_id in user_ids:
+        # EVT-4: live subscriptions opened with this session end once the revocation commits.
+        events.access_changed(services, int(user_id))
 
 
 # --- The user's own sessions (ACT-6) -----------------------------------------------------------
@@ -159,6 +164,8 @@ async def revoke_own_session(
         assert session is not None
         session.revoked_at = now
         await session.save(update_fields=["revoked_at"])
+        # EVT-4: the live subscriptions opened with this session end once this commits.
+        events.access_changed(services, session.user_id)
         await activity.session_revoked(
             services, meta, session.user_id, session_id=session.id, kind=session.kind.value
         )
@@ -167,11 +174,14 @@ async def revoke_own_session(
 
 async def revoke_other_sessions(services: Services, user_id: int, keep_session_id: int) -> int:
     """Every session of the user but the one kept, in the caller's transaction (ACT-5)."""
-    return await (
+    revoked = await (
         Session.filter(user_id=user_id, revoked_at=None)
         .exclude(id=keep_session_id)
         .update(revoked_at=services.clock.now())
     )
+    # EVT-4: the live subscriptions opened with those sessions end once this commits.
+    events.access_changed(services, user_id)
+    return revoked
 
 
 async def own_session(services: Services, actor: Actor, session_id: int) -> Session:

@@ -17,6 +17,7 @@ from gardien.schema.activity import activity_event_by_id
 from gardien.schema.blocking import BlockingMutations, MailboxNode, mailbox_by_id
 from gardien.schema.context import Info
 from gardien.schema.domains import DomainLookup, DomainMutations, domain_by_id, domain_lookup
+from gardien.schema.events import Subscription
 from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
@@ -112,6 +113,7 @@ schema = strawberry.Schema(
             TwoFactorMutations,
         ),
     ),
+    subscription=Subscription,
     types=[ProductNode, MailboxNode, AppPasswordNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, execute
-from graphql.execution import get_variable_values
+from graphql.execution import Executor, create_source_event_stream, get_variable_values
 from strawberry import Schema
 
 from gardien.graphql.documents import (
@@ -97,14 +97,20 @@ class GraphQLEngine:
         operation: PreparedOperation,
         variables: dict[str, Any],
         context: Context,
+        *,
+        root_value: Any = None,
+        gate: bool = True,
     ) -> ExecutionResult:
-        """Gate, then execute. A refused operation runs nothing: data null, the refusal's code."""
+        """Gate, then execute. A refused operation runs nothing: data null, the refusal's code.
+
+        A subscription's events are executed with the event as root_value and gate=False: the
+        gate was asked when the subscription started (open_stream).
+        """
         assert prepared.document is not None
-        try:
-            self.check_operation(operation, context.actor)
-        except DomainError as refusal:
-            error = GraphQLError(refusal.message, operation.node, original_error=refusal)
-            return ExecutionResult(data=None, errors=[error])
+        if gate:
+            refused = self._refusal(operation, context)
+            if refused is not None:
+                return refused
         # Tasks that resolvers start copy this context: they append to the same list.
         collected: list[ErrorCode] = []
         token = payload_errors.set(collected)
@@ -112,6 +118,7 @@ class GraphQLEngine:
             result = execute(
                 self.schema,
                 prepared.document,
+                root_value=root_value,
                 context_value=context,
                 variable_values=variables,
                 operation_name=operation.node.name.value if operation.node.name else None,
@@ -126,6 +133,44 @@ class GraphQLEngine:
         for code in collected:
             self.count_error(code)
         return result
+
+    def _refusal(self, operation: PreparedOperation, context: Context) -> ExecutionResult | None:
+        try:
+            self.check_operation(operation, context.actor)
+        except DomainError as refusal:
+            error = GraphQLError(refusal.message, operation.node, original_error=refusal)
+            return ExecutionResult(data=None, errors=[error])
+        return None
+
+    async def open_stream(
+        self,
+        prepared: PreparedDocument,
+        operation: PreparedOperation,
+        variables: dict[str, Any],
+        context: Context,
+    ) -> Any:
+        """Gate, then run the subscription field's subscribe function: its source (the transport
+        follows it), or an ExecutionResult with the errors that refused it."""
+        assert prepared.document is not None
+        assert operation.kind == "subscription"
+        refused = self._refusal(operation, context)
+        if refused is not None:
+            return refused
+        executor = Executor.build(
+            self.schema,
+            prepared.document,
+            context_value=context,
+            raw_variable_values=variables,
+            operation_name=operation.node.name.value if operation.node.name else None,
+            is_awaitable=self._is_awaitable,
+            hide_suggestions=self.hide_suggestions,
+        )
+        if isinstance(executor, list):
+            return ExecutionResult(data=None, errors=executor)
+        source = create_source_event_stream(executor)
+        if self._is_awaitable(source):
+            source = await source
+        return source
 
     def format_errors(self, errors: list[GraphQLError], request_id: str) -> list[dict[str, Any]]:
         """Errors as the client sees them, each with its code; each counted by code."""

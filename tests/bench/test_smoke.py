@@ -9,24 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, POSTGRES_URL
+from tests.conftest import IN_CI, POSTGRES_URL, REDIS_URL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A smoke run takes about 15 s on a shared 2-core machine; the margin is for a busy one.
 TIMEOUT_SECONDS = 180
 
 
-def _run_smoke(module: str) -> subprocess.CompletedProcess[str]:
+def _run_smoke(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     if not POSTGRES_URL:
         if IN_CI:
             pytest.fail("CI=true needs GARDIEN_TEST_DATABASE_URL: the benchmarks run on PostgreSQL")
         pytest.skip("the benchmarks need PostgreSQL: set GARDIEN_TEST_DATABASE_URL")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("GARDIEN_")}
-    env["GARDIEN_BENCH_DATABASE_URL"] = POSTGRES_URL
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GARDIEN_")}
+    environment["GARDIEN_BENCH_DATABASE_URL"] = POSTGRES_URL
+    environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", module, "--smoke"],
+        [sys.executable, "-m", module, "--smoke", *args],
         cwd=REPO_ROOT,
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=TIMEOUT_SECONDS,
@@ -55,3 +58,22 @@ def test_api4_members_benchmark_smoke_runs_and_both_endpoints_agree() -> None:
         "cProfile: top functions by own time",
     ):
         assert line in report, output
+
+
+def test_evt1_fanout_benchmark_smoke_delivers_every_event_to_every_subscriber() -> None:
+    """bench/fanout.py must not rot: 20 subscribers on one gateway process (and on two sharing
+    Redis, when GARDIEN_TEST_REDIS_URL is set) each receive every event; a lost frame or a
+    failed connection exits non-zero."""
+    layouts = "1,2" if REDIS_URL else "1"
+    extra = {"GARDIEN_BENCH_REDIS_URL": REDIS_URL} if REDIS_URL else {}
+
+    finished = _run_smoke("bench.fanout", "--processes", layouts, env=extra)
+
+    output = f"stdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
+    assert finished.returncode == 0, output
+    assert "[bench] every subscriber received every event" in finished.stderr, output
+    assert "[bench] dropped database gardien_bench_" in finished.stderr, output
+    rows = [line.split() for line in finished.stdout.splitlines()[1:]]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("20", processes, "60/60") for processes in layouts.split(",")
+    ], output

@@ -59,10 +59,13 @@ def fresh_gateway_env(var_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def start_gateway(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[ServedGateway]:
+def start_gateway(
+    env: dict[str, str], host: str = "127.0.0.1", *, prepare: bool = True
+) -> Iterator[ServedGateway]:
     """A gateway of its own: migrated, demo data loaded, serving on a free port until the block
-    ends. `env` decides everything else (GARDIEN_VAR_DIR, production mode, trusted proxies…)."""
-    for command in (["migrate"], ["demo"]):
+    ends. `env` decides everything else (GARDIEN_VAR_DIR, production mode, trusted proxies…).
+    prepare=False serves a database another gateway prepared (a second process of it)."""
+    for command in (["migrate"], ["demo"]) if prepare else ():
         done = gardien(*command, env=env)
         assert done.returncode == 0, done.stderr
     port = free_port(host)

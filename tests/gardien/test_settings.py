@@ -304,3 +304,21 @@ def test_org1_sign_up_lifetime_defaults_to_a_day_and_is_configurable(tmp_path: P
 def test_org1_sign_up_lifetime_out_of_range_refused(tmp_path: Path, raw: str) -> None:
     with pytest.raises(SettingsError, match="GARDIEN_SIGN_UP_LIFETIME_HOURS must be a number"):
         load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_SIGN_UP_LIFETIME_HOURS": raw})
+
+
+def test_evt1_allowed_origins_default_to_the_public_url_and_are_checked(tmp_path: Path) -> None:
+    default = load_settings(
+        {"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_PUBLIC_URL": "https://manager.example/app"}
+    )
+    configured = load_settings(
+        {
+            "GARDIEN_VAR_DIR": str(tmp_path),
+            "GARDIEN_ALLOWED_ORIGINS": "https://console.example, http://localhost:5173/",
+        }
+    )
+
+    assert default.allowed_origins == ("https://manager.example",)
+    assert configured.allowed_origins == ("https://console.example", "http://localhost:5173")
+    for bad in ("console.example", "https://console.example/path", "ftp://console.example"):
+        with pytest.raises(SettingsError, match="GARDIEN_ALLOWED_ORIGINS"):
+            load_settings({"GARDIEN_VAR_DIR": str(tmp_path), "GARDIEN_ALLOWED_ORIGINS": bad})

@@ -17,8 +17,10 @@ from enum import StrEnum
 from typing import Any
 
 import pytest
-from graphql import GraphQLInterfaceType, GraphQLObjectType
+from graphql import ExecutionResult, GraphQLInterfaceType, GraphQLObjectType
+from starlette.applications import Starlette
 
+from gardien.graphql import GraphQLEngine
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
@@ -30,8 +32,11 @@ from gardien.models.products import Product, ProductGrant
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
 from gardien.resolvers import accounts, authz, sessions, webhooks
+from gardien.resolvers.authz import Actor
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
+from gardien.schema.context import Context
+from gardien.schema.events import EventSource
 from gardien.schema.relay import encode_id
 from tests import factories
 from tests.conftest import GraphQLClient
@@ -797,6 +802,14 @@ ROWS: list[Row] = [
         expect(*[Outcome.SIGN_UP_TOKEN_INVALID] * 6)),
     # --- second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------
     *TWO_FACTOR_ROWS,
+    # --- live security events (EVT-1): asked of the subscribe functions (see _subscribe) -------
+    Row("Subscription.organisationSecurityEvents", "the organisation's events",
+        "subscription($id: ID!) { organisationSecurityEvents(organisationId: $id) { cursor } }",
+        ("organisationSecurityEvents",), _organisation,
+        expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Subscription.viewerSecurityEvents", "the caller's own events",
+        "subscription { viewerSecurityEvents { cursor } }", ("viewerSecurityEvents",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
 ]  # fmt: skip
 
 
@@ -978,6 +991,8 @@ INHERITED = frozenset(
         "RemoveTwoFactorMethodPayload.twoFactorEnabled", "RemoveTwoFactorMethodPayload.errors",
         "RevokeAppPasswordPayload.errors", "SendSecurityAlertPayload.errors",
         "UpdateSecurityPolicyPayload.securityPolicy", "UpdateSecurityPolicyPayload.errors",
+        # Live security events (EVT-1): parts of an event the subscription was allowed to follow.
+        "SecurityEventEdge.cursor", "SecurityEventEdge.event",
     }
 )  # fmt: skip
 
@@ -1147,13 +1162,37 @@ async def _ask(gql: GraphQLClient, world: World, caller: Caller, query: str, var
     return response.json()
 
 
+async def _subscribe(app: Starlette, token: str | None, query: str, variables: Any) -> Any:
+    """A subscription is refused or started by its subscribe function, which the WebSocket
+    transport runs through the engine (tests/e2e/test_security_events.py runs the socket)."""
+    engine: GraphQLEngine = app.state.graphql_engine
+    services: Services = app.state.services
+    actor = (await sessions.authenticate(services, token) if token else None) or Actor()
+    prepared = engine.prepare(query)
+    operation = prepared.operation(None)
+    assert operation is not None, prepared.errors
+    source = await engine.open_stream(
+        prepared, operation, variables, Context(services, actor, RequestMeta())
+    )
+    if isinstance(source, ExecutionResult):
+        return {"data": None, "errors": engine.format_errors(list(source.errors or []), "test")}
+    assert isinstance(source, EventSource)
+    (field,) = operation.root_fields
+    return {"data": {field: {"ok": True}}}
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
-async def test_api1_role_matrix_field(services: Services, gql: GraphQLClient, row: Row) -> None:
+async def test_api1_role_matrix_field(
+    services: Services, gql: GraphQLClient, app: Starlette, row: Row
+) -> None:
     world = await _world(services)
 
     observed = {
         caller: _outcome(
-            await _ask(gql, world, caller, row.query, row.variables(world, caller)), row.path
+            await _subscribe(app, world.tokens[caller], row.query, row.variables(world, caller))
+            if row.query.startswith("subscription")
+            else await _ask(gql, world, caller, row.query, row.variables(world, caller)),
+            row.path,
         )
         for caller in CALLERS
     }

@@ -66,7 +66,9 @@ async def test_act4_activity_count_for_an_administrator(services: Services) -> N
 
     counted = await organisations.activity(scope, owner.organisation.id, first=0, after_id=None)
 
-    assert await counted.count() == 2  # the owner's sign-up and the administrator's arrival
+    # The owner's sign-up, the administrator's arrival, and both members' sign-ins (ACT-4:
+    # its members' account security events are the organisation's activity too).
+    assert await counted.count() == 4
 
 
 async def test_act4_members_are_not_found_for_non_members(

@@ -216,8 +216,14 @@ async def test_act4_organisation_activity_only_for_administrators(
 
     if allowed:
         edges = body["data"]["organisation"]["activity"]["edges"]
-        assert [e["node"]["type"] for e in edges] == ["account.signed_up"]
-        assert edges[0]["node"]["actor"]["email"] == "owner@example.test"
+        # Newest first; members' sign-ins are the organisation's activity too (ACT-4).
+        assert [e["node"]["type"] for e in edges] == [
+            "sign_in.succeeded",
+            "sign_in.succeeded",
+            "account.signed_up",
+        ]
+        assert edges[0]["node"]["actor"]["email"] == caller.email
+        assert edges[-1]["node"]["actor"]["email"] == "owner@example.test"
         assert "errors" not in body
     else:
         assert body["data"] == {"organisation": None}

@@ -550,14 +550,13 @@ async def test_api3_invalid_variables_are_explained_not_masked_as_internal_error
 
 
 async def test_api3_subscription_over_http_is_a_request_error(gql: GraphQLClient) -> None:
-    response = await gql.post("subscription Events { securityEvents { id } }")
+    response = await gql.post("subscription Events { viewerSecurityEvents { cursor } }")
 
     errors = assert_no_data_errors(response, 400, GRAPHQL_RESPONSE_JSON)
     assert errors == [
         {
-            "message": "The subscription operation is not supported by the schema.",
-            "locations": [{"line": 1, "column": 1}],
-            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+            "message": "Subscriptions run over WebSocket (graphql-transport-ws).",
+            "extensions": {"code": "BAD_REQUEST"},
         }
     ]
 

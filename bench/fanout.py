@@ -1,0 +1,371 @@
+"""Benchmark: live security events fanned out to many WebSocket subscribers (EVT-1, EVT-3).
+
+Run by hand from the repository root (needs PostgreSQL; Redis for the two-process runs):
+
+    .venv/bin/python -m bench.fanout [--subscribers 1000,5000,10000 --events 20]
+    .venv/bin/python -m bench.fanout --smoke   # a few subscribers: does it run at all
+
+It creates a throw-away database (GARDIEN_BENCH_DATABASE_URL, as bench/members_query.py),
+migrates it, signs up one organisation's owner and adds a member, then for each number N of
+subscribers and each layout (one gateway process; two processes sharing events through Redis,
+GARDIEN_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0):
+
+1. serves `gardien serve` process(es) and opens N graphql-transport-ws connections from
+   separate client processes (bench/_fanout_clients.py), spread evenly over the gateways, each
+   subscribing to OrganisationSecurityEvents of the contract (one group of identical
+   subscriptions: same document, variables and visibility);
+2. reads the gateways' resident memory before and after the connections: memory per connection;
+3. causes `--events` events (a member's role changed, through HTTP on the first gateway) and
+   measures, per delivered frame, the time from the event's occurredAt (stamped when the
+   gateway recorded it, before its commit) to its arrival at the client: p50, p99, max.
+
+The clients share the machine's cores with the gateways, so the latencies include their cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench._load import percentile
+from bench.members_query import (
+    BASE_URL_VARIABLE,
+    DEFAULT_BASE_URL,
+    gardien_settings,
+    progress,
+    throwaway_database,
+)
+from gardien import db
+from gardien.clock import SystemClock
+from gardien.models.enums import Role
+from gardien.models.organisations import Membership
+from gardien.models.users import User
+from gardien.resolvers import accounts
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.schema.relay import encode_id
+from gardien.security import Keyring, hash_password
+from gardien.settings import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REDIS_VARIABLE = "GARDIEN_BENCH_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+HOST = "127.0.0.1"
+OWNER_EMAIL = "owner@fanout.example"
+OWNER_PASSWORD = "plum tree under bench snow"
+SUBSCRIPTION = """
+subscription OrganisationSecurityEvents($organisationId: ID!, $after: String) {
+  organisationSecurityEvents(organisationId: $organisationId, after: $after) {
+    cursor
+    event { id type occurredAt ip country device actor { id email } subject { id email } }
+  }
+}"""
+CHANGE_ROLE = """
+mutation ChangeMemberRole($input: ChangeMemberRoleInput!) {
+  changeMemberRole(input: $input) { membership { id role } errors { code message } }
+}"""
+SUBSCRIBERS_PER_CLIENT_PROCESS = 2500
+EVENT_INTERVAL_SECONDS = 0.25
+
+
+@dataclass
+class Fixture:
+    organisation_id: str
+    membership_id: str
+    token: str
+    changes: list[str] = field(default_factory=list)  # the roles given so far, in order
+
+
+@dataclass(frozen=True)
+class Outcome:
+    subscribers: int
+    processes: int
+    delivered: int
+    expected: int
+    failed: int
+    latencies: list[float]
+    bytes_per_connection: float
+    setup_seconds: float
+
+
+async def populate(settings_env: dict[str, str]) -> Fixture:
+    settings = load_settings(settings_env)
+    await db.migrate(settings.database_url)
+    database = await db.open_database(settings.database_url)
+    try:
+        services = Services(
+            settings=settings, clock=SystemClock(), keyring=Keyring(settings.secret_key)
+        )
+        meta = RequestMeta(device="gardien-bench")
+        # Opened as a confirmed sign-up would be: the bench has no mailbox to confirm from.
+        owner = await accounts.open_account(
+            services,
+            meta,
+            email=OWNER_EMAIL,
+            password_hash=await hash_password(OWNER_PASSWORD),
+            display_name="Owner",
+            language="fr",
+        )
+        now = services.clock.now()
+        member = await User.create(
+            email="member@fanout.example",
+            password_hash=await hash_password("another plum tree under snow"),
+            password_changed_at=now,
+            display_name="Member",
+            created_at=now,
+        )
+        membership = await Membership.create(
+            organisation=owner.organisation, user=member, role=Role.COLLABORATOR, created_at=now
+        )
+        signed_in = await accounts.sign_in(
+            services, meta, login=OWNER_EMAIL, password=OWNER_PASSWORD
+        )
+        assert signed_in.session is not None
+        return Fixture(
+            organisation_id=encode_id("Organisation", owner.organisation.id),
+            membership_id=encode_id("Membership", membership.id),
+            token=signed_in.session.token,
+        )
+    finally:
+        await db.close_database(database)
+
+
+class Gateway:
+    """`gardien serve` on a free port, its output in a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        from bench._server import free_port
+
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self._process: asyncio.subprocess.Process | None = None
+        self._env = env
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        assert self._process is not None, "start() first"
+        return self._process
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gardien.cli",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            cwd=REPO_ROOT,
+            env=self._env,
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                try:
+                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text()[-2000:]}")
+
+    def rss_bytes(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    async def stop(self) -> None:
+        process = self.process
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        self._log.close()
+
+
+async def scenario(
+    settings_env: dict[str, str],
+    fixture: Fixture,
+    subscribers: int,
+    processes: int,
+    events: int,
+    redis_url: str | None,
+) -> Outcome:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GARDIEN_")}
+    env.update(settings_env, GARDIEN_JOBS="off")
+    if redis_url:
+        env["GARDIEN_REDIS_URL"] = redis_url
+    var_dir = Path(settings_env["GARDIEN_VAR_DIR"])
+    gateways = [
+        Gateway(env, var_dir / f"gateway-{subscribers}-{processes}-{i}.log")
+        for i in range(processes)
+    ]
+    for gateway in gateways:
+        await gateway.start()
+    clients: list[asyncio.subprocess.Process] = []
+    try:
+        rss_before = sum(g.rss_bytes() for g in gateways)
+        started = time.monotonic()
+        client_count = max(1, -(-subscribers // SUBSCRIBERS_PER_CLIENT_PROCESS))
+        ws_urls = [g.url.replace("http://", "ws://") + "/graphql" for g in gateways]
+        for index in range(client_count):
+            count = subscribers // client_count + (1 if index < subscribers % client_count else 0)
+            job = {
+                # Each client process spreads its connections over every gateway.
+                "urls": ws_urls[index % len(ws_urls) :] + ws_urls[: index % len(ws_urls)],
+                "count": count,
+                "authorization": f"Bearer {fixture.token}",
+                "query": SUBSCRIPTION,
+                "variables": {"organisationId": fixture.organisation_id},
+                "events": events,
+                "seconds": 120 + subscribers / 50,
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench._fanout_clients",
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=1 << 26,  # the result line holds every latency measured
+            )
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(job).encode() + b"\n")
+            await process.stdin.drain()
+            clients.append(process)
+        for process in clients:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), 300 + subscribers / 20)
+            if not line.startswith(b"ready"):
+                raise RuntimeError(f"client failed: {line!r}")
+        setup_seconds = time.monotonic() - started
+        # Subscriptions join their group just after the subscribe message is read.
+        await asyncio.sleep(1 + subscribers / 5000)
+        rss_after = sum(g.rss_bytes() for g in gateways)
+        progress(f"{subscribers} subscribers on {processes} process(es) in {setup_seconds:.1f} s")
+        async with httpx.AsyncClient(timeout=300) as http:
+            for _ in range(events):
+                # Alternate, from whatever role the previous scenario left: a change to the
+                # same role records no event.
+                fixture.changes.append(
+                    "EXTERNAL" if len(fixture.changes) % 2 == 0 else "COLLABORATOR"
+                )
+                role = fixture.changes[-1]
+                response = await http.post(
+                    f"{gateways[0].url}/graphql",
+                    json={
+                        "query": CHANGE_ROLE,
+                        "variables": {
+                            "input": {"membershipId": fixture.membership_id, "role": role}
+                        },
+                    },
+                    headers={"authorization": f"Bearer {fixture.token}"},
+                )
+                errors = response.json()["data"]["changeMemberRole"]["errors"]
+                if errors:
+                    raise RuntimeError(f"changeMemberRole failed: {errors}")
+                await asyncio.sleep(EVENT_INTERVAL_SECONDS)
+        latencies: list[float] = []
+        failed = 0
+        for process in clients:
+            assert process.stdout is not None
+            result = json.loads(await asyncio.wait_for(process.stdout.readline(), 600))
+            latencies.extend(result["latencies"])
+            failed += result["failed"]
+            if result["failures"]:
+                progress(f"client failures: {result['failures']}")
+            await process.wait()
+        return Outcome(
+            subscribers=subscribers,
+            processes=processes,
+            delivered=len(latencies),
+            expected=subscribers * events,
+            failed=failed,
+            latencies=latencies,
+            bytes_per_connection=(rss_after - rss_before) / subscribers,
+            setup_seconds=setup_seconds,
+        )
+    finally:
+        for process in clients:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        for gateway in gateways:
+            await gateway.stop()
+
+
+def report(outcomes: Sequence[Outcome]) -> None:
+    print("subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn")
+    for o in outcomes:
+        values = o.latencies or [float("nan")]
+        print(
+            f"{o.subscribers:>11}  {o.processes:>9}  {o.delivered:>9}/{o.expected:<8}"
+            f"  {o.failed:>6}  {percentile(values, 0.5) * 1000:>6.0f}"
+            f"  {percentile(values, 0.99) * 1000:>6.0f}  {max(values) * 1000:>6.0f}"
+            f"  {o.bytes_per_connection / 1024:>7.1f}"
+        )
+
+
+async def run(counts: Sequence[int], events: int, layouts: Sequence[int]) -> list[Outcome]:
+    base_url = os.environ.get(BASE_URL_VARIABLE, DEFAULT_BASE_URL)
+    redis_url = os.environ.get(REDIS_VARIABLE, DEFAULT_REDIS_URL)
+    outcomes: list[Outcome] = []
+    async with throwaway_database(base_url) as url, gardien_settings(url) as settings_env:
+        fixture = await populate(settings_env)
+        for count in counts:
+            for processes in layouts:
+                outcomes.append(
+                    await scenario(
+                        settings_env,
+                        fixture,
+                        count,
+                        processes,
+                        events,
+                        redis_url if processes > 1 else None,
+                    )
+                )
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--subscribers", default="1000,5000,10000")
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--processes", default="1,2", help="layouts: gateway processes")
+    parser.add_argument("--smoke", action="store_true", help="20 subscribers, 3 events")
+    args = parser.parse_args(argv)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    counts = [20] if args.smoke else [int(n) for n in args.subscribers.split(",")]
+    events = 3 if args.smoke else args.events
+    layouts = [int(n) for n in args.processes.split(",")]
+    outcomes = asyncio.run(run(counts, events, layouts))
+    report(outcomes)
+    lost = sum(o.expected - o.delivered for o in outcomes)
+    if lost:
+        progress(f"{lost} frames were not delivered")
+        sys.exit(1)
+    progress("every subscriber received every event")
+
+
+if __name__ == "__main__":
+    main()

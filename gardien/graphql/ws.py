@@ -1,0 +1,674 @@
+"""GraphQL over WebSocket (graphql-transport-ws): live security events (EVT-1…EVT-4).
+
+A thin transport on the engine, like http.py: documents are prepared, limited, gated and
+executed by the same GraphQLEngine. What it adds is the protocol
+(https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md) and the fan-out:
+
+- identical subscriptions (same document, operation, variables and visibility) form one group
+  on this process; each event is executed once per group and the group gets one encoded
+  payload, spliced into each subscriber's `next` frame;
+- every connection has a bounded queue of frames and one writer: a client that does not read
+  is closed (1013) once its queue is full, never buffered without end;
+- access changes (a role, a membership, a block, a session) published on the bus make every
+  subscription of that user authorised again; one that no longer is ends with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gardien.events import EventBus
+from gardien.graphql.documents import PreparedDocument, PreparedOperation
+from gardien.graphql.engine import GraphQLEngine
+from gardien.models.activity import ActivityEvent
+from gardien.resolvers import events
+from gardien.resolvers.authz import Actor, RequestScope
+from gardien.resolvers.errors import ErrorCode
+from gardien.resolvers.events import Stream
+from gardien.resolvers.services import RequestMeta
+from gardien.schema.context import Context
+from gardien.schema.events import EventSource
+
+logger = logging.getLogger("gardien.graphql.ws")
+
+SUBPROTOCOL = "graphql-transport-ws"
+# Close codes of the protocol.
+BAD_REQUEST = 4400
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+SUBPROTOCOL_NOT_ACCEPTABLE = 4406
+INIT_TIMEOUT = 4408
+DUPLICATE_ID = 4409
+TOO_MANY_INITIALISATIONS = 4429
+# RFC 6455: the peer cannot keep up (we would have to buffer without end).
+TRY_AGAIN_LATER = 1013
+POLICY_VIOLATION = 1008
+
+
+@dataclass(frozen=True)
+class WebSocketLimits:
+    init_timeout_seconds: float = 3.0
+    max_subscriptions: int = 20
+    # Subscribe messages a connection may send per minute; a flood is closed (1008).
+    max_subscribes_per_minute: int = 120
+    max_message_bytes: int = 65_536
+    # Frames waiting for a client; beyond, the client is too slow and is closed.
+    max_pending_frames: int = 256
+    keepalive_seconds: float = 15.0
+    # EVT-4's fallback, and session upkeep: every so often each connection authenticates its
+    # session again (which also counts the open socket as use of the session, so a dashboard
+    # left open is not timed out as idle) and re-authorises its subscriptions. Access notices
+    # make this immediate for role changes, removals, blocks and revocations; this catches
+    # the rest (the session's absolute lifetime) at a cost of one lookup per connection.
+    reauthenticate_seconds: float = 300.0
+
+
+# The actor of a connection_init payload (or of the session cookie); None refuses it.
+Authenticator = Callable[[WebSocket, dict[str, Any]], Awaitable[Actor | None]]
+ContextMaker = Callable[[Actor, RequestMeta], Context]
+
+
+class ProtocolClose(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# --- Fan-out ---------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Subscriber:
+    connection: Connection
+    id: str
+    stream: Stream
+    group: Group | None = None
+    # While replaying (EVT-2), live frames wait here; the seam drops those already replayed.
+    backlog: list[tuple[int, str]] | None = None
+    ended: bool = False
+
+    def deliver(self, event_id: int, payload: str) -> None:
+        if self.ended:
+            return
+        if self.backlog is not None:
+            self.backlog.append((event_id, payload))
+            return
+        self.connection.send_next(self.id, payload)
+
+
+GroupKey = tuple[str, str | None, bytes, tuple[str, int], int | None]
+
+
+class Group:
+    """Identical subscriptions: executed once per event, one payload for all."""
+
+    def __init__(
+        self,
+        hub: SubscriptionHub,
+        key: GroupKey,
+        prepared: PreparedDocument,
+        operation: PreparedOperation,
+        variables: dict[str, Any],
+        stream: Stream,
+        actor: Actor,
+    ) -> None:
+        self.hub = hub
+        self.key = key
+        self.prepared = prepared
+        self.operation = operation
+        self.variables = variables
+        self.stream = stream
+        self.actor = actor
+        self.subscribers: set[Subscriber] = set()
+        self.queue: asyncio.Queue[ActivityEvent] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(), name="subscription-group")
+
+    async def render(self, event: ActivityEvent) -> str:
+        """The `payload` of a `next` frame for this event, as JSON text."""
+        context = self.hub.make_context(self.actor, RequestMeta())
+        result = await self.hub.engine.execute(
+            self.prepared,
+            self.operation,
+            self.variables,
+            context,
+            root_value=EventSource.root_value(event),
+            gate=False,
+        )
+        return _result_json(self.hub.engine, result, "subscription")
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                payload = await self.render(event)
+            except Exception:
+                logger.exception("rendering a live event failed")
+                continue
+            started = time.perf_counter()
+            for subscriber in list(self.subscribers):
+                subscriber.deliver(event.id, payload)
+            self.hub.fanout_seconds += time.perf_counter() - started
+
+
+class SubscriptionHub:
+    """This process's live subscriptions, fed by the bus."""
+
+    def __init__(self, engine: GraphQLEngine, bus: EventBus, make_context: ContextMaker) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.make_context = make_context
+        self.groups: dict[GroupKey, Group] = {}
+        self.by_topic: dict[tuple[str, int], set[Group]] = {}
+        self.connections_by_user: dict[int, set[Connection]] = {}
+        self.fanout_seconds = 0.0
+        self._unlisten: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        self._unlisten = self.bus.listen(self.on_message)
+
+    async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+        for group in list(self.groups.values()):
+            group.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await group.task
+        self.groups.clear()
+        self.by_topic.clear()
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        if kind == events.ACCESS:
+            for connection in list(self.connections_by_user.get(message["user_id"], ())):
+                connection.recheck_access()
+            return
+        if kind != events.ACTIVITY:
+            return
+        topics = [("organisation", o) for o in message["audience"]]
+        if message["subject_id"] is not None:
+            topics.append(("user", message["subject_id"]))
+        event: ActivityEvent | None = None
+        for topic in topics:
+            for group in self.by_topic.get(topic, ()):
+                if group.stream.shows(message):
+                    event = event or events.event_from_message(message)
+                    group.queue.put_nowait(event)
+
+    def join(
+        self,
+        subscriber: Subscriber,
+        prepared: PreparedDocument,
+        operation: PreparedOperation,
+        query: str,
+        variables: dict[str, Any],
+    ) -> Group:
+        stream = subscriber.stream
+        # An organisation's stream shows every manager the same thing, so its groups execute as
+        # nobody in particular (no private profile field answers); one's own stream is one's own.
+        own = stream.organisation_id is None
+        key: GroupKey = (
+            query,
+            operation.node.name.value if operation.node.name else None,
+            orjson.dumps(variables, option=orjson.OPT_SORT_KEYS),
+            stream.topic,
+            stream.user_id if own else None,
+        )
+        group = self.groups.get(key)
+        if group is None:
+            actor = subscriber.connection.actor if own else Actor()
+            group = Group(self, key, prepared, operation, variables, stream, actor)
+            self.groups[key] = group
+            self.by_topic.setdefault(stream.topic, set()).add(group)
+        group.subscribers.add(subscriber)
+        subscriber.group = group
+        return group
+
+    def leave(self, subscriber: Subscriber) -> None:
+        subscriber.ended = True
+        group = subscriber.group
+        if group is None:
+            return
+        group.subscribers.discard(subscriber)
+        subscriber.group = None
+        if not group.subscribers:
+            del self.groups[group.key]
+            topic_groups = self.by_topic.get(group.stream.topic)
+            if topic_groups is not None:
+                topic_groups.discard(group)
+                if not topic_groups:
+                    del self.by_topic[group.stream.topic]
+            group.task.cancel()
+
+    def register(self, connection: Connection) -> None:
+        user_id = connection.actor.user_id
+        if user_id is not None:
+            self.connections_by_user.setdefault(user_id, set()).add(connection)
+
+    def unregister(self, connection: Connection) -> None:
+        user_id = connection.actor.user_id
+        if user_id is None:
+            return
+        connections = self.connections_by_user.get(user_id)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self.connections_by_user[user_id]
+
+
+def _result_json(engine: GraphQLEngine, result: ExecutionResult, request_id: str) -> str:
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = engine.format_errors(list(result.errors), request_id)
+    return orjson.dumps(body).decode()
+
+
+# --- One connection --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Connection:
+    websocket: WebSocket
+    transport: GraphQLWebSocket
+    actor: Actor = field(default_factory=Actor)
+    init_payload: dict[str, Any] = field(default_factory=dict)
+    # Counts access notices, so a subscription authorised while one arrived is checked again.
+    access_changes: int = 0
+    subscribers: dict[str, Subscriber] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    outgoing: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    closing: tuple[int, str] | None = None
+    acknowledged: bool = False
+    acknowledged_event: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    subscribe_times: list[float] = field(default_factory=list)
+    meta: RequestMeta = field(default_factory=RequestMeta)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._enqueue(orjson.dumps(message).decode())
+
+    def send_next(self, subscription_id: str, payload: str) -> None:
+        # The payload is shared by the whole group; only the id differs per subscriber.
+        self._enqueue(
+            '{"id":'
+            + orjson.dumps(subscription_id).decode()
+            + ',"type":"next","payload":'
+            + payload
+            + "}"
+        )
+
+    def _enqueue(self, frame: str) -> None:
+        if self.closing is not None:
+            return
+        if self.outgoing.qsize() >= self.transport.limits.max_pending_frames:
+            self.close(TRY_AGAIN_LATER, "Slow consumer")
+            return
+        self.outgoing.put_nowait(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            self.closed.set()
+
+    def spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def recheck_access(self) -> None:
+        self.access_changes += 1
+        self.spawn(self.transport.recheck(self))
+
+
+class GraphQLWebSocket:
+    """The /graphql WebSocket endpoint."""
+
+    def __init__(
+        self,
+        engine: GraphQLEngine,
+        hub: SubscriptionHub,
+        authenticate: Authenticator,
+        *,
+        limits: WebSocketLimits | None = None,
+    ) -> None:
+        self.engine = engine
+        self.hub = hub
+        self._authenticate = authenticate
+        self.limits = limits or WebSocketLimits()
+        self.connections: set[Connection] = set()
+
+    async def handle(self, websocket: WebSocket) -> None:
+        if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
+            await websocket.accept()
+            await websocket.close(SUBPROTOCOL_NOT_ACCEPTABLE, "Subprotocol not acceptable")
+            return
+        await websocket.accept(subprotocol=SUBPROTOCOL)
+        client = websocket.client
+        connection = Connection(
+            websocket,
+            self,
+            meta=RequestMeta(
+                ip=client.host if client else None,
+                device=(websocket.headers.get("user-agent") or "")[:200] or None,
+            ),
+        )
+        self.connections.add(connection)
+        writer = asyncio.create_task(self._write(connection), name="ws-writer")
+        reader = asyncio.create_task(self._read(connection), name="ws-reader")
+        keepalive = asyncio.create_task(self._keepalive(connection), name="ws-keepalive")
+        try:
+            await connection.closed.wait()
+        finally:
+            for task in (reader, keepalive, *connection.tasks):
+                task.cancel()
+            for subscriber in list(connection.subscribers.values()):
+                self.hub.leave(subscriber)
+            connection.subscribers.clear()
+            self.hub.unregister(connection)
+            self.connections.discard(connection)
+            await self._finish(connection, writer)
+            for task in (reader, keepalive, *list(connection.tasks)):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _finish(self, connection: Connection, writer: asyncio.Task[None]) -> None:
+        """Flush what is queued (a final error), then close with the code; a stuck client is
+        given a second, then dropped."""
+        code, reason = connection.closing or (1000, "")
+        connection.outgoing.put_nowait(None)
+        if code == TRY_AGAIN_LATER:
+            writer.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 1.0)
+        if connection.websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.websocket.close(code, reason), 1.0)
+
+    async def _write(self, connection: Connection) -> None:
+        websocket = connection.websocket
+        while True:
+            frame = await connection.outgoing.get()
+            if frame is None:
+                return
+            try:
+                await websocket.send_text(frame)
+            except Exception:
+                connection.close(1000, "")
+                return
+
+    async def _keepalive(self, connection: Connection) -> None:
+        """Pings keep idle connections open through proxies; clients answer with pongs. They
+        start once the connection is acknowledged, so a client awaiting its connection_ack
+        (authentication can take a moment) never sees anything else first."""
+        await connection.acknowledged_event.wait()
+        since_check = 0.0
+        while True:
+            await asyncio.sleep(self.limits.keepalive_seconds)
+            connection.send({"type": "ping"})
+            since_check += self.limits.keepalive_seconds
+            if since_check >= self.limits.reauthenticate_seconds:
+                since_check = 0.0
+                await self.recheck(connection)
+
+    async def _read(self, connection: Connection) -> None:
+        websocket = connection.websocket
+        try:
+            try:
+                first = await asyncio.wait_for(
+                    websocket.receive(), self.limits.init_timeout_seconds
+                )
+            except TimeoutError:
+                raise ProtocolClose(INIT_TIMEOUT, "Connection initialisation timeout") from None
+            message: Any = first
+            while True:
+                if message["type"] == "websocket.disconnect":
+                    connection.close(1000, "")
+                    return
+                await self._on_message(connection, self._decode(message))
+                message = await websocket.receive()
+        except ProtocolClose as close:
+            connection.close(close.code, close.reason)
+        except WebSocketDisconnect:
+            connection.close(1000, "")
+        except Exception:
+            logger.exception("WebSocket connection failed")
+            connection.close(1011, "Internal error")
+
+    def _decode(self, message: dict[str, Any]) -> dict[str, Any]:
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        if len(raw) > self.limits.max_message_bytes:
+            raise ProtocolClose(BAD_REQUEST, "Message too large")
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProtocolClose(BAD_REQUEST, "Invalid message received") from None
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("type"), str):
+            raise ProtocolClose(BAD_REQUEST, "Invalid message received")
+        return decoded
+
+    async def _on_message(self, connection: Connection, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            if connection.acknowledged:
+                raise ProtocolClose(TOO_MANY_INITIALISATIONS, "Too many initialisation requests")
+            payload = message.get("payload")
+            if payload is not None and not isinstance(payload, dict):
+                raise ProtocolClose(BAD_REQUEST, "Invalid message received")
+            actor = await self._authenticate(connection.websocket, payload or {})
+            if actor is None or actor.user is None:
+                raise ProtocolClose(FORBIDDEN, "Forbidden")
+            connection.actor = actor
+            connection.init_payload = payload or {}
+            connection.acknowledged = True
+            self.hub.register(connection)
+            connection.send({"type": "connection_ack"})
+            connection.acknowledged_event.set()
+        elif kind == "ping":
+            connection.send({"type": "pong"})
+        elif kind == "pong":
+            pass
+        elif kind == "subscribe":
+            self._on_subscribe(connection, message)
+        elif kind == "complete":
+            subscription_id = message.get("id")
+            if not isinstance(subscription_id, str):
+                raise ProtocolClose(BAD_REQUEST, "Invalid message received")
+            subscriber = connection.subscribers.pop(subscription_id, None)
+            if subscriber is not None:
+                self.hub.leave(subscriber)
+        else:
+            raise ProtocolClose(BAD_REQUEST, "Invalid message received")
+
+    def _on_subscribe(self, connection: Connection, message: dict[str, Any]) -> None:
+        subscription_id = message.get("id")
+        payload = message.get("payload")
+        if (
+            not isinstance(subscription_id, str)
+            or not subscription_id
+            or not isinstance(payload, dict)
+            or not isinstance(payload.get("query"), str)
+            or not isinstance(payload.get("variables") or {}, dict)
+            or not isinstance(payload.get("operationName") or "", str)
+        ):
+            raise ProtocolClose(BAD_REQUEST, "Invalid message received")
+        if not connection.acknowledged:
+            raise ProtocolClose(UNAUTHORIZED, "Unauthorized")
+        if subscription_id in connection.subscribers:
+            reason = f"Subscriber for {subscription_id[:64]} already exists"
+            raise ProtocolClose(DUPLICATE_ID, reason)
+        now = time.monotonic()
+        recent = [t for t in connection.subscribe_times if now - t < 60]
+        if len(recent) >= self.limits.max_subscribes_per_minute:
+            raise ProtocolClose(POLICY_VIOLATION, "Too many subscribe messages")
+        recent.append(now)
+        connection.subscribe_times = recent
+        if len(connection.subscribers) >= self.limits.max_subscriptions:
+            connection.send(
+                _error_message(
+                    subscription_id,
+                    f"At most {self.limits.max_subscriptions} subscriptions per connection.",
+                    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                )
+            )
+            return
+        # Reserved now, so a second subscribe with the same id is a duplicate while this one
+        # is still being prepared and replayed.
+        subscriber = Subscriber(connection, subscription_id, _PENDING_STREAM, backlog=[])
+        connection.subscribers[subscription_id] = subscriber
+        connection.spawn(self._subscribe(connection, subscriber, payload))
+
+    async def _subscribe(
+        self, connection: Connection, subscriber: Subscriber, payload: dict[str, Any]
+    ) -> None:
+        subscription_id = subscriber.id
+        try:
+            await self._run_subscription(connection, subscriber, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("subscription failed")
+            self.engine.count_error(ErrorCode.INTERNAL_ERROR)
+            self._end(
+                connection,
+                subscriber,
+                _error_message(subscription_id, "Internal error.", ErrorCode.INTERNAL_ERROR),
+            )
+
+    def _end(self, connection: Connection, subscriber: Subscriber, message: dict[str, Any]) -> None:
+        if connection.subscribers.get(subscriber.id) is subscriber:
+            del connection.subscribers[subscriber.id]
+        self.hub.leave(subscriber)
+        connection.send(message)
+
+    def _errors(
+        self, connection: Connection, subscriber: Subscriber, errors: list[GraphQLError]
+    ) -> None:
+        formatted = self.engine.format_errors(errors, subscriber.id)
+        message = {"id": subscriber.id, "type": "error", "payload": formatted}
+        self._end(connection, subscriber, message)
+
+    async def _run_subscription(
+        self, connection: Connection, subscriber: Subscriber, payload: dict[str, Any]
+    ) -> None:
+        engine = self.engine
+        query: str = payload["query"]
+        variables: dict[str, Any] = payload.get("variables") or {}
+        prepared = engine.prepare(query)
+        if prepared.document is None:
+            self._errors(connection, subscriber, list(prepared.errors))
+            return
+        operation = prepared.operation(payload.get("operationName"))
+        if operation is None:
+            self._errors(
+                connection,
+                subscriber,
+                [_coded("Name an operation of the document in operationName.")],
+            )
+            return
+        variable_errors = engine.coerce_variables(operation, variables)
+        if variable_errors:
+            self._errors(connection, subscriber, variable_errors)
+            return
+        access_changes = connection.access_changes
+        context = self.hub.make_context(connection.actor, connection.meta)
+        if operation.kind != "subscription":
+            # Queries and mutations over the socket: one result, then complete.
+            result = await engine.execute(prepared, operation, variables, context)
+            if connection.subscribers.get(subscriber.id) is subscriber:
+                del connection.subscribers[subscriber.id]
+                connection.send_next(subscriber.id, _result_json(engine, result, subscriber.id))
+                connection.send({"id": subscriber.id, "type": "complete"})
+            return
+        source = await engine.open_stream(prepared, operation, variables, context)
+        if isinstance(source, ExecutionResult):
+            self._errors(connection, subscriber, list(source.errors or []))
+            return
+        if not isinstance(source, EventSource):
+            self._errors(connection, subscriber, [_coded("This field cannot be subscribed to.")])
+            return
+        if subscriber.ended:
+            return
+        subscriber.stream = source.stream
+        group = self.hub.join(subscriber, prepared, operation, query, variables)
+        if connection.access_changes != access_changes and not await events.still_allowed(
+            RequestScope(connection.actor), subscriber.stream
+        ):
+            # Access changed while this subscription was being authorised: asked again.
+            self._end(connection, subscriber, _no_longer_allowed(subscriber.id))
+            return
+        await self._replay(subscriber, group)
+
+    async def _replay(self, subscriber: Subscriber, group: Group) -> None:
+        """EVT-2: every event after the cursor, then live ones; live events that arrived during
+        the replay wait in the backlog, and those the replay already sent are dropped."""
+        after_id = subscriber.stream.after_id
+        sent: set[int] = set()
+        if after_id is not None:
+            cursor = after_id
+            while not subscriber.ended:
+                page = await events.replay(subscriber.stream, cursor)
+                for event in page:
+                    subscriber.connection.send_next(subscriber.id, await group.render(event))
+                    sent.add(event.id)
+                    cursor = event.id
+                if len(page) < events.REPLAY_PAGE:
+                    break
+        backlog, subscriber.backlog = subscriber.backlog or [], None
+        for event_id, frame_payload in backlog:
+            if event_id not in sent and (after_id is None or event_id > after_id):
+                subscriber.connection.send_next(subscriber.id, frame_payload)
+
+    async def recheck(self, connection: Connection) -> None:
+        """EVT-4: the user's access changed somewhere; is each subscription still allowed?"""
+        actor = await self._authenticate(connection.websocket, connection.init_payload)
+        if actor is None or actor.user_id != connection.actor.user_id:
+            for subscriber in list(connection.subscribers.values()):
+                self._end(
+                    connection,
+                    subscriber,
+                    _error_message(
+                        subscriber.id, "The session has ended.", ErrorCode.UNAUTHENTICATED
+                    ),
+                )
+            connection.close(FORBIDDEN, "Forbidden")
+            return
+        connection.actor = actor
+        scope = RequestScope(actor)
+        for subscriber in list(connection.subscribers.values()):
+            if subscriber.stream is _PENDING_STREAM:
+                continue
+            if not await events.still_allowed(scope, subscriber.stream):
+                self._end(connection, subscriber, _no_longer_allowed(subscriber.id))
+
+
+_PENDING_STREAM = Stream(organisation_id=None, user_id=0, types=frozenset(), after_id=None)
+
+
+def _coded(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": ErrorCode.BAD_REQUEST.value})
+
+
+def _error_message(subscription_id: str, message: str, code: ErrorCode) -> dict[str, Any]:
+    return {
+        "id": subscription_id,
+        "type": "error",
+        "payload": [{"message": message, "extensions": {"code": code.value}}],
+    }
+
+
+def _no_longer_allowed(subscription_id: str) -> dict[str, Any]:
+    return _error_message(
+        subscription_id, "You may no longer follow these events.", ErrorCode.FORBIDDEN
+    )

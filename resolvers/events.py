@@ -1,0 +1,246 @@
+"""Which security events an organisation and a user see, live and replayed (ACT-4, EVT-1…EVT-4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
+
+from gardien import db
+from gardien.models.activity import ActivityEvent
+from gardien.models.organisations import Membership
+from gardien.resolvers import activity_log, authz
+from gardien.resolvers.authz import RequestScope
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import Services
+
+# ACT-4: an organisation's activity shows its own changes and its members' account security
+# events: sign-ins and their failures, new locations, second-factor and password changes. Those
+# are recorded without an organisation (they are the user's); these prefixes name them.
+MEMBER_ACCOUNT_EVENT_PREFIXES = (
+    "sign_in.",
+    "two_factor.",
+    "security_key.",
+    "backup_codes.",
+    "app_password.",
+    "password.",
+    "account.secured",
+    "account.sign_up_attempted",
+)
+
+# Every type resolvers/activity.py records (one list, kept whole by a test in activity_log); the
+# `types` filter accepts these only, so a typo is an error instead of a subscription that
+# silently never fires.
+EVENT_TYPES = activity_log.EVENT_TYPES
+MAX_TYPES = len(EVENT_TYPES)
+
+# EVT-4: events after which the subject's live subscriptions are authorised again.
+ACCESS_CHANGING_TYPES = frozenset(
+    {
+        "member.role_changed",
+        "member.removed",
+        "member.left",
+        "session.signed_out",
+        "session.revoked",
+        "account.secured",
+        "user.blocked_by_support",
+    }
+)
+
+# Replayed from the database in pages of this size (EVT-2).
+REPLAY_PAGE = 200
+
+ACTIVITY = "activity"
+ACCESS = "access"
+
+
+def is_member_account_event(type_: str) -> bool:
+    return type_.startswith(MEMBER_ACCOUNT_EVENT_PREFIXES)
+
+
+def _member_account_types() -> Q:
+    q = Q(type__startswith=MEMBER_ACCOUNT_EVENT_PREFIXES[0])
+    for prefix in MEMBER_ACCOUNT_EVENT_PREFIXES[1:]:
+        q |= Q(type__startswith=prefix)
+    return q
+
+
+def organisation_events(organisation_id: int) -> QuerySet[ActivityEvent]:
+    """ACT-4: the organisation's events, the one predicate of its list and its subscription."""
+    members = Subquery(Membership.filter(organisation_id=organisation_id).values("user_id"))
+    return ActivityEvent.filter(
+        Q(organisation_id=organisation_id)
+        | (Q(subject_id__in=members, organisation_id=None) & _member_account_types())
+    )
+
+
+def user_events(user_id: int) -> QuerySet[ActivityEvent]:
+    """A user's own security events: those whose subject they are."""
+    return ActivityEvent.filter(subject_id=user_id)
+
+
+# --- Publication (EVT-1, EVT-3) ------------------------------------------------------------------
+
+
+async def publish_after_commit(services: Services, event: ActivityEvent) -> None:
+    """Queue the event for live subscribers; it leaves only once the caller's transaction commits.
+
+    Its audience (the organisations whose stream shows it) is decided here, from memberships at
+    the time of the event, with the same rule as organisation_events.
+    """
+    audience: list[int] = []
+    if event.organisation_id is not None:
+        audience.append(event.organisation_id)
+    elif event.subject_id is not None and is_member_account_event(event.type):
+        ids: Iterable[Any] = await Membership.filter(user_id=event.subject_id).values_list(
+            "organisation_id", flat=True
+        )
+        audience.extend(int(i) for i in ids)
+    message = {"kind": ACTIVITY, "audience": audience, **event_fields(event)}
+    bus = services.events
+    db.after_commit(lambda: bus.publish(message))
+    if event.subject_id is not None and event.type in ACCESS_CHANGING_TYPES:
+        access_changed(services, event.subject_id)
+
+
+def access_changed(services: Services, user_id: int) -> None:
+    """EVT-4: after commit, every process re-authorises the user's live subscriptions."""
+    bus = services.events
+    db.after_commit(lambda: bus.publish({"kind": ACCESS, "user_id": user_id}))
+
+
+def event_fields(event: ActivityEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor_id": event.actor_id,
+        "subject_id": event.subject_id,
+        "subject_email": event.subject_email,
+        "organisation_id": event.organisation_id,
+        "ip": event.ip,
+        "country": event.country,
+        "device": event.device,
+        "data": event.data,
+    }
+
+
+def event_from_message(message: dict[str, Any]) -> ActivityEvent:
+    """The committed event as published: read, never saved again (the log is append-only)."""
+    return ActivityEvent(
+        id=message["id"],
+        type=message["type"],
+        occurred_at=datetime.fromisoformat(message["occurred_at"]),
+        actor_id=message["actor_id"],
+        subject_id=message["subject_id"],
+        subject_email=message["subject_email"],
+        organisation_id=message["organisation_id"],
+        ip=message["ip"],
+        country=message["country"],
+        device=message["device"],
+        data=message["data"],
+    )
+
+
+# --- Subscriptions (EVT-1, EVT-2, EVT-4) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stream:
+    """What one subscription follows: an organisation's or a user's events, maybe some types."""
+
+    organisation_id: int | None
+    user_id: int  # the subscriber; with no organisation, the events are their own
+    types: frozenset[str] | None
+    after_id: int | None
+
+    @property
+    def topic(self) -> tuple[str, int]:
+        if self.organisation_id is not None:
+            return ("organisation", self.organisation_id)
+        return ("user", self.user_id)
+
+    def shows(self, message: dict[str, Any]) -> bool:
+        """The live side of organisation_events / user_events, on a published message."""
+        if self.types is not None and message["type"] not in self.types:
+            return False
+        if self.organisation_id is not None:
+            return self.organisation_id in message["audience"]
+        return bool(message["subject_id"] == self.user_id)
+
+    def query(self) -> QuerySet[ActivityEvent]:
+        base = (
+            organisation_events(self.organisation_id)
+            if self.organisation_id is not None
+            else user_events(self.user_id)
+        )
+        return base.filter(type__in=sorted(self.types)) if self.types is not None else base
+
+
+async def organisation_stream(
+    scope: RequestScope, organisation_id: int, types: list[str] | None, after_id: int | None
+) -> Stream:
+    """EVT-1: an organisation's events, for its administrators and legal representatives."""
+    user = authz.require_user(scope.actor)
+    membership = await authz.require_visible_organisation(scope, organisation_id)
+    authz.require(
+        authz.can_watch_organisation_events(membership),
+        authz.forbidden(authz.ACTIVITY_FORBIDDEN),
+    )
+    return await _stream(organisation_id, user.id, types, after_id)
+
+
+async def viewer_stream(
+    scope: RequestScope, types: list[str] | None, after_id: int | None
+) -> Stream:
+    """EVT-1: the caller's own events."""
+    user = authz.require_user(scope.actor)
+    return await _stream(None, user.id, types, after_id)
+
+
+async def _stream(
+    organisation_id: int | None, user_id: int, types: list[str] | None, after_id: int | None
+) -> Stream:
+    if types is not None:
+        unknown = sorted(set(types) - EVENT_TYPES)
+        if unknown or not types:
+            message = f"Unknown event type {unknown[0][:64]!r}." if unknown else "Name a type."
+            raise DomainError(ErrorCode.INVALID_INPUT, message, "types")
+    # A cursor beyond the newest event was not made by this gateway: refused, not waited on.
+    if after_id is not None and after_id > await newest_event_id():
+        raise DomainError(ErrorCode.INVALID_INPUT, "This cursor is not valid.", "after")
+    return Stream(
+        organisation_id=organisation_id,
+        user_id=user_id,
+        types=frozenset(types) if types is not None else None,
+        after_id=after_id,
+    )
+
+
+async def replay(stream: Stream, after_id: int | None) -> list[ActivityEvent]:
+    """EVT-2: the next page of events after the cursor, oldest first."""
+    query = stream.query()
+    if after_id is not None:
+        query = query.filter(id__gt=after_id)
+    return await query.order_by("id").limit(REPLAY_PAGE)
+
+
+async def newest_event_id() -> int:
+    newest: list[Any] = (
+        await ActivityEvent.all().order_by("-id").limit(1).values_list("id", flat=True)
+    )
+    return int(newest[0]) if newest else 0
+
+
+async def still_allowed(scope: RequestScope, stream: Stream) -> bool:
+    """EVT-4: whether the subscriber may still follow the stream (asked on access changes)."""
+    if scope.actor.user_id != stream.user_id:
+        return False
+    if stream.organisation_id is None:
+        return True
+    membership = await authz.membership_of(scope, stream.organisation_id)
+    return authz.can_watch_organisation_events(membership)

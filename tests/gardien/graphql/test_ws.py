@@ -1,0 +1,172 @@
+"""The WebSocket transport under hostile clients, served in-process by uvicorn (EVT-1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+import uvicorn
+from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from gardien.clock import ManualClock
+from gardien.graphql.ws import GraphQLWebSocket, WebSocketLimits
+from gardien.resolvers import sessions
+from gardien.resolvers.services import Services
+from tests import factories
+from tests.ports import free_port
+
+pytestmark = pytest.mark.usefixtures("database")
+HOST = "127.0.0.1"
+
+
+@pytest_asyncio.fixture
+async def served_app(app: Starlette) -> AsyncIterator[str]:
+    """The app on a real socket, as `gardien serve` runs it (websockets-sansio, no deflate)."""
+    port = free_port(HOST)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=HOST,
+            port=port,
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            lifespan="off",
+            log_level="warning",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(1000):  # uvicorn offers no event to wait on
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield f"ws://{HOST}:{port}/graphql"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _slow_reader(url: str, token: str) -> ClientConnection:
+    """A client whose socket barely reads: a tiny receive buffer, one frame queued at most."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    port = urlsplit(url).port
+    assert port is not None
+    await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+    client = await connect(
+        url,
+        sock=sock,
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        compression=None,
+        max_queue=1,
+        ping_interval=None,
+    )
+    await client.send(
+        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    )
+    assert json.loads(await client.recv()) == {"type": "connection_ack"}
+    return client
+
+
+async def test_evt1_a_client_that_never_reads_is_closed_and_forgotten(
+    app: Starlette, served_app: str, services: Services
+) -> None:
+    """Bad input: a slow reader. Its frames queue up to the bound, then the gateway closes it
+    and drops every trace of it; memory does not grow with what it refuses to read."""
+    transport: GraphQLWebSocket = app.state.graphql_ws
+    transport.limits = WebSocketLimits(max_pending_frames=8)
+    signed_up = await factories.sign_up(services)
+    client = await _slow_reader(served_app, signed_up.session.token)
+    assert len(transport.connections) == 1
+    (connection,) = transport.connections
+
+    sent = 0
+    try:
+        while transport.connections and sent < 400_000:
+            # Each ping owes a pong the client never reads.
+            for _ in range(500):
+                await client.send('{"type":"ping"}')
+            sent += 500
+            await asyncio.sleep(0)
+    except ConnectionClosed:
+        pass
+    for _ in range(300):
+        if not transport.connections:
+            break
+        await asyncio.sleep(0.01)
+
+    assert transport.connections == set()
+    assert connection.closing == (1013, "Slow consumer")
+    assert connection.outgoing.qsize() <= 9  # the bound, and the writer's stop marker
+    assert all(task.done() for task in connection.tasks)
+    client.transport.abort()
+
+
+async def _read_until_closed(client: ClientConnection, messages: list[dict[str, Any]]) -> None:
+    """Collects what the server sends (pings aside) until it closes the connection."""
+    while True:
+        message = json.loads(await asyncio.wait_for(client.recv(), 5))
+        if message["type"] != "ping":
+            messages.append(message)
+
+
+async def test_evt4_subscription_ends_when_its_session_reaches_its_lifetime(
+    app: Starlette, served_app: str, services: Services, clock: ManualClock
+) -> None:
+    """No access notice marks the end of a session's 12 hours: the periodic re-authentication
+    does, and ends the subscription (UNAUTHENTICATED, then close 4403)."""
+    transport: GraphQLWebSocket = app.state.graphql_ws
+    transport.limits = WebSocketLimits(keepalive_seconds=0.05, reauthenticate_seconds=0.1)
+    signed_up = await factories.sign_up(services)
+    async with connect(
+        served_app, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None
+    ) as client:
+        await client.send(
+            json.dumps(
+                {
+                    "type": "connection_init",
+                    "payload": {"authorization": f"Bearer {signed_up.session.token}"},
+                }
+            )
+        )
+        assert json.loads(await client.recv()) == {"type": "connection_ack"}
+        await client.send(
+            json.dumps(
+                {
+                    "id": "mine",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { viewerSecurityEvents { cursor } }"},
+                }
+            )
+        )
+        await asyncio.sleep(0.3)  # several re-authentications while the session is valid
+        still_open = transport.connections != set()
+
+        clock.advance(sessions.ABSOLUTE_LIFETIME + timedelta(seconds=1))
+        messages: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_until_closed(client, messages)
+
+    assert still_open
+    assert messages == [
+        {
+            "id": "mine",
+            "type": "error",
+            "payload": [
+                {"message": "The session has ended.", "extensions": {"code": "UNAUTHENTICATED"}}
+            ],
+        }
+    ]
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "Forbidden")
