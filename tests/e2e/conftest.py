@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -96,3 +97,37 @@ def start_gateway(
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+CONFIRM_SIGN_UP = """
+mutation ConfirmSignUp($input: ConfirmSignUpInput!) {
+  confirmSignUp(input: $input) { session { token } errors { code } }
+}
+"""
+
+
+def signed_up_session(served: ServedGateway, email: str, password: str, name: str) -> str:
+    """ORG-1 as a newcomer without a mail server does it: sign up, read the confirmation link
+    with `gardien outbox`, confirm. Answers the new account's session token."""
+    signed_up = httpx.post(
+        f"{served.url}/graphql",
+        json={
+            "query": "mutation($input: SignUpInput!) { signUp(input: $input) { errors { code } } }",
+            "variables": {"input": {"email": email, "password": password, "displayName": name}},
+        },
+        timeout=30,
+    ).json()["data"]["signUp"]
+    assert signed_up["errors"] == [], signed_up
+    listed = gardien("outbox", env=served.env)
+    assert listed.returncode == 0, listed.stderr
+    (block,) = [b for b in listed.stdout.split("\n#") if f"to:       {email}\n" in b]
+    (link,) = re.findall(r"link:\s+(\S+/sign-up/confirm\?token=\S+)", block)
+    token = link.rpartition("token=")[2]
+    confirmed = httpx.post(
+        f"{served.url}/graphql",
+        json={"query": CONFIRM_SIGN_UP, "variables": {"input": {"token": token}}},
+        timeout=30,
+    ).json()["data"]["confirmSignUp"]
+    assert confirmed["errors"] == [], confirmed
+    session_token: str = confirmed["session"]["token"]
+    return session_token

@@ -7,7 +7,7 @@ import time
 
 import pyotp
 
-from tests.e2e.conftest import ServedGateway
+from tests.e2e.conftest import ServedGateway, signed_up_session
 from tests.e2e.test_contract import _post
 
 
@@ -20,12 +20,7 @@ def test_mfa7_served_enrol_totp_sign_out_sign_in_with_password_then_code(
 ) -> None:
     email = "totp.user@example.test"
     password = "lantern over the river"
-    signed_up = _post(
-        served,
-        "SignUp",
-        {"input": {"email": email, "password": password, "displayName": "Totp User"}},
-    ).json()["data"]["signUp"]
-    token = signed_up["session"]["token"]
+    token = signed_up_session(served, email, password, "Totp User")
 
     begun = _post(served, "BeginTotpEnrolment", token=token).json()["data"]["beginTotpEnrolment"]
     confirmed = _post(
@@ -71,18 +66,9 @@ def test_mfa7_served_enrol_totp_sign_out_sign_in_with_password_then_code(
 
 
 def test_pol1_served_require_two_factor_and_send_a_security_alert(served: ServedGateway) -> None:
-    signed_up = _post(
-        served,
-        "SignUp",
-        {
-            "input": {
-                "email": "policy.owner@example.test",
-                "password": "lantern over the river",
-                "displayName": "Policy Owner",
-            }
-        },
-    ).json()["data"]["signUp"]
-    token = signed_up["session"]["token"]
+    token = signed_up_session(
+        served, "policy.owner@example.test", "lantern over the river", "Policy Owner"
+    )
     viewer = _post(served, "Viewer", token=token).json()["data"]["viewer"]
     organisation_id = viewer["currentOrganisation"]["id"]
     membership_id = viewer["memberships"]["edges"][0]["node"]["id"]
