@@ -633,8 +633,18 @@ async def test_act4_organisation_activity_filters_by_type_and_time(
             "organisation": {"activity": {"edges": [{"node": {"type": "support_plan.changed"}}]}}
         }
     }
+    # The sign-up's first sign-in is a member's account event, so it is the organisation's too.
     assert at_sign_up == {
-        "data": {"organisation": {"activity": {"edges": [{"node": {"type": "account.signed_up"}}]}}}
+        "data": {
+            "organisation": {
+                "activity": {
+                    "edges": [
+                        {"node": {"type": "sign_in.succeeded"}},
+                        {"node": {"type": "account.signed_up"}},
+                    ]
+                }
+            }
+        }
     }
     assert unknown["data"] == {"organisation": None}
     assert [(e["extensions"]["code"], e["message"]) for e in unknown["errors"]] == [
