@@ -180,7 +180,10 @@ def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
 
 
 # BLK-3: while a block is active (not lifted) the user's web access is stopped: signing in is
-# refused, and so is every session they already hold, at their very next request. The session
+# refused, and so is every session they already hold, at their very next request. A block is
+# platform-wide (whichever organisation asked for it, and whatever the user's other memberships)
+# and survives the user's removal from that organisation; that organisation's managers lift it
+# through support (resolvers/support.py unblock_user). The session
 # lookup (resolvers/sessions.py) reads this condition in the statement that finds the session,
 # so no request slips between the block and a revocation; `u` is the session's user there.
 WEB_ACCESS_NOT_BLOCKED_SQL = (

@@ -119,6 +119,16 @@ async def revoke(services: Services, session_id: int) -> None:
     await Session.filter(id=session_id, revoked_at=None).update(revoked_at=services.clock.now())
 
 
+async def revoke_all_sessions(services: Services, user_id: int) -> int:
+    """Every open session of the user in one statement, in the caller's transaction (BLK-3).
+
+    Like revoke(), nothing else has to be told: the session lookup reads revoked_at on every
+    request, so the next request of any of these sessions is refused."""
+    return await Session.filter(user_id=user_id, revoked_at=None).update(
+        revoked_at=services.clock.now()
+    )
+
+
 # --- The user's own sessions (ACT-6) -----------------------------------------------------------
 
 
