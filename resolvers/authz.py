@@ -329,15 +329,24 @@ async def require_domain_viewer(scope: RequestScope, organisation_id: int) -> No
 
 async def require_domain_manager(scope: RequestScope, organisation_id: int) -> None:
     """Managers, and members granted the organisation's DOMAIN product while its management is
-    not blocked (ORG-3, BLK-1): the product rule of require_product_manager, for domains."""
+    not blocked (ORG-3, BLK-1): the product rule of require_product_manager, for domains.
+
+    Call it inside the operation's transaction: the granted products are read locked."""
     membership = await require_visible_organisation(scope, organisation_id)
     if can_manage_domains(membership.role):
         return
-    granted = await Product.filter(
+    granted_ids: list[Any] = await Product.filter(
         organisation_id=organisation_id,
         kind=ProductKind.DOMAIN,
         grants__membership_id=membership.id,
-    ).order_by("id")
+    ).values_list("id", flat=True)
+    # Read locked: called inside the operation's transaction, so a block committed since the
+    # caller started counts, and one placed meanwhile waits for the operation (BLK-1).
+    granted = (
+        await Product.filter(id__in=list(granted_ids)).select_for_update().order_by("id")
+        if granted_ids
+        else []
+    )
     if not granted:
         raise DomainError(
             ErrorCode.FORBIDDEN, "Only administrators and legal representatives manage domains."
