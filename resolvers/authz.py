@@ -973,3 +973,17 @@ def require_second_factor_manager(actor: Actor) -> SignedInUser:
     user = require_user(actor)
     require(can_manage_second_factors(actor), forbidden(SECOND_FACTORS_FROM_WEB_ONLY))
     return user
+
+
+def is_told_of_product_block(
+    role: Role, *, granted: bool, notify_technical: bool, blocked_user: bool
+) -> bool:
+    """BLK-1: who is e-mailed when a product's management is blocked or unblocked.
+
+    Collaborators and external members granted the product always: the block takes a right from
+    them (can_manage_product). Everyone else when they asked for technical notices (ORG-4). A
+    user whose web access is blocked (BLK-3) gets nothing."""
+    if blocked_user:
+        return False
+    loses_a_right = granted and role not in ORGANISATION_MANAGERS
+    return loses_a_right or notify_technical

@@ -559,3 +559,29 @@ async def test_blk1_mailbox_operations_see_a_block_committed_after_they_started(
     assert isinstance(created, DomainError) and created.code == ErrorCode.PRODUCT_BLOCKED
     assert isinstance(deleted, DomainError) and deleted.code == ErrorCode.PRODUCT_BLOCKED
     assert [m.address for m in await Mailbox.all()] == ["k@example.test"]
+
+
+# --- BLK-1: who is told of a block, one named rule ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "granted", "notify_technical", "blocked_user", "told"),
+    [
+        (Role.COLLABORATOR, True, False, False, True),
+        (Role.EXTERNAL, True, False, False, True),
+        (Role.COLLABORATOR, False, False, False, False),
+        (Role.ADMINISTRATOR, True, False, False, False),
+        (Role.LEGAL_REPRESENTATIVE, False, True, False, True),
+        (Role.EXTERNAL, False, True, False, True),
+        (Role.COLLABORATOR, True, True, True, False),
+    ],
+)
+def test_blk1_who_is_told_of_a_product_block_is_an_authz_rule(
+    role: Role, granted: bool, notify_technical: bool, blocked_user: bool, told: bool
+) -> None:
+    assert (
+        authz.is_told_of_product_block(
+            role, granted=granted, notify_technical=notify_technical, blocked_user=blocked_user
+        )
+        is told
+    )
