@@ -51,6 +51,8 @@ async def claim_due(
                 id=row.pk, status=OutboxStatus.PENDING, next_attempt_at__lte=now
             ).update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
             if taken:
+                # Row is bound to Model, which declares no `attempts`: every model claimed here
+                # has one (see above), and a typing Protocol cannot also be a Tortoise Model.
                 row.attempts += 1  # type: ignore[attr-defined]
                 row.next_attempt_at = lease_until
                 claimed.append(row)

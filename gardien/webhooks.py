@@ -23,6 +23,9 @@ MAX_URL_LENGTH = 2048
 # Receivers are expected to answer at once and work afterwards (as Stripe and GitHub ask): a slow
 # receiver must not hold a worker, and the whole batch must end well within its lease.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# httpx's timeouts bound each read, so a receiver answering a byte at a time never trips them:
+# this bounds the whole attempt (address check, connection, request, response head).
+DEADLINE_SECONDS = 10.0
 # Receivers reject a signature older than this (replays); gardien signs with its clock's time.
 SIGNATURE_TOLERANCE_SECONDS = 300
 ERROR_LENGTH = 500
@@ -163,9 +166,16 @@ class WebhookSender:
     """POSTs signed deliveries; redirects are not followed (a 3xx is a failure) and the proxy
     settings of the environment are ignored, so the address check is the whole story."""
 
-    def __init__(self, *, allow_private: bool, timeout: httpx.Timeout = TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout: httpx.Timeout = TIMEOUT,
+        deadline: float = DEADLINE_SECONDS,
+    ) -> None:
         self._allow_private = allow_private
         self._timeout = timeout
+        self._deadline = deadline
 
     def client(self) -> httpx.AsyncClient:
         # No connection reuse: connections are keyed by the pinned address, so two host names
@@ -178,6 +188,15 @@ class WebhookSender:
         )
 
     async def post(
+        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+    ) -> Attempt:
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._post(client, url, body, headers)
+        except TimeoutError:
+            return Attempt(None, f"no answer within {self._deadline:g} s")
+
+    async def _post(
         self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
     ) -> Attempt:
         try:

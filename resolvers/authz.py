@@ -180,7 +180,10 @@ def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
 
 
 # BLK-3: while a block is active (not lifted) the user's web access is stopped: signing in is
-# refused, and so is every session they already hold, at their very next request. The session
+# refused, and so is every session they already hold, at their very next request. A block is
+# platform-wide (whichever organisation asked for it, and whatever the user's other memberships)
+# and survives the user's removal from that organisation; that organisation's managers lift it
+# through support (resolvers/support.py unblock_user). The session
 # lookup (resolvers/sessions.py) reads this condition in the statement that finds the session,
 # so no request slips between the block and a revocation; `u` is the session's user there.
 WEB_ACCESS_NOT_BLOCKED_SQL = (
@@ -326,15 +329,24 @@ async def require_domain_viewer(scope: RequestScope, organisation_id: int) -> No
 
 async def require_domain_manager(scope: RequestScope, organisation_id: int) -> None:
     """Managers, and members granted the organisation's DOMAIN product while its management is
-    not blocked (ORG-3, BLK-1): the product rule of require_product_manager, for domains."""
+    not blocked (ORG-3, BLK-1): the product rule of require_product_manager, for domains.
+
+    Call it inside the operation's transaction: the granted products are read locked."""
     membership = await require_visible_organisation(scope, organisation_id)
     if can_manage_domains(membership.role):
         return
-    granted = await Product.filter(
+    granted_ids: list[Any] = await Product.filter(
         organisation_id=organisation_id,
         kind=ProductKind.DOMAIN,
         grants__membership_id=membership.id,
-    ).order_by("id")
+    ).values_list("id", flat=True)
+    # Read locked: called inside the operation's transaction, so a block committed since the
+    # caller started counts, and one placed meanwhile waits for the operation (BLK-1).
+    granted = (
+        await Product.filter(id__in=list(granted_ids)).select_for_update().order_by("id")
+        if granted_ids
+        else []
+    )
     if not granted:
         raise DomainError(
             ErrorCode.FORBIDDEN, "Only administrators and legal representatives manage domains."
@@ -974,3 +986,17 @@ def require_second_factor_manager(actor: Actor) -> SignedInUser:
 def can_watch_organisation_events(membership: CallerMembership | None) -> bool:
     """EVT-1: the organisation's live events are its activity (ACT-4): managers only."""
     return can_view_organisation_activity(membership)
+
+
+def is_told_of_product_block(
+    role: Role, *, granted: bool, notify_technical: bool, blocked_user: bool
+) -> bool:
+    """BLK-1: who is e-mailed when a product's management is blocked or unblocked.
+
+    Collaborators and external members granted the product always: the block takes a right from
+    them (can_manage_product). Everyone else when they asked for technical notices (ORG-4). A
+    user whose web access is blocked (BLK-3) gets nothing."""
+    if blocked_user:
+        return False
+    loses_a_right = granted and role not in ORGANISATION_MANAGERS
+    return loses_a_right or notify_technical

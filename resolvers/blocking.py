@@ -9,7 +9,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
-from gardien.models.enums import ProductKind, Role
+from gardien.models.enums import ProductKind
 from gardien.models.organisations import Membership, UserBlock
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import activity, authz, ratelimits
@@ -66,12 +66,7 @@ async def _locked_product(product_id: int) -> Product:
 
 
 async def product_notice_recipients(product: Product) -> list[Membership]:
-    """BLK-1: who is told of a block or unblock.
-
-    The collaborators and external members granted the product always: the block takes a right
-    from them. Everyone else when they asked for technical notices (ORG-4). A blocked user
-    (BLK-3) gets nothing: their access is stopped.
-    """
+    """BLK-1: who is told of a block or unblock (the rule: authz.is_told_of_product_block)."""
     members = await Membership.filter(organisation_id=product.organisation_id).select_related(
         "user"
     )
@@ -86,9 +81,11 @@ async def product_notice_recipients(product: Product) -> list[Membership]:
         m
         for m in members
         if m.user.email is not None
-        and m.user_id not in blocked
-        and (
-            (m.id in granted and m.role in (Role.COLLABORATOR, Role.EXTERNAL)) or m.notify_technical
+        and authz.is_told_of_product_block(
+            m.role,
+            granted=m.id in granted,
+            notify_technical=m.notify_technical,
+            blocked_user=m.user_id in blocked,
         )
     ]
 
@@ -128,13 +125,28 @@ async def block_product_management(
     A mail service cannot be blocked this way (BLK-2): its members would lose their mail; it is
     put in maintenance instead.
     """
+    return await _set_management_block(services, meta, scope, product_id, blocked=True)
+
+
+async def unblock_product_management(
+    services: Services, meta: RequestMeta, scope: RequestScope, product_id: int
+) -> Product:
+    """BLK-1: only managers unblock; members are told as of the block."""
+    return await _set_management_block(services, meta, scope, product_id, blocked=False)
+
+
+async def _set_management_block(
+    services: Services, meta: RequestMeta, scope: RequestScope, product_id: int, *, blocked: bool
+) -> Product:
     user = authz.require_user(scope.actor)
     product, caller = await _product_for_manager(scope, product_id)
     authz.require(
         authz.can_block_product_management(caller),
         authz.forbidden(authz.PRODUCT_BLOCKING_FORBIDDEN),
     )
-    if product.kind == ProductKind.MAIL_SERVICE:
+    # Only blocking is refused for a mail service: unblocking one (never blocked) answers
+    # PRODUCT_NOT_BLOCKED like any product that is not blocked.
+    if blocked and product.kind == ProductKind.MAIL_SERVICE:
         raise DomainError(
             ErrorCode.MAIL_SERVICE_NOT_BLOCKABLE,
             "A mail service cannot be blocked: put it in maintenance instead (setMailMaintenance).",
@@ -142,56 +154,30 @@ async def block_product_management(
         )
     async with in_transaction():
         product = await _locked_product(product_id)
-        if product.management_blocked_at is not None:
-            raise DomainError(
-                ErrorCode.PRODUCT_ALREADY_BLOCKED,
-                "This product's management is already blocked.",
-                "productId",
-            )
-        product.management_blocked_at = services.clock.now()
-        product.management_blocked_by_id = user.id
-        await product.save(update_fields=["management_blocked_at", "management_blocked_by_id"])
-        notified = await _notify_members(
-            services, product, user.display_name, caller.organisation_name, blocked=True
-        )
-        await activity.product_management_blocked(
-            services,
-            meta,
-            actor_id=user.id,
-            organisation_id=product.organisation_id,
-            product_id=product.id,
-            name=product.name,
-            kind=product.kind.value,
-            notified=notified,
-        )
-    return product
-
-
-async def unblock_product_management(
-    services: Services, meta: RequestMeta, scope: RequestScope, product_id: int
-) -> Product:
-    """BLK-1: only managers unblock; members are told as of the block."""
-    user = authz.require_user(scope.actor)
-    _, caller = await _product_for_manager(scope, product_id)
-    authz.require(
-        authz.can_block_product_management(caller),
-        authz.forbidden(authz.PRODUCT_BLOCKING_FORBIDDEN),
-    )
-    async with in_transaction():
-        product = await _locked_product(product_id)
-        if product.management_blocked_at is None:
+        if (product.management_blocked_at is not None) == blocked:
+            if blocked:
+                raise DomainError(
+                    ErrorCode.PRODUCT_ALREADY_BLOCKED,
+                    "This product's management is already blocked.",
+                    "productId",
+                )
             raise DomainError(
                 ErrorCode.PRODUCT_NOT_BLOCKED,
                 "This product's management is not blocked.",
                 "productId",
             )
-        product.management_blocked_at = None
-        product.management_blocked_by_id = None
+        product.management_blocked_at = services.clock.now() if blocked else None
+        product.management_blocked_by_id = user.id if blocked else None
         await product.save(update_fields=["management_blocked_at", "management_blocked_by_id"])
         notified = await _notify_members(
-            services, product, user.display_name, caller.organisation_name, blocked=False
+            services, product, user.display_name, caller.organisation_name, blocked=blocked
         )
-        await activity.product_management_unblocked(
+        record = (
+            activity.product_management_blocked
+            if blocked
+            else activity.product_management_unblocked
+        )
+        await record(
             services,
             meta,
             actor_id=user.id,

@@ -179,7 +179,9 @@ async def _membership(scope: RequestScope, organisation_id: int) -> CallerMember
 async def _require_manager_of_domain(scope: RequestScope, domain_id: int) -> int:
     """The domain's organisation, once the caller is one of its managers.
 
-    An unknown domain and another organisation's domain get the same NOT_FOUND (DOM-5).
+    An unknown domain and another organisation's domain get the same NOT_FOUND (DOM-5). Called
+    inside the operation's transaction, so the DOMAIN product's block state is read locked there
+    (BLK-1): a block placed after the caller started still stops a collaborator.
     """
     authz.require_user(scope.actor)
     domain = await Domain.get_or_none(id=domain_id)
@@ -219,14 +221,14 @@ async def renew_domain(
     services: Services, meta: RequestMeta, scope: RequestScope, domain_id: int, years: int
 ) -> DomainView:
     """DOM-2: extend from the current expiry, not from today."""
-    organisation_id = await _require_manager_of_domain(scope, domain_id)
-    if not 1 <= years <= MAX_RENEWAL_YEARS:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            f"A renewal is for 1 to {MAX_RENEWAL_YEARS} years.",
-            "years",
-        )
     async with in_transaction():
+        organisation_id = await _require_manager_of_domain(scope, domain_id)
+        if not 1 <= years <= MAX_RENEWAL_YEARS:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                f"A renewal is for 1 to {MAX_RENEWAL_YEARS} years.",
+                "years",
+            )
         domain = await _locked(domain_id)
         _refuse_released(domain)
         if domain.status == DomainStatus.REDEMPTION:
@@ -256,9 +258,9 @@ async def restore_domain(
     services: Services, meta: RequestMeta, scope: RequestScope, domain_id: int
 ) -> Restored:
     """DOM-3: during redemption only; the TLD's restore fee is charged, one year from today."""
-    organisation_id = await _require_manager_of_domain(scope, domain_id)
     now = services.clock.now()
     async with in_transaction():
+        organisation_id = await _require_manager_of_domain(scope, domain_id)
         domain = await _locked(domain_id)
         _refuse_released(domain)
         if domain.status != DomainStatus.REDEMPTION:
@@ -315,8 +317,8 @@ async def set_renewal_warranty(
     services: Services, meta: RequestMeta, scope: RequestScope, domain_id: int, enabled: bool
 ) -> DomainView:
     """DOM-4: switch the renewal warranty on or off (not for a released domain)."""
-    organisation_id = await _require_manager_of_domain(scope, domain_id)
     async with in_transaction():
+        organisation_id = await _require_manager_of_domain(scope, domain_id)
         domain = await _locked(domain_id)
         _refuse_released(domain)
         if domain.renewal_warranty != enabled:

@@ -58,6 +58,21 @@ async def _mailbox(scope: RequestScope, mailbox_id: int) -> tuple[Mailbox, Produ
     return mailbox, mailbox.product
 
 
+async def _require_manager_of_locked(scope: RequestScope, product: Product) -> None:
+    """BLK-1 inside the operation's transaction: the product row is read locked, so a block
+    committed after the caller looked at the product still stops them, and a block placed
+    meanwhile waits for the operation to end."""
+    locked = await Product.filter(id=product.id).select_for_update().first()
+    if locked is None:  # deleted meanwhile
+        raise DomainError(ErrorCode.NOT_FOUND, "No such product.", "productId")
+    await authz.require_product_manager(
+        scope,
+        locked.organisation_id,
+        locked.id,
+        management_blocked=locked.management_blocked_at is not None,
+    )
+
+
 def normalise_address(raw: str) -> str:
     address = raw.strip().lower()
     if len(address) > 254 or not _ADDRESS.match(address):
@@ -71,15 +86,10 @@ async def create_mailbox(
     """A product-management operation: managers, and granted members unless blocked (BLK-1)."""
     user = authz.require_user(scope.actor)
     product = await _mail_service(scope, product_id)
-    await authz.require_product_manager(
-        scope,
-        product.organisation_id,
-        product.id,
-        management_blocked=product.management_blocked_at is not None,
-    )
-    address = normalise_address(raw_address)
     try:
         async with in_transaction():
+            await _require_manager_of_locked(scope, product)
+            address = normalise_address(raw_address)
             mailbox = await Mailbox.create(
                 product_id=product.id, address=address, created_at=services.clock.now()
             )
@@ -106,13 +116,8 @@ async def delete_mailbox(
     e-mail hosted in the deleted mailbox.)"""
     user = authz.require_user(scope.actor)
     mailbox, product = await _mailbox(scope, mailbox_id)
-    await authz.require_product_manager(
-        scope,
-        product.organisation_id,
-        product.id,
-        management_blocked=product.management_blocked_at is not None,
-    )
     async with in_transaction():
+        await _require_manager_of_locked(scope, product)
         deleted = await Mailbox.filter(id=mailbox.id).delete()
         if not deleted:  # deleted meanwhile
             raise _no_such_mailbox()

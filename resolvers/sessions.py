@@ -124,6 +124,18 @@ async def revoke(services: Services, session_id: int) -> None:
         events.access_changed(services, int(user_id))
 
 
+async def revoke_all_sessions(services: Services, user_id: int) -> int:
+    """Every open session of the user in one statement, in the caller's transaction (BLK-3).
+
+    The session lookup reads revoked_at on every request, so the next request of any of these
+    sessions is refused; live subscriptions are told once this commits (EVT-4)."""
+    revoked = await Session.filter(user_id=user_id, revoked_at=None).update(
+        revoked_at=services.clock.now()
+    )
+    events.access_changed(services, user_id)
+    return revoked
+
+
 # --- The user's own sessions (ACT-6) -----------------------------------------------------------
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import PlatformRole
 from gardien.models.organisations import Membership, UserBlock
-from gardien.models.sessions import Session
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, profile, ratelimits, sessions
 from gardien.resolvers.authz import Actor, SignedInUser
@@ -76,8 +74,9 @@ def _codes_match(services: Services, stored: bytes | None, given: str) -> bool:
 
 async def _verified_requester(
     services: Services, meta: RequestMeta, agent: SignedInUser, request: SupportRequest
-) -> tuple[Membership, Membership]:
-    """The manager whose support code was given, and the target's membership.
+) -> tuple[Membership, Membership | None]:
+    """The manager whose support code was given, and the target's membership (None when the
+    target is no member of the organisation: the caller decides whether that is fatal).
 
     Every attempt is counted against the agent and the organisation before any code is compared,
     and given back when it proves right, so only wrong codes spend the budgets.
@@ -113,13 +112,12 @@ async def _verified_requester(
         )
     await ratelimits.give_back(services, SUPPORT_CODE_FAILURES_PER_AGENT, agent_key)
     await ratelimits.give_back(services, SUPPORT_CODE_FAILURES_PER_ORGANISATION, organisation_key)
-    if target is None:
-        raise DomainError(ErrorCode.NOT_FOUND, "No such member.", "userId")
     requester = matches[0]
-    authz.require(
-        authz.can_request_user_block(requester.role, target.role),
-        authz.forbidden("Only a legal representative may ask to block a legal representative."),
-    )
+    if target is not None:
+        authz.require(
+            authz.can_request_user_block(requester.role, target.role),
+            authz.forbidden("Only a legal representative may ask to block a legal representative."),
+        )
     return requester, target
 
 
@@ -131,7 +129,12 @@ async def block_user(
     agent = _require_agent(actor)
     justification = _justification(request.justification)
     requester, target = await _verified_requester(services, meta, agent, request)
+    if target is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such member.", "userId")
     async with in_transaction():
+        # The user's row lock serialises concurrent blocks of the same user, so two agents (or a
+        # double click) cannot both find no active block and each create one.
+        await User.select_for_update().get(id=target.user_id)
         if await UserBlock.exists(
             organisation_id=request.organisation_id, user_id=target.user_id, lifted_at=None
         ):
@@ -147,11 +150,7 @@ async def block_user(
             created_at=services.clock.now(),
         )
         # Revoked too, not only refused while blocked: lifting the block must not revive them.
-        open_ids: list[Any] = await Session.filter(
-            user_id=target.user_id, revoked_at=None
-        ).values_list("id", flat=True)
-        for session_id in open_ids:
-            await sessions.revoke(services, int(session_id))
+        revoked = await sessions.revoke_all_sessions(services, target.user_id)
         await activity.user_blocked_by_support(
             services,
             meta,
@@ -160,7 +159,7 @@ async def block_user(
             organisation_id=request.organisation_id,
             requested_by_id=requester.user_id,
             justification=justification,
-            sessions_revoked=len(open_ids),
+            sessions_revoked=revoked,
         )
     return block
 
@@ -168,32 +167,41 @@ async def block_user(
 async def unblock_user(
     services: Services, meta: RequestMeta, actor: Actor, request: SupportRequest
 ) -> UserBlock:
-    """BLK-3: lifting a block asks the same proof and a justification as placing it."""
+    """BLK-3: lifting a block asks the same proof and a justification as placing it.
+
+    The block is found by (organisation, user), not through a membership: a user removed from the
+    organisation after being blocked stays blocked platform-wide, and the managers of the
+    organisation that asked for the block must still be able to lift it. Every active block of
+    that pair is lifted, so no stray duplicate keeps the user out.
+    """
     agent = _require_agent(actor)
     justification = _justification(request.justification)
-    requester, target = await _verified_requester(services, meta, agent, request)
+    requester, _ = await _verified_requester(services, meta, agent, request)
     async with in_transaction():
-        block = (
+        await User.select_for_update().filter(id=request.user_id).first()
+        blocks = (
             await UserBlock.filter(
-                organisation_id=request.organisation_id, user_id=target.user_id, lifted_at=None
+                organisation_id=request.organisation_id, user_id=request.user_id, lifted_at=None
             )
             .select_for_update()
-            .first()
+            .order_by("id")
         )
-        if block is None:
+        if not blocks:
             raise DomainError(ErrorCode.USER_NOT_BLOCKED, "This user is not blocked.", "userId")
-        block.lifted_at = services.clock.now()
-        await block.save(update_fields=["lifted_at"])
+        now = services.clock.now()
+        await UserBlock.filter(id__in=[block.id for block in blocks]).update(lifted_at=now)
+        for block in blocks:
+            block.lifted_at = now
         await activity.user_unblocked_by_support(
             services,
             meta,
             agent_id=agent.id,
-            subject_id=target.user_id,
+            subject_id=request.user_id,
             organisation_id=request.organisation_id,
             requested_by_id=requester.user_id,
             justification=justification,
         )
-    return block
+    return blocks[0]
 
 
 # --- support agents, from the command line (never through the API) ---------------------------

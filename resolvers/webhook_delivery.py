@@ -45,6 +45,9 @@ BACKOFF_CAP = timedelta(hours=2)
 DISABLE_AFTER_FAILURES = 20
 DISABLE_AFTER_FAILING_FOR = timedelta(hours=24)
 POLL_SECONDS = 2.0
+# A batch is sent concurrently, one delivery at a time per endpoint (a receiver sees its events in
+# order and is not flooded), so one slow receiver does not hold up the others.
+MAX_CONCURRENT_ENDPOINTS = 10
 
 
 def backoff(attempts: int, rng: random.Random) -> timedelta:
@@ -102,10 +105,24 @@ class WebhookWorker:
         """Claim one batch and try to deliver it; returns how many deliveries were attempted."""
         batch = await self.claim()
         if batch:
-            async with self._sender.client() as client:
-                for delivery in batch:
-                    await self._deliver(client, delivery)
+            per_endpoint: dict[int, list[WebhookDelivery]] = {}
+            for delivery in batch:
+                per_endpoint.setdefault(delivery.endpoint_id, []).append(delivery)
+            bound = asyncio.Semaphore(MAX_CONCURRENT_ENDPOINTS)
+            async with self._sender.client() as client, asyncio.TaskGroup() as group:
+                for deliveries in per_endpoint.values():
+                    group.create_task(self._deliver_in_turn(client, bound, deliveries))
         return len(batch)
+
+    async def _deliver_in_turn(
+        self,
+        client: httpx.AsyncClient,
+        bound: asyncio.Semaphore,
+        deliveries: list[WebhookDelivery],
+    ) -> None:
+        async with bound:
+            for delivery in deliveries:
+                await self._deliver(client, delivery)
 
     async def drain(self) -> int:
         """Attempt every delivery due now (each at most once); returns how many were attempted."""

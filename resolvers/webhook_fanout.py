@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from gardien.resolvers.services import Services
 
 # The activity an integrator may subscribe to: events of an organisation. A user's own events
-# (sign-ins, sign-outs, switching organisation) concern that person, not the organisation.
+# (sign-ins, sign-outs, switching organisation) concern that person, not the organisation; a
+# sign-up is recorded before the organisation exists to carry an endpoint, so it is not offered.
 EVENT_TYPES: tuple[str, ...] = (
-    "account.signed_up",
     "member.joined",
     "member.role_changed",
     "member.removed",

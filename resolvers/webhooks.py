@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from gardien.models.activity import ActivityEvent
 from gardien.models.enums import OutboxStatus
+from gardien.models.organisations import Organisation
 from gardien.models.outbox import WebhookDelivery, WebhookEndpoint
-from gardien.resolvers import activity, authz
+from gardien.resolvers import activity, authz, sql
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -99,16 +101,18 @@ async def create_webhook_endpoint(
     await authz.require_webhook_manager(scope, organisation_id)
     types = checked_event_types(event_types)
     checked = await checked_url(services, url)
-    if (
-        await WebhookEndpoint.filter(organisation_id=organisation_id).count()
-        >= MAX_ENDPOINTS_PER_ORGANISATION
-    ):
-        raise DomainError(
-            ErrorCode.TOO_MANY_WEBHOOK_ENDPOINTS,
-            f"An organisation has at most {MAX_ENDPOINTS_PER_ORGANISATION} webhook endpoints.",
-        )
     secret = new_secret()
     async with in_transaction():
+        # The organisation's row lock serialises concurrent registrations, so the cap holds.
+        await Organisation.select_for_update().get(id=organisation_id)
+        if (
+            await WebhookEndpoint.filter(organisation_id=organisation_id).count()
+            >= MAX_ENDPOINTS_PER_ORGANISATION
+        ):
+            raise DomainError(
+                ErrorCode.TOO_MANY_WEBHOOK_ENDPOINTS,
+                f"An organisation has at most {MAX_ENDPOINTS_PER_ORGANISATION} webhook endpoints.",
+            )
         endpoint = await WebhookEndpoint.create(
             organisation_id=organisation_id,
             url=checked,
@@ -216,7 +220,7 @@ async def organisation_webhook_endpoints(
     """Oldest first, each with its latest deliveries; managers only."""
     await authz.require_webhook_manager(scope, organisation_id)
     endpoints = await WebhookEndpoint.filter(organisation_id=organisation_id).order_by("id")
-    return [await _view(endpoint) for endpoint in endpoints]
+    return await _views(endpoints, _RECENT_BY_ORGANISATION, organisation_id)
 
 
 async def visible_endpoint(scope: RequestScope, endpoint_id: int) -> EndpointView | None:
@@ -236,20 +240,53 @@ async def give_up_pending(endpoint_id: int, reason: str) -> None:
     )
 
 
+# The newest deliveries of each endpoint and their event types, for a whole organisation in one
+# statement (an endpoint list costs the same whatever its length). ROW_NUMBER() is in SQLite
+# since 3.25 and in PostgreSQL.
+_RECENT_DELIVERIES = (
+    "SELECT r.id, r.endpoint_id, r.event_id, r.status, r.attempts, r.last_status_code,"
+    " r.last_attempt_at, r.next_attempt_at, r.last_error, r.delivered_at, e.type AS event_type"
+    " FROM (SELECT d.*, ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.id DESC)"
+    " AS recency FROM webhook_delivery d JOIN webhook_endpoint w ON w.id = d.endpoint_id"
+    " WHERE {where}) r"
+    " JOIN activity_event e ON e.id = r.event_id"
+    " WHERE r.recency <= $2 ORDER BY r.endpoint_id, r.id DESC"
+)
+_RECENT_BY_ORGANISATION = _RECENT_DELIVERIES.format(where="w.organisation_id = $1")
+_RECENT_BY_ENDPOINT = _RECENT_DELIVERIES.format(where="d.endpoint_id = $1")
+
+
+def _optional_datetime(value: Any) -> datetime | None:
+    return None if value is None else sql.as_datetime(value)
+
+
+def _delivery_view(row: dict[str, Any]) -> DeliveryView:
+    delivery = WebhookDelivery(
+        id=row["id"],
+        endpoint_id=row["endpoint_id"],
+        event_id=row["event_id"],
+        status=OutboxStatus(row["status"]),
+        attempts=row["attempts"],
+        last_status_code=row["last_status_code"],
+        last_attempt_at=_optional_datetime(row["last_attempt_at"]),
+        next_attempt_at=sql.as_datetime(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        delivered_at=_optional_datetime(row["delivered_at"]),
+    )
+    return DeliveryView(delivery, str(row["event_type"]))
+
+
+async def _views(endpoints: list[WebhookEndpoint], query: str, key: int) -> list[EndpointView]:
+    rows = await sql.fetch(query, [key, RECENT_DELIVERIES])
+    recent: dict[int, list[DeliveryView]] = {}
+    for row in rows:
+        recent.setdefault(int(row["endpoint_id"]), []).append(_delivery_view(row))
+    return [EndpointView(endpoint, recent.get(endpoint.id, [])) for endpoint in endpoints]
+
+
 async def _view(endpoint: WebhookEndpoint) -> EndpointView:
-    deliveries = (
-        await WebhookDelivery.filter(endpoint_id=endpoint.id)
-        .order_by("-id")
-        .limit(RECENT_DELIVERIES)
-    )
-    types = dict(
-        await ActivityEvent.filter(id__in=[d.event_id for d in deliveries]).values_list(
-            "id", "type"
-        )
-    )
-    return EndpointView(
-        endpoint, [DeliveryView(d, str(types.get(d.event_id, ""))) for d in deliveries]
-    )
+    (view,) = await _views([endpoint], _RECENT_BY_ENDPOINT, endpoint.id)
+    return view
 
 
 async def _managed_endpoint(scope: RequestScope, endpoint_id: int) -> WebhookEndpoint:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class WebhookReceiver:
     status: int = 204
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # A slow receiver: answers only once `hold` is set, or writes its answer a byte at a time.
+    hold: threading.Event | None = None
+    trickle_seconds: float = 0.0
 
     @property
     def url(self) -> str:
@@ -66,9 +70,24 @@ def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
                         answered=answered,
                     )
                 )
+            if receiver.hold is not None:
+                receiver.hold.wait(timeout=30)
+            if receiver.trickle_seconds:
+                self._trickle(answered)
+                return
             self.send_response(answered)
             self.send_header("content-length", "0")
             self.end_headers()
+
+        def _trickle(self, answered: int) -> None:
+            head = f"HTTP/1.1 {answered} OK\r\nx-padding: {'.' * 30}\r\ncontent-length: 0\r\n\r\n"
+            try:
+                for byte in head.encode():
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(receiver.trickle_seconds)
+            except OSError:
+                pass  # the sender gave up and closed the connection
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

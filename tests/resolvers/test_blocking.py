@@ -3,12 +3,15 @@ without GraphQL (BLK-1, BLK-2, BLK-4)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from tortoise import connections
+from tortoise.transactions import in_transaction
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.domains import Domain
@@ -22,6 +25,7 @@ from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
+from tests.conftest import BACKEND
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -451,3 +455,133 @@ def test_blk1_org3_product_management_rule_by_role_grant_and_block(
     role: Role, granted: bool, blocked: bool, allowed: bool
 ) -> None:
     assert authz.can_manage_product(role, granted=granted, management_blocked=blocked) is allowed
+
+
+# --- BLK-1 under concurrency: the block state is read locked inside the operation ------------
+
+
+async def _someone_waits_on_a_row_lock() -> bool:
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return bool(rows[0]["n"])
+
+
+async def _with_a_block_committed_meanwhile(
+    services: Services, product_id: int, operation: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
+    """Runs the operation while another transaction holds the product's row and blocks its
+    management, and commits that block only once the operation waits for the row (or ended).
+    The operation's answer, or the DomainError it raised."""
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def block() -> None:
+        async with in_transaction():
+            await Product.filter(id=product_id).select_for_update().get()
+            locked.set()
+            await release.wait()
+            await Product.filter(id=product_id).update(management_blocked_at=services.clock.now())
+
+    blocker = asyncio.create_task(block())
+    await locked.wait()
+    running: asyncio.Task[Any] = asyncio.create_task(operation())
+    async with asyncio.timeout(10):
+        # The wait is another connection's state inside PostgreSQL: no event to await, so poll.
+        while not running.done() and not await _someone_waits_on_a_row_lock():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    release.set()
+    await blocker
+    try:
+        return await running
+    except DomainError as error:
+        return error
+
+
+postgres_only = pytest.mark.skipif(
+    BACKEND != "postgres",
+    reason="SQLite runs one transaction at a time, so no block can land inside an operation",
+)
+
+
+@postgres_only
+async def test_blk1_domain_operations_see_a_block_committed_after_they_started(
+    services: Services, meta: RequestMeta
+) -> None:
+    team = await _team(services)
+    product = await _product(services, team.organisation, ProductKind.DOMAIN, "Domains")
+    await _grant(team, Role.COLLABORATOR, product)
+    domain = await factories.add_domain(
+        services, team.organisation, "team.ch", expires_in=timedelta(days=30)
+    )
+    before = (await Domain.get(id=domain.id)).expires_at
+
+    renewed = await _with_a_block_committed_meanwhile(
+        services,
+        product.id,
+        lambda: domains.renew_domain(services, meta, team.collaborator, domain.id, 1),
+    )
+    await Product.filter(id=product.id).update(management_blocked_at=None)
+    warranty = await _with_a_block_committed_meanwhile(
+        services,
+        product.id,
+        lambda: domains.set_renewal_warranty(services, meta, team.collaborator, domain.id, True),
+    )
+
+    assert isinstance(renewed, DomainError) and renewed.code == ErrorCode.PRODUCT_BLOCKED
+    assert isinstance(warranty, DomainError) and warranty.code == ErrorCode.PRODUCT_BLOCKED
+    after = await Domain.get(id=domain.id)
+    assert (after.expires_at, after.renewal_warranty) == (before, False)
+
+
+@postgres_only
+async def test_blk1_mailbox_operations_see_a_block_committed_after_they_started(
+    services: Services, meta: RequestMeta
+) -> None:
+    team = await _team(services)
+    mail = await _product(services, team.organisation, ProductKind.MAIL_SERVICE)
+    await _grant(team, Role.COLLABORATOR, mail)
+    kept = await mailboxes.create_mailbox(services, meta, team.admin, mail.id, "k@example.test")
+
+    created = await _with_a_block_committed_meanwhile(
+        services,
+        mail.id,
+        lambda: mailboxes.create_mailbox(
+            services, meta, team.collaborator, mail.id, "c@example.test"
+        ),
+    )
+    deleted = await _with_a_block_committed_meanwhile(
+        services,
+        mail.id,
+        lambda: mailboxes.delete_mailbox(services, meta, team.collaborator, kept.id),
+    )
+
+    assert isinstance(created, DomainError) and created.code == ErrorCode.PRODUCT_BLOCKED
+    assert isinstance(deleted, DomainError) and deleted.code == ErrorCode.PRODUCT_BLOCKED
+    assert [m.address for m in await Mailbox.all()] == ["k@example.test"]
+
+
+# --- BLK-1: who is told of a block, one named rule ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "granted", "notify_technical", "blocked_user", "told"),
+    [
+        (Role.COLLABORATOR, True, False, False, True),
+        (Role.EXTERNAL, True, False, False, True),
+        (Role.COLLABORATOR, False, False, False, False),
+        (Role.ADMINISTRATOR, True, False, False, False),
+        (Role.LEGAL_REPRESENTATIVE, False, True, False, True),
+        (Role.EXTERNAL, False, True, False, True),
+        (Role.COLLABORATOR, True, True, True, False),
+    ],
+)
+def test_blk1_who_is_told_of_a_product_block_is_an_authz_rule(
+    role: Role, granted: bool, notify_technical: bool, blocked_user: bool, told: bool
+) -> None:
+    assert (
+        authz.is_told_of_product_block(
+            role, granted=granted, notify_technical=notify_technical, blocked_user=blocked_user
+        )
+        is told
+    )

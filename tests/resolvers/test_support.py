@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import PlatformRole, Role
-from gardien.models.organisations import Organisation, UserBlock
+from gardien.models.organisations import Membership, Organisation, UserBlock
 from gardien.models.sessions import Session
 from gardien.models.users import User
 from gardien.resolvers import accounts, sessions, support
@@ -19,6 +20,7 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.support import SupportRequest
 from tests import factories
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -312,3 +314,106 @@ async def test_blk3_support_agents_granted_listed_and_withdrawn(services: Servic
     with pytest.raises(DomainError) as unknown:
         await support.set_support_agent(services, "nobody@provider.example", agent=True)
     assert unknown.value.code == ErrorCode.NOT_FOUND
+
+
+# --- review findings: removal after a block, concurrency, bulk revocation (BLK-3) ------------
+
+
+async def test_blk3_a_block_outlives_removal_and_the_organisation_can_still_lift_it(
+    services: Services, meta: RequestMeta
+) -> None:
+    case = await _case(services)
+    await support.block_user(services, meta, case.agent, case.request)
+    await Membership.filter(organisation_id=case.organisation.id, user_id=case.target.id).delete()
+
+    # Platform-wide: the removed user's web access stays stopped while the block lasts.
+    with pytest.raises(DomainError) as refused:
+        await accounts.sign_in(services, meta, login="t@example.test", password=factories.PASSWORD)
+    lifted = await support.unblock_user(
+        services, meta, case.agent, replace(case.request, justification="Left on good terms.")
+    )
+    signed_in = await accounts.sign_in(
+        services, meta, login="t@example.test", password=factories.PASSWORD
+    )
+
+    assert refused.value.code == ErrorCode.ACCOUNT_BLOCKED
+    assert lifted.lifted_at == services.clock.now()
+    assert signed_in.session is not None
+    assert not await UserBlock.exists(user_id=case.target.id, lifted_at=None)
+
+
+async def test_blk3_unblock_of_a_removed_user_still_needs_a_managers_code(
+    services: Services, meta: RequestMeta
+) -> None:
+    case = await _case(services)
+    await support.block_user(services, meta, case.agent, case.request)
+    await Membership.filter(organisation_id=case.organisation.id, user_id=case.target.id).delete()
+
+    refused = await _refused(
+        support.unblock_user(
+            services, meta, case.agent, replace(case.request, requester_support_code="000000")
+        )
+    )
+
+    assert refused == (ErrorCode.INVALID_SUPPORT_CODE, "requesterSupportCode")
+
+
+async def test_blk3_concurrent_blocks_of_one_user_create_one_block(
+    services: Services, meta: RequestMeta
+) -> None:
+    case = await _case(services)
+
+    results = await asyncio.gather(
+        *(support.block_user(services, meta, case.agent, case.request) for _ in range(4)),
+        return_exceptions=True,
+    )
+
+    codes = sorted(
+        r.code.value if isinstance(r, DomainError) else type(r).__name__ for r in results
+    )
+    assert codes == sorted(["UserBlock"] + [ErrorCode.USER_ALREADY_BLOCKED.value] * 3)
+    assert await UserBlock.filter(user_id=case.target.id, lifted_at=None).count() == 1
+
+
+async def test_blk3_unblock_lifts_every_active_block_of_the_organisation_and_user(
+    services: Services, meta: RequestMeta
+) -> None:
+    case = await _case(services)
+    first = await support.block_user(services, meta, case.agent, case.request)
+    # A duplicate as left behind by the race this code now prevents.
+    await UserBlock.create(
+        organisation_id=first.organisation_id,
+        user_id=first.user_id,
+        requested_by_id=first.requested_by_id,
+        agent_id=first.agent_id,
+        justification=first.justification,
+        created_at=services.clock.now(),
+    )
+
+    await support.unblock_user(services, meta, case.agent, case.request)
+    signed_in = await accounts.sign_in(
+        services, meta, login="t@example.test", password=factories.PASSWORD
+    )
+
+    assert await UserBlock.filter(user_id=case.target.id, lifted_at=None).count() == 0
+    assert signed_in.session is not None
+    assert await ActivityEvent.filter(type="user.unblocked_by_support").count() == 1
+
+
+async def test_blk3_block_revokes_every_session_in_one_statement(
+    services: Services, meta: RequestMeta
+) -> None:
+    case = await _case(services)
+    for _ in range(3):
+        await _signed_in(services, "t@example.test")
+
+    with count_queries() as statements:
+        await support.block_user(services, meta, case.agent, case.request)
+
+    session_updates = [
+        s for s in statements if s.lstrip().upper().startswith("UPDATE") and '"session"' in s
+    ]
+    assert len(session_updates) == 1, session_updates
+    assert await Session.filter(user_id=case.target.id, revoked_at=None).count() == 0
+    event = await ActivityEvent.get(type="user.blocked_by_support")
+    assert event.data["sessions_revoked"] == 4

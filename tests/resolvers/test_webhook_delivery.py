@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import random
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -395,3 +396,60 @@ async def test_evt5_two_workers_deliver_without_duplicates(
     assert sorted(receiver.accepted_event_ids()) == sorted(str(e) for e in events)
     assert len(receiver.requests) == 30
     assert await WebhookDelivery.filter(status=OutboxStatus.SENT, attempts=1).count() == 30
+
+
+# --- one slow receiver holds up nobody (EVT-5) -------------------------------------------------
+
+
+async def test_evt5_a_receiver_answering_byte_by_byte_is_cut_off_at_the_deadline(
+    dev_services: Services, receiver: WebhookReceiver
+) -> None:
+    # About 6 s for the whole answer, a byte every 0.1 s: no single read ever waits long.
+    receiver.trickle_seconds = 0.1
+    hooked = await _hooked(dev_services, receiver)
+    await _event(dev_services, hooked)
+    worker = WebhookWorker(
+        dev_services,
+        WebhookSender(allow_private=True, deadline=1.0),
+        rng=random.Random(5),  # noqa: S311 - jitter in a test, not a secret
+    )
+
+    with serving(receiver):
+        async with asyncio.timeout(4):
+            attempted = await worker.run_once()
+
+    delivery = await WebhookDelivery.get(endpoint_id=hooked.endpoint_id)
+    assert attempted == 1
+    assert (delivery.status, delivery.last_error) == (OutboxStatus.PENDING, "no answer within 1 s")
+
+
+async def test_evt5_a_slow_receiver_does_not_hold_up_the_other_endpoints(
+    dev_services: Services, clock: ManualClock
+) -> None:
+    slow = new_receiver(lambda: int(clock.now().timestamp()))
+    fast = new_receiver(lambda: int(clock.now().timestamp()))
+    slow.hold = threading.Event()
+    # The slow endpoint is registered first, so its delivery comes first in the batch.
+    hooked = await _hooked(dev_services, slow)
+    created = await webhooks.create_webhook_endpoint(
+        dev_services, META, hooked.legal, hooked.organisation.id, fast.url, ["support_plan.changed"]
+    )
+    fast.secret = created.secret
+    await _event(dev_services, hooked)
+
+    with serving(slow), serving(fast):
+        running = asyncio.create_task(_worker(dev_services).run_once())
+        try:
+            async with asyncio.timeout(5):
+                # The receivers run in threads: nothing to await but their state.
+                while not fast.accepted():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            reached_while_slow_held = len(fast.accepted())
+        finally:
+            slow.hold.set()
+        attempted = await running
+
+    assert reached_while_slow_held == 1
+    assert attempted == 2
+    assert len(slow.accepted()) == 1
+    assert await WebhookDelivery.filter(status=OutboxStatus.SENT).count() == 2

@@ -3,6 +3,7 @@ every change on record (EVT-5, ACT-1)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from gardien.resolvers.webhook_fanout import EVENT_TYPES
 from gardien.settings import Settings
 from gardien.webhooks import SECRET_PREFIX, is_public_address
 from tests import factories
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -348,3 +350,68 @@ def test_evt5_event_catalogue_holds_organisation_events_only() -> None:
 )
 def test_evt5_only_global_unicast_addresses_are_public(address: str, public: bool) -> None:
     assert is_public_address(address) is public
+
+
+# --- the endpoint list, the cap under concurrency, the catalogue (EVT-5) ------------------------
+
+
+async def test_evt5_endpoint_list_costs_fixed_statements_however_many_endpoints(
+    services: Services,
+) -> None:
+    org = await _org(services)
+
+    async def create() -> None:
+        # Each registration is an event the endpoints registered so far, itself included, receive.
+        await webhooks.create_webhook_endpoint(
+            services, META, org.legal, org.organisation.id, PUBLIC_URL, ["webhook.endpoint_created"]
+        )
+
+    for _ in range(2):
+        await create()
+    with count_queries() as few:
+        small = await webhooks.organisation_webhook_endpoints(org.legal, org.organisation.id)
+    for _ in range(12):
+        await create()
+    with count_queries() as many:
+        large = await webhooks.organisation_webhook_endpoints(org.legal, org.organisation.id)
+
+    # The endpoints, then their recent deliveries (the caller's membership is cached by then).
+    assert len(few) == len(many) == 2, many
+    assert [len(view.recent_deliveries) for view in small] == [2, 1]
+    assert [len(view.recent_deliveries) for view in large] == [
+        min(14 - i, webhooks.RECENT_DELIVERIES) for i in range(14)
+    ]
+    newest = await WebhookDelivery.filter(endpoint_id=large[0].endpoint.id).order_by("-id").first()
+    assert newest is not None
+    listed = large[0].recent_deliveries
+    assert [d.delivery.id for d in listed] == sorted((d.delivery.id for d in listed), reverse=True)
+    assert listed[0].delivery.id == newest.id
+    assert (listed[0].event_type, listed[0].delivery.status) == (
+        "webhook.endpoint_created",
+        OutboxStatus.PENDING,
+    )
+    assert listed[0].delivery.next_attempt_at == newest.next_attempt_at
+    assert large[0].last_delivery == listed[0]
+
+
+async def test_evt5_concurrent_registrations_keep_to_the_endpoint_cap(services: Services) -> None:
+    org = await _org(services)
+    for _ in range(webhooks.MAX_ENDPOINTS_PER_ORGANISATION - 1):
+        await _create(services, org.legal, org.organisation.id)
+
+    results = await asyncio.gather(
+        *(_create(services, org.legal, org.organisation.id) for _ in range(3)),
+        return_exceptions=True,
+    )
+
+    refused = [r.code for r in results if isinstance(r, DomainError)]
+    assert refused == [ErrorCode.TOO_MANY_WEBHOOK_ENDPOINTS] * 2, results
+    assert (
+        await WebhookEndpoint.filter(organisation_id=org.organisation.id).count()
+        == webhooks.MAX_ENDPOINTS_PER_ORGANISATION
+    )
+
+
+def test_evt5_a_sign_up_is_not_offered_as_it_never_reaches_an_endpoint() -> None:
+    # Recorded as the organisation is created: no endpoint of it can exist yet.
+    assert "account.signed_up" not in EVENT_TYPES
