@@ -176,7 +176,12 @@ def create_app(
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer":
                 return None
-            return await sessions.authenticate(services, token.strip())
+            token = token.strip()
+            if tokens.is_integrator_token(token):
+                # API-6: an integrator token follows what its scopes grant (the gate decides).
+                client = websocket.client.host if websocket.client else None
+                return await tokens.authenticate(services, RequestMeta(ip=client), token)
+            return await sessions.authenticate(services, token)
         cookie = websocket.cookies.get(cookie_name)
         if not cookie or websocket.headers.get("origin") not in settings.allowed_origins:
             return None

@@ -12,6 +12,7 @@ from tortoise.transactions import in_transaction
 from gardien.models.enums import SessionKind
 from gardien.models.mfa import AppPassword
 from gardien.models.sessions import Session
+from gardien.models.users import User
 from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, two_factor
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
@@ -64,15 +65,17 @@ async def create(
             ErrorCode.TWO_FACTOR_NOT_ENABLED,
             "Turn on two-factor authentication before creating app passwords.",
         )
-    if await AppPassword.filter(user_id=signed_in.id, revoked_at=None).count() >= MAX_ACTIVE:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            f"At most {MAX_ACTIVE} app passwords: revoke one you no longer use.",
-            "label",
-        )
     raw = "".join(secrets.choice(_LETTERS) for _ in range(_LENGTH))
     secret = " ".join(raw[i : i + 4] for i in range(0, _LENGTH, 4))
     async with in_transaction():
+        # The user's row lock serialises concurrent creations, so the cap holds under a race.
+        await User.filter(id=signed_in.id).select_for_update().get()
+        if await AppPassword.filter(user_id=signed_in.id, revoked_at=None).count() >= MAX_ACTIVE:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                f"At most {MAX_ACTIVE} app passwords: revoke one you no longer use.",
+                "label",
+            )
         app_password = await AppPassword.create(
             user_id=signed_in.id,
             label=name,

@@ -159,6 +159,15 @@ class Stream:
     after_id: int | None
 
     @property
+    def root_field(self) -> str:
+        """The subscription field that follows this stream, as the operation gate names it."""
+        return (
+            "organisationSecurityEvents"
+            if self.organisation_id is not None
+            else ("viewerSecurityEvents")
+        )
+
+    @property
     def topic(self) -> tuple[str, int]:
         if self.organisation_id is not None:
             return ("organisation", self.organisation_id)
@@ -239,6 +248,11 @@ async def newest_event_id() -> int:
 async def still_allowed(scope: RequestScope, stream: Stream) -> bool:
     """EVT-4: whether the subscriber may still follow the stream (asked on access changes)."""
     if scope.actor.user_id != stream.user_id:
+        return False
+    try:
+        # The operation gate again (POL-4: a member the 2FA policy now holds follows nothing).
+        authz.check_operation(scope.actor, "subscription", frozenset({stream.root_field}))
+    except DomainError:
         return False
     if stream.organisation_id is None:
         return True

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
 from gardien.models.mfa import AppPassword, BackupCode, TwoFactorMethod
 from gardien.models.organisations import Membership, SecurityPolicy
-from gardien.resolvers import activity, authz, ratelimits
+from gardien.resolvers import activity, authz, events, ratelimits
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -54,6 +55,13 @@ async def update_policy(
             await activity.security_policy_changed(
                 services, meta, user.id, organisation_id, require_two_factor=require_two_factor
             )
+            # POL-4 and EVT-4: members' open WebSockets re-authenticate once this commits, so a
+            # member now held by the policy loses the socket's subscriptions and operations too.
+            member_ids: list[Any] = await Membership.filter(
+                organisation_id=organisation_id
+            ).values_list("user_id", flat=True)
+            for member_id in member_ids:
+                events.access_changed(services, int(member_id))
     return policy.require_two_factor, policy.updated_at
 
 

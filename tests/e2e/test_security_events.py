@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     start_gateway,
 )
 from tests.e2e.test_contract import _organisation_id, _post, _sign_in, _standalone
+from tests.e2e.test_two_factor import _code as totp_code
 from tests.e2e.wsclient import GraphQLWebSocketClient
 
 ORGANISATION_EVENTS = _standalone("OrganisationSecurityEvents")
@@ -570,3 +571,81 @@ async def test_evt1_stock_graphql_ws_npm_client_receives_live_events(
     assert [
         r["data"]["organisationSecurityEvents"]["event"]["subject"]["email"] for r in results
     ] == ["tom.extern@demo.example", "lea.collab@demo.example"]
+
+
+def _require_two_factor(gateway: ServedGateway, token: str, organisation_id: str) -> None:
+    answer = _post(
+        gateway,
+        "UpdateSecurityPolicy",
+        {"input": {"organisationId": organisation_id, "requireTwoFactor": True, "confirm": True}},
+        token,
+    ).json()["data"]["updateSecurityPolicy"]
+    assert answer["errors"] == [], answer
+
+
+def _enrol_totp(gateway: ServedGateway, token: str) -> None:
+    begun = _post(gateway, "BeginTotpEnrolment", token=token).json()["data"]["beginTotpEnrolment"]
+    confirmed = _post(
+        gateway,
+        "ConfirmTotpEnrolment",
+        {"input": {"enrolmentId": begun["enrolmentId"], "code": totp_code(begun["secret"])}},
+        token,
+    ).json()["data"]["confirmTotpEnrolment"]
+    assert confirmed["errors"] == [], confirmed
+
+
+async def test_evt4_pol4_a_member_held_by_the_2fa_policy_loses_the_socket(
+    tmp_path: Path,
+) -> None:
+    """The socket was opened before the policy: its subscription ends, and a new subscribe on it
+    is refused like any operation over HTTP (TWO_FACTOR_ENROLMENT_REQUIRED)."""
+    with start_gateway(fresh_gateway_env(tmp_path)) as gateway:
+        legal = _sign_in(gateway, "anna.legal@demo.example")
+        _enrol_totp(gateway, legal)  # the manager herself is not held by what she requires
+        organisation_id = _organisation_id(gateway, legal)
+        lea = _sign_in(gateway, "lea.collab@demo.example")
+        client = await GraphQLWebSocketClient.initialised(gateway.url, lea)
+        await client.subscribe("mine", VIEWER_EVENTS)
+        await asyncio.sleep(0.3)
+
+        _require_two_factor(gateway, legal, organisation_id)
+        required_at = time.monotonic()
+        ended = await _until_error(client)
+        ended_after = time.monotonic() - required_at
+        await client.subscribe("again", VIEWER_EVENTS)
+        refused = await client.receive()
+        await client.close()
+
+    assert ended[-1]["id"] == "mine"
+    assert ended_after < 1.0
+    assert refused["type"] == "error" and refused["id"] == "again"
+    assert [e["extensions"]["code"] for e in refused["payload"]] == [
+        "TWO_FACTOR_ENROLMENT_REQUIRED"
+    ]
+
+
+async def test_evt1_api6_integrator_token_follows_its_organisation_on_the_socket(
+    events_gateway: ServedGateway,
+) -> None:
+    legal = _sign_in(events_gateway, "anna.legal@demo.example")
+    organisation_id = _organisation_id(events_gateway, legal)
+    created = _post(
+        events_gateway,
+        "CreatePersonalAccessToken",
+        {"input": {"label": "dashboard", "scopes": ["activity:read"]}},
+        legal,
+    ).json()["data"]["createPersonalAccessToken"]
+    client = await GraphQLWebSocketClient.initialised(events_gateway.url, created["secret"])
+    await client.subscribe("org", ORGANISATION_EVENTS, {"organisationId": organisation_id})
+    await asyncio.sleep(0.3)
+
+    _fail_sign_in(events_gateway, "marc.admin@demo.example")
+    data = await _next_event(client, "org")
+    await client.subscribe("own", VIEWER_EVENTS)
+    refused = await client.receive()
+    await client.close()
+
+    assert data["organisationSecurityEvents"]["event"]["type"] == "sign_in.failed"
+    # One's own live events are private: no token follows them (authz.TOKEN_ROOT_FIELDS).
+    assert refused["type"] == "error" and refused["id"] == "own"
+    assert [e["extensions"]["code"] for e in refused["payload"]] == ["INSUFFICIENT_SCOPE"]

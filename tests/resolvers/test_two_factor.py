@@ -525,6 +525,27 @@ async def test_mfa6_app_password_shown_once_stored_hashed_opens_an_app_session(
     assert from_app.value.code == ErrorCode.FORBIDDEN
 
 
+async def test_mfa6_concurrent_creations_keep_to_the_cap(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """The count and the insert share the user's row lock: a race cannot pass the cap."""
+    signed_up, _, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    for n in range(app_passwords.MAX_ACTIVE - 2):
+        await app_passwords.create(services, meta, actor, label=f"Tool {n}")
+
+    results = await asyncio.gather(
+        *(app_passwords.create(services, meta, actor, label=f"Race {n}") for n in range(6)),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, DomainError)]
+    assert len(refused) == 4 and {r.code for r in refused} == {ErrorCode.INVALID_INPUT}
+    assert await AppPassword.filter(user_id=signed_up.user.id, revoked_at=None).count() == (
+        app_passwords.MAX_ACTIVE
+    )
+
+
 async def test_mfa6_app_passwords_need_two_factor_and_wrong_ones_are_refused(
     services: Services, meta: RequestMeta, clock: ManualClock
 ) -> None:
