@@ -463,8 +463,9 @@ async def invitation_sent(
     invitation_id: int,
     email: str,
     role: str,
-    new_account: bool,
 ) -> None:
+    """Says nothing of whether the address has an account: managers and their webhooks read
+    this event, and any signed-up user can make an organisation to invite any address (ORG-1)."""
     await _invitation_event(
         services,
         "invitation.sent",
@@ -474,7 +475,6 @@ async def invitation_sent(
         invitation_id=invitation_id,
         email=email,
         role=role,
-        new_account=new_account,
     )
 
 

@@ -161,7 +161,6 @@ async def invite_member(
             invitation_id=invitation.id,
             email=email,
             role=request.role.value,
-            new_account=invitee is None,
         )
         await _send(services, invitation, token, membership.organisation_name, inviter, invitee)
     return InvitationView(invitation, InvitationStatus.PENDING)
@@ -396,13 +395,28 @@ async def accept_invitation(
             await _claim(invitation, InvitationStatus.ACCEPTED, now)
             membership = await _join(services, meta, invitation, invitee, new_account=False)
             if make_current:
-                await User.filter(id=invitee.id).update(
-                    current_organisation_id=invitation.organisation_id
-                )
+                await _make_current(services, meta, invitee.id, invitation.organisation_id)
     except IntegrityError:
         # Joined by another way between the check and now (the unique membership constraint).
         raise _already_member() from None
     return Accepted(membership=await _member_entry(membership.id))
+
+
+async def _make_current(
+    services: Services, meta: RequestMeta, user_id: int, organisation_id: int
+) -> None:
+    """ORG-2: the same switch, recorded the same way, as switchOrganisation."""
+    row = await User.filter(id=user_id).select_for_update().first()
+    previous = row.current_organisation_id if row is not None else None
+    if previous != organisation_id:
+        await User.filter(id=user_id).update(current_organisation_id=organisation_id)
+        await activity.organisation_switched(
+            services,
+            meta,
+            user_id=user_id,
+            organisation_id=organisation_id,
+            previous_organisation_id=previous,
+        )
 
 
 async def _accept_with_new_account(

@@ -169,11 +169,7 @@ async def test_inv2_inv4_unknown_address_gets_a_new_account_invitation_in_the_in
         org.organisation.id,
         "198.51.100.9",
     )
-    assert event.data == {
-        "invitation_id": invitation.id,
-        "role": "COLLABORATOR",
-        "new_account": True,
-    }
+    assert event.data == {"invitation_id": invitation.id, "role": "COLLABORATOR"}
 
 
 async def test_inv3_pro1_existing_user_gets_a_join_invitation_in_their_own_language(
@@ -192,7 +188,37 @@ async def test_inv3_pro1_existing_user_gets_a_join_invitation_in_their_own_langu
     event = await ActivityEvent.get(type="invitation.sent")
     assert (message.template, message.language) == ("invitation_join", "it")
     assert "esterno" in message.payload["text"]
-    assert event.data["new_account"] is False
+    assert event.data == {"invitation_id": event.data["invitation_id"], "role": "EXTERNAL"}
+
+
+async def test_org1_inv1_invitation_sent_reads_the_same_for_known_and_unknown_addresses(
+    services: Services,
+) -> None:
+    """Managers and their webhooks read `invitation.sent`: whether the address has an account
+    must not show in it, nor in what managers see of the invitation before it is accepted."""
+    org = await _org(services)
+    await factories.sign_up(services, email="known@example.test", name="Known")
+
+    for email in ("known@example.test", "nobody@example.test"):
+        await invitations.invite_member(services, RequestMeta(), org.admin, _request(org, email))
+
+    events = await ActivityEvent.filter(type="invitation.sent").order_by("id")
+    shapes = [
+        (e.subject_id, e.actor_id, {k: v for k, v in e.data.items() if k != "invitation_id"})
+        for e in events
+    ]
+    assert shapes == [(None, org.admin.actor.user_id, {"role": "COLLABORATOR"})] * 2
+    page = await invitations.organisation_invitations(
+        services, org.admin, org.organisation.id, first=10, after_id=None, status=None
+    )
+    first, second = (
+        (v.status, [getattr(v.invitation, name) for name in _INVITATION_FIELDS]) for v in page.items
+    )
+    assert first == second
+
+
+# What a manager reads of an invitation besides its address and dates.
+_INVITATION_FIELDS = ("role", "product_ids", "contact_preferences", "send_count", "invited_by_id")
 
 
 async def test_inv5_invitation_carries_role_products_and_contact_preferences(
@@ -726,6 +752,32 @@ async def test_inv3_org2_signed_in_invitee_joins_and_may_make_it_current(
     )
     assert (await Invitation.get(id=invitation.id)).status == InvitationStatus.ACCEPTED
     assert await ActivityEvent.filter(type="member.joined", subject_id=user.id).count() == 1
+
+
+@pytest.mark.parametrize("make_current", [True, False])
+async def test_org2_inv3_accepting_with_make_current_records_the_switch(
+    services: Services, make_current: bool
+) -> None:
+    org = await _org(services)
+    scope, _, token, own_organisation_id = await _existing_user_invited(services, org)
+
+    await invitations.accept_invitation(
+        services, RequestMeta(ip="198.51.100.7"), scope, token=token, make_current=make_current
+    )
+
+    user_id = scope.actor.user_id
+    switched = await ActivityEvent.filter(type="organisation.switched", subject_id=user_id)
+    expected = [
+        (
+            user_id,
+            "198.51.100.7",
+            {
+                "organisation_id": org.organisation.id,
+                "previous_organisation_id": own_organisation_id,
+            },
+        )
+    ]
+    assert [(e.actor_id, e.ip, e.data) for e in switched] == (expected if make_current else [])
 
 
 async def test_inv3_an_existing_account_must_be_signed_in_as_the_invitee(
