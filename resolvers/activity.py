@@ -31,7 +31,10 @@ async def _record(
         ip=meta.ip,
         country=meta.country,
         device=meta.device,
-        data=data or {},
+        # API-6: an action through a token is the token's as much as its person's.
+        data={**(data or {}), "via_token": meta.via_token.as_dict()}
+        if meta.via_token is not None
+        else data or {},
     )
     await webhook_fanout.enqueue_deliveries(services, event)
     return event

@@ -16,7 +16,7 @@ from gardien.models.users import User
 from gardien.resolvers import activity, authz, sql
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
-from gardien.resolvers.services import RequestMeta, Services
+from gardien.resolvers.services import RequestMeta, Services, TokenUse
 from gardien.resolvers.text import is_plain_text
 from gardien.security import new_token
 
@@ -422,3 +422,14 @@ _SERVICE_ACCOUNT_AND_CREATOR = (
     f" AND {authz.SERVICE_ACCOUNT_CREATOR_IS_MANAGER_SQL}"
     f" AND {authz.WEB_ACCESS_NOT_BLOCKED_SQL}"
 )
+
+
+# --- Attribution ---------------------------------------------------------------------------------
+
+
+def token_use(token: SignedInToken) -> TokenUse:
+    """How events name the token a request came through (API-6 "every use recorded"). A service
+    account always has a role, its cap; a personal access token never has one."""
+    return TokenUse(
+        id=token.id, kind="service_account" if token.role_cap is not None else "personal"
+    )
