@@ -1270,3 +1270,76 @@ async def security_alert_sent(
         subject_id=subject_id,
         organisation_id=organisation_id,
     )
+
+
+# --- Revoked because their maker lost the powers behind them (API-6, INV-1) -------------------
+# The same event types as a manager's own revocation, so webhooks and activity views need nothing
+# new; `reason` names the membership change that caused it, `actor_id` whoever made that change.
+
+
+async def service_account_revoked_with_creator(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    creator_id: int,
+    organisation_id: int,
+    token_id: int,
+    name: str,
+    reason: str,
+) -> None:
+    await _record(
+        services,
+        "service_account.revoked",
+        meta,
+        actor_id=actor_id,
+        subject_id=creator_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "name": name, "reason": reason},
+    )
+
+
+async def token_revoked_with_membership(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    owner_id: int,
+    organisation_id: int,
+    token_id: int,
+    label: str,
+    reason: str,
+) -> None:
+    await _record(
+        services,
+        "token.revoked",
+        meta,
+        actor_id=actor_id,
+        subject_id=owner_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "label": label, "reason": reason},
+    )
+
+
+async def invitation_revoked_with_inviter(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+    reason: str,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.revoked",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+        reason=reason,
+    )

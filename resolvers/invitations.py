@@ -653,3 +653,46 @@ def _not_pending() -> DomainError:
 
 def _no_such_invitation() -> DomainError:
     return DomainError(ErrorCode.NOT_FOUND, "No such invitation.", "invitationId")
+
+
+# --- inviters losing their role -----------------------------------------------------------------
+
+
+async def revoke_beyond_role(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    inviter_id: int,
+    organisation_id: int,
+    role: Role | None,
+    reason: str,
+) -> list[int]:
+    """In the caller's transaction, once the inviter's role in the organisation is `role` (None:
+    no longer a member): revokes their pending invitations of a role they could no longer grant,
+    so an invitation never gives more than its inviter may (INV-1). Returns the ids revoked."""
+    now = services.clock.now()
+    revoked = []
+    pending = await Invitation.filter(
+        organisation_id=organisation_id, invited_by_id=inviter_id, status=InvitationStatus.PENDING
+    ).order_by("id")
+    for invitation in pending:
+        if authz.may_keep_invitation(role, invitation.role):
+            continue
+        updated = await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING).update(
+            status=InvitationStatus.REVOKED, responded_at=now
+        )
+        if updated != 1:  # accepted, declined or revoked meanwhile
+            continue
+        revoked.append(invitation.id)
+        await activity.invitation_revoked_with_inviter(
+            services,
+            meta,
+            actor_id=actor_id,
+            organisation_id=organisation_id,
+            invitation_id=invitation.id,
+            email=invitation.email,
+            role=invitation.role.value,
+            reason=reason,
+        )
+    return revoked
