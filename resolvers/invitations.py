@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 from gardien.mail.templates import Template
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
-from gardien.models.organisations import Membership
+from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, profile, ratelimits, sessions, two_factor
@@ -122,24 +122,29 @@ async def invite_member(
     products = await _organisation_products(request.organisation_id, request.product_ids)
     now = services.clock.now()
     invitee = await User.get_or_none(email=email)
-    if invitee is not None and await Membership.exists(
-        organisation_id=request.organisation_id, user_id=invitee.id
-    ):
-        raise DomainError(ErrorCode.ALREADY_MEMBER, "This person is already a member.", "email")
-    await _expire_lapsed(request.organisation_id, email, now)
-    if await Invitation.exists(
-        organisation_id=request.organisation_id, email=email, status=InvitationStatus.PENDING
-    ):
-        raise DomainError(
-            ErrorCode.INVITATION_ALREADY_PENDING,
-            "An invitation to this address is pending; resend or revoke it.",
-            "email",
-        )
+    await _refuse_member_or_pending(request.organisation_id, email, invitee, now)
     await ratelimits.require_allowed(
         services, INVITATIONS_PER_ORGANISATION, str(request.organisation_id)
     )
     token = new_token()
     async with in_transaction():
+        # INV-4: the organisation's row lock (the one member changes take, members.py) makes
+        # concurrent invitations of one address run one after the other: the second sees the
+        # first's pending invitation. Under it the inviter's role is read again, since a
+        # removal or demotion may have just taken it away (and revoked their invitations).
+        await Organisation.filter(id=request.organisation_id).select_for_update().first()
+        current = await Membership.get_or_none(
+            organisation_id=request.organisation_id, user_id=inviter.id
+        )
+        authz.require(
+            current is not None
+            and authz.can_invite(
+                replace(membership, role=authz.capped_role(scope.actor, current.role)),
+                request.role,
+            ),
+            authz.forbidden(authz.INVITATIONS_FORBIDDEN),
+        )
+        await _refuse_member_or_pending(request.organisation_id, email, invitee, now)
         invitation = await Invitation.create(
             organisation_id=request.organisation_id,
             email=email,
@@ -300,6 +305,24 @@ async def _managed_invitation(scope: RequestScope, invitation_id: int) -> Invita
             raise _no_such_invitation() from None
         raise DomainError(error.code, error.message) from None
     return invitation
+
+
+async def _refuse_member_or_pending(
+    organisation_id: int, email: str, invitee: User | None, now: datetime
+) -> None:
+    if invitee is not None and await Membership.exists(
+        organisation_id=organisation_id, user_id=invitee.id
+    ):
+        raise DomainError(ErrorCode.ALREADY_MEMBER, "This person is already a member.", "email")
+    await _expire_lapsed(organisation_id, email, now)
+    if await Invitation.exists(
+        organisation_id=organisation_id, email=email, status=InvitationStatus.PENDING
+    ):
+        raise DomainError(
+            ErrorCode.INVITATION_ALREADY_PENDING,
+            "An invitation to this address is pending; resend or revoke it.",
+            "email",
+        )
 
 
 async def _organisation_products(organisation_id: int, product_ids: list[int]) -> list[int]:

@@ -21,7 +21,7 @@ from gardien.models.outbox import OutboxMessage
 from gardien.models.products import Product, ProductGrant
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import accounts, invitations, sessions
+from gardien.resolvers import accounts, authz, invitations, sessions
 from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.invitations import ContactPreferences, InviteRequest
@@ -874,6 +874,54 @@ async def test_inv4_a_concurrent_double_accept_of_a_new_account_makes_one_accoun
     assert errors[0].code in (ErrorCode.INVITATION_INVALID, ErrorCode.EMAIL_UNAVAILABLE)
     assert await User.filter(email="newcomer@example.test").count() == 1
     assert await Membership.filter(organisation_id=org.organisation.id).count() == 5
+
+
+async def test_inv4_concurrent_invitations_of_one_address_leave_one_pending(
+    services: Services,
+) -> None:
+    """Managers inviting the same address at once (or a double click): one invitation, one
+    e-mail, one event; the others are told one is pending."""
+    org = await _org(services)
+
+    results = await asyncio.gather(
+        *(
+            invitations.invite_member(
+                services, RequestMeta(), scope, _request(org, "twice@example.test")
+            )
+            for scope in (org.legal, org.admin) * 4
+        ),
+        return_exceptions=True,
+    )
+
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 7, results
+    assert {(e.code if isinstance(e, DomainError) else e) for e in errors} == {
+        ErrorCode.INVITATION_ALREADY_PENDING
+    }
+    assert await Invitation.filter(email="twice@example.test").count() == 1
+    assert await OutboxMessage.filter(recipient="twice@example.test").count() == 1
+    assert await ActivityEvent.filter(type="invitation.sent").count() == 1
+
+
+async def test_inv1_org6_an_inviter_removed_meanwhile_cannot_invite(services: Services) -> None:
+    """The inviter's role is read again under the organisation's lock: a removal that ran
+    after the request was authorised, and revoked their invitations, is not undone by it."""
+    org = await _org(services)
+    admin_membership = await Membership.get(
+        organisation_id=org.organisation.id, user_id=org.admin.actor.user_id
+    )
+    await authz.require_invitation_manager(org.admin, org.organisation.id)  # cached as manager
+    await Membership.filter(id=admin_membership.id).update(role=Role.COLLABORATOR)
+    before = await _state()
+
+    error = await _refused(
+        invitations.invite_member(
+            services, RequestMeta(), org.admin, _request(org, "late@example.test")
+        )
+    )
+
+    assert error.code == ErrorCode.FORBIDDEN
+    assert await _state() == before
 
 
 async def test_inv3_a_member_by_then_gets_already_member(services: Services) -> None:
