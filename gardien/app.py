@@ -8,6 +8,7 @@ import functools
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -73,9 +74,12 @@ def create_app(
             device_family=device.family if device else None,
             request_id=request.scope.get("state", {}).get("request_id"),
         )
+        actor = await _actor(request, meta)
+        if actor.token is not None:
+            meta = replace(meta, via_token=tokens.token_use(actor.token))
         return Context(
             services=services,
-            actor=await _actor(request, meta),
+            actor=actor,
             meta=meta,
             device_cookie=request.cookies.get(device_cookie),
         )

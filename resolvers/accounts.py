@@ -42,8 +42,14 @@ from gardien.security import (
 LANGUAGES = ("fr", "en", "de", "it")
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 CHALLENGE_PURPOSE = "sign-in-challenge"
-# Deliberately loose: the address is proved by mail, not by a pattern (RFC 5321 length limits).
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# The local part is deliberately loose: the address is proved by mail, not by a pattern (RFC
+# 5321 length limits). The domain is not: it must be a host name we can resolve and deliver to,
+# dot-separated LDH labels of 1 to 63 characters with no hyphen at either end, ending in a TLD of
+# letters (or an IDN TLD in punycode). IP literals (`a@[127.0.0.1]`) are refused: they would
+# point our mail at internal hosts.
+_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_TOP_LEVEL_DOMAIN = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59}(?<!-))"
+EMAIL_PATTERN = re.compile(rf"^[^@\s]{{1,64}}@(?:{_DOMAIN_LABEL}\.)+{_TOP_LEVEL_DOMAIN}$")
 INVALID_CREDENTIALS_MESSAGE = "The login or password is incorrect."
 # Runs that make a password guessable however long it is: read forwards or backwards, any slice of
 # at least PASSWORD_MIN_LENGTH characters is refused. Keyboard rows of the layouts our users type

@@ -31,7 +31,10 @@ async def _record(
         ip=meta.ip,
         country=meta.country,
         device=meta.device,
-        data=data or {},
+        # API-6: an action through a token is the token's as much as its person's.
+        data={**(data or {}), "via_token": meta.via_token.as_dict()}
+        if meta.via_token is not None
+        else data or {},
     )
     await webhook_fanout.enqueue_deliveries(services, event)
     await events.publish_after_commit(services, event)
@@ -464,8 +467,9 @@ async def invitation_sent(
     invitation_id: int,
     email: str,
     role: str,
-    new_account: bool,
 ) -> None:
+    """Says nothing of whether the address has an account: managers and their webhooks read
+    this event, and any signed-up user can make an organisation to invite any address (ORG-1)."""
     await _invitation_event(
         services,
         "invitation.sent",
@@ -475,7 +479,6 @@ async def invitation_sent(
         invitation_id=invitation_id,
         email=email,
         role=role,
-        new_account=new_account,
     )
 
 
@@ -1267,4 +1270,77 @@ async def security_alert_sent(
         actor_id=actor_id,
         subject_id=subject_id,
         organisation_id=organisation_id,
+    )
+
+
+# --- Revoked because their maker lost the powers behind them (API-6, INV-1) -------------------
+# The same event types as a manager's own revocation, so webhooks and activity views need nothing
+# new; `reason` names the membership change that caused it, `actor_id` whoever made that change.
+
+
+async def service_account_revoked_with_creator(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    creator_id: int,
+    organisation_id: int,
+    token_id: int,
+    name: str,
+    reason: str,
+) -> None:
+    await _record(
+        services,
+        "service_account.revoked",
+        meta,
+        actor_id=actor_id,
+        subject_id=creator_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "name": name, "reason": reason},
+    )
+
+
+async def token_revoked_with_membership(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    owner_id: int,
+    organisation_id: int,
+    token_id: int,
+    label: str,
+    reason: str,
+) -> None:
+    await _record(
+        services,
+        "token.revoked",
+        meta,
+        actor_id=actor_id,
+        subject_id=owner_id,
+        organisation_id=organisation_id,
+        data={"token_id": token_id, "label": label, "reason": reason},
+    )
+
+
+async def invitation_revoked_with_inviter(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    organisation_id: int,
+    invitation_id: int,
+    email: str,
+    role: str,
+    reason: str,
+) -> None:
+    await _invitation_event(
+        services,
+        "invitation.revoked",
+        meta,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        invitation_id=invitation_id,
+        email=email,
+        role=role,
+        reason=reason,
     )

@@ -1000,3 +1000,26 @@ def is_told_of_product_block(
         return False
     loses_a_right = granted and role not in ORGANISATION_MANAGERS
     return loses_a_right or notify_technical
+
+
+# --- What a member keeps when their role changes or their membership ends (API-6, INV-1) -------
+# A role given or a membership ended is judged once, when it happens: what the member made with
+# powers they no longer hold is revoked then, so that re-admitting them later revives nothing.
+
+
+def may_keep_service_accounts(role: Role | None) -> bool:
+    """A service account lives while its creator manages its organisation (None: not a member)."""
+    return role in ORGANISATION_MANAGERS
+
+
+def may_keep_organisation_tokens(role: Role | None) -> bool:
+    """A personal token restricted to an organisation lives while its owner is a member of it;
+    it acts with the owner's role of the moment, so a role change alone does not end it."""
+    return role is not None
+
+
+def may_keep_invitation(inviter_role: Role | None, invitation_role: Role) -> bool:
+    """A pending invitation keeps only a role its inviter could still grant (INV-1, can_invite)."""
+    if inviter_role not in ORGANISATION_MANAGERS:
+        return False
+    return invitation_role != Role.LEGAL_REPRESENTATIVE or inviter_role == Role.LEGAL_REPRESENTATIVE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 from gardien.mail.templates import Template
 from gardien.models.enums import InvitationStatus, Role
 from gardien.models.invitations import Invitation
-from gardien.models.organisations import Membership
+from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, profile, ratelimits, sessions, two_factor
@@ -124,24 +124,29 @@ async def invite_member(
     products = await _organisation_products(request.organisation_id, request.product_ids)
     now = services.clock.now()
     invitee = await User.get_or_none(email=email)
-    if invitee is not None and await Membership.exists(
-        organisation_id=request.organisation_id, user_id=invitee.id
-    ):
-        raise DomainError(ErrorCode.ALREADY_MEMBER, "This person is already a member.", "email")
-    await _expire_lapsed(request.organisation_id, email, now)
-    if await Invitation.exists(
-        organisation_id=request.organisation_id, email=email, status=InvitationStatus.PENDING
-    ):
-        raise DomainError(
-            ErrorCode.INVITATION_ALREADY_PENDING,
-            "An invitation to this address is pending; resend or revoke it.",
-            "email",
-        )
+    await _refuse_member_or_pending(request.organisation_id, email, invitee, now)
     await ratelimits.require_allowed(
         services, INVITATIONS_PER_ORGANISATION, str(request.organisation_id)
     )
     token = new_token()
     async with in_transaction():
+        # INV-4: the organisation's row lock (the one member changes take, members.py) makes
+        # concurrent invitations of one address run one after the other: the second sees the
+        # first's pending invitation. Under it the inviter's role is read again, since a
+        # removal or demotion may have just taken it away (and revoked their invitations).
+        await Organisation.filter(id=request.organisation_id).select_for_update().first()
+        current = await Membership.get_or_none(
+            organisation_id=request.organisation_id, user_id=inviter.id
+        )
+        authz.require(
+            current is not None
+            and authz.can_invite(
+                replace(membership, role=authz.capped_role(scope.actor, current.role)),
+                request.role,
+            ),
+            authz.forbidden(authz.INVITATIONS_FORBIDDEN),
+        )
+        await _refuse_member_or_pending(request.organisation_id, email, invitee, now)
         invitation = await Invitation.create(
             organisation_id=request.organisation_id,
             email=email,
@@ -163,7 +168,6 @@ async def invite_member(
             invitation_id=invitation.id,
             email=email,
             role=request.role.value,
-            new_account=invitee is None,
         )
         await _send(services, invitation, token, membership.organisation_name, inviter, invitee)
     return InvitationView(invitation, InvitationStatus.PENDING)
@@ -305,6 +309,24 @@ async def _managed_invitation(scope: RequestScope, invitation_id: int) -> Invita
     return invitation
 
 
+async def _refuse_member_or_pending(
+    organisation_id: int, email: str, invitee: User | None, now: datetime
+) -> None:
+    if invitee is not None and await Membership.exists(
+        organisation_id=organisation_id, user_id=invitee.id
+    ):
+        raise DomainError(ErrorCode.ALREADY_MEMBER, "This person is already a member.", "email")
+    await _expire_lapsed(organisation_id, email, now)
+    if await Invitation.exists(
+        organisation_id=organisation_id, email=email, status=InvitationStatus.PENDING
+    ):
+        raise DomainError(
+            ErrorCode.INVITATION_ALREADY_PENDING,
+            "An invitation to this address is pending; resend or revoke it.",
+            "email",
+        )
+
+
 async def _organisation_products(organisation_id: int, product_ids: list[int]) -> list[int]:
     """INV-5: granted products must be the organisation's own."""
     wanted = sorted(set(product_ids))
@@ -398,13 +420,28 @@ async def accept_invitation(
             await _claim(invitation, InvitationStatus.ACCEPTED, now)
             membership = await _join(services, meta, invitation, invitee, new_account=False)
             if make_current:
-                await User.filter(id=invitee.id).update(
-                    current_organisation_id=invitation.organisation_id
-                )
+                await _make_current(services, meta, invitee.id, invitation.organisation_id)
     except IntegrityError:
         # Joined by another way between the check and now (the unique membership constraint).
         raise _already_member() from None
     return Accepted(membership=await _member_entry(membership.id))
+
+
+async def _make_current(
+    services: Services, meta: RequestMeta, user_id: int, organisation_id: int
+) -> None:
+    """ORG-2: the same switch, recorded the same way, as switchOrganisation."""
+    row = await User.filter(id=user_id).select_for_update().first()
+    previous = row.current_organisation_id if row is not None else None
+    if previous != organisation_id:
+        await User.filter(id=user_id).update(current_organisation_id=organisation_id)
+        await activity.organisation_switched(
+            services,
+            meta,
+            user_id=user_id,
+            organisation_id=organisation_id,
+            previous_organisation_id=previous,
+        )
 
 
 async def _accept_with_new_account(
@@ -645,3 +682,46 @@ def _not_pending() -> DomainError:
 
 def _no_such_invitation() -> DomainError:
     return DomainError(ErrorCode.NOT_FOUND, "No such invitation.", "invitationId")
+
+
+# --- inviters losing their role -----------------------------------------------------------------
+
+
+async def revoke_beyond_role(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    inviter_id: int,
+    organisation_id: int,
+    role: Role | None,
+    reason: str,
+) -> list[int]:
+    """In the caller's transaction, once the inviter's role in the organisation is `role` (None:
+    no longer a member): revokes their pending invitations of a role they could no longer grant,
+    so an invitation never gives more than its inviter may (INV-1). Returns the ids revoked."""
+    now = services.clock.now()
+    revoked = []
+    pending = await Invitation.filter(
+        organisation_id=organisation_id, invited_by_id=inviter_id, status=InvitationStatus.PENDING
+    ).order_by("id")
+    for invitation in pending:
+        if authz.may_keep_invitation(role, invitation.role):
+            continue
+        updated = await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING).update(
+            status=InvitationStatus.REVOKED, responded_at=now
+        )
+        if updated != 1:  # accepted, declined or revoked meanwhile
+            continue
+        revoked.append(invitation.id)
+        await activity.invitation_revoked_with_inviter(
+            services,
+            meta,
+            actor_id=actor_id,
+            organisation_id=organisation_id,
+            invitation_id=invitation.id,
+            email=invitation.email,
+            role=invitation.role.value,
+            reason=reason,
+        )
+    return revoked

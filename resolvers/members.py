@@ -11,7 +11,7 @@ from gardien.models.enums import Role, SupportPlan
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, organisations
+from gardien.resolvers import activity, authz, invitations, organisations, tokens
 from gardien.resolvers.authz import CallerMembership, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.organisations import MemberEntry
@@ -127,7 +127,40 @@ async def change_member_role(
                 previous_role=previous.value,
                 role=role.value,
             )
+            await _revoke_beyond_role(
+                services, meta, _user_id(scope), target, role, "member.role_changed"
+            )
     return await _read_back(scope, membership_id)
+
+
+async def _revoke_beyond_role(
+    services: Services,
+    meta: RequestMeta,
+    actor_id: int,
+    target: Membership,
+    role: Role | None,
+    reason: str,
+) -> None:
+    """Under the organisation's lock, in the change's transaction: what the member made with
+    powers they no longer hold ends now (API-6, INV-1), so a later re-admission revives nothing."""
+    await tokens.revoke_beyond_role(
+        services,
+        meta,
+        actor_id=actor_id,
+        user_id=target.user_id,
+        organisation_id=target.organisation_id,
+        role=role,
+        reason=reason,
+    )
+    await invitations.revoke_beyond_role(
+        services,
+        meta,
+        actor_id=actor_id,
+        inviter_id=target.user_id,
+        organisation_id=target.organisation_id,
+        role=role,
+        reason=reason,
+    )
 
 
 async def _end_membership(target: Membership) -> list[int]:
@@ -163,6 +196,7 @@ async def remove_member(
             role=target.role.value,
             product_ids=ended,
         )
+        await _revoke_beyond_role(services, meta, _user_id(scope), target, None, "member.removed")
 
 
 async def leave_organisation(
@@ -185,6 +219,7 @@ async def leave_organisation(
             membership_id=own.id,
             product_ids=ended,
         )
+        await _revoke_beyond_role(services, meta, _user_id(scope), own, None, "member.left")
 
 
 async def set_member_product_access(

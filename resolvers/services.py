@@ -26,6 +26,17 @@ class Services:
 
 
 @dataclass(frozen=True)
+class TokenUse:
+    """API-6 "every use recorded": the integrator token a request came through."""
+
+    id: int
+    kind: str  # "personal" or "service_account"
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"id": self.id, "kind": self.kind}
+
+
+@dataclass(frozen=True)
 class RequestMeta:
     """Where a request comes from, as recorded on sessions and activity events (ACT-1)."""
 
@@ -35,3 +46,6 @@ class RequestMeta:
     # ACT-2: browser and OS families without versions, so an update is not a new device.
     device_family: str | None = None
     request_id: str | None = None
+    # Set when the request authenticated with a token: every event it records names the token,
+    # not only the person it acts for.
+    via_token: TokenUse | None = None

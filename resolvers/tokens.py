@@ -16,7 +16,7 @@ from gardien.models.users import User
 from gardien.resolvers import activity, authz, sql
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
-from gardien.resolvers.services import RequestMeta, Services
+from gardien.resolvers.services import RequestMeta, Services, TokenUse
 from gardien.resolvers.text import is_plain_text
 from gardien.security import new_token
 
@@ -422,3 +422,73 @@ _SERVICE_ACCOUNT_AND_CREATOR = (
     f" AND {authz.SERVICE_ACCOUNT_CREATOR_IS_MANAGER_SQL}"
     f" AND {authz.WEB_ACCESS_NOT_BLOCKED_SQL}"
 )
+
+
+# --- Attribution ---------------------------------------------------------------------------------
+
+
+def token_use(token: SignedInToken) -> TokenUse:
+    """How events name the token a request came through (API-6 "every use recorded"). A service
+    account always has a role, its cap; a personal access token never has one."""
+    return TokenUse(
+        id=token.id, kind="service_account" if token.role_cap is not None else "personal"
+    )
+
+
+# --- Revocation when a member loses their role ---------------------------------------------------
+
+
+async def revoke_beyond_role(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    user_id: int,
+    organisation_id: int,
+    role: Role | None,
+    reason: str,
+) -> list[int]:
+    """In the caller's transaction, once the user's role in the organisation is `role` (None: no
+    longer a member): revokes the service accounts they made there when they no longer manage it,
+    and their personal tokens restricted to it when they left it. The lookup at each use hides
+    such tokens already; revoking them for good keeps a later re-admission from reviving them.
+    Returns the ids revoked."""
+    candidates: list[ApiToken] = []
+    if not authz.may_keep_service_accounts(role):
+        candidates += await ApiToken.filter(
+            organisation_id=organisation_id, owner_id=None, created_by_id=user_id, revoked_at=None
+        ).order_by("id")
+    if not authz.may_keep_organisation_tokens(role):
+        candidates += await ApiToken.filter(
+            organisation_id=organisation_id, owner_id=user_id, revoked_at=None
+        ).order_by("id")
+    now = services.clock.now()
+    revoked = []
+    for token in candidates:
+        # Conditional: a revocation by its manager at the same moment is recorded once.
+        if await ApiToken.filter(id=token.id, revoked_at=None).update(revoked_at=now) != 1:
+            continue
+        revoked.append(token.id)
+        if token.owner_id is None:
+            await activity.service_account_revoked_with_creator(
+                services,
+                meta,
+                actor_id=actor_id,
+                creator_id=user_id,
+                organisation_id=organisation_id,
+                token_id=token.id,
+                name=token.name,
+                reason=reason,
+            )
+        else:
+            await activity.token_revoked_with_membership(
+                services,
+                meta,
+                actor_id=actor_id,
+                owner_id=user_id,
+                organisation_id=organisation_id,
+                token_id=token.id,
+                label=token.name,
+                reason=reason,
+            )
+    return revoked

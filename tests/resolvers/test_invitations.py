@@ -21,7 +21,7 @@ from gardien.models.outbox import OutboxMessage
 from gardien.models.products import Product, ProductGrant
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import accounts, invitations, sessions
+from gardien.resolvers import accounts, authz, invitations, sessions
 from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.invitations import ContactPreferences, InviteRequest
@@ -169,11 +169,7 @@ async def test_inv2_inv4_unknown_address_gets_a_new_account_invitation_in_the_in
         org.organisation.id,
         "198.51.100.9",
     )
-    assert event.data == {
-        "invitation_id": invitation.id,
-        "role": "COLLABORATOR",
-        "new_account": True,
-    }
+    assert event.data == {"invitation_id": invitation.id, "role": "COLLABORATOR"}
 
 
 async def test_inv3_pro1_existing_user_gets_a_join_invitation_in_their_own_language(
@@ -192,7 +188,37 @@ async def test_inv3_pro1_existing_user_gets_a_join_invitation_in_their_own_langu
     event = await ActivityEvent.get(type="invitation.sent")
     assert (message.template, message.language) == ("invitation_join", "it")
     assert "esterno" in message.payload["text"]
-    assert event.data["new_account"] is False
+    assert event.data == {"invitation_id": event.data["invitation_id"], "role": "EXTERNAL"}
+
+
+async def test_org1_inv1_invitation_sent_reads_the_same_for_known_and_unknown_addresses(
+    services: Services,
+) -> None:
+    """Managers and their webhooks read `invitation.sent`: whether the address has an account
+    must not show in it, nor in what managers see of the invitation before it is accepted."""
+    org = await _org(services)
+    await factories.sign_up(services, email="known@example.test", name="Known")
+
+    for email in ("known@example.test", "nobody@example.test"):
+        await invitations.invite_member(services, RequestMeta(), org.admin, _request(org, email))
+
+    events = await ActivityEvent.filter(type="invitation.sent").order_by("id")
+    shapes = [
+        (e.subject_id, e.actor_id, {k: v for k, v in e.data.items() if k != "invitation_id"})
+        for e in events
+    ]
+    assert shapes == [(None, org.admin.actor.user_id, {"role": "COLLABORATOR"})] * 2
+    page = await invitations.organisation_invitations(
+        services, org.admin, org.organisation.id, first=10, after_id=None, status=None
+    )
+    first, second = (
+        (v.status, [getattr(v.invitation, name) for name in _INVITATION_FIELDS]) for v in page.items
+    )
+    assert first == second
+
+
+# What a manager reads of an invitation besides its address and dates.
+_INVITATION_FIELDS = ("role", "product_ids", "contact_preferences", "send_count", "invited_by_id")
 
 
 async def test_inv5_invitation_carries_role_products_and_contact_preferences(
@@ -728,6 +754,32 @@ async def test_inv3_org2_signed_in_invitee_joins_and_may_make_it_current(
     assert await ActivityEvent.filter(type="member.joined", subject_id=user.id).count() == 1
 
 
+@pytest.mark.parametrize("make_current", [True, False])
+async def test_org2_inv3_accepting_with_make_current_records_the_switch(
+    services: Services, make_current: bool
+) -> None:
+    org = await _org(services)
+    scope, _, token, own_organisation_id = await _existing_user_invited(services, org)
+
+    await invitations.accept_invitation(
+        services, RequestMeta(ip="198.51.100.7"), scope, token=token, make_current=make_current
+    )
+
+    user_id = scope.actor.user_id
+    switched = await ActivityEvent.filter(type="organisation.switched", subject_id=user_id)
+    expected = [
+        (
+            user_id,
+            "198.51.100.7",
+            {
+                "organisation_id": org.organisation.id,
+                "previous_organisation_id": own_organisation_id,
+            },
+        )
+    ]
+    assert [(e.actor_id, e.ip, e.data) for e in switched] == (expected if make_current else [])
+
+
 async def test_inv3_an_existing_account_must_be_signed_in_as_the_invitee(
     services: Services,
 ) -> None:
@@ -822,6 +874,54 @@ async def test_inv4_a_concurrent_double_accept_of_a_new_account_makes_one_accoun
     assert errors[0].code in (ErrorCode.INVITATION_INVALID, ErrorCode.EMAIL_UNAVAILABLE)
     assert await User.filter(email="newcomer@example.test").count() == 1
     assert await Membership.filter(organisation_id=org.organisation.id).count() == 5
+
+
+async def test_inv4_concurrent_invitations_of_one_address_leave_one_pending(
+    services: Services,
+) -> None:
+    """Managers inviting the same address at once (or a double click): one invitation, one
+    e-mail, one event; the others are told one is pending."""
+    org = await _org(services)
+
+    results = await asyncio.gather(
+        *(
+            invitations.invite_member(
+                services, RequestMeta(), scope, _request(org, "twice@example.test")
+            )
+            for scope in (org.legal, org.admin) * 4
+        ),
+        return_exceptions=True,
+    )
+
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 7, results
+    assert {(e.code if isinstance(e, DomainError) else e) for e in errors} == {
+        ErrorCode.INVITATION_ALREADY_PENDING
+    }
+    assert await Invitation.filter(email="twice@example.test").count() == 1
+    assert await OutboxMessage.filter(recipient="twice@example.test").count() == 1
+    assert await ActivityEvent.filter(type="invitation.sent").count() == 1
+
+
+async def test_inv1_org6_an_inviter_removed_meanwhile_cannot_invite(services: Services) -> None:
+    """The inviter's role is read again under the organisation's lock: a removal that ran
+    after the request was authorised, and revoked their invitations, is not undone by it."""
+    org = await _org(services)
+    admin_membership = await Membership.get(
+        organisation_id=org.organisation.id, user_id=org.admin.actor.user_id
+    )
+    await authz.require_invitation_manager(org.admin, org.organisation.id)  # cached as manager
+    await Membership.filter(id=admin_membership.id).update(role=Role.COLLABORATOR)
+    before = await _state()
+
+    error = await _refused(
+        invitations.invite_member(
+            services, RequestMeta(), org.admin, _request(org, "late@example.test")
+        )
+    )
+
+    assert error.code == ErrorCode.FORBIDDEN
+    assert await _state() == before
 
 
 async def test_inv3_a_member_by_then_gets_already_member(services: Services) -> None:
