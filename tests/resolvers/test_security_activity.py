@@ -5,6 +5,7 @@ sessions list (ACT-6), on the real database and the real outbox."""
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from gardien.resolvers import (
     account_security,
     accounts,
     activity_log,
+    authz,
     members,
     security_notices,
     sessions,
+    tokens,
 )
 from gardien.resolvers.account_security import SecureAccountStep
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import Actor, RequestScope, SignedInToken
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema.relay import encode_id
@@ -409,6 +412,41 @@ async def test_act6_last_seen_written_at_most_once_a_minute(
     assert (await Session.get(id=session_id)).last_seen_at == opened + timedelta(minutes=1)
 
 
+async def test_act4_act6_own_security_record_is_refused_to_an_integrator_token(
+    services: Services,
+) -> None:
+    """A token acts as its owner but no scope covers sessions or the activity record: the rules
+    themselves refuse a token actor, not only the GraphQL fields in front of them."""
+    ada = await factories.sign_up(services, email="ada@example.test")
+    web = await _actor(services, ada.session.token)
+    token = replace(
+        web,
+        session=None,
+        token=SignedInToken(
+            id=1, scopes=frozenset(authz.TOKEN_SCOPES), organisation_id=None, role_cap=None
+        ),
+    )
+    session_id = ada.session.session.id
+
+    with pytest.raises(DomainError) as activity_refused:
+        await activity_log.own_activity(
+            token, activity_log.activity_filter(None, None, None), first=10, after_id=None
+        )
+    with pytest.raises(DomainError) as lookup_refused:
+        await sessions.own_session(services, token, session_id)
+    with pytest.raises(DomainError) as revoke_refused:
+        await sessions.revoke_own_session(services, ZURICH, token, session_id)
+
+    assert authz.can_view_own_activity(web, ada.user.id)
+    assert authz.can_manage_session(web, ada.user.id)
+    assert not authz.can_view_own_activity(token, ada.user.id)
+    assert not authz.can_manage_session(token, ada.user.id)
+    assert activity_refused.value.code is ErrorCode.UNAUTHENTICATED
+    assert lookup_refused.value.code is revoke_refused.value.code is ErrorCode.NOT_FOUND
+    assert await sessions.authenticate(services, ada.session.token) is not None
+    assert not await ActivityEvent.filter(type="session.revoked").exists()
+
+
 # --- ACT-5: secure my account --------------------------------------------------------------------
 
 
@@ -429,6 +467,8 @@ async def test_act5_secure_account_revokes_everything_but_this_session(
     assert result == account_security.SecureAccountResult(
         sessions_revoked=1,
         app_passwords_revoked=1,
+        tokens_revoked=0,
+        service_accounts_revoked=0,
         steps=[
             SecureAccountStep.CHANGE_PASSWORD,
             SecureAccountStep.ENABLE_TWO_FACTOR,
@@ -441,7 +481,65 @@ async def test_act5_secure_account_revokes_everything_but_this_session(
     assert await AppPassword.filter(user_id=ada.user.id, revoked_at=None).count() == 0
     assert await AppPassword.filter(user_id=grace.user.id, revoked_at=None).count() == 1
     event = await ActivityEvent.get(type="account.secured")
-    assert event.data == {"sessions_revoked": 1, "app_passwords_revoked": 1}
+    assert event.data == {
+        "sessions_revoked": 1,
+        "app_passwords_revoked": 1,
+        "tokens_revoked": 0,
+        "service_accounts_revoked": 0,
+    }
+
+
+async def test_act5_secure_account_revokes_personal_tokens_and_service_accounts_made_by_the_user(
+    services: Services,
+) -> None:
+    """A thief with a session could have minted a token or a service account; both must die with
+    the sessions, and only the user's own (another manager's service account stays)."""
+    ada = await factories.sign_up(services, email="ada@example.test")
+    await factories.add_member(
+        services, ada.organisation, Role.ADMINISTRATOR, "grace@example.test"
+    )
+    ada_scope = RequestScope(await _actor(services, ada.session.token))
+    grace_scope = await factories.signed_in_scope(services, "grace@example.test")
+    ada_token = await tokens.create_personal_access_token(
+        services, ZURICH, ada_scope, label="CI", scopes=["members:read"]
+    )
+    ada_account = await tokens.create_service_account(
+        services,
+        ZURICH,
+        ada_scope,
+        ada.organisation.id,
+        name="Backup",
+        role=Role.ADMINISTRATOR,
+        scopes=["members:read"],
+    )
+    grace_token = await tokens.create_personal_access_token(
+        services, ZURICH, grace_scope, label="CI", scopes=["members:read"]
+    )
+    grace_account = await tokens.create_service_account(
+        services,
+        ZURICH,
+        grace_scope,
+        ada.organisation.id,
+        name="Sync",
+        role=Role.COLLABORATOR,
+        scopes=["members:read"],
+    )
+    for issued in (ada_token, ada_account, grace_token, grace_account):
+        assert await tokens.authenticate(services, ZURICH, issued.secret) is not None
+
+    result = await account_security.secure_account(services, ZURICH, ada_scope.actor)
+
+    assert (result.tokens_revoked, result.service_accounts_revoked) == (1, 1)
+    assert await tokens.authenticate(services, ZURICH, ada_token.secret) is None
+    assert await tokens.authenticate(services, ZURICH, ada_account.secret) is None
+    assert await tokens.authenticate(services, ZURICH, grace_token.secret) is not None
+    assert await tokens.authenticate(services, ZURICH, grace_account.secret) is not None
+    secured = await ActivityEvent.get(type="account.secured")
+    assert secured.data["tokens_revoked"] == 1
+    assert secured.data["service_accounts_revoked"] == 1
+    revoked = await ActivityEvent.get(type="service_account.revoked")
+    assert (revoked.organisation_id, revoked.actor_id) == (ada.organisation.id, ada.user.id)
+    assert revoked.data == {"token_id": ada_account.token.id, "name": "Backup"}
 
 
 async def test_act5_remembered_device_cookies_die(services: Services) -> None:
