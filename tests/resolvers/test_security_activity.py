@@ -24,9 +24,12 @@ from gardien.resolvers import (
     activity_log,
     authz,
     members,
+    second_factor,
     security_notices,
     sessions,
     tokens,
+    totp,
+    two_factor,
 )
 from gardien.resolvers.account_security import SecureAccountStep
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken
@@ -109,6 +112,66 @@ async def test_act2_new_country_with_the_same_browser_sends_the_email_in_the_use
     event = await ActivityEvent.get(type="sign_in.new_location")
     assert (event.subject_id, event.country, event.ip) == (signed_up.user.id, "FR", "80.12.0.1")
     assert event.data == {"new_country": True, "new_device": False, "notified": True}
+
+
+async def _sign_in_with_totp(
+    services: Services, clock: ManualClock, meta: RequestMeta, secret: str, cookie: str | None
+) -> tuple[str, int]:
+    """Password step, then the TOTP step: (device cookie, new-location e-mails after the
+    password step alone)."""
+    result = await accounts.sign_in(
+        services, meta, login="ada@example.test", password=factories.PASSWORD, device_cookie=cookie
+    )
+    assert result.second_factor is not None
+    mails_before_second_factor = len(await _mails("security_new_location"))
+    clock.advance(timedelta(seconds=90))  # a fresh TOTP step: a code is never accepted twice
+    completed = await second_factor.complete(
+        services,
+        meta,
+        challenge_id=result.second_factor.challenge_id,
+        method=second_factor.SecondFactorMethod.TOTP,
+        code=totp.code_at_step(secret, totp.step_at(clock.now())),
+        device_cookie=cookie,
+    )
+    return completed.device_cookie, mails_before_second_factor
+
+
+async def test_act2_two_factor_user_gets_the_new_location_email_once_the_second_factor_is_passed(
+    services: Services, clock: ManualClock
+) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    enrolment = await two_factor.begin_totp_enrolment(services, ZURICH, actor)
+    await two_factor.confirm_totp_enrolment(
+        services,
+        ZURICH,
+        actor,
+        method_id=enrolment.method_id,
+        code=totp.code_at_step(enrolment.secret, totp.step_at(clock.now())),
+    )
+    secret = enrolment.secret
+    cookie, _ = await _sign_in_with_totp(services, clock, ZURICH, secret, None)
+    baseline = len(await _mails("security_new_location"))
+
+    renewed, before_second_factor = await _sign_in_with_totp(services, clock, PARIS, secret, cookie)
+
+    assert (baseline, before_second_factor) == (0, 0)
+    (mail,) = await _mails("security_new_location")
+    assert mail.recipient == "ada@example.test"
+    assert "FR · 80.12.0.1" in mail.payload["text"]
+    event = await ActivityEvent.get(type="sign_in.new_location")
+    # The cookie presented was kept (same nonce): a new country, not a new device.
+    assert event.data == {"new_country": True, "new_device": False, "notified": True}
+    assert (
+        read_device_cookie(
+            services.keyring,
+            renewed,
+            signed_up.user.id,
+            accounts._credential_version(await User.get(id=signed_up.user.id)),
+            clock.now(),
+        )
+        is not None
+    )
 
 
 async def test_act2_private_window_is_a_new_device_and_only_the_first_time(
@@ -495,9 +558,7 @@ async def test_act5_secure_account_revokes_personal_tokens_and_service_accounts_
     """A thief with a session could have minted a token or a service account; both must die with
     the sessions, and only the user's own (another manager's service account stays)."""
     ada = await factories.sign_up(services, email="ada@example.test")
-    await factories.add_member(
-        services, ada.organisation, Role.ADMINISTRATOR, "grace@example.test"
-    )
+    await factories.add_member(services, ada.organisation, Role.ADMINISTRATOR, "grace@example.test")
     ada_scope = RequestScope(await _actor(services, ada.session.token))
     grace_scope = await factories.signed_in_scope(services, "grace@example.test")
     ada_token = await tokens.create_personal_access_token(
