@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gardien import jobs
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, SessionKind, SupportPlan
@@ -39,6 +40,7 @@ from gardien.schema.relay import encode_id
 from gardien.security import read_device_cookie
 from tests import factories
 from tests.conftest import GraphQLClient
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -508,6 +510,57 @@ async def test_act4_act6_own_security_record_is_refused_to_an_integrator_token(
     assert lookup_refused.value.code is revoke_refused.value.code is ErrorCode.NOT_FOUND
     assert await sessions.authenticate(services, ada.session.token) is not None
     assert not await ActivityEvent.filter(type="session.revoked").exists()
+
+
+async def test_act2_a_sign_in_asks_whether_seen_without_loading_the_known_devices(
+    services: Services,
+) -> None:
+    ada = await factories.sign_up(services, email="ada@example.test")
+    user = await User.get(id=ada.user.id)
+    now = services.clock.now()
+    for n in range(30):  # a traveller's history
+        await KnownDevice.create(
+            user=user, country="DE", device_hash=f"d{n}", first_seen_at=now, last_seen_at=now
+        )
+
+    with count_queries() as statements:
+        new_location = await security_notices.note_sign_in(services, PARIS, user, "nonce")
+
+    assert new_location
+    devices = [q for q in statements if "known_device" in q.lower()]
+    assert [q.split()[0].upper() for q in devices] == ["SELECT", "UPDATE", "INSERT"]
+    assert "EXISTS" in devices[0].upper()  # one fixed statement, no row of the history
+    (mail,) = await _mails("security_new_location")
+    assert mail.recipient == "ada@example.test"
+
+
+async def test_act2_known_devices_unseen_for_13_months_are_purged_but_each_users_newest_kept(
+    services: Services, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="ada@example.test")
+    grace = await factories.sign_up(services, email="grace@example.test")
+    first = await _sign_in(services, ZURICH, "ada@example.test")
+    await _sign_in(services, ZURICH, "grace@example.test")
+    clock.advance(timedelta(days=200))
+    await _sign_in(services, PARIS, "ada@example.test", first.device_cookie)
+    clock.advance(security_notices.KNOWN_DEVICE_RETENTION - timedelta(days=200, seconds=1))
+    not_yet = await jobs.run_due(services)
+    clock.advance(timedelta(seconds=2))
+
+    purged = await jobs.run_due(services)
+    again = await jobs.run_due(services)
+
+    assert not_yet.known_devices_purged == 0
+    assert (purged.known_devices_purged, again.known_devices_purged) == (1, 0)
+    ada_rows = await KnownDevice.filter(user__email="ada@example.test").values("country")
+    assert ada_rows == [{"country": "FR"}]
+    # Grace's only pair is 13 months old too, but it is her baseline: her next sign-in is told.
+    assert await KnownDevice.filter(user_id=grace.user.id).count() == 1
+    await _sign_in(services, PARIS, "grace@example.test")
+    assert [m.recipient for m in await _mails("security_new_location")] == [
+        "ada@example.test",
+        "grace@example.test",
+    ]
 
 
 # --- ACT-5: secure my account --------------------------------------------------------------------
