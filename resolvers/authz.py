@@ -675,7 +675,8 @@ class TokenRule(StrEnum):
 TOKEN_ROOT_FIELDS: dict[str, str] = {
     # Who the token acts as (the public part of the profile: see can_view_private_profile).
     "Query.viewer": TokenRule.ANY_SCOPE,
-    # The organisation's name and policy; its members, activity and domains need their scopes.
+    # The organisation's name and policy; its members, activity and domains need their scopes;
+    # its products (and their mail), service accounts and webhook endpoints refuse every token.
     "Query.organisation": TokenRule.ANY_SCOPE,
     "Query.domainLookup": DOMAINS_READ,
     # Any object by ID would bypass the nested scope checks of the fields that list them.
