@@ -1,5 +1,5 @@
-"""The job runner: time-driven work (the domain lifecycle, expired attempt counters and sign-ups),
-safe when several replicas run it."""
+"""The job runner: time-driven work (the domain lifecycle, expired attempt counters, sign-ups and
+stale known devices), safe when several replicas run it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import asdict
 
-from gardien.resolvers import domain_lifecycle, ratelimits, sign_ups
+from gardien.resolvers import domain_lifecycle, ratelimits, security_notices, sign_ups
 from gardien.resolvers.domain_lifecycle import JobReport
 from gardien.resolvers.services import Services
 
@@ -26,12 +26,14 @@ async def run_due(services: Services) -> JobReport:
     # Every guessed login leaves a counter behind; ended windows count for nothing (API-4).
     await ratelimits.prune_expired(services)
     purged = await sign_ups.purge_expired(services)
+    devices_purged = await security_notices.purge_stale_known_devices(services)
     report = JobReport(
         entered_redemption=entered,
         renewed_by_warranty=renewed,
         released=released,
         reminders_sent=reminders,
         sign_ups_purged=purged,
+        known_devices_purged=devices_purged,
     )
     if any(asdict(report).values()):
         # The JSON log line carries the message only, so the counts go into it.

@@ -9,6 +9,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.models.mfa import AppPassword
+from gardien.models.sessions import ApiToken
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, sessions, two_factor
 from gardien.resolvers.authz import Actor
@@ -29,6 +30,8 @@ class SecureAccountStep(StrEnum):
 class SecureAccountResult:
     sessions_revoked: int
     app_passwords_revoked: int
+    tokens_revoked: int
+    service_accounts_revoked: int
     steps: list[SecureAccountStep]
 
 
@@ -36,8 +39,13 @@ async def secure_account(
     services: Services, meta: RequestMeta, actor: Actor
 ) -> SecureAccountResult:
     """ACT-5 (and BLK-4's procedure): in one transaction, revoke every session but the caller's
-    own, every app password, and every remembered-device cookie (the credential generation
-    moves), and record it. The password is not changed here: the user chooses the new one."""
+    own, every app password, every personal access token, every service account the user
+    created, and every remembered-device cookie (the credential generation moves), and record
+    it. The password is not changed here: the user chooses the new one.
+
+    Service accounts go too: whoever held a session could have minted one, and it would keep
+    acting with the user's rights in that organisation. Each revocation is recorded in its
+    organisation, so its other managers see why their integration stopped."""
     authz.require(
         authz.can_secure_account(actor),
         DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first."),
@@ -52,6 +60,23 @@ async def secure_account(
         revoked_passwords = await AppPassword.filter(user_id=user_id, revoked_at=None).update(
             revoked_at=services.clock.now()
         )
+        revoked_tokens = await ApiToken.filter(owner_id=user_id, revoked_at=None).update(
+            revoked_at=services.clock.now()
+        )
+        service_accounts = await ApiToken.filter(
+            owner_id=None, created_by_id=user_id, revoked_at=None
+        ).select_for_update()
+        for account in service_accounts:
+            account.revoked_at = services.clock.now()
+            await account.save(update_fields=["revoked_at"])
+            await activity.service_account_revoked(
+                services,
+                meta,
+                user_id=user_id,
+                organisation_id=account.organisation_id,
+                token_id=account.id,
+                name=account.name,
+            )
         await User.filter(id=user_id).update(credential_generation=F("credential_generation") + 1)
         await activity.account_secured(
             services,
@@ -59,11 +84,17 @@ async def secure_account(
             user_id,
             sessions_revoked=revoked_sessions,
             app_passwords_revoked=revoked_passwords,
+            tokens_revoked=revoked_tokens,
+            service_accounts_revoked=len(service_accounts),
         )
     steps = [SecureAccountStep.CHANGE_PASSWORD]
     if not await two_factor.confirmed_kinds(user_id):
         steps.append(SecureAccountStep.ENABLE_TWO_FACTOR)
     steps.append(SecureAccountStep.CHANGE_MAIL_PASSWORDS)
     return SecureAccountResult(
-        sessions_revoked=revoked_sessions, app_passwords_revoked=revoked_passwords, steps=steps
+        sessions_revoked=revoked_sessions,
+        app_passwords_revoked=revoked_passwords,
+        tokens_revoked=revoked_tokens,
+        service_accounts_revoked=len(service_accounts),
+        steps=steps,
     )

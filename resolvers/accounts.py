@@ -243,7 +243,7 @@ async def sign_in(
     login_key = login.strip().lower()
     ip_key = ratelimits.ip_subject(meta.ip)
     user = await find_by_login(login)
-    device = await _trusted_device(services, user, device_cookie)
+    device = await trusted_device(services, user, device_cookie)
     if device is not None and user is not None:
         await _count_trusted_attempt(services, meta, device, user, login_key, ip_key)
     else:
@@ -281,8 +281,8 @@ async def sign_in(
     methods = await two_factor.confirmed_kinds(user.id)
     async with in_transaction():
         if methods:
-            # No device cookie yet: the browser is known only once the second factor is passed
-            # (the second-factor step calls remember_device when it opens the session).
+            # No device cookie yet, and no new-location notice: the browser is known only once
+            # the second factor is passed (second_factor.complete calls session_opened then).
             challenge = await _open_challenge(services, user, meta, methods, remember_browser)
             await activity.sign_in_password_verified(services, meta, user.id)
             return SignInResult(second_factor=challenge)
@@ -297,19 +297,13 @@ async def session_opened(
 ) -> str:
     """What every completed sign-in does once its session is open, in its transaction: renew
     or issue the device cookie, and tell the user of a new location (ACT-2). Answers the cookie.
-    """
-    cookie = _issue_device_cookie(services, user, known)
-    await security_notices.note_sign_in(services, meta, user, cookie.nonce)
-    return cookie.value
-
-
-def remember_device(services: Services, user: User, known: DeviceCookie | None) -> str:
-    """The device cookie to set once a sign-in is complete (a session was opened).
 
     A browser that came with a valid cookie keeps its nonce (so its budget and any lock), only
     renewed; a new browser gets a new nonce. Every cookie is bound to the user's credentials.
     """
-    return _issue_device_cookie(services, user, known).value
+    cookie = _issue_device_cookie(services, user, known)
+    await security_notices.note_sign_in(services, meta, user, cookie.nonce)
+    return cookie.value
 
 
 def _issue_device_cookie(
@@ -335,7 +329,7 @@ def _user_subject(user: User) -> str:
     return f"user:{user.id}"
 
 
-async def _trusted_device(
+async def trusted_device(
     services: Services, user: User | None, value: str | None
 ) -> DeviceCookie | None:
     """The presented device cookie when it still vouches for this browser, else None.

@@ -857,15 +857,23 @@ async def account_secured(
     *,
     sessions_revoked: int,
     app_passwords_revoked: int,
+    tokens_revoked: int,
+    service_accounts_revoked: int,
 ) -> None:
-    """ACT-5: every other session and every app password revoked, device cookies void."""
+    """ACT-5: every other session, app password, personal access token and service account the
+    user created revoked, device cookies void."""
     await _record(
         services,
         "account.secured",
         meta,
         actor_id=user_id,
         subject_id=user_id,
-        data={"sessions_revoked": sessions_revoked, "app_passwords_revoked": app_passwords_revoked},
+        data={
+            "sessions_revoked": sessions_revoked,
+            "app_passwords_revoked": app_passwords_revoked,
+            "tokens_revoked": tokens_revoked,
+            "service_accounts_revoked": service_accounts_revoked,
+        },
     )
 
 

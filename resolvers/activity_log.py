@@ -150,7 +150,8 @@ async def own_activity(
 ) -> Counted[ActivityEvent]:
     """ACT-4: the events concerning the caller's own account, newest first."""
     authz.require(
-        authz.can_view_own_activity(actor), DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first.")
+        authz.can_view_own_activity(actor, actor.user_id),
+        DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first."),
     )
     assert actor.user is not None
     query = filters.apply(ActivityEvent.filter(subject_id=actor.user.id))

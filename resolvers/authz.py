@@ -640,13 +640,15 @@ SECURITY_PROCEDURE_FORBIDDEN = (
 # reaches them, and a session of someone else answers exactly like one that does not exist.
 
 
-def can_view_own_activity(actor: Actor) -> bool:
-    return actor.user is not None
+def can_view_own_activity(actor: Actor, user_id: int | None) -> bool:
+    """ACT-4: one's own security record (activity, sessions, security e-mails), from a web or
+    app session only: no token scope covers what tells how the account is reached (API-6)."""
+    return actor.token is None and actor.user is not None and user_id == actor.user.id
 
 
 def can_manage_session(actor: Actor, session_owner_id: int | None) -> bool:
-    """ACT-6: list and revoke one's own sessions only."""
-    return actor.user is not None and session_owner_id == actor.user.id
+    """ACT-6: list and revoke one's own sessions only, and never with an integrator token."""
+    return actor.token is None and actor.user is not None and session_owner_id == actor.user.id
 
 
 def can_secure_account(actor: Actor) -> bool:
@@ -685,7 +687,8 @@ class TokenRule(StrEnum):
 TOKEN_ROOT_FIELDS: dict[str, str] = {
     # Who the token acts as (the public part of the profile: see can_view_private_profile).
     "Query.viewer": TokenRule.ANY_SCOPE,
-    # The organisation's name and policy; its members, activity and domains need their scopes.
+    # The organisation's name and policy; its members, activity and domains need their scopes;
+    # its products (and their mail), service accounts and webhook endpoints refuse every token.
     "Query.organisation": TokenRule.ANY_SCOPE,
     "Query.domainLookup": DOMAINS_READ,
     # Any object by ID would bypass the nested scope checks of the fields that list them.

@@ -28,8 +28,10 @@ SECURITY_PROCEDURES_PER_MEMBER = ratelimits.Rule(
 async def organisation_products(
     scope: RequestScope, organisation_id: int, *, first: int | None, after_id: int | None
 ) -> Counted[Product]:
-    """Every member sees the organisation's products with their block and maintenance state."""
+    """Every member sees the organisation's products with their block and maintenance state;
+    no token scope covers products (they lead to mailboxes and their mail)."""
     membership = await authz.require_visible_organisation(scope, organisation_id)
+    authz.refuse_tokens(scope.actor, "Products")
     authz.require(authz.can_view_products(membership), authz.not_found("organisation"))
     query = Product.filter(organisation_id=organisation_id)
     page = await forward_page(query, first, after_id)

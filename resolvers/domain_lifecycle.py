@@ -31,6 +31,8 @@ class JobReport:
     reminders_sent: int = 0
     # ORG-1: unconfirmed (or confirmed) sign-ups past their expiry, forgotten.
     sign_ups_purged: int = 0
+    # ACT-2: known (country, device) pairs not seen for 13 months, forgotten.
+    known_devices_purged: int = 0
 
 
 # Safe with several runners at once: each domain is handled in its own transaction that takes its

@@ -135,7 +135,9 @@ async def delete_mailbox(
 async def mailboxes(
     scope: RequestScope, product_id: int, *, first: int | None, after_id: int | None
 ) -> Counted[Mailbox]:
-    """The mail service's mailboxes, for those who use it (listing is not reading mail)."""
+    """The mail service's mailboxes, for those who use it (listing is not reading mail). No
+    token scope covers mail: a member's productAccess must not lead a token to it."""
+    authz.refuse_tokens(scope.actor, "Mailboxes")
     product = await _mail_service(scope, product_id)
     await authz.require_product_user(scope, product.organisation_id, product.id)
     query = Mailbox.filter(product_id=product.id)
@@ -146,7 +148,8 @@ async def mailboxes(
 async def read_mailbox(
     scope: RequestScope, mailbox_id: int, *, first: int | None, after_id: int | None
 ) -> Counted[MailMessage]:
-    """BLK-2: newest first; refused while the mail service is in maintenance."""
+    """BLK-2: newest first; refused while the mail service is in maintenance, and to tokens."""
+    authz.refuse_tokens(scope.actor, "Mail")
     mailbox, product = await _mailbox(scope, mailbox_id)
     await authz.require_product_user(scope, product.organisation_id, product.id)
     if product.maintenance_since is not None:

@@ -56,6 +56,7 @@ async def complete(
     challenge_id: str,
     method: SecondFactorMethod,
     code: str | None,
+    device_cookie: str | None = None,
 ) -> CompletedSignIn:
     """MFA-7: the challenge's user proves the second factor; a session opens, persistent only
     when the password step asked to remember the browser (MFA-8).
@@ -89,6 +90,8 @@ async def complete(
         )
 
     user = await User.get(id=user_id)
+    # The browser's cookie, if it still vouches for it, keeps its nonce (see session_opened).
+    device = await accounts.trusted_device(services, user, device_cookie)
     now = services.clock.now()
     async with in_transaction():
         finished = await SignInChallenge.filter(id=challenge.id, completed_at=None).update(
@@ -101,11 +104,11 @@ async def complete(
             services, user, meta, persistent=challenge.remember_browser
         )
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=method.value)
+        # ACT-2: the new-location notice belongs to the completed sign-in, as without 2FA.
+        cookie = await accounts.session_opened(services, meta, user, device)
     # A success gives back its own attempts only (see accounts.sign_in).
     await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(user_id))
-    return CompletedSignIn(
-        session=issued, device_cookie=accounts.remember_device(services, user, None)
-    )
+    return CompletedSignIn(session=issued, device_cookie=cookie)
 
 
 def _user_subject(user_id: int) -> str:

@@ -10,9 +10,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from gardien.mail.templates import Template
 from gardien.models.sessions import KnownDevice
 from gardien.models.users import User
-from gardien.resolvers import activity, authz
+from gardien.resolvers import activity, authz, sql
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -25,6 +26,25 @@ SECURE_ACCOUNT_PATH = "/console/#/security/secure-account"
 # KnownDevice.country is part of a unique key: an address with no country (private, loopback)
 # is stored as the empty string rather than NULL, which would never be equal to itself.
 NO_COUNTRY = ""
+# A (country, device) pair not seen for 13 months is forgotten: a browser back after that long
+# is announced again, which is what its owner would want. Each user's newest pair is kept, so an
+# account nobody used for that long still has a baseline and its next sign-in is announced.
+KNOWN_DEVICE_RETENTION = timedelta(days=396)
+
+# What a sign-in needs to know, in one fixed statement (see sql.py) on the unique index (user,
+# country, device_hash): whether the user has any history, this country, this device. A user's
+# rows are never loaded: a traveller's list grows with every hotel.
+_SEEN_BEFORE = (
+    "SELECT EXISTS (SELECT 1 FROM known_device WHERE user_id = $1) AS any_seen,"
+    " EXISTS (SELECT 1 FROM known_device WHERE user_id = $1 AND country = $2) AS country_seen,"
+    " EXISTS (SELECT 1 FROM known_device WHERE user_id = $1 AND device_hash = $3) AS device_seen"
+)
+# Stale pairs, each user's newest excepted (see KNOWN_DEVICE_RETENTION).
+_PURGE_STALE = (
+    "DELETE FROM known_device WHERE last_seen_at < $1 AND EXISTS (SELECT 1 FROM known_device"
+    " newer WHERE newer.user_id = known_device.user_id"
+    " AND newer.last_seen_at > known_device.last_seen_at)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,9 +91,9 @@ async def note_sign_in(
     now = services.clock.now()
     country = meta.country or NO_COUNTRY
     digest = _device_digest(services, device_nonce, meta)
-    seen = await KnownDevice.filter(user_id=user.id).values_list("country", "device_hash")
-    new_country = meta.country is not None and all(c != meta.country for c, _ in seen)
-    new_device = all(h != digest for _, h in seen)
+    (seen,) = await sql.fetch(_SEEN_BEFORE, [user.id, country, digest])
+    new_country = meta.country is not None and not seen["country_seen"]
+    new_device = not seen["device_seen"]
     updated = await KnownDevice.filter(user_id=user.id, country=country, device_hash=digest).update(
         last_seen_at=now
     )
@@ -92,7 +112,7 @@ async def note_sign_in(
     # The first sign-in with no history at all (a new account, or one older than this record)
     # only sets the baseline: with nothing to compare to, an alert would say nothing, and every
     # existing user would get one at once when the record starts.
-    if not seen or not (new_country or new_device):
+    if not seen["any_seen"] or not (new_country or new_device):
         return False
     recipient = _recipient(user)
     await activity.sign_in_new_location(
@@ -105,7 +125,7 @@ async def note_sign_in(
     )
     if recipient is not None:
         await services.mail.enqueue(
-            "security_new_location",
+            Template.SECURITY_NEW_LOCATION,
             to=recipient,
             language=user.language,
             timezone=user.timezone,
@@ -117,6 +137,11 @@ async def note_sign_in(
             },
         )
     return True
+
+
+async def purge_stale_known_devices(services: Services) -> int:
+    """The job: forget the pairs not seen for KNOWN_DEVICE_RETENTION; answers how many."""
+    return await sql.execute(_PURGE_STALE, [services.clock.now() - KNOWN_DEVICE_RETENTION])
 
 
 async def wrong_password(services: Services, meta: RequestMeta, user: User) -> bool:
@@ -138,7 +163,7 @@ async def wrong_password(services: Services, meta: RequestMeta, user: User) -> b
     if not claimed or recipient is None:
         return False
     await services.mail.enqueue(
-        "security_wrong_password",
+        Template.SECURITY_WRONG_PASSWORD,
         to=recipient,
         language=user.language,
         timezone=user.timezone,

@@ -31,6 +31,15 @@ async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     return await connection.execute_query_dict(query, list(params))
 
 
+async def execute(query: str, params: Sequence[Any] = ()) -> int:
+    """A fixed write statement; answers the number of rows it changed."""
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "sqlite":
+        query = _for_sqlite(query)
+    changed, _ = await connection.execute_query(query, list(params))
+    return int(changed)
+
+
 def as_datetime(value: datetime | str) -> datetime:
     """A timestamp column: asyncpg returns datetimes, SQLite the ISO text Tortoise wrote."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)

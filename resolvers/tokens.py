@@ -13,7 +13,7 @@ from gardien.models.enums import PlatformRole, Role
 from gardien.models.organisations import Organisation
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, sql
+from gardien.resolvers import activity, authz, sessions, sql
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services, TokenUse
@@ -32,6 +32,8 @@ MAX_LIFETIME = timedelta(days=366)
 # Enough for every script of one person; a cap keeps a stolen session from minting thousands.
 MAX_ACTIVE_TOKENS = 50
 LABEL_MAX_LENGTH = 100
+# A token's use is stamped and counted at most this often from one address (see record_use).
+LAST_USE_RESOLUTION = sessions.LAST_SEEN_RESOLUTION
 # A presented secret longer than this is not ours: refused before any digest or query.
 MAX_SECRET_LENGTH = 128
 
@@ -183,7 +185,7 @@ async def visible_token(scope: RequestScope, token_id: int) -> ApiToken:
 # owner's tokens are deleted with the account.
 _TOKEN_AND_OWNER = (
     "SELECT t.id AS token_id, t.scopes, t.organisation_id AS token_organisation_id,"
-    " t.expires_at, t.last_used_ip,"
+    " t.expires_at, t.last_used_at, t.last_used_ip,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
     " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
     " FROM api_token t JOIN user_account u ON u.id = t.owner_id"
@@ -241,7 +243,15 @@ async def authenticate(services: Services, meta: RequestMeta, secret: str) -> Ac
         organisation_id=row["token_organisation_id"],
         role_cap=Role(role) if role else None,
     )
-    await record_use(services, meta, token, user.id, previous_ip=row["last_used_ip"])
+    last_used_at = row["last_used_at"]
+    await record_use(
+        services,
+        meta,
+        token,
+        user.id,
+        last_used_at=None if last_used_at is None else sql.as_datetime(last_used_at),
+        previous_ip=row["last_used_ip"],
+    )
     return Actor(user=user, token=token)
 
 
@@ -251,24 +261,34 @@ async def record_use(
     token: SignedInToken,
     user_id: int,
     *,
+    last_used_at: datetime | None,
     previous_ip: str | None,
 ) -> None:
-    """API-6 "every use recorded": each request counts and stamps the token (time, address);
-    the first use and each use from a new address also write a `token.used` activity event.
-    An event per request would bury the owner's activity under a script's polling."""
+    """API-6 "every use recorded", at the resolution of a session's last_seen_at: a use is
+    stamped (time, address) and counted when the token was not stamped for a minute, or comes
+    from another address; uses within the minute from the same address are already told by that
+    stamp. So use_count counts a script's active minutes and address changes, and a token's
+    request costs one UPDATE at most once a minute instead of a write on every request (a busy
+    script would otherwise queue its requests on the token's row lock).
+
+    The first use and each use from a new address also write a `token.used` activity event (an
+    event per request would bury the owner's activity under a script's polling); only then is
+    there a transaction, the stamp and the event being one change."""
     now = services.clock.now()
+    first_use = last_used_at is None
+    new_address = previous_ip != meta.ip
+    if last_used_at is not None and not new_address and now - last_used_at < LAST_USE_RESOLUTION:
+        return
+    stamp = ApiToken.filter(id=token.id)
+    if first_use:
+        # Of concurrent first requests, the one that stamps records the first use.
+        stamp = stamp.filter(last_used_at=None)
+    changes = {"use_count": F("use_count") + 1, "last_used_at": now, "last_used_ip": meta.ip}
+    if not (first_use or new_address):
+        await stamp.update(**changes)
+        return
     async with in_transaction():
-        first_use = (
-            await ApiToken.filter(id=token.id, last_used_at=None).update(
-                use_count=F("use_count") + 1, last_used_at=now, last_used_ip=meta.ip
-            )
-            == 1
-        )
-        if not first_use:
-            await ApiToken.filter(id=token.id).update(
-                use_count=F("use_count") + 1, last_used_at=now, last_used_ip=meta.ip
-            )
-        if first_use or previous_ip != meta.ip:
+        if await stamp.update(**changes) == 1:
             await activity.token_used(
                 services,
                 meta,
@@ -413,7 +433,7 @@ async def visible_service_account(scope: RequestScope, token_id: int) -> ApiToke
 # blocked: their rights bound it at every use.
 _SERVICE_ACCOUNT_AND_CREATOR = (
     "SELECT t.id AS token_id, t.scopes, t.organisation_id AS token_organisation_id,"
-    " t.expires_at, t.last_used_ip, t.role AS token_role,"
+    " t.expires_at, t.last_used_at, t.last_used_ip, t.role AS token_role,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
     " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
     " FROM api_token t JOIN user_account u ON u.id = t.created_by_id"

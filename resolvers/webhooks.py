@@ -217,8 +217,10 @@ async def delete_webhook_endpoint(
 async def organisation_webhook_endpoints(
     scope: RequestScope, organisation_id: int
 ) -> list[EndpointView]:
-    """Oldest first, each with its latest deliveries; managers only."""
+    """Oldest first, each with its latest deliveries; managers only, from a web session (as
+    endpoints are managed: their deliveries show what the organisation's activity is)."""
     await authz.require_webhook_manager(scope, organisation_id)
+    authz.refuse_tokens(scope.actor, "Webhook endpoints")
     endpoints = await WebhookEndpoint.filter(organisation_id=organisation_id).order_by("id")
     return await _views(endpoints, _RECENT_BY_ORGANISATION, organisation_id)
 

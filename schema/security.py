@@ -65,7 +65,7 @@ class SecurityEmailPreferences:
 
 def _is_viewer(info: Info, user_id: int) -> bool:
     # The user's own security record: never another user's, never through an integrator token.
-    return authz.can_view_private_profile(info.context.actor, user_id)
+    return authz.can_view_own_activity(info.context.actor, user_id)
 
 
 async def own_sessions(info: Info, user_id: int) -> list[ActiveSessionNode] | None:
@@ -126,6 +126,12 @@ class RevokeSessionPayload:
 class SecureAccountPayload:
     sessions_revoked: int | None = None
     app_passwords_revoked: int | None = None
+    tokens_revoked: int | None = strawberry.field(
+        default=None, description="Personal access tokens revoked."
+    )
+    service_accounts_revoked: int | None = strawberry.field(
+        default=None, description="Service accounts you created, revoked in every organisation."
+    )
     steps: list[SecureAccountStep] | None = None  # type: ignore[valid-type]
     errors: list[UserError] = strawberry.field(default_factory=list)
 
@@ -174,6 +180,8 @@ class SecurityMutations:
         return SecureAccountPayload(
             sessions_revoked=result.sessions_revoked,
             app_passwords_revoked=result.app_passwords_revoked,
+            tokens_revoked=result.tokens_revoked,
+            service_accounts_revoked=result.service_accounts_revoked,
             steps=list(result.steps),
         )
 

@@ -35,7 +35,10 @@ class PersonalAccessTokenNode(Node):
     expires_at: datetime
     last_used_at: datetime | None
     last_used_ip: str | None
-    use_count: int = strawberry.field(description="Requests authenticated with the token.")
+    use_count: int = strawberry.field(
+        description="Uses recorded: at most one a minute from one address, so a script's polling"
+        " counts its active minutes; lastUsedAt lags the latest use by under a minute."
+    )
     revoked_at: datetime | None
 
     @classmethod
@@ -121,7 +124,10 @@ class ServiceAccountNode(Node):
     expires_at: datetime
     last_used_at: datetime | None
     last_used_ip: str | None
-    use_count: int
+    use_count: int = strawberry.field(
+        description="Uses recorded: at most one a minute from one address, so a script's polling"
+        " counts its active minutes; lastUsedAt lags the latest use by under a minute."
+    )
     revoked_at: datetime | None
 
     @classmethod

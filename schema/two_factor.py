@@ -181,6 +181,7 @@ class TwoFactorMutations:
                 challenge_id=input.challenge_id,
                 method=second_factor.SecondFactorMethod(input.method),
                 code=input.code,
+                device_cookie=context.device_cookie,
             )
         except DomainError as error:
             return CompleteSecondFactorPayload(errors=[UserError.from_domain(error)])

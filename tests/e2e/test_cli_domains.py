@@ -92,6 +92,7 @@ def test_dom1_cli_jobs_run_due_sends_the_demo_reminder_once(fresh_env: dict[str,
         "released=0",
         "reminders_sent=1",
         "sign_ups_purged=0",
+        "known_devices_purged=0",
     ]
     assert second.stdout.split() == [
         "entered_redemption=0",
@@ -99,6 +100,7 @@ def test_dom1_cli_jobs_run_due_sends_the_demo_reminder_once(fresh_env: dict[str,
         "released=0",
         "reminders_sent=0",
         "sign_ups_purged=0",
+        "known_devices_purged=0",
     ]
     with closing(_database(fresh_env)) as connection:
         mails = connection.execute(

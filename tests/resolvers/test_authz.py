@@ -939,6 +939,7 @@ INHERITED = frozenset(
         "ActiveSession.current", "RevokeSessionPayload.errors",
         "SecureAccountPayload.sessionsRevoked", "SecureAccountPayload.appPasswordsRevoked",
         "SecureAccountPayload.steps", "SecureAccountPayload.errors",
+        "SecureAccountPayload.tokensRevoked", "SecureAccountPayload.serviceAccountsRevoked",
         "SecurityEmailPreferences.newLocation", "SecurityEmailPreferences.wrongPassword",
         "SetSecurityEmailPreferencesPayload.preferences", "SetSecurityEmailPreferencesPayload.errors",
         # Integrator tokens (API-6): values of a token its owner was allowed to reach.

@@ -5,11 +5,13 @@ sessions list (ACT-6), on the real database and the real outbox."""
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from gardien import jobs
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, SessionKind, SupportPlan
@@ -21,18 +23,24 @@ from gardien.resolvers import (
     account_security,
     accounts,
     activity_log,
+    authz,
     members,
+    second_factor,
     security_notices,
     sessions,
+    tokens,
+    totp,
+    two_factor,
 )
 from gardien.resolvers.account_security import SecureAccountStep
-from gardien.resolvers.authz import Actor
+from gardien.resolvers.authz import Actor, RequestScope, SignedInToken
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema.relay import encode_id
 from gardien.security import read_device_cookie
 from tests import factories
 from tests.conftest import GraphQLClient
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -117,6 +125,66 @@ async def test_act2_new_country_with_the_same_browser_sends_the_email_in_the_use
     event = await ActivityEvent.get(type="sign_in.new_location")
     assert (event.subject_id, event.country, event.ip) == (signed_up.user.id, "FR", "80.12.0.1")
     assert event.data == {"new_country": True, "new_device": False, "notified": True}
+
+
+async def _sign_in_with_totp(
+    services: Services, clock: ManualClock, meta: RequestMeta, secret: str, cookie: str | None
+) -> tuple[str, int]:
+    """Password step, then the TOTP step: (device cookie, new-location e-mails after the
+    password step alone)."""
+    result = await accounts.sign_in(
+        services, meta, login="ada@example.test", password=factories.PASSWORD, device_cookie=cookie
+    )
+    assert result.second_factor is not None
+    mails_before_second_factor = len(await _mails("security_new_location"))
+    clock.advance(timedelta(seconds=90))  # a fresh TOTP step: a code is never accepted twice
+    completed = await second_factor.complete(
+        services,
+        meta,
+        challenge_id=result.second_factor.challenge_id,
+        method=second_factor.SecondFactorMethod.TOTP,
+        code=totp.code_at_step(secret, totp.step_at(clock.now())),
+        device_cookie=cookie,
+    )
+    return completed.device_cookie, mails_before_second_factor
+
+
+async def test_act2_two_factor_user_gets_the_new_location_email_once_the_second_factor_is_passed(
+    services: Services, clock: ManualClock
+) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    enrolment = await two_factor.begin_totp_enrolment(services, ZURICH, actor)
+    await two_factor.confirm_totp_enrolment(
+        services,
+        ZURICH,
+        actor,
+        method_id=enrolment.method_id,
+        code=totp.code_at_step(enrolment.secret, totp.step_at(clock.now())),
+    )
+    secret = enrolment.secret
+    cookie, _ = await _sign_in_with_totp(services, clock, ZURICH, secret, None)
+    baseline = len(await _mails("security_new_location"))
+
+    renewed, before_second_factor = await _sign_in_with_totp(services, clock, PARIS, secret, cookie)
+
+    assert (baseline, before_second_factor) == (0, 0)
+    (mail,) = await _mails("security_new_location")
+    assert mail.recipient == "ada@example.test"
+    assert "FR · 80.12.0.1" in mail.payload["text"]
+    event = await ActivityEvent.get(type="sign_in.new_location")
+    # The cookie presented was kept (same nonce): a new country, not a new device.
+    assert event.data == {"new_country": True, "new_device": False, "notified": True}
+    assert (
+        read_device_cookie(
+            services.keyring,
+            renewed,
+            signed_up.user.id,
+            accounts._credential_version(await User.get(id=signed_up.user.id)),
+            clock.now(),
+        )
+        is not None
+    )
 
 
 async def test_act2_private_window_is_a_new_device_and_only_the_first_time(
@@ -423,6 +491,92 @@ async def test_act6_last_seen_written_at_most_once_a_minute(
     assert (await Session.get(id=session_id)).last_seen_at == opened + timedelta(minutes=1)
 
 
+async def test_act4_act6_own_security_record_is_refused_to_an_integrator_token(
+    services: Services,
+) -> None:
+    """A token acts as its owner but no scope covers sessions or the activity record: the rules
+    themselves refuse a token actor, not only the GraphQL fields in front of them."""
+    ada = await factories.sign_up(services, email="ada@example.test")
+    web = await _actor(services, ada.session.token)
+    token = replace(
+        web,
+        session=None,
+        token=SignedInToken(
+            id=1, scopes=frozenset(authz.TOKEN_SCOPES), organisation_id=None, role_cap=None
+        ),
+    )
+    session_id = ada.session.session.id
+
+    with pytest.raises(DomainError) as activity_refused:
+        await activity_log.own_activity(
+            token, activity_log.activity_filter(None, None, None), first=10, after_id=None
+        )
+    with pytest.raises(DomainError) as lookup_refused:
+        await sessions.own_session(services, token, session_id)
+    with pytest.raises(DomainError) as revoke_refused:
+        await sessions.revoke_own_session(services, ZURICH, token, session_id)
+
+    assert authz.can_view_own_activity(web, ada.user.id)
+    assert authz.can_manage_session(web, ada.user.id)
+    assert not authz.can_view_own_activity(token, ada.user.id)
+    assert not authz.can_manage_session(token, ada.user.id)
+    assert activity_refused.value.code is ErrorCode.UNAUTHENTICATED
+    assert lookup_refused.value.code is revoke_refused.value.code is ErrorCode.NOT_FOUND
+    assert await sessions.authenticate(services, ada.session.token) is not None
+    assert not await ActivityEvent.filter(type="session.revoked").exists()
+
+
+async def test_act2_a_sign_in_asks_whether_seen_without_loading_the_known_devices(
+    services: Services,
+) -> None:
+    ada = await factories.sign_up(services, email="ada@example.test")
+    user = await User.get(id=ada.user.id)
+    now = services.clock.now()
+    for n in range(30):  # a traveller's history
+        await KnownDevice.create(
+            user=user, country="DE", device_hash=f"d{n}", first_seen_at=now, last_seen_at=now
+        )
+
+    with count_queries() as statements:
+        new_location = await security_notices.note_sign_in(services, PARIS, user, "nonce")
+
+    assert new_location
+    devices = [q for q in statements if "known_device" in q.lower()]
+    assert [q.split()[0].upper() for q in devices] == ["SELECT", "UPDATE", "INSERT"]
+    assert "EXISTS" in devices[0].upper()  # one fixed statement, no row of the history
+    (mail,) = await _mails("security_new_location")
+    assert mail.recipient == "ada@example.test"
+
+
+async def test_act2_known_devices_unseen_for_13_months_are_purged_but_each_users_newest_kept(
+    services: Services, clock: ManualClock
+) -> None:
+    await factories.sign_up(services, email="ada@example.test")
+    grace = await factories.sign_up(services, email="grace@example.test")
+    first = await _sign_in(services, ZURICH, "ada@example.test")
+    await _sign_in(services, ZURICH, "grace@example.test")
+    clock.advance(timedelta(days=200))
+    await _sign_in(services, PARIS, "ada@example.test", first.device_cookie)
+    clock.advance(security_notices.KNOWN_DEVICE_RETENTION - timedelta(days=200, seconds=1))
+    not_yet = await jobs.run_due(services)
+    clock.advance(timedelta(seconds=2))
+
+    purged = await jobs.run_due(services)
+    again = await jobs.run_due(services)
+
+    assert not_yet.known_devices_purged == 0
+    assert (purged.known_devices_purged, again.known_devices_purged) == (1, 0)
+    ada_rows = await KnownDevice.filter(user__email="ada@example.test").values("country")
+    assert ada_rows == [{"country": "FR"}]
+    # Grace's only pair is 13 months old too, but it is her baseline: her next sign-in is told.
+    assert await KnownDevice.filter(user_id=grace.user.id).count() == 1
+    await _sign_in(services, PARIS, "grace@example.test")
+    assert [m.recipient for m in await _mails("security_new_location")] == [
+        "ada@example.test",
+        "grace@example.test",
+    ]
+
+
 # --- ACT-5: secure my account --------------------------------------------------------------------
 
 
@@ -443,6 +597,8 @@ async def test_act5_secure_account_revokes_everything_but_this_session(
     assert result == account_security.SecureAccountResult(
         sessions_revoked=1,
         app_passwords_revoked=1,
+        tokens_revoked=0,
+        service_accounts_revoked=0,
         steps=[
             SecureAccountStep.CHANGE_PASSWORD,
             SecureAccountStep.ENABLE_TWO_FACTOR,
@@ -455,7 +611,63 @@ async def test_act5_secure_account_revokes_everything_but_this_session(
     assert await AppPassword.filter(user_id=ada.user.id, revoked_at=None).count() == 0
     assert await AppPassword.filter(user_id=grace.user.id, revoked_at=None).count() == 1
     event = await ActivityEvent.get(type="account.secured")
-    assert event.data == {"sessions_revoked": 1, "app_passwords_revoked": 1}
+    assert event.data == {
+        "sessions_revoked": 1,
+        "app_passwords_revoked": 1,
+        "tokens_revoked": 0,
+        "service_accounts_revoked": 0,
+    }
+
+
+async def test_act5_secure_account_revokes_personal_tokens_and_service_accounts_made_by_the_user(
+    services: Services,
+) -> None:
+    """A thief with a session could have minted a token or a service account; both must die with
+    the sessions, and only the user's own (another manager's service account stays)."""
+    ada = await factories.sign_up(services, email="ada@example.test")
+    await factories.add_member(services, ada.organisation, Role.ADMINISTRATOR, "grace@example.test")
+    ada_scope = RequestScope(await _actor(services, ada.session.token))
+    grace_scope = await factories.signed_in_scope(services, "grace@example.test")
+    ada_token = await tokens.create_personal_access_token(
+        services, ZURICH, ada_scope, label="CI", scopes=["members:read"]
+    )
+    ada_account = await tokens.create_service_account(
+        services,
+        ZURICH,
+        ada_scope,
+        ada.organisation.id,
+        name="Backup",
+        role=Role.ADMINISTRATOR,
+        scopes=["members:read"],
+    )
+    grace_token = await tokens.create_personal_access_token(
+        services, ZURICH, grace_scope, label="CI", scopes=["members:read"]
+    )
+    grace_account = await tokens.create_service_account(
+        services,
+        ZURICH,
+        grace_scope,
+        ada.organisation.id,
+        name="Sync",
+        role=Role.COLLABORATOR,
+        scopes=["members:read"],
+    )
+    for issued in (ada_token, ada_account, grace_token, grace_account):
+        assert await tokens.authenticate(services, ZURICH, issued.secret) is not None
+
+    result = await account_security.secure_account(services, ZURICH, ada_scope.actor)
+
+    assert (result.tokens_revoked, result.service_accounts_revoked) == (1, 1)
+    assert await tokens.authenticate(services, ZURICH, ada_token.secret) is None
+    assert await tokens.authenticate(services, ZURICH, ada_account.secret) is None
+    assert await tokens.authenticate(services, ZURICH, grace_token.secret) is not None
+    assert await tokens.authenticate(services, ZURICH, grace_account.secret) is not None
+    secured = await ActivityEvent.get(type="account.secured")
+    assert secured.data["tokens_revoked"] == 1
+    assert secured.data["service_accounts_revoked"] == 1
+    revoked = await ActivityEvent.get(type="service_account.revoked")
+    assert (revoked.organisation_id, revoked.actor_id) == (ada.organisation.id, ada.user.id)
+    assert revoked.data == {"token_id": ada_account.token.id, "name": "Backup"}
 
 
 async def test_act5_remembered_device_cookies_die(services: Services) -> None:

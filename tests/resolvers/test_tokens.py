@@ -3,19 +3,26 @@ owner's rights and every use recorded, on SQLite and PostgreSQL (API-6, ACT-1)."
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from graphql import GraphQLObjectType
+from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
-from gardien.models.enums import Role
+from gardien.models.enums import InvitationStatus, Role
+from gardien.models.invitations import Invitation
+from gardien.models.mail import Mailbox, MailMessage
+from gardien.models.mfa import AppPassword
 from gardien.models.organisations import Membership, Organisation, UserBlock
+from gardien.models.outbox import WebhookDelivery, WebhookEndpoint
+from gardien.models.products import Product, ProductGrant
 from gardien.models.sessions import ApiToken
-from gardien.resolvers import authz, tokens
+from gardien.models.users import User
+from gardien.resolvers import accounts, authz, tokens, webhooks
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -23,6 +30,7 @@ from gardien.schema import schema
 from gardien.schema.relay import encode_id
 from tests import factories
 from tests.conftest import GraphQLClient
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -213,6 +221,33 @@ async def test_api6_token_acts_as_its_owner_and_every_use_is_recorded(
     ]
 
 
+async def test_api6_token_use_is_stamped_with_one_update_at_most_once_a_minute(
+    services: Services, clock: ManualClock
+) -> None:
+    """A polling script costs one statement per request (the token's read), and one UPDATE a
+    minute: the same resolution as a session's last_seen_at."""
+    org = await _org(services)
+    issued = await _create(services, org.admin, ["members:read"])
+    meta = RequestMeta(ip="198.51.100.9")
+    await tokens.authenticate(services, meta, issued.secret)  # the first use: stamped, recorded
+    first_stamp = clock.now()
+
+    clock.advance(timedelta(seconds=59))
+    with count_queries() as within_the_minute:
+        assert await tokens.authenticate(services, meta, issued.secret) is not None
+    unchanged = await ApiToken.get(id=issued.token.id)
+    clock.advance(timedelta(seconds=1))
+    with count_queries() as a_minute_later:
+        assert await tokens.authenticate(services, meta, issued.secret) is not None
+    stamped = await ApiToken.get(id=issued.token.id)
+
+    assert [q.split()[0].upper() for q in within_the_minute] == ["SELECT"]
+    assert [q.split()[0].upper() for q in a_minute_later] == ["SELECT", "UPDATE"]
+    assert (unchanged.use_count, unchanged.last_used_at) == (1, first_stamp)
+    assert (stamped.use_count, stamped.last_used_at) == (2, clock.now())
+    assert await ActivityEvent.filter(type="token.used").count() == 1
+
+
 async def test_api6_expired_token_is_refused(services: Services, clock: ManualClock) -> None:
     org = await _org(services)
     issued = await _create(
@@ -386,6 +421,290 @@ async def test_api6_read_scopes_apply_to_nested_connections(
     assert activity["data"] == {"organisation": None}
     assert _codes(domains) == ["INSUFFICIENT_SCOPE"]
     assert _codes(invitations) == []
+
+
+# --- nested fields, generated from the schema ----------------------------------------------------
+# Below the roots a token may run (viewer, organisation), every field of Organisation and every
+# field elsewhere that lists objects (a list or a connection) has a rule here: the scope a token
+# needs for it, NEVER (no token reads it, whatever its scopes: it answers INSUFFICIENT_SCOPE,
+# null or empty), or, in NESTED_ALLOWED, why any token may read it. Lists of scalars (a token's
+# scopes, an endpoint's event types) are values of an object already reached, not listings.
+
+NEVER = "never with a token"
+NESTED_TOKEN_RULES: dict[str, str] = {
+    "Organisation.members": "members:read",
+    "Organisation.sharingRecipients": "members:read",
+    "Organisation.invitations": "members:read",
+    "Organisation.activity": "activity:read",
+    "Organisation.domains": "domains:read",
+    # Products lead to mailboxes and mail; service accounts and webhook endpoints are managed
+    # from a web session only.
+    "Organisation.products": NEVER,
+    "Organisation.serviceAccounts": NEVER,
+    "Organisation.webhookEndpoints": NEVER,
+    "WebhookEndpoint.recentDeliveries": NEVER,
+    # A member's products are part of the member (ORG-3); their mail is not.
+    "Membership.productAccess": "members:read",
+    "Product.mailboxes": NEVER,
+    "Mailbox.messages": NEVER,
+    # The private profile (can_view_private_profile, can_view_own_activity): the account
+    # holder's, from a session only.
+    "User.twoFactorMethods": NEVER,
+    "User.appPasswords": NEVER,
+    "User.memberships": NEVER,
+    "User.activity": NEVER,
+    "User.sessions": NEVER,
+    "User.personalAccessTokens": NEVER,
+}
+NESTED_ALLOWED: dict[str, str] = {
+    "Organisation.id": "what Query.organisation answers any token of a member",
+    "Organisation.name": "what Query.organisation answers any token of a member",
+    "Organisation.supportPlan": "what Query.organisation answers any token of a member",
+    "Organisation.securityPolicy": "the 2FA requirement every member is shown; no secret",
+}
+TOKEN_ROOTS = ("viewer", "organisation")
+
+
+@dataclass(frozen=True)
+class Step:
+    field: str
+    connection: bool
+
+
+def _object_type(graphql_type: Any) -> GraphQLObjectType | None:
+    while hasattr(graphql_type, "of_type"):
+        graphql_type = graphql_type.of_type
+    return graphql_type if isinstance(graphql_type, GraphQLObjectType) else None
+
+
+def _is_list(graphql_type: Any) -> bool:
+    while isinstance(graphql_type, GraphQLNonNull):
+        graphql_type = graphql_type.of_type
+    return isinstance(graphql_type, GraphQLList)
+
+
+def _connection_node(graphql_type: GraphQLObjectType) -> GraphQLObjectType | None:
+    """The node type of a Relay connection, else None."""
+    edges = graphql_type.fields.get("edges") if graphql_type.name.endswith("Connection") else None
+    edge = _object_type(edges.type) if edges is not None else None
+    return _object_type(edge.fields["node"].type) if edge is not None else None
+
+
+def _children(graphql_type: GraphQLObjectType) -> list[tuple[str, GraphQLObjectType, bool]]:
+    """(field, object type below it, through a connection) for every object-valued field."""
+    children = []
+    for name, graphql_field in graphql_type.fields.items():
+        below = _object_type(graphql_field.type)
+        if below is None:
+            continue
+        node = _connection_node(below)
+        children.append((name, node or below, node is not None))
+    return children
+
+
+def _lists_something(graphql_type: GraphQLObjectType, name: str) -> bool:
+    graphql_field = graphql_type.fields[name]
+    below = _object_type(graphql_field.type)
+    return below is not None and (
+        _is_list(graphql_field.type) or _connection_node(below) is not None
+    )
+
+
+def _nested_coordinates() -> set[str]:
+    """Every Organisation field, and every listing field of a type reachable from the roots."""
+    query = schema._schema.type_map["Query"]
+    assert isinstance(query, GraphQLObjectType)
+    seen: set[str] = set()
+    pending = [_object_type(query.fields[root].type) for root in TOKEN_ROOTS]
+    coordinates: set[str] = set()
+    while pending:
+        graphql_type = pending.pop()
+        if graphql_type is None or graphql_type.name in seen:
+            continue
+        seen.add(graphql_type.name)
+        for name in graphql_type.fields:
+            if graphql_type.name == "Organisation" or _lists_something(graphql_type, name):
+                coordinates.add(f"{graphql_type.name}.{name}")
+        pending.extend(below for _, below, _ in _children(graphql_type))
+    return coordinates
+
+
+def _path_to(type_name: str, avoided: frozenset[str]) -> tuple[str, list[Step]] | None:
+    """The shortest way from a token root to an object of this type, avoiding some fields."""
+    query = schema._schema.type_map["Query"]
+    assert isinstance(query, GraphQLObjectType)
+    queue: deque[tuple[GraphQLObjectType, str, list[Step]]] = deque()
+    for root in TOKEN_ROOTS:
+        root_type = _object_type(query.fields[root].type)
+        assert root_type is not None
+        queue.append((root_type, root, []))
+    seen: set[str] = set()
+    while queue:
+        graphql_type, root, steps = queue.popleft()
+        if graphql_type.name == type_name:
+            return root, steps
+        if graphql_type.name in seen:
+            continue
+        seen.add(graphql_type.name)
+        for name, below, through_connection in _children(graphql_type):
+            if f"{graphql_type.name}.{name}" not in avoided:
+                queue.append((below, root, [*steps, Step(name, through_connection)]))
+    return None
+
+
+def _nested_query(root: str, steps: list[Step], last: GraphQLObjectType, name: str) -> str:
+    below = _object_type(last.fields[name].type)
+    if below is None:
+        selection = name
+    elif _connection_node(below) is not None:
+        selection = f"{name}(first: 10) {{ edges {{ node {{ __typename }} }} }}"
+    else:
+        selection = f"{name} {{ __typename }}"
+    for step in reversed(steps):
+        if step.connection:
+            selection = f"{step.field}(first: 10) {{ edges {{ node {{ {selection} }} }} }}"
+        else:
+            selection = f"{step.field} {{ {selection} }}"
+    if root == "organisation":
+        return f"query($id: ID!) {{ organisation(id: $id) {{ {selection} }} }}"
+    return f"{{ viewer {{ {selection} }} }}"
+
+
+def _values(data: Any, steps: list[Step], name: str) -> list[Any]:
+    """The field's values under every object the path reached."""
+    level = [data]
+    for step in steps:
+        following = []
+        for value in level:
+            if value is None:
+                continue
+            found = value[step.field]
+            if step.connection:
+                found = None if found is None else [edge["node"] for edge in found["edges"]]
+            following.extend(found if isinstance(found, list) else [found])
+        level = following
+    return [value[name] for value in level if value is not None]
+
+
+def _reached(values: list[Any]) -> bool:
+    """Something was listed: a non-empty list, a connection with edges, or an object."""
+    for value in values:
+        if isinstance(value, dict) and "edges" in value:
+            if value["edges"]:
+                return True
+        elif value not in (None, []):
+            return True
+    return False
+
+
+async def _nested_world(services: Services, org: Org) -> None:
+    """Something for the administrator to see behind every rule, so "empty" means refused."""
+    now = services.clock.now()
+    admin = await User.get(id=org.admin_user_id)
+    await factories.confirm_totp(services, admin)
+    await AppPassword.create(user=admin, label="Mail", password_hash="x", created_at=now)
+    mail = await Product.create(
+        organisation=org.organisation, kind="MAIL_SERVICE", name="Mail", created_at=now
+    )
+    await ProductGrant.create(membership_id=org.collaborator_membership_id, product=mail)
+    # Listed in the administrator's own productAccess too (viewer.memberships).
+    await ProductGrant.create(membership=await Membership.get(user_id=admin.id), product=mail)
+    mailbox = await Mailbox.create(product=mail, address="box@example.test", created_at=now)
+    await MailMessage.create(
+        mailbox=mailbox, sender="a@example.test", subject="Hi", body="Secret", received_at=now
+    )
+    await factories.add_domain(
+        services, org.organisation, "scopes-demo.ch", expires_in=timedelta(days=60)
+    )
+    await Invitation.create(
+        organisation=org.organisation,
+        email="invited@example.test",
+        role=Role.COLLABORATOR,
+        token_hash="nested-invitation",
+        status=InvitationStatus.PENDING,
+        invited_by_id=org.admin_user_id,
+        expires_at=now + timedelta(days=7),
+        last_sent_at=now,
+        created_at=now,
+    )
+    await tokens.create_service_account(
+        services,
+        RequestMeta(ip=None),
+        org.admin,
+        org.organisation.id,
+        name="Sync",
+        role=Role.COLLABORATOR,
+        scopes=["members:read"],
+    )
+    endpoint = await WebhookEndpoint.create(
+        organisation=org.organisation,
+        url="https://93.184.215.14/hooks",
+        event_types=["member.role_changed"],
+        secret_encrypted=webhooks.encrypt_secret(services, org.organisation.id, "whsec_x"),
+        created_at=now,
+    )
+    event = await ActivityEvent.filter(organisation_id=org.organisation.id).first()
+    assert event is not None
+    await WebhookDelivery.create(endpoint=endpoint, event=event, next_attempt_at=now)
+
+
+def test_api6_every_nested_listing_has_a_token_rule() -> None:
+    """A new field of Organisation, or a new listing below the token roots, must say which
+    scope it needs, that no token reads it, or why any token may."""
+    ruled = set(NESTED_TOKEN_RULES) | set(NESTED_ALLOWED)
+
+    assert _nested_coordinates() - ruled == set(), "add it to NESTED_TOKEN_RULES"
+    assert ruled - _nested_coordinates() == set(), "rules for fields the schema no longer has"
+    assert set(NESTED_TOKEN_RULES.values()) <= authz.TOKEN_SCOPES | {NEVER}
+
+
+async def test_api6_nested_fields_refuse_tokens_without_their_scope(
+    services: Services, gql: GraphQLClient
+) -> None:
+    """API-6: for every ruled field, the administrator's web session reaches something there,
+    and the administrator's token lacking the field's scope (holding every other scope; every
+    scope for NEVER) gets INSUFFICIENT_SCOPE, null or nothing."""
+    org = await _org(services)
+    signed_in = await accounts.sign_in(
+        services, RequestMeta(ip=None), login="admin@x.test", password=factories.PASSWORD
+    )
+    assert signed_in.session is not None
+    await _nested_world(services, org)  # a second factor too: signed in before it
+    variables = {"id": encode_id("Organisation", org.organisation.id)}
+    leaks = []
+    for coordinate, rule in sorted(NESTED_TOKEN_RULES.items()):
+        type_name, name = coordinate.split(".")
+        missing = (
+            set()
+            if rule == NEVER
+            else {rule} | {writer for writer, read in authz._IMPLIED_SCOPES.items() if read == rule}
+        )
+        held = sorted(authz.TOKEN_SCOPES - missing)
+        denied = {c for c, r in NESTED_TOKEN_RULES.items() if r == NEVER or r in missing}
+        # Through fields this token may use when there is a way; else the shortest way at all.
+        found = _path_to(type_name, frozenset(denied)) or _path_to(type_name, frozenset())
+        assert found is not None, coordinate
+        root, steps = found
+        parent = schema._schema.type_map[type_name]
+        assert isinstance(parent, GraphQLObjectType)
+        document = _nested_query(root, steps, parent, name)
+        issued = await _create(services, org.admin, held)
+
+        arguments = variables if root == "organisation" else None
+        gql.token = signed_in.session.token
+        web = await gql(document, arguments)
+        gql.token = issued.secret
+        with_token = await gql(document, arguments)
+
+        assert _codes(web) == [], (coordinate, web)
+        assert _reached(_values(web["data"][root], steps, name)), (coordinate, document)
+        data = (with_token.get("data") or {}).get(root)
+        reached = data is not None and _reached(_values(data, steps, name))
+        if reached or set(_codes(with_token)) - {"INSUFFICIENT_SCOPE"}:
+            leaks.append((coordinate, held, with_token))
+        await ApiToken.filter(id=issued.token.id).delete()
+
+    assert leaks == []
 
 
 async def test_api6_activity_scope_reads_activity_as_far_as_the_role_allows(
