@@ -152,7 +152,7 @@ async def _sign_in_with_totp(
 async def test_act2_two_factor_user_gets_the_new_location_email_once_the_second_factor_is_passed(
     services: Services, clock: ManualClock
 ) -> None:
-    signed_up = await factories.sign_up(services, email="ada@example.test")
+    signed_up = await _signed_up_in_zurich(services)
     actor = await _actor(services, signed_up.session.token)
     enrolment = await two_factor.begin_totp_enrolment(services, ZURICH, actor)
     await two_factor.confirm_totp_enrolment(
@@ -163,7 +163,7 @@ async def test_act2_two_factor_user_gets_the_new_location_email_once_the_second_
         code=totp.code_at_step(enrolment.secret, totp.step_at(clock.now())),
     )
     secret = enrolment.secret
-    cookie, _ = await _sign_in_with_totp(services, clock, ZURICH, secret, None)
+    cookie, _ = await _sign_in_with_totp(services, clock, ZURICH, secret, signed_up.device_cookie)
     baseline = len(await _mails("security_new_location"))
 
     renewed, before_second_factor = await _sign_in_with_totp(services, clock, PARIS, secret, cookie)
@@ -551,10 +551,10 @@ async def test_act2_a_sign_in_asks_whether_seen_without_loading_the_known_device
 async def test_act2_known_devices_unseen_for_13_months_are_purged_but_each_users_newest_kept(
     services: Services, clock: ManualClock
 ) -> None:
-    await factories.sign_up(services, email="ada@example.test")
-    grace = await factories.sign_up(services, email="grace@example.test")
-    first = await _sign_in(services, ZURICH, "ada@example.test")
-    await _sign_in(services, ZURICH, "grace@example.test")
+    ada = await _signed_up_in_zurich(services)
+    grace = await factories.sign_up(services, email="grace@example.test", meta=ZURICH)
+    first = await _sign_in(services, ZURICH, "ada@example.test", ada.device_cookie)
+    await _sign_in(services, ZURICH, "grace@example.test", grace.device_cookie)
     clock.advance(timedelta(days=200))
     await _sign_in(services, PARIS, "ada@example.test", first.device_cookie)
     clock.advance(security_notices.KNOWN_DEVICE_RETENTION - timedelta(days=200, seconds=1))
