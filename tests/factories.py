@@ -30,6 +30,16 @@ class Member:
     token: str | None = None
 
 
+# ACT-2: the browser each test user signed up with, so that the factories' later sign-ins come
+# from it (as a person's do) rather than from a new device that the security e-mail would report.
+_DEVICE_COOKIES: dict[str, str] = {}
+
+
+def device_cookie(email: str) -> str | None:
+    """The device cookie of the browser this user signed up with (None for other users)."""
+    return _DEVICE_COOKIES.get(email.strip().lower())
+
+
 async def sign_up(
     services: Services,
     email: str | None = None,
@@ -48,6 +58,7 @@ async def sign_up(
     )
     token = await sign_up_token_sent_to(email.strip().lower())
     result = await sign_ups.confirm_sign_up(services, meta, token=token)
+    _DEVICE_COOKIES[result.user.email] = result.device_cookie
     # The account is what the caller arranges; its confirmation e-mail, read and used, is not
     # part of that world (tests of other mail count the outbox from empty). The sign-up tests
     # check that message themselves.
@@ -129,7 +140,11 @@ async def add_domain(
 async def signed_in_scope(services: Services, email: str) -> RequestScope:
     """The request scope a request of this user carries: signed in and authenticated for real."""
     result = await accounts.sign_in(
-        services, RequestMeta(ip="198.51.100.1"), login=email, password=PASSWORD
+        services,
+        RequestMeta(ip="198.51.100.1"),
+        login=email,
+        password=PASSWORD,
+        device_cookie=device_cookie(email),
     )
     assert result.session is not None
     actor = await sessions.authenticate(services, result.session.token)

@@ -145,6 +145,8 @@ async def test_api4_forwarded_for_from_a_trusted_proxy_names_the_client(
     assert [(e.type, e.ip) for e in events] == [
         ("sign_in.failed", "198.51.100.7"),
         ("sign_in.succeeded", "198.51.100.8"),
+        # A client with no device cookie is a new device for the account (ACT-2).
+        ("sign_in.new_location", "198.51.100.8"),
     ]
 
 

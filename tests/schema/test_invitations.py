@@ -69,7 +69,11 @@ query Invitations($id: ID!, $status: InvitationStatus) {
 
 async def _token(services: Services, email: str) -> str:
     result = await accounts.sign_in(
-        services, RequestMeta(ip="198.51.100.1"), login=email, password=factories.PASSWORD
+        services,
+        RequestMeta(ip="198.51.100.1"),
+        login=email,
+        password=factories.PASSWORD,
+        device_cookie=factories.device_cookie(email),
     )
     assert result.session is not None
     return result.session.token

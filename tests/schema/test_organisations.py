@@ -45,7 +45,11 @@ query OrganisationActivity($id: ID!, $first: Int, $after: String) {
 
 async def _token(services: Services, email: str) -> str:
     result = await accounts.sign_in(
-        services, RequestMeta(ip="198.51.100.1"), login=email, password=factories.PASSWORD
+        services,
+        RequestMeta(ip="198.51.100.1"),
+        login=email,
+        password=factories.PASSWORD,
+        device_cookie=factories.device_cookie(email),
     )
     assert result.session is not None
     return result.session.token
