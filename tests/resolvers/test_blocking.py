@@ -14,6 +14,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from gardien import demo
+from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.domains import Domain
 from gardien.models.enums import DomainStatus, ProductKind, Role
@@ -127,12 +128,12 @@ async def test_blk1_act1_manager_blocks_management_and_the_members_concerned_are
 
     assert blocked.management_blocked_at == services.clock.now()
     assert (await Product.get(id=drive.id)).management_blocked_at is not None
-    mails = await OutboxMessage.all().order_by("recipient")
+    # The block notices only (signing the team in leaves new sign-in notices in the outbox).
+    mails = await OutboxMessage.filter(template="product_management_changed").order_by("recipient")
     assert [m.recipient for m in mails] == [
         "administrator@example.test",
         "collaborator@example.test",
     ]
-    assert all(m.template == "product_management_changed" for m in mails)
     assert "Team drive" in mails[0].payload["subject"]
     event = await ActivityEvent.get(type="product.management_blocked")
     assert (event.actor_id, event.organisation_id) == (
@@ -220,7 +221,7 @@ async def test_blk1_unblock_is_recorded_and_members_told(
     unblocked = await blocking.unblock_product_management(services, meta, team.admin, drive.id)
 
     assert unblocked.management_blocked_at is None and unblocked.management_blocked_by_id is None
-    mails = await OutboxMessage.all().order_by("id")
+    mails = await OutboxMessage.filter(template="product_management_changed").order_by("id")
     assert [m.recipient for m in mails] == ["external@example.test"] * 2
     assert "unblocked" in mails[1].payload["text"] or "débloqué" in mails[1].payload["text"]
     event = await ActivityEvent.get(type="product.management_unblocked")
@@ -702,3 +703,33 @@ async def test_blk2_demo_mailboxes_are_on_a_domain_of_the_demo_organisation(
     ]
 
     assert len(stored) == len(demo.DEMO_MAILBOXES)
+
+
+async def test_blk1_block_changes_per_product_are_rate_limited(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    team = await _team(services)
+    drive = await _product(services, team.organisation, ProductKind.WEB_DRIVE, "Drive")
+    other = await _product(services, team.organisation, ProductKind.HOSTING, "Hosting")
+    await _grant(team, Role.EXTERNAL, drive)
+    limit = blocking.BLOCK_CHANGES_PER_PRODUCT.limit
+    # A refused change (nothing changed, nobody told) does not use the budget up.
+    await _refused(blocking.unblock_product_management(services, meta, team.admin, drive.id))
+    for _ in range(limit // 2):
+        await blocking.block_product_management(services, meta, team.admin, drive.id)
+        await blocking.unblock_product_management(services, meta, team.legal, drive.id)
+    mails = await OutboxMessage.filter(template="product_management_changed").count()
+
+    # Another manager gets no fresh budget: it is the product's.
+    refused = await _refusal(
+        blocking.block_product_management(services, meta, team.legal, drive.id)
+    )
+    other_product = await blocking.block_product_management(services, meta, team.admin, other.id)
+    clock.advance(blocking.BLOCK_CHANGES_PER_PRODUCT.window)
+    after_the_window = await blocking.block_product_management(services, meta, team.admin, drive.id)
+
+    assert (refused.code, refused.field) == (ErrorCode.TOO_MANY_ATTEMPTS, None)
+    assert refused.retry_after_seconds is not None and refused.retry_after_seconds > 0
+    assert mails == limit  # the granted external, once per change
+    assert other_product.management_blocked_at is not None
+    assert after_the_window.management_blocked_at is not None
