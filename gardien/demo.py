@@ -69,7 +69,7 @@ async def _create(services: Services) -> None:
                 organisation=organisation, kind=kind, name=label, created_at=now
             )
             for kind, label in (
-                (ProductKind.MAIL_SERVICE, "Mail demo.example"),
+                (ProductKind.MAIL_SERVICE, "Mail demo-sa.ch"),
                 (ProductKind.WEB_DRIVE, "kDrive Démo"),
                 (ProductKind.HOSTING, "Hébergement Web démo"),
                 (ProductKind.DOMAIN, "Domaines Démo"),
@@ -120,8 +120,9 @@ async def _create(services: Services) -> None:
         await _mailboxes(products[ProductKind.MAIL_SERVICE], now)
 
 
-# BLK-2, REC-4: the mail service hosts the team's addresses (login e-mails among them).
-DEMO_MAILBOXES = ("contact@demo.example", "anna.legal@demo.example", "lea.collab@demo.example")
+# BLK-2: the mail service hosts the team's addresses on demo-sa.ch, a domain of the organisation
+# (a mailbox's domain must be one of its own).
+DEMO_MAILBOXES = ("contact@demo-sa.ch", "anna.legal@demo-sa.ch", "lea.collab@demo-sa.ch")
 
 
 async def _mailboxes(mail_service: Product, now: datetime) -> None:

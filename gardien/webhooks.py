@@ -117,12 +117,33 @@ def check_url_form(url: str, *, allow_private: bool) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
 
 
+# IPv6 ranges that carry an IPv4 address or are deprecated, yet count as global to the ipaddress
+# module: a gateway or relay on the path may turn them into a private IPv4 destination.
+_REFUSED_IPV6 = tuple(
+    ipaddress.IPv6Network(network)
+    for network in (
+        "::/96",  # IPv4-compatible, deprecated (RFC 4291 2.5.5.1): ::7f00:1 is 127.0.0.1
+        "2002::/16",  # 6to4, deprecated (RFC 7526): 2002:a00:1:: embeds 10.0.0.1
+        "64:ff9b::/96",  # NAT64 well-known prefix (RFC 6052)
+        "64:ff9b:1::/48",  # NAT64 local use (RFC 8215)
+        "fec0::/10",  # site-local, deprecated (RFC 3879)
+    )
+)
+# One answer for a name that does not resolve and one that resolves inward, so registering
+# endpoints does not tell which internal names exist.
+NOT_PUBLIC_MESSAGE = "The URL's host does not resolve to a public address."
+
+
 def is_public_address(address: str) -> bool:
     """Globally routable unicast only: no private, loopback, link-local, shared, reserved,
-    multicast or documentation address, also when written as an IPv4-mapped IPv6 address."""
+    multicast or documentation address, also when written as an IPv4-mapped IPv6 address, nor
+    an IPv6 form that embeds an IPv4 address or is deprecated (_REFUSED_IPV6)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif any(ip in network for network in _REFUSED_IPV6):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -141,12 +162,12 @@ async def resolve_target(url: str, *, allow_private: bool) -> Target:
             hostname, port, type=socket.SOCK_STREAM
         )
     except (OSError, UnicodeError):
-        raise UnsafeUrlError("The URL's host name does not resolve.") from None
+        raise UnsafeUrlError(NOT_PUBLIC_MESSAGE) from None
     addresses = [str(answer[4][0]) for answer in answers]
     if not addresses:
-        raise UnsafeUrlError("The URL's host name does not resolve.")
+        raise UnsafeUrlError(NOT_PUBLIC_MESSAGE)
     if not allow_private and not all(is_public_address(a) for a in addresses):
-        raise UnsafeUrlError("The URL reaches a private, loopback or link-local address.")
+        raise UnsafeUrlError(NOT_PUBLIC_MESSAGE)
     return Target(url=url, hostname=hostname, address=addresses[0])
 
 

@@ -13,7 +13,7 @@ from gardien.models.enums import ProductKind
 from gardien.models.organisations import Membership, UserBlock
 from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import activity, authz, ratelimits
-from gardien.resolvers.authz import CallerMembership, RequestScope
+from gardien.resolvers.authz import CallerMembership, RequestScope, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.pagination import Counted, forward_page
 from gardien.resolvers.services import RequestMeta, Services
@@ -23,6 +23,10 @@ from gardien.resolvers.services import RequestMeta, Services
 SECURITY_PROCEDURES_PER_MEMBER = ratelimits.Rule(
     "security_procedure_member", 3, timedelta(hours=24)
 )
+# BLK-1: every block and unblock e-mails the members concerned; without a bound a manager could
+# flood their inboxes (aliased block/unblock pairs, repeated). Ten changes an hour per product is
+# far more than real management needs. Counted per product, whoever the manager.
+BLOCK_CHANGES_PER_PRODUCT = ratelimits.Rule("product_block_change", 10, timedelta(hours=1))
 
 
 async def organisation_products(
@@ -154,6 +158,25 @@ async def _set_management_block(
             "A mail service cannot be blocked: put it in maintenance instead (setMailMaintenance).",
             "productId",
         )
+    # Counted before the change, outside its transaction, so concurrent changes cannot all pass;
+    # given back when the change is refused (nothing changed, nobody e-mailed).
+    subject = str(product.id)
+    await ratelimits.require_allowed(services, BLOCK_CHANGES_PER_PRODUCT, subject)
+    try:
+        return await _change_management_block(services, meta, user, caller, product_id, blocked)
+    except DomainError:
+        await ratelimits.give_back(services, BLOCK_CHANGES_PER_PRODUCT, subject)
+        raise
+
+
+async def _change_management_block(
+    services: Services,
+    meta: RequestMeta,
+    user: SignedInUser,
+    caller: CallerMembership,
+    product_id: int,
+    blocked: bool,
+) -> Product:
     async with in_transaction():
         product = await _locked_product(product_id)
         if (product.management_blocked_at is not None) == blocked:

@@ -76,6 +76,8 @@ class ErrorCode(StrEnum):
     CONFIRMATION_REQUIRED = "CONFIRMATION_REQUIRED"
     # Live security events (EVT-1): a connection holds a bounded number of subscriptions.
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    # Mailboxes (BLK-2): an address is hosted only on a domain of the mail service's organisation.
+    MAIL_DOMAIN_NOT_OWNED = "MAIL_DOMAIN_NOT_OWNED"
 
 
 class DomainError(Exception):

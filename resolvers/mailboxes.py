@@ -8,7 +8,8 @@ import re
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from gardien.models.enums import ProductKind
+from gardien.models.domains import Domain
+from gardien.models.enums import DomainStatus, ProductKind
 from gardien.models.mail import Mailbox, MailMessage
 from gardien.models.products import Product
 from gardien.resolvers import activity, authz
@@ -23,6 +24,9 @@ from gardien.resolvers.text import is_plain_text
 _ADDRESS = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 MAX_SUBJECT_LENGTH = 998  # RFC 5322 2.1.1
 MAX_BODY_LENGTH = 1_000_000
+# A domain in redemption is still the organisation's alone (its live name is held until release)
+# and may be restored, so its addresses stay usable; a released domain is nobody's.
+_HOSTING_STATUSES = (DomainStatus.ACTIVE, DomainStatus.REDEMPTION)
 
 
 def _no_such_mailbox() -> DomainError:
@@ -80,6 +84,35 @@ def normalise_address(raw: str) -> str:
     return address
 
 
+async def _hosts_domain(organisation_id: int, address: str) -> bool:
+    return await Domain.exists(
+        organisation_id=organisation_id,
+        live_name=address.rsplit("@", 1)[1],
+        status__in=_HOSTING_STATUSES,
+    )
+
+
+async def _require_own_domain(organisation_id: int, address: str) -> None:
+    """An address is hosted only on a live domain of the organisation: otherwise one tenant could
+    open a mailbox for another's domain and receive its mail. The refusal is the same whether the
+    domain is someone else's or nobody's, so it tells nothing about other customers."""
+    domain = address.rsplit("@", 1)[1]
+    # Read locked: a release committed meanwhile waits for this operation, or is seen by it.
+    owned = (
+        await Domain.filter(
+            organisation_id=organisation_id, live_name=domain, status__in=_HOSTING_STATUSES
+        )
+        .select_for_update()
+        .first()
+    )
+    if owned is None:
+        raise DomainError(
+            ErrorCode.MAIL_DOMAIN_NOT_OWNED,
+            "A mailbox address must be on one of your organisation's domains.",
+            "address",
+        )
+
+
 async def create_mailbox(
     services: Services, meta: RequestMeta, scope: RequestScope, product_id: int, raw_address: str
 ) -> Mailbox:
@@ -90,6 +123,7 @@ async def create_mailbox(
         async with in_transaction():
             await _require_manager_of_locked(scope, product)
             address = normalise_address(raw_address)
+            await _require_own_domain(product.organisation_id, address)
             mailbox = await Mailbox.create(
                 product_id=product.id, address=address, created_at=services.clock.now()
             )
@@ -103,6 +137,9 @@ async def create_mailbox(
                 address=address,
             )
     except IntegrityError:
+        # The domain is the caller's own, so this is normally one of their own mailboxes; it can
+        # also be one left by a former holder of the domain, so the wording names no mailbox,
+        # product or organisation.
         raise DomainError(
             ErrorCode.EMAIL_UNAVAILABLE, "This address is not available.", "address"
         ) from None
@@ -163,9 +200,10 @@ async def accept_incoming_mail(
     services: Services, address: str, *, sender: str, subject: str, body: str
 ) -> MailMessage:
     """BLK-2: the mail system hands over a message for a hosted address; it is stored whether or
-    not the service is in maintenance. NOT_FOUND when no mailbox has that address."""
-    mailbox = await Mailbox.get_or_none(address=address.strip().lower())
-    if mailbox is None:
+    not the service is in maintenance. NOT_FOUND when no mailbox has that address, or when its
+    domain is no longer (or never was) a live domain of the mailbox's organisation."""
+    mailbox = await Mailbox.get_or_none(address=address.strip().lower()).select_related("product")
+    if mailbox is None or not await _hosts_domain(mailbox.product.organisation_id, mailbox.address):
         raise _no_such_mailbox()
     if not is_plain_text(sender) or not is_plain_text(subject):
         raise DomainError(ErrorCode.INVALID_INPUT, "Sender and subject are one line of text.")

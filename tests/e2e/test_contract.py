@@ -374,7 +374,7 @@ def test_blk1_contract_organisation_products_served(served: ServedGateway) -> No
     products = _demo_products(served, external)
 
     assert {name: p["kind"] for name, p in products.items()} == {
-        "Mail demo.example": "MAIL_SERVICE",
+        "Mail demo-sa.ch": "MAIL_SERVICE",
         "kDrive Démo": "WEB_DRIVE",
         "Hébergement Web démo": "HOSTING",
         "Domaines Démo": "DOMAIN",
@@ -388,7 +388,7 @@ def test_blk1_blk2_contract_block_product_management_served(served: ServedGatewa
     admin = _sign_in(served, "marc.admin@demo.example")
     collaborator = _sign_in(served, "lea.collab@demo.example")
     products = _demo_products(served, admin)
-    vps, mail = products["VPS Démo"]["id"], products["Mail demo.example"]["id"]
+    vps, mail = products["VPS Démo"]["id"], products["Mail demo-sa.ch"]["id"]
 
     refused = _post(served, "BlockProductManagement", {"input": {"productId": vps}}, collaborator)
     blocked = _post(served, "BlockProductManagement", {"input": {"productId": vps}}, admin)

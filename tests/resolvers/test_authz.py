@@ -451,7 +451,7 @@ def _new_mailbox(world: World, caller: Caller) -> dict[str, Any]:
     return {
         "input": {
             "productId": encode_id("Product", world.mail_product_id),
-            "address": f"new.{caller.name.lower()}@example.test",
+            "address": f"new.{caller.name.lower()}@{MATRIX_DOMAIN}",
         }
     }
 

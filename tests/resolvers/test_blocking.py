@@ -13,9 +13,11 @@ import pytest
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
+from gardien import demo
+from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.domains import Domain
-from gardien.models.enums import ProductKind, Role
+from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.models.mail import Mailbox, MailMessage
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.outbox import OutboxMessage
@@ -71,6 +73,15 @@ async def _product(
     )
 
 
+TEAM_DOMAIN = "team-mail.ch"
+
+
+async def _mail_service(services: Services, organisation: Organisation) -> Product:
+    """A mail service and a live domain of the organisation for its addresses (BLK-2)."""
+    await factories.add_domain(services, organisation, TEAM_DOMAIN, expires_in=timedelta(days=200))
+    return await _product(services, organisation, ProductKind.MAIL_SERVICE)
+
+
 async def _grant(team: Team, role: Role, product: Product) -> None:
     await ProductGrant.create(membership=team.members[role].membership, product=product)
 
@@ -117,12 +128,12 @@ async def test_blk1_act1_manager_blocks_management_and_the_members_concerned_are
 
     assert blocked.management_blocked_at == services.clock.now()
     assert (await Product.get(id=drive.id)).management_blocked_at is not None
-    mails = await OutboxMessage.all().order_by("recipient")
+    # The block notices only (signing the team in leaves new sign-in notices in the outbox).
+    mails = await OutboxMessage.filter(template="product_management_changed").order_by("recipient")
     assert [m.recipient for m in mails] == [
         "administrator@example.test",
         "collaborator@example.test",
     ]
-    assert all(m.template == "product_management_changed" for m in mails)
     assert "Team drive" in mails[0].payload["subject"]
     event = await ActivityEvent.get(type="product.management_blocked")
     assert (event.actor_id, event.organisation_id) == (
@@ -210,7 +221,7 @@ async def test_blk1_unblock_is_recorded_and_members_told(
     unblocked = await blocking.unblock_product_management(services, meta, team.admin, drive.id)
 
     assert unblocked.management_blocked_at is None and unblocked.management_blocked_by_id is None
-    mails = await OutboxMessage.all().order_by("id")
+    mails = await OutboxMessage.filter(template="product_management_changed").order_by("id")
     assert [m.recipient for m in mails] == ["external@example.test"] * 2
     assert "unblocked" in mails[1].payload["text"] or "débloqué" in mails[1].payload["text"]
     event = await ActivityEvent.get(type="product.management_unblocked")
@@ -273,15 +284,15 @@ async def test_blk2_act1_maintenance_keeps_incoming_mail_and_refuses_reading(
     services: Services, meta: RequestMeta
 ) -> None:
     team = await _team(services)
-    mail = await _product(services, team.organisation, ProductKind.MAIL_SERVICE)
+    mail = await _mail_service(services, team.organisation)
     await _grant(team, Role.COLLABORATOR, mail)
     mailbox = await mailboxes.create_mailbox(
-        services, meta, team.admin, mail.id, "Team@Example.test"
+        services, meta, team.admin, mail.id, "Team@Team-Mail.ch"
     )
 
     await blocking.set_mail_maintenance(services, meta, team.admin, mail.id, True)
     stored = await mailboxes.accept_incoming_mail(
-        services, "team@example.test", sender="a@example.test", subject="Hi", body="Hello"
+        services, "team@team-mail.ch", sender="a@example.test", subject="Hi", body="Hello"
     )
     refused = [
         await _refused(mailboxes.read_mailbox(scope, mailbox.id, first=10, after_id=None))
@@ -290,7 +301,7 @@ async def test_blk2_act1_maintenance_keeps_incoming_mail_and_refuses_reading(
     await blocking.set_mail_maintenance(services, meta, team.admin, mail.id, False)
     read = await mailboxes.read_mailbox(team.collaborator, mailbox.id, first=10, after_id=None)
 
-    assert mailbox.address == "team@example.test"
+    assert mailbox.address == "team@team-mail.ch"
     assert refused == [(ErrorCode.MAIL_MAINTENANCE, None)] * 2
     assert [m.id for m in read.page.items] == [stored.id]
     assert [e.type for e in await ActivityEvent.filter(type__startswith="product.")] == [
@@ -334,17 +345,17 @@ async def test_blk1_mailbox_management_goes_through_the_product_rule(
     services: Services, meta: RequestMeta
 ) -> None:
     team = await _team(services)
-    mail = await _product(services, team.organisation, ProductKind.MAIL_SERVICE)
+    mail = await _mail_service(services, team.organisation)
     await _grant(team, Role.COLLABORATOR, mail)
 
     not_granted = await _refused(
-        mailboxes.create_mailbox(services, meta, team.external, mail.id, "x@example.test")
+        mailboxes.create_mailbox(services, meta, team.external, mail.id, "x@team-mail.ch")
     )
     created = await mailboxes.create_mailbox(
-        services, meta, team.collaborator, mail.id, "c@example.test"
+        services, meta, team.collaborator, mail.id, "c@team-mail.ch"
     )
     taken = await _refused(
-        mailboxes.create_mailbox(services, meta, team.admin, mail.id, "C@example.test")
+        mailboxes.create_mailbox(services, meta, team.admin, mail.id, "C@team-mail.ch")
     )
     bad = await _refused(mailboxes.create_mailbox(services, meta, team.admin, mail.id, "nope"))
     delete_refused = await _refused(
@@ -372,6 +383,98 @@ async def test_blk2_incoming_mail_for_an_unknown_address_is_not_stored(
     )
 
     assert refused == (ErrorCode.NOT_FOUND, "mailboxId")
+
+
+async def test_blk2_rec4_mailbox_for_another_customers_domain_is_refused(
+    services: Services, meta: RequestMeta
+) -> None:
+    team = await _team(services)
+    mail = await _mail_service(services, team.organisation)
+    other = await factories.sign_up(services, email="someone@elsewhere.test")
+    await factories.add_domain(
+        services, other.organisation, "other-sa.ch", expires_in=timedelta(days=200)
+    )
+
+    others_domain = await _refusal(
+        mailboxes.create_mailbox(services, meta, team.admin, mail.id, "billing@other-sa.ch")
+    )
+    nobodys_domain = await _refusal(
+        mailboxes.create_mailbox(services, meta, team.admin, mail.id, "billing@free-sa.ch")
+    )
+    sub_domain = await _refusal(
+        mailboxes.create_mailbox(services, meta, team.admin, mail.id, "b@mx.other-sa.ch")
+    )
+    # The mail for the other customer's domain finds no mailbox.
+    incoming = await _refused(
+        mailboxes.accept_incoming_mail(
+            services, "billing@other-sa.ch", sender="a@example.test", subject="Hi", body="Hello"
+        )
+    )
+
+    # One answer whether the domain is another customer's or nobody's: nothing is revealed.
+    answers = {(e.code, e.field, e.message) for e in (others_domain, nobodys_domain, sub_domain)}
+    assert answers == {
+        (
+            ErrorCode.MAIL_DOMAIN_NOT_OWNED,
+            "address",
+            "A mailbox address must be on one of your organisation's domains.",
+        )
+    }
+    assert incoming == (ErrorCode.NOT_FOUND, "mailboxId")
+
+
+async def test_blk2_mailbox_on_a_domain_in_redemption_yes_released_no(
+    services: Services, meta: RequestMeta
+) -> None:
+    team = await _team(services)
+    mail = await _product(services, team.organisation, ProductKind.MAIL_SERVICE)
+    await factories.add_domain(
+        services,
+        team.organisation,
+        "lapsing-sa.ch",
+        expires_in=timedelta(days=-5),
+        status=DomainStatus.REDEMPTION,
+        redemption_ends_in=timedelta(days=25),
+    )
+    await factories.add_domain(
+        services,
+        team.organisation,
+        "gone-sa.ch",
+        expires_in=timedelta(days=-100),
+        status=DomainStatus.RELEASED,
+    )
+
+    kept = await mailboxes.create_mailbox(services, meta, team.admin, mail.id, "a@lapsing-sa.ch")
+    released = await _refused(
+        mailboxes.create_mailbox(services, meta, team.admin, mail.id, "a@gone-sa.ch")
+    )
+
+    assert kept.address == "a@lapsing-sa.ch"
+    assert released == (ErrorCode.MAIL_DOMAIN_NOT_OWNED, "address")
+
+
+async def test_blk2_rec4_mailbox_left_on_a_domain_no_longer_held_gets_no_mail(
+    services: Services, meta: RequestMeta
+) -> None:
+    """A mailbox made before the domain rule, or whose domain was released since, receives
+    nothing: the domain's mail is not the organisation's any more."""
+    team = await _team(services)
+    mail = await _mail_service(services, team.organisation)
+    mailbox = await mailboxes.create_mailbox(
+        services, meta, team.admin, mail.id, "kept@team-mail.ch"
+    )
+    await Domain.filter(live_name=TEAM_DOMAIN).update(
+        status=DomainStatus.RELEASED, live_name=None, released_at=services.clock.now()
+    )
+
+    refused = await _refused(
+        mailboxes.accept_incoming_mail(
+            services, "kept@team-mail.ch", sender="a@example.test", subject="Hi", body="Hello"
+        )
+    )
+
+    assert refused == (ErrorCode.NOT_FOUND, "mailboxId")
+    assert not await MailMessage.exists(mailbox_id=mailbox.id)
 
 
 # --- BLK-4 ---------------------------------------------------------------------------------------
@@ -539,15 +642,15 @@ async def test_blk1_mailbox_operations_see_a_block_committed_after_they_started(
     services: Services, meta: RequestMeta
 ) -> None:
     team = await _team(services)
-    mail = await _product(services, team.organisation, ProductKind.MAIL_SERVICE)
+    mail = await _mail_service(services, team.organisation)
     await _grant(team, Role.COLLABORATOR, mail)
-    kept = await mailboxes.create_mailbox(services, meta, team.admin, mail.id, "k@example.test")
+    kept = await mailboxes.create_mailbox(services, meta, team.admin, mail.id, "k@team-mail.ch")
 
     created = await _with_a_block_committed_meanwhile(
         services,
         mail.id,
         lambda: mailboxes.create_mailbox(
-            services, meta, team.collaborator, mail.id, "c@example.test"
+            services, meta, team.collaborator, mail.id, "c@team-mail.ch"
         ),
     )
     deleted = await _with_a_block_committed_meanwhile(
@@ -558,7 +661,7 @@ async def test_blk1_mailbox_operations_see_a_block_committed_after_they_started(
 
     assert isinstance(created, DomainError) and created.code == ErrorCode.PRODUCT_BLOCKED
     assert isinstance(deleted, DomainError) and deleted.code == ErrorCode.PRODUCT_BLOCKED
-    assert [m.address for m in await Mailbox.all()] == ["k@example.test"]
+    assert [m.address for m in await Mailbox.all()] == ["k@team-mail.ch"]
 
 
 # --- BLK-1: who is told of a block, one named rule ---------------------------------------------
@@ -585,3 +688,48 @@ def test_blk1_who_is_told_of_a_product_block_is_an_authz_rule(
         )
         is told
     )
+
+
+async def test_blk2_demo_mailboxes_are_on_a_domain_of_the_demo_organisation(
+    services: Services,
+) -> None:
+    await demo._create(services)
+
+    stored = [
+        await mailboxes.accept_incoming_mail(
+            services, address, sender="a@example.test", subject="Hi", body="Hello"
+        )
+        for address in demo.DEMO_MAILBOXES
+    ]
+
+    assert len(stored) == len(demo.DEMO_MAILBOXES)
+
+
+async def test_blk1_block_changes_per_product_are_rate_limited(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    team = await _team(services)
+    drive = await _product(services, team.organisation, ProductKind.WEB_DRIVE, "Drive")
+    other = await _product(services, team.organisation, ProductKind.HOSTING, "Hosting")
+    await _grant(team, Role.EXTERNAL, drive)
+    limit = blocking.BLOCK_CHANGES_PER_PRODUCT.limit
+    # A refused change (nothing changed, nobody told) does not use the budget up.
+    await _refused(blocking.unblock_product_management(services, meta, team.admin, drive.id))
+    for _ in range(limit // 2):
+        await blocking.block_product_management(services, meta, team.admin, drive.id)
+        await blocking.unblock_product_management(services, meta, team.legal, drive.id)
+    mails = await OutboxMessage.filter(template="product_management_changed").count()
+
+    # Another manager gets no fresh budget: it is the product's.
+    refused = await _refusal(
+        blocking.block_product_management(services, meta, team.legal, drive.id)
+    )
+    other_product = await blocking.block_product_management(services, meta, team.admin, other.id)
+    clock.advance(blocking.BLOCK_CHANGES_PER_PRODUCT.window)
+    after_the_window = await blocking.block_product_management(services, meta, team.admin, drive.id)
+
+    assert (refused.code, refused.field) == (ErrorCode.TOO_MANY_ATTEMPTS, None)
+    assert refused.retry_after_seconds is not None and refused.retry_after_seconds > 0
+    assert mails == limit  # the granted external, once per change
+    assert other_product.management_blocked_at is not None
+    assert after_the_window.management_blocked_at is not None

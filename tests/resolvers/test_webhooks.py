@@ -116,6 +116,10 @@ async def test_evt5_manager_registers_endpoint_secret_shown_once_and_stored_encr
         "https://192.168.0.10/hook",
         "https://169.254.169.254/latest/meta-data",  # link-local: cloud metadata
         "https://[::ffff:10.0.0.1]/hook",  # private, written as IPv6
+        "https://[::7f00:1]/hook",  # loopback, IPv4-compatible
+        "https://[2002:a00:1::1]/hook",  # 6to4 of a private address
+        "https://[64:ff9b::a00:1]/hook",  # NAT64 of a private address
+        "https://[fec0::1]/hook",  # site-local
         "https://100.64.0.1/hook",  # shared address space
         "https://localhost/hook",  # resolves to loopback
         "https://user:pw@93.184.215.14/hook",  # credentials in the URL
@@ -134,6 +138,20 @@ async def test_evt5_unsafe_url_refused_typed_nothing_changed(services: Services,
 
     assert (refused.value.code, refused.value.field) == (ErrorCode.UNSAFE_WEBHOOK_URL, "url")
     assert await _snapshot() == before
+
+
+async def test_evt5_unresolvable_and_private_hosts_get_one_answer(services: Services) -> None:
+    """The check does not tell a manager which internal names exist."""
+    org = await _org(services)
+    messages = set()
+    for url in ("https://no-such-host.invalid/hook", "https://localhost/hook", "https://[::1]/"):
+        with pytest.raises(DomainError) as refused:
+            await _create(services, org.legal, org.organisation.id, url)
+        messages.add((refused.value.code, refused.value.message))
+
+    assert messages == {
+        (ErrorCode.UNSAFE_WEBHOOK_URL, "The URL's host does not resolve to a public address.")
+    }
 
 
 async def test_evt5_development_setting_allows_http_loopback(
@@ -346,6 +364,15 @@ def test_evt5_event_catalogue_holds_organisation_events_only() -> None:
         ("0.0.0.0", False),  # noqa: S104 - an address under test, nothing binds it
         ("224.0.0.1", False),
         ("192.0.2.1", False),  # documentation
+        # IPv6 forms that embed an IPv4 address or are deprecated.
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::5db8:d70e", False),  # IPv4-compatible, even of a public IPv4 address
+        ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+        ("2002:5db8:d70e::1", False),  # 6to4 is deprecated whatever it embeds
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64
+        ("fec0::1", False),  # site-local
+        ("2a00:1450:4001::1", True),
     ],
 )
 def test_evt5_only_global_unicast_addresses_are_public(address: str, public: bool) -> None:

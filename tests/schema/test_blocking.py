@@ -3,6 +3,8 @@ their block in the members list; mailboxes in maintenance (BLK-1…BLK-3)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from gardien.models.enums import ProductKind, Role
@@ -167,14 +169,17 @@ async def test_blk2_mailbox_messages_refused_in_maintenance_through_graphql(
         name="Mail",
         created_at=services.clock.now(),
     )
+    await factories.add_domain(
+        services, legal.organisation, "legal-mail.ch", expires_in=timedelta(days=200)
+    )
     gql.token = legal.session.token
     product_id = encode_id("Product", mail.id)
     created = await gql(
-        CREATE_MAILBOX, {"input": {"productId": product_id, "address": "hello@example.test"}}
+        CREATE_MAILBOX, {"input": {"productId": product_id, "address": "hello@legal-mail.ch"}}
     )
     await gql(MAINTENANCE, {"input": {"productId": product_id, "enabled": True}})
     await mailboxes.accept_incoming_mail(
-        services, "hello@example.test", sender="a@example.test", subject="Hi", body="Body"
+        services, "hello@legal-mail.ch", sender="a@example.test", subject="Hi", body="Body"
     )
 
     during = await gql(MAILBOX_MESSAGES, {"id": product_id})
@@ -182,7 +187,7 @@ async def test_blk2_mailbox_messages_refused_in_maintenance_through_graphql(
     after = await gql(MAILBOX_MESSAGES, {"id": product_id})
 
     assert created["data"]["createMailbox"] == {
-        "mailbox": {"address": "hello@example.test"},
+        "mailbox": {"address": "hello@legal-mail.ch"},
         "errors": [],
     }
     assert [e["extensions"]["code"] for e in during["errors"]] == ["MAIL_MAINTENANCE"]
