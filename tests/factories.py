@@ -58,7 +58,7 @@ async def sign_up(
     )
     token = await sign_up_token_sent_to(email.strip().lower())
     result = await sign_ups.confirm_sign_up(services, meta, token=token)
-    _DEVICE_COOKIES[result.user.email] = result.device_cookie
+    _DEVICE_COOKIES[email.strip().lower()] = result.device_cookie
     # The account is what the caller arranges; its confirmation e-mail, read and used, is not
     # part of that world (tests of other mail count the outbox from empty). The sign-up tests
     # check that message themselves.
