@@ -17,6 +17,7 @@ from tests.conftest import IN_CI, REDIS_URL
 from tests.e2e.conftest import (
     ServedGateway,
     fresh_gateway_env,
+    gardien,
     signed_up_session,
     start_gateway,
 )
@@ -649,3 +650,57 @@ async def test_evt1_api6_integrator_token_follows_its_organisation_on_the_socket
     # One's own live events are private: no token follows them (authz.TOKEN_ROOT_FIELDS).
     assert refused["type"] == "error" and refused["id"] == "own"
     assert [e["extensions"]["code"] for e in refused["payload"]] == ["INSUFFICIENT_SCOPE"]
+
+
+SUPPORT_BLOCK = """
+mutation($input: SupportBlockUserInput!) {
+  supportBlockUser(input: $input) { errors { code message } }
+}
+"""
+
+
+def _graphql(gateway: ServedGateway, token: str, query: str, variables: Any = None) -> Any:
+    return httpx.post(
+        f"{gateway.url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+
+
+async def test_evt4_blk3_a_user_blocked_by_support_loses_open_subscriptions(
+    tmp_path: Path,
+) -> None:
+    with start_gateway(fresh_gateway_env(tmp_path)) as gateway:
+        agent = signed_up_session(gateway, "agent@support.example", "lantern over the river", "A")
+        granted = gardien("support-agent", "add", "agent@support.example", env=gateway.env)
+        legal = _sign_in(gateway, "anna.legal@demo.example")
+        code = _graphql(gateway, legal, "{ viewer { supportCode } }")["data"]["viewer"]
+        lea = _sign_in(gateway, "lea.collab@demo.example")
+        lea_id = _graphql(gateway, lea, "{ viewer { id } }")["data"]["viewer"]["id"]
+        client = await GraphQLWebSocketClient.initialised(gateway.url, lea)
+        await client.subscribe("mine", VIEWER_EVENTS)
+        await asyncio.sleep(0.3)
+
+        blocked = _graphql(
+            gateway,
+            agent,
+            SUPPORT_BLOCK,
+            {
+                "input": {
+                    "organisationId": _organisation_id(gateway, legal),
+                    "userId": lea_id,
+                    "requesterSupportCode": code["supportCode"],
+                    "justification": "Phone stolen, asked by the legal representative",
+                }
+            },
+        )["data"]["supportBlockUser"]
+        blocked_at = time.monotonic()
+        ended = await _until_error(client)
+        ended_after = time.monotonic() - blocked_at
+        await client.close()
+
+    assert granted.returncode == 0, granted.stderr
+    assert blocked["errors"] == []
+    assert ended[-1]["id"] == "mine"
+    assert ended_after < 1.0
