@@ -299,10 +299,15 @@ class SuspendedSend:
     async def finish(self) -> None:
         try:
             while True:
-                if self.waiting is None:
+                waiting = self.waiting
+                if waiting is None:
                     await asyncio.sleep(0)  # a bare yield: just another loop turn
                 else:
-                    await self.waiting
+                    # The future was yielded with its "awaited" mark set, which a task clears
+                    # before waiting on it; awaiting it again with the mark set is refused.
+                    if getattr(waiting, "_asyncio_future_blocking", False):
+                        waiting._asyncio_future_blocking = False
+                    await waiting
                 try:
                     self.waiting = self.send.send(None)
                 except StopIteration:
