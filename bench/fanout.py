@@ -2,7 +2,9 @@
 
 Run by hand from the repository root (needs PostgreSQL; Redis for the two-process runs):
 
-    .venv/bin/python -m bench.fanout [--subscribers 1000,5000,10000 --events 20]
+    .venv/bin/python -m bench.fanout            # the table: 1k, 5k, 10k on one process;
+                                                # 5k, 10k on two processes sharing Redis
+    .venv/bin/python -m bench.fanout --subscribers 1000,5000 --processes 1 [--events 20]
     .venv/bin/python -m bench.fanout --smoke   # a few subscribers: does it run at all
 
 It creates a throw-away database (GARDIEN_BENCH_DATABASE_URL, as bench/members_query.py),
@@ -19,7 +21,9 @@ GARDIEN_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0):
    measures, per delivered frame, the time from the event's occurredAt (stamped when the
    gateway recorded it, before its commit) to its arrival at the client: p50, p99, max.
 
-The clients share the machine's cores with the gateways, so the latencies include their cost.
+The clients share the machine's cores with the gateways, so the latencies include their cost;
+they parse as little as they can (bench/_fanout_clients.py). Each row notes the machine's load
+average (1 minute) before and after it: the numbers mean little without it.
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ class Outcome:
     latencies: list[float]
     bytes_per_connection: float
     setup_seconds: float
+    load_before: float
+    load_after: float
 
 
 async def populate(settings_env: dict[str, str]) -> Fixture:
@@ -218,6 +224,7 @@ async def scenario(
         Gateway(env, var_dir / f"gateway-{subscribers}-{processes}-{i}.log")
         for i in range(processes)
     ]
+    load_before = os.getloadavg()[0]
     for gateway in gateways:
         await gateway.start()
     clients: list[asyncio.subprocess.Process] = []
@@ -303,6 +310,8 @@ async def scenario(
             latencies=latencies,
             bytes_per_connection=(rss_after - rss_before) / subscribers,
             setup_seconds=setup_seconds,
+            load_before=load_before,
+            load_after=os.getloadavg()[0],
         )
     finally:
         for process in clients:
@@ -314,7 +323,11 @@ async def scenario(
 
 
 def report(outcomes: Sequence[Outcome]) -> None:
-    print("subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn")
+    progress(f"{os.cpu_count()} cores; load average (1 min) before→after each row")
+    print(
+        "subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn"
+        "  setup s  load"
+    )
     for o in outcomes:
         values = o.latencies or [float("nan")]
         print(
@@ -322,43 +335,53 @@ def report(outcomes: Sequence[Outcome]) -> None:
             f"  {o.failed:>6}  {percentile(values, 0.5) * 1000:>6.0f}"
             f"  {percentile(values, 0.99) * 1000:>6.0f}  {max(values) * 1000:>6.0f}"
             f"  {o.bytes_per_connection / 1024:>7.1f}"
+            f"  {o.setup_seconds:>7.1f}  {o.load_before:.1f}→{o.load_after:.1f}"
         )
 
 
-async def run(counts: Sequence[int], events: int, layouts: Sequence[int]) -> list[Outcome]:
+# The table: (subscribers, gateway processes).
+TABLE = ((1000, 1), (5000, 1), (10000, 1), (5000, 2), (10000, 2))
+
+
+async def run(runs: Sequence[tuple[int, int]], events: int) -> list[Outcome]:
     base_url = os.environ.get(BASE_URL_VARIABLE, DEFAULT_BASE_URL)
     redis_url = os.environ.get(REDIS_VARIABLE, DEFAULT_REDIS_URL)
     outcomes: list[Outcome] = []
     async with throwaway_database(base_url) as url, gardien_settings(url) as settings_env:
         fixture = await populate(settings_env)
-        for count in counts:
-            for processes in layouts:
-                outcomes.append(
-                    await scenario(
-                        settings_env,
-                        fixture,
-                        count,
-                        processes,
-                        events,
-                        redis_url if processes > 1 else None,
-                    )
+        for count, processes in runs:
+            outcomes.append(
+                await scenario(
+                    settings_env,
+                    fixture,
+                    count,
+                    processes,
+                    events,
+                    redis_url if processes > 1 else None,
                 )
+            )
     return outcomes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--subscribers", default="1000,5000,10000")
+    parser.add_argument("--subscribers", help="e.g. 1000,5000 (default: the table)")
     parser.add_argument("--events", type=int, default=20)
-    parser.add_argument("--processes", default="1,2", help="layouts: gateway processes")
+    parser.add_argument("--processes", default="1,2", help="layouts, with --subscribers")
     parser.add_argument("--smoke", action="store_true", help="20 subscribers, 3 events")
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    counts = [20] if args.smoke else [int(n) for n in args.subscribers.split(",")]
-    events = 3 if args.smoke else args.events
     layouts = [int(n) for n in args.processes.split(",")]
-    outcomes = asyncio.run(run(counts, events, layouts))
+    runs: Sequence[tuple[int, int]]
+    if args.smoke:
+        runs = [(20, processes) for processes in layouts]
+    elif args.subscribers:
+        runs = [(int(n), p) for n in args.subscribers.split(",") for p in layouts]
+    else:
+        runs = TABLE
+    events = 3 if args.smoke else args.events
+    outcomes = asyncio.run(run(runs, events))
     report(outcomes)
     lost = sum(o.expected - o.delivered for o in outcomes)
     if lost:

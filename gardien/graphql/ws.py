@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,13 +98,14 @@ class Subscriber:
     backlog: list[tuple[int, str]] | None = None
     ended: bool = False
 
-    def deliver(self, event_id: int, payload: str) -> None:
+    def deliver(self, event_id: int, payload: str, frame: str) -> None:
+        """`frame` is the whole `next` frame for this subscriber's id (shared by the group)."""
         if self.ended:
             return
         if self.backlog is not None:
             self.backlog.append((event_id, payload))
             return
-        self.connection.send_next(self.id, payload)
+        self.connection.send_frame(frame)
 
 
 GroupKey = tuple[str, str | None, bytes, tuple[str, int], int | None]
@@ -156,8 +157,13 @@ class Group:
                 logger.exception("rendering a live event failed")
                 continue
             started = time.perf_counter()
+            # Subscribers usually share their id ("1"): one frame text per distinct id.
+            frames: dict[str, str] = {}
             for subscriber in list(self.subscribers):
-                subscriber.deliver(event.id, payload)
+                frame = frames.get(subscriber.id)
+                if frame is None:
+                    frame = frames[subscriber.id] = next_frame(subscriber.id, payload)
+                subscriber.deliver(event.id, payload, frame)
             self.hub.fanout_seconds += time.perf_counter() - started
 
 
@@ -266,6 +272,12 @@ class SubscriptionHub:
                 del self.connections_by_user[user_id]
 
 
+def next_frame(subscription_id: str, payload: str) -> str:
+    """A `next` frame around a payload already encoded as JSON text."""
+    encoded_id = orjson.dumps(subscription_id).decode()
+    return '{"id":' + encoded_id + ',"type":"next","payload":' + payload + "}"
+
+
 def _result_json(engine: GraphQLEngine, result: ExecutionResult, request_id: str) -> str:
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
@@ -274,6 +286,35 @@ def _result_json(engine: GraphQLEngine, result: ExecutionResult, request_id: str
 
 
 # --- One connection --------------------------------------------------------------------------
+
+
+class SuspendedSend:
+    """A send started outside the writer that had to wait (the socket's buffer was full): the
+    writer resumes it where it stopped, as a task would, so the frame is written exactly once."""
+
+    def __init__(self, send: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.send = send
+        self.waiting = waiting
+
+    async def finish(self) -> None:
+        try:
+            while True:
+                waiting = self.waiting
+                if waiting is None:
+                    await asyncio.sleep(0)  # a bare yield: just another loop turn
+                else:
+                    # The future was yielded with its "awaited" mark set, which a task clears
+                    # before waiting on it; awaiting it again with the mark set is refused.
+                    if getattr(waiting, "_asyncio_future_blocking", False):
+                        waiting._asyncio_future_blocking = False
+                    await waiting
+                try:
+                    self.waiting = self.send.send(None)
+                except StopIteration:
+                    return
+        except BaseException:
+            self.send.close()
+            raise
 
 
 @dataclass(eq=False)
@@ -286,29 +327,43 @@ class Connection:
     access_changes: int = 0
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    outgoing: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    outgoing: asyncio.Queue[str | SuspendedSend | None] = field(default_factory=asyncio.Queue)
     closing: tuple[int, str] | None = None
     acknowledged: bool = False
     acknowledged_event: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribe_times: list[float] = field(default_factory=list)
     meta: RequestMeta = field(default_factory=RequestMeta)
+    # The writer task is sending a frame: later ones queue behind it, to keep their order.
+    writing: bool = False
 
     def send(self, message: dict[str, Any]) -> None:
         self._enqueue(orjson.dumps(message).decode())
 
     def send_next(self, subscription_id: str, payload: str) -> None:
         # The payload is shared by the whole group; only the id differs per subscriber.
-        self._enqueue(
-            '{"id":'
-            + orjson.dumps(subscription_id).decode()
-            + ',"type":"next","payload":'
-            + payload
-            + "}"
-        )
+        self._enqueue(next_frame(subscription_id, payload))
+
+    def send_frame(self, frame: str) -> None:
+        self._enqueue(frame)
 
     def _enqueue(self, frame: str) -> None:
         if self.closing is not None:
+            return
+        if not self.writing and self.outgoing.empty():
+            # Fan-out: waking one writer task per connection per event is what cost most with
+            # thousands of subscribers. With nothing queued, the send runs right here; it
+            # completes without waiting unless the socket's buffer is full, and then the writer
+            # finishes it once the buffer drains (frames after it queue behind it, in order).
+            send = self.websocket.send_text(frame)
+            try:
+                waiting = send.send(None)
+            except StopIteration:
+                return
+            except Exception:
+                self.close(1000, "")
+                return
+            self.outgoing.put_nowait(SuspendedSend(send, waiting))
             return
         if self.outgoing.qsize() >= self.transport.limits.max_pending_frames:
             self.close(TRY_AGAIN_LATER, "Slow consumer")
@@ -400,11 +455,17 @@ class GraphQLWebSocket:
             frame = await connection.outgoing.get()
             if frame is None:
                 return
+            connection.writing = True
             try:
-                await websocket.send_text(frame)
+                if isinstance(frame, str):
+                    await websocket.send_text(frame)
+                else:
+                    await frame.finish()
             except Exception:
                 connection.close(1000, "")
                 return
+            finally:
+                connection.writing = False
 
     async def _keepalive(self, connection: Connection) -> None:
         """Pings keep idle connections open through proxies; clients answer with pongs. They

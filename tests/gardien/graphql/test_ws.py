@@ -113,6 +113,45 @@ async def test_evt1_a_client_that_never_reads_is_closed_and_forgotten(
     client.transport.abort()
 
 
+async def test_evt1_a_reader_that_falls_behind_then_catches_up_gets_every_frame_once_in_order(
+    app: Starlette, served_app: str, services: Services
+) -> None:
+    """Frames are written straight to an idle socket; once its buffer is full, the send that
+    had to wait is finished by the connection's writer and later frames queue behind it. A
+    reader that stops, then reads again, receives every frame exactly once, in order."""
+    transport: GraphQLWebSocket = app.state.graphql_ws
+    transport.limits = WebSocketLimits(max_pending_frames=1_000_000)
+    signed_up = await factories.sign_up(services)
+    client = await _slow_reader(served_app, signed_up.session.token)
+    (connection,) = transport.connections
+
+    sent = 0
+    while not (connection.writing or connection.outgoing.qsize()) and sent < 400_000:
+        for _ in range(200):
+            await client.send('{"type":"ping"}')
+        sent += 200
+        for _ in range(5):
+            await asyncio.sleep(0)
+    fell_behind = connection.writing or connection.outgoing.qsize() > 0
+    # A request after the pings: its answer must come after every pong, and only once.
+    await client.send(json.dumps({"id": "last", "type": "subscribe", "payload": {"query": "{"}}))
+
+    pongs = 0
+    while True:
+        message = json.loads(await asyncio.wait_for(client.recv(), 10))
+        if message["type"] == "pong":
+            pongs += 1
+            continue
+        break
+
+    assert fell_behind
+    assert pongs == sent
+    assert message["id"] == "last"
+    assert message["type"] == "error"
+    assert connection.closing is None
+    await client.close()
+
+
 async def _read_until_closed(client: ClientConnection, messages: list[dict[str, Any]]) -> None:
     """Collects what the server sends (pings aside) until it closes the connection."""
     while True:
