@@ -13,7 +13,14 @@ from gardien.resolvers.errors import DomainError
 from gardien.schema.context import Info
 from gardien.schema.errors import UserError
 from gardien.schema.members import ProductNode
-from gardien.schema.relay import Connection, Node, connection, decode_cursor, decode_id, encode_id
+from gardien.schema.relay import (
+    Connection,
+    Node,
+    counted_connection,
+    decode_cursor,
+    decode_id,
+    encode_id,
+)
 
 
 @strawberry.type(name="MailMessage", description="A message received in a mailbox (BLK-2).")
@@ -54,13 +61,7 @@ class MailboxNode(Node):
         counted = await mailboxes.read_mailbox(
             info.context.scope, self._mailbox_id, first=first, after_id=decode_cursor(after)
         )
-        page = counted.page
-        return connection(
-            [MailMessageType.from_model(m) for m in page.items],
-            [m.id for m in page.items],
-            page.has_next_page,
-            counted.count,
-        )
+        return counted_connection(counted, MailMessageType.from_model, lambda m: m.id)
 
 
 async def organisation_products(
@@ -69,13 +70,7 @@ async def organisation_products(
     counted = await blocking.organisation_products(
         info.context.scope, organisation_id, first=first, after_id=decode_cursor(after)
     )
-    page = counted.page
-    return connection(
-        [ProductNode.from_model(p) for p in page.items],
-        [p.id for p in page.items],
-        page.has_next_page,
-        counted.count,
-    )
+    return counted_connection(counted, ProductNode.from_model, lambda p: p.id)
 
 
 async def product_mailboxes(
@@ -84,13 +79,7 @@ async def product_mailboxes(
     counted = await mailboxes.mailboxes(
         info.context.scope, product_id, first=first, after_id=decode_cursor(after)
     )
-    page = counted.page
-    return connection(
-        [MailboxNode.from_model(m) for m in page.items],
-        [m.id for m in page.items],
-        page.has_next_page,
-        counted.count,
-    )
+    return counted_connection(counted, MailboxNode.from_model, lambda m: m.id)
 
 
 async def mailbox_by_id(info: Info, mailbox_id: int) -> MailboxNode:

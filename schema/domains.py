@@ -14,7 +14,14 @@ from gardien.resolvers.domains import DomainView, LookupAnswer
 from gardien.resolvers.errors import DomainError
 from gardien.schema.context import Info
 from gardien.schema.errors import UserError
-from gardien.schema.relay import Connection, Node, connection, decode_cursor, decode_id, encode_id
+from gardien.schema.relay import (
+    Connection,
+    Node,
+    counted_connection,
+    decode_cursor,
+    decode_id,
+    encode_id,
+)
 
 if TYPE_CHECKING:
     from gardien.schema.organisations import OrganisationNode
@@ -102,13 +109,7 @@ async def organisation_domains(
         after_id=decode_cursor(after),
         status=status,
     )
-    page = counted.page
-    return connection(
-        [DomainNode.from_view(view) for view in page.items],
-        [view.domain.id for view in page.items],
-        page.has_next_page,
-        counted.count,
-    )
+    return counted_connection(counted, DomainNode.from_view, lambda view: view.domain.id)
 
 
 async def domain_by_id(info: Info, domain_id: int) -> DomainNode:

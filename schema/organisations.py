@@ -14,7 +14,14 @@ from gardien.resolvers.activity_log import activity_filter
 from gardien.resolvers.authz import CallerMembership
 from gardien.schema.context import Info
 from gardien.schema.domains import DomainStatus
-from gardien.schema.relay import Connection, Node, connection, decode_cursor, encode_id
+from gardien.schema.relay import (
+    Connection,
+    Node,
+    connection,
+    counted_connection,
+    decode_cursor,
+    encode_id,
+)
 
 if TYPE_CHECKING:
     from gardien.schema.activity import ActivityEventNode
@@ -138,13 +145,7 @@ class OrganisationNode(Node):
             after_id=decode_cursor(after),
             filters=activity_filter(types, since, until),
         )
-        page = counted.page
-        return connection(
-            [ActivityEventNode.from_model(e) for e in page.items],
-            [e.id for e in page.items],
-            page.has_next_page,
-            counted.count,
-        )
+        return counted_connection(counted, ActivityEventNode.from_model, lambda e: e.id)
 
     @strawberry.field(
         description="Domains, oldest first (DOM-1…DOM-4): managers, and members granted DOMAIN."

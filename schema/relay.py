@@ -11,8 +11,10 @@ from typing import Generic, TypeVar
 import strawberry
 
 from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.pagination import Counted
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 @strawberry.interface(name="Node", description="An object with a global ID.")
@@ -125,4 +127,17 @@ def connection(
         ),
         _count=count,
         _total=total,
+    )
+
+
+def counted_connection(
+    counted: Counted[Item], to_node: Callable[[Item], T], pk: Callable[[Item], int]
+) -> Connection[T]:
+    """The connection of one guarded page: a node and a cursor per item, the count when asked."""
+    page = counted.page
+    return connection(
+        [to_node(item) for item in page.items],
+        [pk(item) for item in page.items],
+        page.has_next_page,
+        counted.count,
     )

@@ -15,7 +15,14 @@ from gardien.resolvers.errors import DomainError
 from gardien.schema.activity import ActivityEventNode
 from gardien.schema.context import Info, SessionCookie
 from gardien.schema.errors import UserError
-from gardien.schema.relay import Connection, Node, connection, decode_cursor, decode_id, encode_id
+from gardien.schema.relay import (
+    Connection,
+    Node,
+    counted_connection,
+    decode_cursor,
+    decode_id,
+    encode_id,
+)
 
 SessionKind = strawberry.enum(SessionKindModel, name="SessionKind")
 SecureAccountStep = strawberry.enum(
@@ -90,13 +97,7 @@ async def own_activity(
     counted = await activity_log.own_activity(
         info.context.actor, filters, first=first, after_id=decode_cursor(after)
     )
-    page = counted.page
-    return connection(
-        [ActivityEventNode.from_model(e) for e in page.items],
-        [e.id for e in page.items],
-        page.has_next_page,
-        counted.count,
-    )
+    return counted_connection(counted, ActivityEventNode.from_model, lambda e: e.id)
 
 
 async def own_security_email_preferences(
