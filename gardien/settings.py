@@ -47,6 +47,8 @@ KNOWN = frozenset(
         "WEBHOOK_ALLOW_PRIVATE",
         "SIGN_UP_LIFETIME_HOURS",
         "ALLOWED_ORIGINS",
+        "WEBAUTHN_RP_ID",
+        "WEBAUTHN_ORIGIN",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -98,6 +100,11 @@ class Settings:
     # Origins whose pages may open the GraphQL WebSocket with the session cookie (EVT-1); a
     # connection authenticated by the cookie from any other origin is refused. Default: public_url.
     allowed_origins: tuple[str, ...] = ()
+    # MFA-2: the WebAuthn relying party. Security keys are bound to the RP ID (a registrable
+    # domain: changing it orphans every registered key) and answer only to pages of the origin.
+    # Defaults: the host and the origin of public_url.
+    webauthn_rp_id: str = "127.0.0.1"
+    webauthn_origin: str = "http://127.0.0.1:8000"
 
     @property
     def secure_cookies(self) -> bool:
@@ -172,6 +179,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"not {sign_up_lifetime!r}"
         )
     allowed_origins = _origins(values.get("ALLOWED_ORIGINS"), public_url)
+    webauthn_rp_id, webauthn_origin = _webauthn(values, public_url)
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -190,6 +198,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_token=metrics_token,
         sign_up_lifetime_hours=int(sign_up_lifetime),
         allowed_origins=allowed_origins,
+        webauthn_rp_id=webauthn_rp_id,
+        webauthn_origin=webauthn_origin,
         max_depth=_positive_integer(values, "MAX_DEPTH"),
         max_aliases=_positive_integer(values, "MAX_ALIASES"),
         max_root_fields=_positive_integer(values, "MAX_ROOT_FIELDS"),
@@ -248,6 +258,32 @@ def _origins(value: str | None, public_url: str) -> tuple[str, ...]:
             )
         origins.append(origin)
     return tuple(origins)
+
+
+def _webauthn(values: Mapping[str, str], public_url: str) -> tuple[str, str]:
+    """MFA-2: the RP ID and the one origin whose pages may register and use security keys.
+
+    WebAuthn (§5.1.3, §13.4.9) requires the RP ID to be the origin's host or a registrable
+    suffix of it; checked here so a misconfiguration fails at start-up, not at every sign-in."""
+    parts = urlsplit(public_url)
+    origin = values.get("WEBAUTHN_ORIGIN", f"{parts.scheme}://{parts.netloc}").strip().rstrip("/")
+    origin_parts = urlsplit(origin)
+    if (
+        origin_parts.scheme not in ("http", "https")
+        or not origin_parts.hostname
+        or (origin_parts.path)
+    ):
+        raise SettingsError(
+            f"GARDIEN_WEBAUTHN_ORIGIN: {origin!r} is not an origin such as https://example.com"
+        )
+    host = origin_parts.hostname
+    rp_id = values.get("WEBAUTHN_RP_ID", host).strip().lower()
+    if not rp_id or not (host == rp_id or host.endswith("." + rp_id)):
+        raise SettingsError(
+            f"GARDIEN_WEBAUTHN_RP_ID must be the host of GARDIEN_WEBAUTHN_ORIGIN ({host}) or a"
+            f" domain it belongs to, not {rp_id!r}"
+        )
+    return rp_id, origin
 
 
 def _optional_url(values: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

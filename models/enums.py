@@ -92,3 +92,10 @@ class OutboxStatus(StrEnum):
     PENDING = "PENDING"
     SENT = "SENT"
     DEAD = "DEAD"
+
+
+class SecurityKeyCeremonyPurpose(StrEnum):
+    """MFA-2: what a security-key challenge is for; one is never accepted for the other."""
+
+    REGISTRATION = "REGISTRATION"
+    SIGN_IN = "SIGN_IN"

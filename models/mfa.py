@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tortoise import fields
 from tortoise.models import Model
 
-from gardien.models.enums import ApprovalStatus, TwoFactorKind
+from gardien.models.enums import ApprovalStatus, SecurityKeyCeremonyPurpose, TwoFactorKind
 
 if TYPE_CHECKING:
     from gardien.models.sessions import SignInChallenge
@@ -128,3 +128,35 @@ class AppPassword(Model):
 
     class Meta:
         table = "app_password"
+
+
+class SecurityKeyCeremony(Model):
+    """MFA-2: a security-key registration or sign-in under way, kept server side.
+
+    The challenge the key must sign is never taken back from the client; a ceremony is bound to
+    its user (and, for a sign-in, to its sign-in challenge), short-lived and used once.
+    """
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="security_key_ceremonies", on_delete=fields.CASCADE
+    )
+    user_id: int
+    purpose = fields.CharEnumField(SecurityKeyCeremonyPurpose, max_length=16)
+    sign_in_challenge: fields.ForeignKeyNullableRelation[SignInChallenge] = fields.ForeignKeyField(
+        "models.SignInChallenge",
+        related_name="security_key_ceremonies",
+        null=True,
+        on_delete=fields.CASCADE,
+    )
+    sign_in_challenge_id: int | None
+    # fido2's state: the challenge (base64url) and the user-verification requirement asked for.
+    challenge = fields.CharField(max_length=128)
+    user_verification = fields.CharField(max_length=16, null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "security_key_ceremony"
+        indexes = (("user_id", "purpose"),)

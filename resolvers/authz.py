@@ -751,6 +751,10 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.authenticateApp": TokenRule.NEVER,
     "Mutation.updateSecurityPolicy": TokenRule.NEVER,
     "Mutation.sendSecurityAlert": TokenRule.NEVER,
+    # Security keys (MFA-2): registering one, and the request a key answers at sign-in.
+    "Mutation.beginSecurityKeyRegistration": TokenRule.NEVER,
+    "Mutation.completeSecurityKeyRegistration": TokenRule.NEVER,
+    "Mutation.beginSecurityKeySignIn": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -911,6 +915,8 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         "leaveOrganisation",
         "beginTotpEnrolment",
         "confirmTotpEnrolment",
+        "beginSecurityKeyRegistration",
+        "completeSecurityKeyRegistration",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (

@@ -78,6 +78,13 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
     # Mailboxes (BLK-2): an address is hosted only on a domain of the mail service's organisation.
     MAIL_DOMAIN_NOT_OWNED = "MAIL_DOMAIN_NOT_OWNED"
+    # Security keys (MFA-2): an answer that fails WebAuthn verification (origin, challenge, RP ID,
+    # signature, form); a key that is not one of the account's; a sign counter that went back
+    # (a cloned key); a key registered already.
+    SECURITY_KEY_REJECTED = "SECURITY_KEY_REJECTED"
+    SECURITY_KEY_UNKNOWN = "SECURITY_KEY_UNKNOWN"
+    SECURITY_KEY_COUNTER_REGRESSION = "SECURITY_KEY_COUNTER_REGRESSION"
+    SECURITY_KEY_ALREADY_REGISTERED = "SECURITY_KEY_ALREADY_REGISTERED"
 
 
 class DomainError(Exception):

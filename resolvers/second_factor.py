@@ -11,7 +11,16 @@ from tortoise.transactions import in_transaction
 from gardien.mail.templates import Template
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, totp, two_factor
+from gardien.resolvers import (
+    accounts,
+    activity,
+    authz,
+    ratelimits,
+    security_keys,
+    sessions,
+    totp,
+    two_factor,
+)
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 
@@ -57,6 +66,7 @@ async def complete(
     method: SecondFactorMethod,
     code: str | None,
     device_cookie: str | None = None,
+    credential: object = None,
 ) -> CompletedSignIn:
     """MFA-7: the challenge's user proves the second factor; a session opens, persistent only
     when the password step asked to remember the browser (MFA-8).
@@ -82,8 +92,15 @@ async def complete(
         if not await two_factor.use_backup_code(services, user_id, code):
             await _failed(services, meta, user_id, method, _failure_reason(code, method))
             raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
+    elif method is SecondFactorMethod.SECURITY_KEY:
+        # MFA-2: the answer to beginSecurityKeySignIn's request, in WebAuthn's JSON form.
+        try:
+            await security_keys.check_assertion(services, challenge, credential)
+        except security_keys.SecurityKeyRefused as refused:
+            await security_keys.record_sign_in_refusal(services, meta, user_id, refused)
+            raise
     else:
-        # Security keys, SMS and push complete a challenge through their own flows.
+        # SMS and push complete a challenge through their own flows.
         await _failed(services, meta, user_id, method, "unavailable")
         raise DomainError(
             ErrorCode.INVALID_INPUT, "This method cannot complete this sign-in.", "method"
@@ -109,6 +126,17 @@ async def complete(
     # A success gives back its own attempts only (see accounts.sign_in).
     await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(user_id))
     return CompletedSignIn(session=issued, device_cookie=cookie)
+
+
+async def begin_security_key_sign_in(
+    services: Services, meta: RequestMeta, *, challenge_id: str
+) -> dict[str, object]:
+    """MFA-2: the request a security key answers to complete this challenge (allowCredentials:
+    the challenge user's keys). Not an attempt: nothing is guessed until the answer comes."""
+    challenge = await _live_challenge(services, challenge_id)
+    if not await authz.may_sign_in_web(challenge.user_id):
+        raise DomainError(ErrorCode.ACCOUNT_BLOCKED, BLOCKED_MESSAGE)
+    return await security_keys.begin_sign_in(services, challenge)
 
 
 def _user_subject(user_id: int) -> str:

@@ -23,6 +23,7 @@ from gardien.schema.members import MemberMutations, ProductNode, membership_by_i
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.security import SecurityMutations, active_session_by_id
+from gardien.schema.security_keys import SecurityKeyMutations
 from gardien.schema.tokens import (
     TokenMutations,
     personal_access_token_by_id,
@@ -111,6 +112,7 @@ schema = strawberry.Schema(
             TokenMutations,
             WebhookMutations,
             TwoFactorMutations,
+            SecurityKeyMutations,
         ),
     ),
     subscription=Subscription,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry.scalars import JSON
 
 from gardien.models.mfa import AppPassword
 from gardien.resolvers import app_passwords, second_factor, security_policy, two_factor
@@ -52,6 +53,10 @@ class CompleteSecondFactorInput:
     challenge_id: str
     method: SecondFactorMethod  # type: ignore[valid-type]
     code: str | None = None
+    credential: JSON | None = strawberry.field(
+        default=None,
+        description="With SECURITY_KEY: the key's answer, AuthenticationResponseJSON (MFA-2).",
+    )
 
 
 @strawberry.type
@@ -182,6 +187,7 @@ class TwoFactorMutations:
                 method=second_factor.SecondFactorMethod(input.method),
                 code=input.code,
                 device_cookie=context.device_cookie,
+                credential=input.credential,
             )
         except DomainError as error:
             return CompleteSecondFactorPayload(errors=[UserError.from_domain(error)])

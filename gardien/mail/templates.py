@@ -34,6 +34,7 @@ class Template(StrEnum):
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
     SECURITY_ALERT = "security_alert"
     TWO_FACTOR_CODE_REUSED = "two_factor_code_reused"
+    SECURITY_KEY_COUNTER_REGRESSION = "security_key_counter_regression"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -69,6 +70,7 @@ VARIABLES: dict[Template, frozenset[str]] = {
         }
     ),
     Template.TWO_FACTOR_CODE_REUSED: frozenset({"occurred_at", "ip", "link"}),
+    Template.SECURITY_KEY_COUNTER_REGRESSION: frozenset({"occurred_at", "ip", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {
