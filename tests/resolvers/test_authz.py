@@ -670,6 +670,20 @@ TWO_FACTOR_ROWS: list[Row] = [
         _mutation("sendSecurityAlert", "SendSecurityAlertInput"), ("sendSecurityAlert",),
         _member_input("collaborator"),
         expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.beginSecurityKeyRegistration", "the caller's own",
+        "mutation { beginSecurityKeyRegistration { errors { code } } }",
+        ("beginSecurityKeyRegistration",), _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.completeSecurityKeyRegistration", "a registration of nobody",
+        _mutation("completeSecurityKeyRegistration", "CompleteSecurityKeyRegistrationInput"),
+        ("completeSecurityKeyRegistration",),
+        _input(registrationId=encode_id("SecurityKeyRegistration", 999999), credential={},
+               nickname="Key"),
+        expect(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.beginSecurityKeySignIn", "a forged challenge",
+        _mutation("beginSecurityKeySignIn", "BeginSecurityKeySignInInput"),
+        ("beginSecurityKeySignIn",), _input(challengeId="forged"),
+        expect(*[CHALLENGE_EXPIRED] * 6)),
 ]  # fmt: skip
 
 
@@ -992,6 +1006,13 @@ INHERITED = frozenset(
         "RemoveTwoFactorMethodPayload.twoFactorEnabled", "RemoveTwoFactorMethodPayload.errors",
         "RevokeAppPasswordPayload.errors", "SendSecurityAlertPayload.errors",
         "UpdateSecurityPolicyPayload.securityPolicy", "UpdateSecurityPolicyPayload.errors",
+        # Security keys (MFA-2): payload parts of the caller's own registration or sign-in.
+        "BeginSecurityKeyRegistrationPayload.registrationId",
+        "BeginSecurityKeyRegistrationPayload.options", "BeginSecurityKeyRegistrationPayload.errors",
+        "CompleteSecurityKeyRegistrationPayload.method",
+        "CompleteSecurityKeyRegistrationPayload.backupCodes",
+        "CompleteSecurityKeyRegistrationPayload.errors",
+        "BeginSecurityKeySignInPayload.options", "BeginSecurityKeySignInPayload.errors",
         # Live security events (EVT-1): parts of an event the subscription was allowed to follow.
         "SecurityEventEdge.cursor", "SecurityEventEdge.event",
     }

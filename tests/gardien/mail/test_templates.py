@@ -94,6 +94,11 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "ip": "203.0.113.7",
         "link": "https://manager.example/console/#/security",
     },
+    Template.SECURITY_KEY_COUNTER_REGRESSION: {
+        "occurred_at": EXPIRES,
+        "ip": "203.0.113.7",
+        "link": "https://manager.example/console/#/security",
+    },
 }
 
 
