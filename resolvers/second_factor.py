@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -130,7 +131,7 @@ async def complete(
 
 async def begin_security_key_sign_in(
     services: Services, meta: RequestMeta, *, challenge_id: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """MFA-2: the request a security key answers to complete this challenge (allowCredentials:
     the challenge user's keys). Not an attempt: nothing is guessed until the answer comes."""
     challenge = await _live_challenge(services, challenge_id)

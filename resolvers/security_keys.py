@@ -104,7 +104,8 @@ def relying_party(settings: Settings) -> Fido2Server:
         attestation=AttestationConveyancePreference.NONE,
         verify_origin=lambda origin: origin == settings.webauthn_origin,
     )
-    server.timeout = int(REGISTRATION_LIFETIME.total_seconds() * 1000)
+    # fido2 declares the attribute as None-only, yet copies it into the options as their timeout.
+    server.timeout = int(REGISTRATION_LIFETIME.total_seconds() * 1000)  # type: ignore[assignment]
     return server
 
 

@@ -73,7 +73,7 @@ class SecurityKeyMutations:
             return BeginSecurityKeyRegistrationPayload(errors=[UserError.from_domain(error)])
         return BeginSecurityKeyRegistrationPayload(
             registration_id=encode_id(SECURITY_KEY_REGISTRATION, registration.ceremony_id),
-            options=registration.options,
+            options=JSON(registration.options),
         )
 
     @strawberry.mutation(description="Finish registering a security key with its answer (MFA-2).")
@@ -113,4 +113,4 @@ class SecurityKeyMutations:
             )
         except DomainError as error:
             return BeginSecurityKeySignInPayload(errors=[UserError.from_domain(error)])
-        return BeginSecurityKeySignInPayload(options=options)
+        return BeginSecurityKeySignInPayload(options=JSON(options))
