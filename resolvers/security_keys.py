@@ -375,11 +375,16 @@ async def check_assertion(
     outcome, so an answer counts once; the counter is claimed with one conditional UPDATE, so two
     concurrent answers cannot both pass."""
     now = services.clock.now()
-    ceremony = await SecurityKeyCeremony.get_or_none(
-        sign_in_challenge_id=challenge.id,
-        user_id=challenge.user_id,
-        purpose=SecurityKeyCeremonyPurpose.SIGN_IN,
-        used_at=None,
+    # The latest request: two concurrent begins may both have left one.
+    ceremony = (
+        await SecurityKeyCeremony.filter(
+            sign_in_challenge_id=challenge.id,
+            user_id=challenge.user_id,
+            purpose=SecurityKeyCeremonyPurpose.SIGN_IN,
+            used_at=None,
+        )
+        .order_by("-id")
+        .first()
     )
     if ceremony is None or ceremony.expires_at <= now:
         raise SecurityKeyRefused(
