@@ -45,10 +45,12 @@ class NoAllowedCredential(Exception):
 
 
 class SoftAuthenticator:
-    """One credential, made at the first create(); its counter grows by one at each signature."""
+    """One credential, made at the first create(); its counter grows at each signature."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, *, counter_step: int = 1) -> None:
         self.origin = origin
+        # 0: a key that keeps no signature counter (WebAuthn allows it; the counter stays 0).
+        self.counter_step = counter_step
         self.credential_id = secrets.token_bytes(32)
         self.private_key = ec.generate_private_key(ec.SECP256R1())
         self.sign_count = 0
@@ -134,14 +136,17 @@ class SoftAuthenticator:
         challenge: str | None = None,
         signing_key: ec.EllipticCurvePrivateKey | None = None,
         ignore_allow_list: bool = False,
+        user_present: bool = True,
     ) -> dict[str, Any]:
         """navigator.credentials.get({publicKey: options}).toJSON(); the counter moves on."""
         allowed = {d["id"] for d in options.get("allowCredentials", [])}
         if not ignore_allow_list and b64url(self.credential_id) not in allowed:
             raise NoAllowedCredential(b64url(self.credential_id))
-        self.sign_count += 1
+        self.sign_count += self.counter_step
         client_data = self._client_data("webauthn.get", challenge or options["challenge"], origin)
-        auth_data = self._authenticator_data(rp_id or options["rpId"], USER_PRESENT)
+        auth_data = self._authenticator_data(
+            rp_id or options["rpId"], USER_PRESENT if user_present else 0
+        )
         signature = (signing_key or self.private_key).sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
         )

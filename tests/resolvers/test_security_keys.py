@@ -23,6 +23,7 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.settings import SettingsError, load_settings
 from tests import factories
+from tests.conftest import GraphQLClient
 from tests.webauthn_authenticator import (
     CredentialExcluded,
     NoAllowedCredential,
@@ -466,6 +467,7 @@ async def test_mfa2_any_of_several_keys_signs_in_and_each_keeps_its_counter(
         ({"challenge": b64url(b"a challenge the server never made")}, "wrong_challenge"),
         ({"rp_id": "evil.example"}, "wrong_rp_id"),
         ({"signing_key": ec.generate_private_key(ec.SECP256R1())}, "bad_signature"),
+        ({"user_present": False}, "no_user_presence"),
     ],
 )
 async def test_mfa2_sign_in_with_a_bad_answer_is_refused_counted_and_recorded(
@@ -576,6 +578,26 @@ async def test_mfa2_a_sign_counter_that_goes_back_is_refused_recorded_and_told(
     assert notice.template == "security_key_counter_regression"
     assert (await TwoFactorMethod.get(id=owner.method.id)).sign_count == 1
     assert await Session.filter(user_id=owner.method.user_id).count() == 2
+
+
+async def test_mfa2_a_key_without_a_counter_signs_in_again_and_again(
+    services: Services, meta: RequestMeta
+) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    key = SoftAuthenticator(services.settings.webauthn_origin, counter_step=0)
+    method = (await _register(services, meta, actor, key)).method
+
+    for _ in range(2):
+        challenge_id = await _challenge(services, meta, "ada@example.test")
+        options = await second_factor.begin_security_key_sign_in(
+            services, meta, challenge_id=challenge_id
+        )
+        await _complete(services, meta, challenge_id, key.get(options))
+
+    assert (await TwoFactorMethod.get(id=method.id)).sign_count == 0
+    assert await Session.filter(user_id=signed_up.user.id).count() == 3
+    assert await _events("sign_in.second_factor_failed") == []
 
 
 async def test_mfa2_a_replayed_assertion_is_refused(services: Services, meta: RequestMeta) -> None:
@@ -767,3 +789,90 @@ def test_mfa2_relying_party_id_must_cover_the_origin(
     else:
         with pytest.raises(SettingsError):
             load_settings(environ)
+
+
+# --- through GraphQL -------------------------------------------------------------------------
+
+BEGIN_REGISTRATION = """
+mutation { beginSecurityKeyRegistration { registrationId options errors { code field } } }
+"""
+COMPLETE_REGISTRATION = """
+mutation($input: CompleteSecurityKeyRegistrationInput!) {
+  completeSecurityKeyRegistration(input: $input) {
+    method { id kind label } backupCodes errors { code field }
+  }
+}
+"""
+BEGIN_SIGN_IN = """
+mutation($input: BeginSecurityKeySignInInput!) {
+  beginSecurityKeySignIn(input: $input) { options errors { code field } }
+}
+"""
+COMPLETE_SECOND_FACTOR = """
+mutation($input: CompleteSecondFactorInput!) {
+  completeSecondFactor(input: $input) { session { token } errors { code field } }
+}
+"""
+
+
+async def test_mfa2_graphql_payloads_carry_json_options_and_typed_errors(
+    services: Services, meta: RequestMeta, gql: GraphQLClient
+) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    gql.token = signed_up.session.token
+    key = SoftAuthenticator(services.settings.webauthn_origin)
+
+    begun = (await gql(BEGIN_REGISTRATION))["data"]["beginSecurityKeyRegistration"]
+    refused = (
+        await gql(
+            COMPLETE_REGISTRATION,
+            {
+                "input": {
+                    "registrationId": begun["registrationId"],
+                    "credential": key.create(begun["options"], origin="https://evil.example"),
+                    "nickname": "Key",
+                }
+            },
+        )
+    )["data"]["completeSecurityKeyRegistration"]
+    again = (await gql(BEGIN_REGISTRATION))["data"]["beginSecurityKeyRegistration"]
+    registered = (
+        await gql(
+            COMPLETE_REGISTRATION,
+            {
+                "input": {
+                    "registrationId": again["registrationId"],
+                    "credential": key.create(again["options"]),
+                    "nickname": "Key",
+                }
+            },
+        )
+    )["data"]["completeSecurityKeyRegistration"]
+    gql.token = None
+    challenge_id = await _challenge(services, meta, "ada@example.test")
+    request = (await gql(BEGIN_SIGN_IN, {"input": {"challengeId": challenge_id}}))["data"][
+        "beginSecurityKeySignIn"
+    ]
+    completed = (
+        await gql(
+            COMPLETE_SECOND_FACTOR,
+            {
+                "input": {
+                    "challengeId": challenge_id,
+                    "method": "SECURITY_KEY",
+                    "credential": key.get(request["options"]),
+                }
+            },
+        )
+    )["data"]["completeSecondFactor"]
+
+    assert begun["errors"] == [] and begun["options"]["challenge"]
+    assert refused == {
+        "method": None,
+        "backupCodes": [],
+        "errors": [{"code": "SECURITY_KEY_REJECTED", "field": "credential"}],
+    }
+    assert registered["errors"] == [] and len(registered["backupCodes"]) == 10
+    assert registered["method"]["kind"] == "SECURITY_KEY"
+    assert request["errors"] == []
+    assert completed["errors"] == [] and completed["session"]["token"]
