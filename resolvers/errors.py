@@ -78,6 +78,11 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
     # Mailboxes (BLK-2): an address is hosted only on a domain of the mail service's organisation.
     MAIL_DOMAIN_NOT_OWNED = "MAIL_DOMAIN_NOT_OWNED"
+    # Login e-mail change (PRO-5): invalid covers unknown, forged, replaced and used links.
+    LOGIN_EMAIL_CHANGE_INVALID = "LOGIN_EMAIL_CHANGE_INVALID"
+    LOGIN_EMAIL_CHANGE_EXPIRED = "LOGIN_EMAIL_CHANGE_EXPIRED"
+    # REC-4: the login e-mail was deleted; setting a new one is all the account may do.
+    LOGIN_EMAIL_REQUIRED = "LOGIN_EMAIL_REQUIRED"
 
 
 class DomainError(Exception):

@@ -20,6 +20,11 @@ class SmsTemplate(StrEnum):
 
     SMS_ENROLMENT_CODE = "sms_enrolment_code"
     SIGN_IN_CODE = "sign_in_code"
+    # PRO-2: the new recovery phone and the former one are both told.
+    RECOVERY_PHONE_SET = "recovery_phone_set"
+    RECOVERY_PHONE_REPLACED = "recovery_phone_replaced"
+    # REC-4: the generated username that replaces a deleted login e-mail.
+    LOGIN_USERNAME_ISSUED = "login_username_issued"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -27,6 +32,9 @@ class SmsTemplate(StrEnum):
 VARIABLES: dict[SmsTemplate, frozenset[str]] = {
     SmsTemplate.SMS_ENROLMENT_CODE: frozenset({"code", "minutes"}),
     SmsTemplate.SIGN_IN_CODE: frozenset({"code", "minutes"}),
+    SmsTemplate.RECOVERY_PHONE_SET: frozenset(),
+    SmsTemplate.RECOVERY_PHONE_REPLACED: frozenset(),
+    SmsTemplate.LOGIN_USERNAME_ISSUED: frozenset({"username"}),
 }
 
 
