@@ -16,7 +16,7 @@ from gardien.mail.templates import Template, links_in
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import OutboxChannel, ProductKind
 from gardien.models.mail import Mailbox
-from gardien.models.organisations import Organisation
+from gardien.models.organisations import Membership, Organisation, SecurityPolicy
 from gardien.models.outbox import OutboxMessage
 from gardien.models.products import Product
 from gardien.models.users import EmailChange, User
@@ -422,6 +422,35 @@ async def test_rec4_confirming_a_new_login_email_ends_recovery_and_retires_the_u
     assert changed.data["left_recovery"] is True and changed.data["previous"] is None
     # No former login address to tell: the mailbox is gone.
     assert await OutboxMessage.filter(template=Template.ACCOUNT_CONTACT_CHANGED.value).count() == 0
+
+
+async def test_rec4_an_account_also_held_to_2fa_sets_its_login_email_first_then_enrols(
+    services: Services, meta: RequestMeta
+) -> None:
+    """POL-4 and REC-4 together: neither gate may leave the account with nothing to do."""
+    user, manager, mailbox = await _hosted_login(services)
+    membership = await Membership.get(user_id=user.id)
+    await SecurityPolicy.filter(organisation_id=membership.organisation_id).update(
+        require_two_factor=True
+    )
+    await mailboxes.delete_mailbox(services, meta, manager, mailbox.id)
+    username = (await User.get(id=user.id)).generated_username
+    assert username is not None
+    held = await _actor(services, username)
+    assert held.two_factor_enrolment_required
+
+    authz.check_operation(held, "mutation", frozenset({"requestLoginEmailChange"}))
+    enrolment = await _refused(_check(held, "mutation", "beginTotpEnrolment"))
+    await _request(services, meta, held, "ada@elsewhere.example")
+    await login_email.confirm_login_email_change(
+        services, meta, token=await _token_sent_to("ada@elsewhere.example")
+    )
+    back = await _actor(services, "ada@elsewhere.example")
+
+    assert enrolment.code == ErrorCode.LOGIN_EMAIL_REQUIRED
+    authz.check_operation(back, "mutation", frozenset({"beginTotpEnrolment"}))
+    still_held = await _refused(_check(back, "query", "organisation"))
+    assert still_held.code == ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED
 
 
 async def test_rec4_without_recovery_contacts_the_account_still_enters_recovery(

@@ -791,6 +791,9 @@ ALLOWED_WHILE_ENROLMENT_REQUIRED = {
     "leaveOrganisation",
     "beginTotpEnrolment",
     "confirmTotpEnrolment",
+    # REC-4: an account whose login e-mail was deleted sets a new one before anything else.
+    "requestLoginEmailChange",
+    "confirmLoginEmailChange",
 }
 
 
