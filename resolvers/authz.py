@@ -1076,7 +1076,7 @@ def check_login_email_recovery(
     actor: Actor, operation_type: str, root_fields: frozenset[str]
 ) -> None:
     """REC-4: until a new login e-mail is confirmed, the account may run only the recovery fields,
-    from any session or token (a token may run none of them, so it is refused everything)."""
+    from any session or token (a token reaches only `viewer` of them: the rest never take one)."""
     if actor.user is None or not actor.user.must_set_login_email:
         return
     if root_fields <= LOGIN_EMAIL_RECOVERY_FIELDS and operation_type != "subscription":

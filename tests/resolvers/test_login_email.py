@@ -20,7 +20,7 @@ from gardien.models.organisations import Membership, Organisation, SecurityPolic
 from gardien.models.outbox import OutboxMessage
 from gardien.models.products import Product
 from gardien.models.users import EmailChange, User
-from gardien.resolvers import accounts, authz, login_email, mailboxes, sessions
+from gardien.resolvers import accounts, authz, login_email, mailboxes, sessions, tokens
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -422,6 +422,24 @@ async def test_rec4_confirming_a_new_login_email_ends_recovery_and_retires_the_u
     assert changed.data["left_recovery"] is True and changed.data["previous"] is None
     # No former login address to tell: the mailbox is gone.
     assert await OutboxMessage.filter(template=Template.ACCOUNT_CONTACT_CHANGED.value).count() == 0
+
+
+async def test_rec4_gate_holds_the_accounts_integrator_tokens_too(
+    services: Services, meta: RequestMeta
+) -> None:
+    user, manager, mailbox = await _hosted_login(services)
+    owner = authz.RequestScope(await _actor(services, HOSTED_LOGIN))
+    issued = await tokens.create_personal_access_token(
+        services, meta, owner, label="Sync", scopes=["members:read"]
+    )
+    await mailboxes.delete_mailbox(services, meta, manager, mailbox.id)
+
+    actor = await tokens.authenticate(services, meta, issued.secret)
+
+    assert actor is not None and actor.user is not None and actor.user.id == user.id
+    # Query.organisation is open to any token scope: only the recovery gate refuses it here.
+    refused = await _refused(_check(actor, "query", "organisation"))
+    assert refused.code == ErrorCode.LOGIN_EMAIL_REQUIRED
 
 
 async def test_rec4_an_account_also_held_to_2fa_sets_its_login_email_first_then_enrols(
