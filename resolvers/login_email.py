@@ -26,6 +26,9 @@ CHANGE_LIFETIME = timedelta(hours=24)
 # Each request sends an e-mail to an address the requester chooses: a few per hour per account
 # cover "I mistyped it" and keep the form from flooding someone's inbox or probing addresses.
 CHANGE_REQUESTS_PER_USER = ratelimits.Rule("login_email_change_user", 5, timedelta(hours=1))
+# And per address asked for, whoever asks (as for sign-ups): many accounts together must not
+# flood one inbox either. Counted alike for a free and a taken address.
+CHANGE_REQUESTS_PER_ADDRESS = ratelimits.Rule("login_email_change_address", 3, timedelta(hours=1))
 MAX_TOKEN_LENGTH = 256
 # REC-4: initials then digits. Six digits give a million names per set of initials; a clash is
 # drawn again, and the unique column settles a race.
@@ -58,6 +61,7 @@ async def request_login_email_change(
             ErrorCode.INVALID_INPUT, "This is your login e-mail address already.", "newEmail"
         )
     await ratelimits.require_allowed(services, CHANGE_REQUESTS_PER_USER, f"user:{signed_in.id}")
+    await ratelimits.require_allowed(services, CHANGE_REQUESTS_PER_ADDRESS, cleaned)
     user = await reauthentication.confirm_current_password(
         services, meta, signed_in.id, current_password, operation="requestLoginEmailChange"
     )

@@ -201,6 +201,23 @@ async def test_pro5_requests_are_rate_limited_per_account(
     assert await OutboxMessage.filter(recipient="one.more@example.test").count() == 1
 
 
+async def test_pro5_requests_for_one_address_are_rate_limited_whoever_asks(
+    services: Services, meta: RequestMeta
+) -> None:
+    limit = login_email.CHANGE_REQUESTS_PER_ADDRESS.limit
+    actors = []
+    for n in range(limit + 1):
+        await factories.sign_up(services, email=f"asker{n}@example.test")
+        actors.append(await _actor(services, f"asker{n}@example.test"))
+    for actor in actors[:limit]:
+        await _request(services, meta, actor, "target@example.test")
+
+    refused = await _refused(_request(services, meta, actors[limit], "target@example.test"))
+
+    assert refused.code == ErrorCode.TOO_MANY_ATTEMPTS
+    assert await OutboxMessage.filter(recipient="target@example.test").count() == limit
+
+
 @pytest.mark.parametrize(
     ("new_email", "password", "code", "field"),
     [
