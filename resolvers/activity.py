@@ -1352,3 +1352,113 @@ async def invitation_revoked_with_inviter(
         role=role,
         reason=reason,
     )
+
+
+# --- The user's profile, contacts and login e-mail (PRO-1…PRO-5, REC-4) ----------------------
+
+
+async def profile_updated(
+    services: Services, meta: RequestMeta, user_id: int, *, fields: list[str]
+) -> None:
+    await _record(
+        services,
+        "profile.updated",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"fields": fields},
+    )
+
+
+async def password_check_failed(
+    services: Services, meta: RequestMeta, user_id: int, *, operation: str
+) -> None:
+    """A wrong current password given to confirm a change of contacts or login (PRO-2, PRO-5)."""
+    await _record(
+        services,
+        "account.password_check_failed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"operation": operation},
+    )
+
+
+async def recovery_phone_changed(
+    services: Services, meta: RequestMeta, user_id: int, *, action: str
+) -> None:
+    """action: set (there was none), replaced or removed. The numbers stay out of the log."""
+    await _record(
+        services,
+        "recovery_phone.changed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"action": action},
+    )
+
+
+async def recovery_email_changed(
+    services: Services, meta: RequestMeta, user_id: int, *, action: str
+) -> None:
+    await _record(
+        services,
+        "recovery_email.changed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"action": action},
+    )
+
+
+async def support_code_regenerated(services: Services, meta: RequestMeta, user_id: int) -> None:
+    await _record(services, "support_code.regenerated", meta, actor_id=user_id, subject_id=user_id)
+
+
+async def login_email_change_requested(services: Services, meta: RequestMeta, user_id: int) -> None:
+    """Recorded alike whether or not the address asked for is free: the log is no oracle."""
+    await _record(
+        services, "login_email.change_requested", meta, actor_id=user_id, subject_id=user_id
+    )
+
+
+async def login_email_changed(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    previous: str | None,
+    new: str,
+    left_recovery: bool,
+) -> None:
+    await _record(
+        services,
+        "login_email.changed",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        subject_email=new,
+        data={"previous": previous, "new": new, "left_recovery": left_recovery},
+    )
+
+
+async def login_email_deleted(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    actor_id: int,
+    user_id: int,
+    address: str,
+    told_by_sms: bool,
+    told_by_email: bool,
+) -> None:
+    """REC-4: the mailbox holding a user's login e-mail was deleted; the account is in recovery."""
+    await _record(
+        services,
+        "login_email.deleted",
+        meta,
+        actor_id=actor_id,
+        subject_id=user_id,
+        subject_email=address,
+        data={"told_by_sms": told_by_sms, "told_by_email": told_by_email},
+    )

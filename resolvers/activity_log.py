@@ -83,6 +83,14 @@ EVENT_TYPES = frozenset(
         "webhook.endpoint_disabled",
         "webhook.endpoint_updated",
         "webhook.secret_rotated",
+        "profile.updated",
+        "account.password_check_failed",
+        "recovery_phone.changed",
+        "recovery_email.changed",
+        "support_code.regenerated",
+        "login_email.change_requested",
+        "login_email.changed",
+        "login_email.deleted",
     }
 )
 MAX_TYPES_IN_FILTER = 50

@@ -48,6 +48,8 @@ class SignedInUser:
     support_code_encrypted: bytes | None
     current_organisation_id: int | None
     platform_role: PlatformRole
+    # REC-4: the login e-mail was deleted; read with the session or token (LOGIN_EMAIL_REQUIRED).
+    must_set_login_email: bool = False
 
 
 @dataclass(frozen=True)
@@ -369,11 +371,12 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     per operation, before anything executes; it raises DomainError to refuse.
 
     Its rules: API-6 (an integrator token may run only the root fields its scopes grant,
-    check_token_operation) and POL-4 (check_two_factor_enrolment). To come: REC-4 (a session in
-    recovery mode may run only the recovery fields).
+    check_token_operation), REC-4 (an account whose login e-mail was deleted may only set a new
+    one, check_login_email_recovery) and POL-4 (check_two_factor_enrolment).
     """
     if actor.token is not None:
         check_token_operation(actor.token, operation_type, root_fields)
+    check_login_email_recovery(actor, operation_type, root_fields)
     check_two_factor_enrolment(actor, operation_type, root_fields)
 
 
@@ -755,6 +758,14 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.beginSecurityKeyRegistration": TokenRule.NEVER,
     "Mutation.completeSecurityKeyRegistration": TokenRule.NEVER,
     "Mutation.beginSecurityKeySignIn": TokenRule.NEVER,
+    # The user's own profile, contacts and login (PRO-1…PRO-5): a recovery contact or the login
+    # e-mail decides who can take the account over; language and zone are the person's choice.
+    "Mutation.updateProfile": TokenRule.NEVER,
+    "Mutation.setRecoveryPhone": TokenRule.NEVER,
+    "Mutation.setRecoveryEmail": TokenRule.NEVER,
+    "Mutation.regenerateSupportCode": TokenRule.NEVER,
+    "Mutation.requestLoginEmailChange": TokenRule.NEVER,
+    "Mutation.confirmLoginEmailChange": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -917,6 +928,11 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         "confirmTotpEnrolment",
         "beginSecurityKeyRegistration",
         "completeSecurityKeyRegistration",
+        # REC-4 leaves an account whose login e-mail was deleted nothing but these two; held to
+        # 2FA too, it sets its login e-mail first (proved by its password and the new mailbox),
+        # then enrols, instead of being stuck between the two gates.
+        "requestLoginEmailChange",
+        "confirmLoginEmailChange",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (
@@ -1032,3 +1048,43 @@ def may_keep_invitation(inviter_role: Role | None, invitation_role: Role) -> boo
     if inviter_role not in ORGANISATION_MANAGERS:
         return False
     return invitation_role != Role.LEGAL_REPRESENTATIVE or inviter_role == Role.LEGAL_REPRESENTATIVE
+
+
+# --- The user's profile, contacts and login e-mail (PRO-1…PRO-5, REC-4) ----------------------
+
+
+def can_change_own_profile(actor: Actor) -> bool:
+    """PRO-1…PRO-5: one's own profile, recovery contacts, support code and login e-mail, from a
+    web session only: an app password or a token must not reach what recovers the account."""
+    return actor.user is not None and actor.token is None and is_web_session(actor)
+
+
+PROFILE_FROM_WEB_ONLY = "Your profile and contacts are changed from a signed-in web session."
+
+
+def require_profile_owner(actor: Actor) -> SignedInUser:
+    user = require_user(actor)
+    require(can_change_own_profile(actor), forbidden(PROFILE_FROM_WEB_ONLY))
+    return user
+
+
+# REC-4: what an account whose login e-mail was deleted may still do, whatever signed it in: see
+# who it is, set a new login e-mail (PRO-5, confirmed from that address) and sign out.
+LOGIN_EMAIL_RECOVERY_FIELDS = frozenset(
+    {"viewer", "signOut", "requestLoginEmailChange", "confirmLoginEmailChange"}
+)
+LOGIN_EMAIL_REQUIRED_MESSAGE = (
+    "The login e-mail address of this account was deleted: set a new login e-mail address first."
+)
+
+
+def check_login_email_recovery(
+    actor: Actor, operation_type: str, root_fields: frozenset[str]
+) -> None:
+    """REC-4: until a new login e-mail is confirmed, the account may run only the recovery fields,
+    from any session or token (a token reaches only `viewer` of them: the rest never take one)."""
+    if actor.user is None or not actor.user.must_set_login_email:
+        return
+    if root_fields <= LOGIN_EMAIL_RECOVERY_FIELDS and operation_type != "subscription":
+        return
+    raise DomainError(ErrorCode.LOGIN_EMAIL_REQUIRED, LOGIN_EMAIL_REQUIRED_MESSAGE)

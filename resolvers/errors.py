@@ -85,6 +85,11 @@ class ErrorCode(StrEnum):
     SECURITY_KEY_UNKNOWN = "SECURITY_KEY_UNKNOWN"
     SECURITY_KEY_COUNTER_REGRESSION = "SECURITY_KEY_COUNTER_REGRESSION"
     SECURITY_KEY_ALREADY_REGISTERED = "SECURITY_KEY_ALREADY_REGISTERED"
+    # Login e-mail change (PRO-5): invalid covers unknown, forged, replaced and used links.
+    LOGIN_EMAIL_CHANGE_INVALID = "LOGIN_EMAIL_CHANGE_INVALID"
+    LOGIN_EMAIL_CHANGE_EXPIRED = "LOGIN_EMAIL_CHANGE_EXPIRED"
+    # REC-4: the login e-mail was deleted; setting a new one is all the account may do.
+    LOGIN_EMAIL_REQUIRED = "LOGIN_EMAIL_REQUIRED"
 
 
 class DomainError(Exception):

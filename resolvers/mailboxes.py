@@ -12,7 +12,7 @@ from gardien.models.domains import Domain
 from gardien.models.enums import DomainStatus, ProductKind
 from gardien.models.mail import Mailbox, MailMessage
 from gardien.models.products import Product
-from gardien.resolvers import activity, authz
+from gardien.resolvers import activity, authz, login_email
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.pagination import Counted, forward_page
@@ -149,8 +149,8 @@ async def create_mailbox(
 async def delete_mailbox(
     services: Services, meta: RequestMeta, scope: RequestScope, mailbox_id: int
 ) -> None:
-    """A product-management operation, as create_mailbox. (REC-4 hooks in here later: a login
-    e-mail hosted in the deleted mailbox.)"""
+    """A product-management operation, as create_mailbox. When the address is some user's login
+    e-mail, that account goes into recovery in the same transaction (REC-4)."""
     user = authz.require_user(scope.actor)
     mailbox, product = await _mailbox(scope, mailbox_id)
     async with in_transaction():
@@ -166,6 +166,9 @@ async def delete_mailbox(
             product_id=product.id,
             mailbox_id=mailbox.id,
             address=mailbox.address,
+        )
+        await login_email.login_email_deleted(
+            services, meta, actor_id=user.id, address=mailbox.address
         )
 
 

@@ -1,15 +1,28 @@
-"""The user's profile: support code (PRO-4); language, contacts and login e-mail come with PRO-*."""
+"""The user's private profile and the support code (PRO-4); its details: profile_details.py."""
 
 from __future__ import annotations
 
 import secrets
 
-from gardien.resolvers import authz
+from tortoise.transactions import in_transaction
+
+from gardien.models.users import User
+from gardien.resolvers import activity, authz
 from gardien.resolvers.authz import Actor, SignedInUser
-from gardien.resolvers.services import Services
+from gardien.resolvers.services import RequestMeta, Services
 
 SUPPORT_CODE_DIGITS = 6
 SUPPORT_CODE_CONTEXT = "support-code"
+
+
+async def regenerate_support_code(services: Services, meta: RequestMeta, actor: Actor) -> str:
+    """PRO-4: a new code replaces the old one at once; the user reads it from their profile."""
+    user = authz.require_profile_owner(actor)
+    encrypted = new_support_code(services)
+    async with in_transaction():
+        await User.filter(id=user.id).update(support_code_encrypted=encrypted)
+        await activity.support_code_regenerated(services, meta, user.id)
+    return read_support_code(services, encrypted)
 
 
 def new_support_code(services: Services) -> bytes:

@@ -9,6 +9,7 @@ from gardien.events import EventBus
 from gardien.mail.outbox import MailOutbox
 from gardien.security import Keyring
 from gardien.settings import Settings
+from gardien.sms.outbox import SmsOutbox
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,11 @@ class Services:
     def mail(self) -> MailOutbox:
         """E-mail through the transactional outbox (OPS-6): queued in the caller's transaction."""
         return MailOutbox(self.clock)
+
+    @property
+    def sms(self) -> SmsOutbox:
+        """SMS through the same transactional outbox (OPS-6): queued in the caller's transaction."""
+        return SmsOutbox(self.clock)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ _SESSION_AND_USER = (
     "SELECT s.id AS session_id, s.kind, s.persistent, s.created_at, s.last_seen_at, s.expires_at,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
     " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role,"
+    " u.must_set_login_email,"
     f" {authz.TWO_FACTOR_ENROLMENT_REQUIRED_SQL} AS two_factor_enrolment_required"
     " FROM session s JOIN user_account u ON u.id = s.user_id"
     " WHERE s.token_hash = $1 AND s.revoked_at IS NULL"
@@ -108,6 +109,7 @@ async def authenticate(services: Services, token: str) -> Actor | None:
         support_code_encrypted=row["support_code_encrypted"],
         current_organisation_id=row["current_organisation_id"],
         platform_role=PlatformRole(row["platform_role"]),
+        must_set_login_email=bool(row["must_set_login_email"]),
     )
     return Actor(
         user=user,

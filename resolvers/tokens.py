@@ -187,7 +187,8 @@ _TOKEN_AND_OWNER = (
     "SELECT t.id AS token_id, t.scopes, t.organisation_id AS token_organisation_id,"
     " t.expires_at, t.last_used_at, t.last_used_ip,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
-    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
+    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role,"
+    " u.must_set_login_email"
     " FROM api_token t JOIN user_account u ON u.id = t.owner_id"
     " WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
     f" AND {authz.WEB_ACCESS_NOT_BLOCKED_SQL}"
@@ -235,6 +236,7 @@ async def authenticate(services: Services, meta: RequestMeta, secret: str) -> Ac
         support_code_encrypted=row["support_code_encrypted"],
         current_organisation_id=row["current_organisation_id"],
         platform_role=PlatformRole(row["platform_role"]),
+        must_set_login_email=bool(row["must_set_login_email"]),
     )
     role = row.get("token_role")
     token = SignedInToken(
@@ -435,7 +437,8 @@ _SERVICE_ACCOUNT_AND_CREATOR = (
     "SELECT t.id AS token_id, t.scopes, t.organisation_id AS token_organisation_id,"
     " t.expires_at, t.last_used_at, t.last_used_ip, t.role AS token_role,"
     " u.id, u.email, u.display_name, u.language, u.country, u.timezone, u.recovery_phone,"
-    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role"
+    " u.recovery_email, u.support_code_encrypted, u.current_organisation_id, u.platform_role,"
+    " u.must_set_login_email"
     " FROM api_token t JOIN user_account u ON u.id = t.created_by_id"
     " JOIN membership m ON m.user_id = u.id AND m.organisation_id = t.organisation_id"
     " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.owner_id IS NULL"

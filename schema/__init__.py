@@ -21,6 +21,7 @@ from gardien.schema.events import Subscription
 from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
+from gardien.schema.profile import ProfileMutations
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.security import SecurityMutations, active_session_by_id
 from gardien.schema.security_keys import SecurityKeyMutations
@@ -113,6 +114,7 @@ schema = strawberry.Schema(
             WebhookMutations,
             TwoFactorMutations,
             SecurityKeyMutations,
+            ProfileMutations,
         ),
     ),
     subscription=Subscription,

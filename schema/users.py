@@ -57,6 +57,9 @@ class UserNode(Node):
         " other than administrators and legal representatives."
     )
     _user_id: strawberry.Private[int]
+    # The row an operation just changed, for its payload: the session's snapshot of the user
+    # was read before the change (PRO-2, PRO-3).
+    _changed: strawberry.Private[User | None] = None
 
     @classmethod
     def from_model(
@@ -83,15 +86,33 @@ class UserNode(Node):
         enabled = await info.context.loaders.two_factor_enabled.load(user.id)
         return cls.from_model(user, two_factor_enabled=enabled)
 
+    @classmethod
+    async def load_changed(cls, info: Info, user: User) -> UserNode:
+        node = await cls.load(info, user)
+        node._changed = user
+        return node
+
+    def _own(self, info: Info) -> User | SignedInUser | None:
+        own = profile.own_profile(info.context.actor, self._user_id)
+        return (self._changed or own) if own else None
+
     @strawberry.field(description="E.164 recovery phone; only for the user themself.")
     def recovery_phone(self, info: Info) -> str | None:
-        own = profile.own_profile(info.context.actor, self._user_id)
+        own = self._own(info)
         return own.recovery_phone if own else None
 
     @strawberry.field(description="Recovery e-mail; only for the user themself.")
     def recovery_email(self, info: Info) -> str | None:
-        own = profile.own_profile(info.context.actor, self._user_id)
+        own = self._own(info)
         return own.recovery_email if own else None
+
+    @strawberry.field(
+        description="True while the login e-mail was deleted and a new one must be set before"
+        " anything else (REC-4); only for the user themself, else null."
+    )
+    def must_set_login_email(self, info: Info) -> bool | None:
+        own = self._own(info)
+        return own.must_set_login_email if own else None
 
     @strawberry.field(
         description="Code the user reads to support (PRO-4); only for the user themself."

@@ -35,6 +35,12 @@ class Template(StrEnum):
     SECURITY_ALERT = "security_alert"
     TWO_FACTOR_CODE_REUSED = "two_factor_code_reused"
     SECURITY_KEY_COUNTER_REGRESSION = "security_key_counter_regression"
+    # PRO-2, PRO-3, PRO-5, REC-4: the user's contacts and login.
+    LOGIN_EMAIL_CHANGE_CONFIRMATION = "login_email_change_confirmation"
+    LOGIN_EMAIL_ADDRESS_TAKEN = "login_email_address_taken"
+    ACCOUNT_CONTACT_CHANGED = "account_contact_changed"
+    RECOVERY_EMAIL_SET = "recovery_email_set"
+    LOGIN_USERNAME_ISSUED = "login_username_issued"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -71,6 +77,12 @@ VARIABLES: dict[Template, frozenset[str]] = {
     ),
     Template.TWO_FACTOR_CODE_REUSED: frozenset({"occurred_at", "ip", "link"}),
     Template.SECURITY_KEY_COUNTER_REGRESSION: frozenset({"occurred_at", "ip", "link"}),
+    Template.LOGIN_EMAIL_CHANGE_CONFIRMATION: frozenset({"link", "code", "expires_at"}),
+    Template.LOGIN_EMAIL_ADDRESS_TAKEN: frozenset({"sign_in_link"}),
+    # `what`: login_email, recovery_email or recovery_phone (CONTACT_KINDS).
+    Template.ACCOUNT_CONTACT_CHANGED: frozenset({"what", "changed_at", "link"}),
+    Template.RECOVERY_EMAIL_SET: frozenset({"changed_at"}),
+    Template.LOGIN_USERNAME_ISSUED: frozenset({"username", "address", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

@@ -43,6 +43,7 @@ def test_ops1_wheel_holds_only_the_gardien_namespace(tmp_path: Path) -> None:
         "gardien/mail/templates/layout.html",
         "gardien/mail/templates/it/invitation_join.txt",
         "gardien/mail/templates/de/sign_up_confirmation.html",
+        "gardien/sms/templates/it/sign_in_code.txt",
     ):
         assert module in names
     entry_points = (

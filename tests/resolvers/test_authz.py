@@ -77,6 +77,8 @@ class Outcome(StrEnum):
     # Second factors (MFA-*): the probe's challenge is forged, its password wrong.
     CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    # Login e-mail change (PRO-5): the probe's token is forged.
+    LOGIN_EMAIL_CHANGE_INVALID = "LOGIN_EMAIL_CHANGE_INVALID"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -613,6 +615,51 @@ WEBHOOK_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+# --- The caller's profile, contacts and login e-mail (PRO-1…PRO-5, REC-4) ----------------------
+
+
+def _contact_change(**fields: Any) -> Variables:
+    def variables(_: World, caller: Caller) -> dict[str, Any]:
+        values = {
+            name: value.format(caller=caller.name.lower()) if isinstance(value, str) else value
+            for name, value in fields.items()
+        }
+        return {"input": {**values, "currentPassword": factories.PASSWORD}}
+
+    return variables
+
+
+PROFILE_ROWS: list[Row] = [
+    *_private_field_rows("mustSetLoginEmail", "mustSetLoginEmail"),
+    # Each of them changes the caller's own account only: there is nobody else's to name.
+    Row("Mutation.updateProfile", "the caller's own profile",
+        _mutation("updateProfile", "UpdateProfileInput"), ("updateProfile",),
+        lambda *_: {"input": {"language": "en", "country": "CH"}},
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.setRecoveryPhone", "the caller's own recovery phone",
+        _mutation("setRecoveryPhone", "SetRecoveryPhoneInput"), ("setRecoveryPhone",),
+        _contact_change(phone="+41781112233"),
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.setRecoveryEmail", "the caller's own recovery e-mail",
+        _mutation("setRecoveryEmail", "SetRecoveryEmailInput"), ("setRecoveryEmail",),
+        _contact_change(email="backup.{caller}@example.test"),
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.regenerateSupportCode", "the caller's own support code",
+        "mutation { regenerateSupportCode { errors { code } } }", ("regenerateSupportCode",),
+        _nothing,
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.requestLoginEmailChange", "the caller's own login e-mail",
+        _mutation("requestLoginEmailChange", "RequestLoginEmailChangeInput"),
+        ("requestLoginEmailChange",), _contact_change(newEmail="new.{caller}@example.test"),
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    # The token alone names the change: whoever holds the link confirms it, signed in or not.
+    Row("Mutation.confirmLoginEmailChange", "a forged link",
+        _mutation("confirmLoginEmailChange", "ConfirmLoginEmailChangeInput"),
+        ("confirmLoginEmailChange",), lambda *_: {"input": {"token": "forged"}},
+        expect(*(Outcome.LOGIN_EMAIL_CHANGE_INVALID,) * 6)),
+]  # fmt: skip
+
+
 # --- Second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------------
 CHALLENGE_EXPIRED = Outcome.CHALLENGE_EXPIRED
 INVALID_CREDENTIALS = Outcome.INVALID_CREDENTIALS
@@ -816,6 +863,7 @@ ROWS: list[Row] = [
         expect(*[Outcome.SIGN_UP_TOKEN_INVALID] * 6)),
     # --- second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------
     *TWO_FACTOR_ROWS,
+    *PROFILE_ROWS,
     # --- live security events (EVT-1): asked of the subscribe functions (see _subscribe) -------
     Row("Subscription.organisationSecurityEvents", "the organisation's events",
         "subscription($id: ID!) { organisationSecurityEvents(organisationId: $id) { cursor } }",
@@ -1015,6 +1063,12 @@ INHERITED = frozenset(
         "BeginSecurityKeySignInPayload.options", "BeginSecurityKeySignInPayload.errors",
         # Live security events (EVT-1): parts of an event the subscription was allowed to follow.
         "SecurityEventEdge.cursor", "SecurityEventEdge.event",
+        # The caller's own profile, contacts and login e-mail (PRO-1…PRO-5).
+        "UpdateProfilePayload.user", "UpdateProfilePayload.errors",
+        "SetRecoveryContactPayload.user", "SetRecoveryContactPayload.errors",
+        "RegenerateSupportCodePayload.supportCode", "RegenerateSupportCodePayload.errors",
+        "RequestLoginEmailChangePayload.expiresAt", "RequestLoginEmailChangePayload.errors",
+        "ConfirmLoginEmailChangePayload.email", "ConfirmLoginEmailChangePayload.errors",
     }
 )  # fmt: skip
 

@@ -793,6 +793,9 @@ ALLOWED_WHILE_ENROLMENT_REQUIRED = {
     "confirmTotpEnrolment",
     "beginSecurityKeyRegistration",
     "completeSecurityKeyRegistration",
+    # REC-4: an account whose login e-mail was deleted sets a new one before anything else.
+    "requestLoginEmailChange",
+    "confirmLoginEmailChange",
 }
 
 

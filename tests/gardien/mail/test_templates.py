@@ -99,6 +99,23 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "ip": "203.0.113.7",
         "link": "https://manager.example/console/#/security",
     },
+    Template.LOGIN_EMAIL_CHANGE_CONFIRMATION: {
+        "link": "https://manager.example/console/#/profile/login-email?token=t0k3n",
+        "code": "t0k3n",
+        "expires_at": EXPIRES,
+    },
+    Template.LOGIN_EMAIL_ADDRESS_TAKEN: {"sign_in_link": "https://manager.example/sign-in"},
+    Template.ACCOUNT_CONTACT_CHANGED: {
+        "what": "recovery_email",
+        "changed_at": EXPIRES,
+        "link": "https://manager.example/console/#/security/secure-account",
+    },
+    Template.RECOVERY_EMAIL_SET: {"changed_at": EXPIRES},
+    Template.LOGIN_USERNAME_ISSUED: {
+        "username": "al482913",
+        "address": "ada@demo-sa.ch",
+        "link": "https://manager.example/console/#/sign-in",
+    },
 }
 
 
