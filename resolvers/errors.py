@@ -78,6 +78,13 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
     # Mailboxes (BLK-2): an address is hosted only on a domain of the mail service's organisation.
     MAIL_DOMAIN_NOT_OWNED = "MAIL_DOMAIN_NOT_OWNED"
+    # Account recovery (REC-*): invalid covers unknown, forged, wrong and already used alike.
+    RECOVERY_REQUEST_INVALID = "RECOVERY_REQUEST_INVALID"
+    RECOVERY_CODE_INVALID = "RECOVERY_CODE_INVALID"
+    RECOVERY_CODE_EXPIRED = "RECOVERY_CODE_EXPIRED"
+    RESET_LINK_INVALID = "RESET_LINK_INVALID"
+    RESET_LINK_EXPIRED = "RESET_LINK_EXPIRED"
+    CASE_ALREADY_REVIEWED = "CASE_ALREADY_REVIEWED"
 
 
 class DomainError(Exception):

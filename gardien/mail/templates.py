@@ -34,6 +34,10 @@ class Template(StrEnum):
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
     SECURITY_ALERT = "security_alert"
     TWO_FACTOR_CODE_REUSED = "two_factor_code_reused"
+    RECOVERY_CODE = "recovery_code"
+    PASSWORD_RESET_DONE = "password_reset_done"
+    IDENTITY_VERIFICATION_RESET = "identity_verification_reset"
+    LOGIN_IDENTIFIER_REMINDER = "login_identifier_reminder"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -69,6 +73,10 @@ VARIABLES: dict[Template, frozenset[str]] = {
         }
     ),
     Template.TWO_FACTOR_CODE_REUSED: frozenset({"occurred_at", "ip", "link"}),
+    Template.RECOVERY_CODE: frozenset({"code", "expires_at"}),
+    Template.PASSWORD_RESET_DONE: frozenset({"reset_at", "link"}),
+    Template.IDENTITY_VERIFICATION_RESET: frozenset({"link", "expires_at"}),
+    Template.LOGIN_IDENTIFIER_REMINDER: frozenset({"login", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

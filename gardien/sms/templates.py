@@ -20,6 +20,8 @@ class SmsTemplate(StrEnum):
 
     SMS_ENROLMENT_CODE = "sms_enrolment_code"
     SIGN_IN_CODE = "sign_in_code"
+    RECOVERY_CODE = "recovery_code"
+    LOGIN_IDENTIFIER = "login_identifier"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -27,6 +29,8 @@ class SmsTemplate(StrEnum):
 VARIABLES: dict[SmsTemplate, frozenset[str]] = {
     SmsTemplate.SMS_ENROLMENT_CODE: frozenset({"code", "minutes"}),
     SmsTemplate.SIGN_IN_CODE: frozenset({"code", "minutes"}),
+    SmsTemplate.RECOVERY_CODE: frozenset({"code", "minutes"}),
+    SmsTemplate.LOGIN_IDENTIFIER: frozenset({"login"}),
 }
 
 

@@ -28,9 +28,6 @@ SHARED_CONTRACT = ROOT.parent / "shared" / "contract" / "operations.graphql"
 LATER = {
     "BeginSecurityKeyRegistration": "MFA: security keys",
     "CompleteSecurityKeyRegistration": "MFA: security keys",
-    "RequestPasswordReset": "recovery",
-    "SendRecoveryCode": "recovery",
-    "ResetPassword": "recovery",
 }
 
 
