@@ -23,7 +23,7 @@ RESET_LINK_PURPOSE = "identity-verification-reset"
 RESET_LINK_LIFETIME = timedelta(hours=24)
 MAX_DETAILS_LENGTH = 4000
 # Each case is work for a person at support: a handful per address a day is plenty.
-CASES_PER_IP = ratelimits.Rule("identity_case_ip", 5, timedelta(hours=24))
+CASES_PER_IP = ratelimits.Rule("identity_case_ip", 10, timedelta(hours=24))
 RESET_LINK_ATTEMPTS_PER_IP = ratelimits.Rule("identity_reset_ip", 20, timedelta(hours=1))
 
 
