@@ -24,6 +24,7 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import verify_password
 from tests import factories
+from tests.conftest import GraphQLClient
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -64,20 +65,28 @@ def _token_of(message: OutboxMessage) -> str:
     return token
 
 
+REQUEST_CASE = """
+mutation($input: RequestIdentityVerificationInput!) {
+  requestIdentityVerification(input: $input) { errors { code message field } }
+}
+"""
+
+
 async def test_rec2_case_opens_the_same_way_for_known_and_unknown_login(
-    services: Services,
+    services: Services, gql: GraphQLClient
 ) -> None:
     owner = await factories.sign_up(services, email=OWNER)
 
     answers = [
-        await identity_verification.request_identity_verification(
-            services, META, login=login, contact_email=CONTACT, details="It is me."
+        await gql(
+            REQUEST_CASE,
+            {"input": {"login": login, "contactEmail": CONTACT, "details": "It is me."}},
         )
         for login in (OWNER, "nobody@example.ch")
     ]
 
     cases = await IdentityVerificationCase.all().order_by("id")
-    assert answers == [None, None]
+    assert answers[0] == answers[1] == {"data": {"requestIdentityVerification": {"errors": []}}}
     assert [(c.user_id, c.login, c.status) for c in cases] == [
         (owner.user.id, OWNER, CaseStatus.OPEN),
         (None, "nobody@example.ch", CaseStatus.OPEN),

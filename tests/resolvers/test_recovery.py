@@ -61,7 +61,7 @@ async def _code_sent_to(recipient: str) -> str:
     message = await OutboxMessage.filter(recipient=recipient).order_by("-id").first()
     assert message is not None, f"nothing sent to {recipient}"
     (code,) = re.findall(r"\b\d{8}\b", message.payload["text"])
-    return code
+    return str(code)
 
 
 async def _ask_code(
