@@ -581,3 +581,65 @@ async def test_rec1_generated_username_recovers_too(services: Services) -> None:
     assert await verify_password((await User.get(id=owner.id)).password_hash, NEW_PASSWORD)
     told = await OutboxMessage.get(template=Template.PASSWORD_RESET_DONE.value)
     assert told.recipient == "a.m@bluewin.ch"
+
+
+async def test_rec1_sends_limited_per_ip_across_logins(services: Services) -> None:
+    limit = recovery.CODES_SENT_PER_IP.limit
+    per_request = recovery.CODES_SENT_PER_RECOVERY.limit
+    sent = 0
+    n = 0
+    while sent < limit:
+        asked = await recovery.request_password_reset(services, META, login=f"s{n}@example.ch")
+        n += 1
+        for _ in range(min(per_request, limit - sent)):
+            await recovery.send_recovery_code(
+                services, META, recovery_id=asked.recovery_id, chosen_option=asked.options[0].id
+            )
+            sent += 1
+    fresh = await recovery.request_password_reset(services, META, login="last@example.ch")
+
+    refused = await _refused(
+        recovery.send_recovery_code(
+            services, META, recovery_id=fresh.recovery_id, chosen_option=fresh.options[0].id
+        )
+    )
+    elsewhere = RequestMeta(ip="192.0.2.9")
+    await recovery.send_recovery_code(
+        services, elsewhere, recovery_id=fresh.recovery_id, chosen_option=fresh.options[0].id
+    )
+
+    assert refused.code is ErrorCode.TOO_MANY_ATTEMPTS
+
+
+async def test_rec1_code_attempts_limited_per_ip_across_logins(services: Services) -> None:
+    owner = await _owner(services)
+    limit = recovery.CODE_ATTEMPTS_PER_IP.limit
+    per_request = recovery.CODE_ATTEMPTS_PER_RECOVERY.limit
+    tried = 0
+    n = 0
+    while tried < limit:
+        asked = await recovery.request_password_reset(services, META, login=f"t{n}@example.ch")
+        n += 1
+        for _ in range(min(per_request, limit - tried)):
+            await _refused(
+                recovery.reset_password(
+                    services,
+                    META,
+                    recovery_id=asked.recovery_id,
+                    code="00000000",
+                    new_password=NEW_PASSWORD,
+                )
+            )
+            tried += 1
+    # The owner's genuine code, from the same address, is refused: the address is spent.
+    recovery_id = await _ask_code(services, OWNER)
+    code = await _code_sent_to(OWNER)
+
+    refused = await _refused(
+        recovery.reset_password(
+            services, META, recovery_id=recovery_id, code=code, new_password=NEW_PASSWORD
+        )
+    )
+
+    assert refused.code is ErrorCode.TOO_MANY_ATTEMPTS
+    assert (await User.get(id=owner.id)).password_hash == owner.password_hash
