@@ -342,3 +342,9 @@ async def reset_credentials(
         app_passwords_revoked=revoked_passwords,
         tokens_revoked=revoked_tokens + len(service_accounts),
     )
+
+
+async def purge_expired(services: Services) -> int:
+    """Forget requests past their lifetime (every login typed in leaves one, decoys included);
+    what happened stays in the activity log."""
+    return await RecoveryRequest.filter(expires_at__lte=services.clock.now()).delete()

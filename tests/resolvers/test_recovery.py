@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gardien import jobs
 from gardien.clock import ManualClock
 from gardien.mail.templates import Template
 from gardien.models.activity import ActivityEvent
@@ -643,3 +644,16 @@ async def test_rec1_code_attempts_limited_per_ip_across_logins(services: Service
 
     assert refused.code is ErrorCode.TOO_MANY_ATTEMPTS
     assert (await User.get(id=owner.id)).password_hash == owner.password_hash
+
+
+async def test_rec1_the_job_runner_forgets_expired_requests(
+    services: Services, clock: ManualClock
+) -> None:
+    await recovery.request_password_reset(services, META, login="gone@example.ch")
+    clock.advance(recovery.REQUEST_LIFETIME - timedelta(seconds=1))
+    await recovery.request_password_reset(services, META, login="kept@example.ch")
+    clock.advance(timedelta(seconds=1))
+
+    await jobs.run_due(services)
+
+    assert await RecoveryRequest.all().count() == 1
