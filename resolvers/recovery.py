@@ -17,6 +17,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
+from gardien.mail.templates import render as render_mail
 from gardien.models.enums import RecoveryChannel, RecoveryKind
 from gardien.models.mfa import AppPassword
 from gardien.models.recovery import RecoveryRequest
@@ -35,6 +36,7 @@ from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.text import is_plain_text
 from gardien.security import hash_password, new_token
 from gardien.sms.templates import SmsTemplate
+from gardien.sms.templates import render as render_sms
 
 REQUEST_PURPOSE = "recovery-request"
 CODE_PURPOSE = "recovery-code"
@@ -203,9 +205,27 @@ async def send_recovery_code(
         )
         if user is not None and destination is not None:
             await _deliver_code(services, user, channel, destination, code)
+        else:
+            _render_code(services, channel, code)
         await activity.recovery_code_sent(
             services, meta, user_id=user.id if user is not None else None, channel=channel.value
         )
+
+
+def _code_context(services: Services, channel: RecoveryChannel, code: str) -> dict[str, object]:
+    if channel is RecoveryChannel.SMS:
+        return {"code": code, "minutes": int(CODE_LIFETIME.total_seconds() // 60)}
+    return {"code": code, "expires_at": services.clock.now() + CODE_LIFETIME}
+
+
+def _render_code(services: Services, channel: RecoveryChannel, code: str) -> None:
+    """A decoy's message is written and dropped: only the outbox row a real send adds is
+    missing from the decoy's work, not the rendering."""
+    context = _code_context(services, channel, code)
+    if channel is RecoveryChannel.SMS:
+        render_sms(SmsTemplate.RECOVERY_CODE, None, context)
+    else:
+        render_mail(Template.RECOVERY_CODE, None, context)
 
 
 async def _deliver_code(
@@ -216,7 +236,7 @@ async def _deliver_code(
             SmsTemplate.RECOVERY_CODE,
             to=destination,
             language=user.language,
-            context={"code": code, "minutes": int(CODE_LIFETIME.total_seconds() // 60)},
+            context=_code_context(services, channel, code),
         )
         return
     await services.mail.enqueue(
@@ -224,7 +244,7 @@ async def _deliver_code(
         to=destination,
         language=user.language,
         timezone=user.timezone,
-        context={"code": code, "expires_at": services.clock.now() + CODE_LIFETIME},
+        context=_code_context(services, channel, code),
     )
 
 
