@@ -1,5 +1,6 @@
-"""Forgot password against a served gateway (REC-1): request, code by e-mail delivered over SMTP
-by the gateway's own outbox worker, reset, the old session gone, sign-in with the new password."""
+"""Recovery against a served gateway: a forgotten password reset from the code delivered over
+SMTP by the gateway's own outbox worker (REC-1), and a support agent's approval whose one-time
+link, delivered the same way, sets a new password (REC-2)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway, start_gateway
+from tests.e2e.conftest import ServedGateway, gardien, start_gateway
 from tests.e2e.test_contract import _post, _sign_in
 from tests.e2e.test_invitations import _text
 from tests.e2e.test_sign_up import _delivered_with
@@ -146,3 +149,82 @@ def test_rec1_unknown_login_answers_alike_and_its_code_goes_nowhere_served(
     assert seen(first)[0] == ("LOGIN_EMAIL", "n***@d***.example")
     assert sent == [{"data": {"sendRecoveryCode": {"errors": []}}}] * len(request["options"])
     assert not [m for m in list(smtp.messages) if m["To"] == stranger]
+
+
+CASES = """
+query Cases { identityVerificationCases(status: OPEN, first: 10) {
+  totalCount edges { node { id login contactEmail hasAccount status } } } }
+"""
+REVIEW = """
+mutation Review($input: ReviewIdentityVerificationInput!) {
+  reviewIdentityVerification(input: $input) { case { status } errors { code } }
+}
+"""
+OPEN_CASE = """
+mutation Open($input: RequestIdentityVerificationInput!) {
+  requestIdentityVerification(input: $input) { errors { code } }
+}
+"""
+COMPLETE = """
+mutation Complete($input: CompleteIdentityVerificationResetInput!) {
+  completeIdentityVerificationReset(input: $input) { errors { code } }
+}
+"""
+LINK_SUBJECT = "Choisissez un nouveau mot de passe pour votre compte Gardien"
+
+
+def _graphql(
+    served: ServedGateway, query: str, variables: dict[str, object], token: str | None = None
+) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    body: dict[str, Any] = httpx.post(
+        f"{served.url}/graphql",
+        json={"query": query, "variables": variables},
+        headers=headers,
+        timeout=30,
+    ).json()
+    return body
+
+
+def test_rec2_support_agent_approves_a_case_and_the_link_resets_served(
+    mailing_gateway: ServedGateway, smtp: SmtpTestServer
+) -> None:
+    served = mailing_gateway
+    locked_out = "tom.extern@demo.example"
+    contact = "tom.private@example.org"
+    granted = gardien("support-agent", "add", "lea.collab@demo.example", env=served.env)
+    agent = _sign_in(served, "lea.collab@demo.example")
+    non_agent = _sign_in(served, "anna.legal@demo.example")
+
+    opened = _graphql(
+        served,
+        OPEN_CASE,
+        {"input": {"login": locked_out, "contactEmail": contact, "details": "Invoice 2024-117"}},
+    )
+    refused = _graphql(served, CASES, {}, token=non_agent)
+    listed = _graphql(served, CASES, {}, token=agent)["data"]["identityVerificationCases"]
+    (case,) = [e["node"] for e in listed["edges"] if e["node"]["login"] == locked_out]
+    approved = _graphql(
+        served,
+        REVIEW,
+        {"input": {"caseId": case["id"], "approve": True, "contactEmail": contact}},
+        token=agent,
+    )
+    link = re.findall(
+        r"https?://\S+/console/#/recovery/identity\?token=\S+",
+        _text(_delivered_with(smtp, contact, LINK_SUBJECT)),
+    )
+    token = link[0].rpartition("token=")[2]
+    completed = _graphql(served, COMPLETE, {"input": {"token": token, "newPassword": NEW_PASSWORD}})
+    signed_in = _post(served, "SignIn", {"input": {"login": locked_out, "password": NEW_PASSWORD}})
+
+    assert granted.returncode == 0, granted.stderr
+    assert opened == {"data": {"requestIdentityVerification": {"errors": []}}}
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["FORBIDDEN"]
+    assert (case["hasAccount"], case["contactEmail"], case["status"]) == (True, contact, "OPEN")
+    assert approved["data"]["reviewIdentityVerification"] == {
+        "case": {"status": "APPROVED"},
+        "errors": [],
+    }
+    assert completed == {"data": {"completeIdentityVerificationReset": {"errors": []}}}
+    assert signed_in.json()["data"]["signIn"]["errors"] == []
