@@ -7,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import asdict
 
-from gardien.resolvers import domain_lifecycle, ratelimits, security_notices, sign_ups
+from gardien.resolvers import domain_lifecycle, ratelimits, recovery, security_notices, sign_ups
 from gardien.resolvers.domain_lifecycle import JobReport
 from gardien.resolvers.services import Services
 
@@ -26,6 +26,7 @@ async def run_due(services: Services) -> JobReport:
     # Every guessed login leaves a counter behind; ended windows count for nothing (API-4).
     await ratelimits.prune_expired(services)
     purged = await sign_ups.purge_expired(services)
+    await recovery.purge_expired(services)
     devices_purged = await security_notices.purge_stale_known_devices(services)
     report = JobReport(
         entered_redemption=entered,

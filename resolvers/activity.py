@@ -1462,3 +1462,115 @@ async def login_email_deleted(
         subject_email=address,
         data={"told_by_sms": told_by_sms, "told_by_email": told_by_email},
     )
+
+
+# --- Account recovery (REC-1…REC-3) -------------------------------------------------------------
+
+
+async def password_reset_requested(
+    services: Services, meta: RequestMeta, *, user_id: int | None, login: str
+) -> None:
+    """REC-1: recorded for an unknown login too, so both answers cost the same statements."""
+    await _record(
+        services,
+        "recovery.reset_requested",
+        meta,
+        subject_id=user_id,
+        subject_email=_unknown_login(user_id, login),
+    )
+
+
+async def recovery_code_sent(
+    services: Services, meta: RequestMeta, *, user_id: int | None, channel: str
+) -> None:
+    await _record(
+        services, "recovery.code_sent", meta, subject_id=user_id, data={"channel": channel}
+    )
+
+
+async def recovery_code_rejected(
+    services: Services, meta: RequestMeta, *, user_id: int | None
+) -> None:
+    await _record(services, "recovery.code_rejected", meta, subject_id=user_id)
+
+
+async def password_reset(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    via: str,
+    sessions_revoked: int,
+    app_passwords_revoked: int,
+    tokens_revoked: int,
+) -> None:
+    """REC-1, REC-2: a "password." event, so the user's organisations see it (ACT-4)."""
+    await _record(
+        services,
+        "password.reset",
+        meta,
+        subject_id=user_id,
+        data={
+            "via": via,
+            "sessions_revoked": sessions_revoked,
+            "app_passwords_revoked": app_passwords_revoked,
+            "tokens_revoked": tokens_revoked,
+        },
+    )
+
+
+async def identity_verification_requested(
+    services: Services, meta: RequestMeta, *, user_id: int | None, case_id: int
+) -> None:
+    await _record(
+        services,
+        "recovery.identity_verification_requested",
+        meta,
+        subject_id=user_id,
+        data={"case_id": case_id},
+    )
+
+
+async def identity_verification_reviewed(
+    services: Services,
+    meta: RequestMeta,
+    *,
+    agent_id: int,
+    user_id: int | None,
+    case_id: int,
+    approved: bool,
+) -> None:
+    await _record(
+        services,
+        "recovery.identity_verification_reviewed",
+        meta,
+        actor_id=agent_id,
+        subject_id=user_id,
+        data={"case_id": case_id, "approved": approved},
+    )
+
+
+async def identity_verification_review_refused(
+    services: Services, meta: RequestMeta, *, actor_id: int | None
+) -> None:
+    """REC-2: someone who is no support agent tried to list or review cases."""
+    await _record(
+        services, "recovery.identity_verification_review_refused", meta, actor_id=actor_id
+    )
+
+
+async def login_identifier_sent(
+    services: Services, meta: RequestMeta, *, user_id: int, channel: str
+) -> None:
+    await _record(
+        services,
+        "recovery.login_identifier_sent",
+        meta,
+        subject_id=user_id,
+        data={"channel": channel},
+    )
+
+
+async def login_identifier_unmatched(services: Services, meta: RequestMeta) -> None:
+    """REC-3: no single account had both contacts; identity verification was offered."""
+    await _record(services, "recovery.login_identifier_unmatched", meta)

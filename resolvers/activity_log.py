@@ -91,6 +91,15 @@ EVENT_TYPES = frozenset(
         "login_email.change_requested",
         "login_email.changed",
         "login_email.deleted",
+        "recovery.reset_requested",
+        "recovery.code_sent",
+        "recovery.code_rejected",
+        "password.reset",
+        "recovery.identity_verification_requested",
+        "recovery.identity_verification_reviewed",
+        "recovery.identity_verification_review_refused",
+        "recovery.login_identifier_sent",
+        "recovery.login_identifier_unmatched",
     }
 )
 MAX_TYPES_IN_FILTER = 50

@@ -620,6 +620,11 @@ def can_act_as_support(user: SignedInUser | None) -> bool:
 SUPPORT_FORBIDDEN = "Only support agents may do this."
 
 
+def can_review_identity_verification(user: SignedInUser | None) -> bool:
+    """REC-2: identity-verification cases are support's work alone (platform staff flag)."""
+    return can_act_as_support(user)
+
+
 def can_request_user_block(requester_role: Role, target_role: Role) -> bool:
     """BLK-3: a manager may ask to block whom they manage (a legal representative only by another
     legal representative, as in ORG-6)."""
@@ -766,6 +771,16 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.regenerateSupportCode": TokenRule.NEVER,
     "Mutation.requestLoginEmailChange": TokenRule.NEVER,
     "Mutation.confirmLoginEmailChange": TokenRule.NEVER,
+    # Account recovery (REC-1…REC-3): for people who cannot sign in, and support's review of
+    # identity checks; no integrator acts in them.
+    "Mutation.requestPasswordReset": TokenRule.NEVER,
+    "Mutation.sendRecoveryCode": TokenRule.NEVER,
+    "Mutation.resetPassword": TokenRule.NEVER,
+    "Mutation.requestIdentityVerification": TokenRule.NEVER,
+    "Mutation.reviewIdentityVerification": TokenRule.NEVER,
+    "Mutation.completeIdentityVerificationReset": TokenRule.NEVER,
+    "Mutation.recoverLoginIdentifier": TokenRule.NEVER,
+    "Query.identityVerificationCases": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}

@@ -90,6 +90,13 @@ class ErrorCode(StrEnum):
     LOGIN_EMAIL_CHANGE_EXPIRED = "LOGIN_EMAIL_CHANGE_EXPIRED"
     # REC-4: the login e-mail was deleted; setting a new one is all the account may do.
     LOGIN_EMAIL_REQUIRED = "LOGIN_EMAIL_REQUIRED"
+    # Account recovery (REC-*): invalid covers unknown, forged, wrong and already used alike.
+    RECOVERY_REQUEST_INVALID = "RECOVERY_REQUEST_INVALID"
+    RECOVERY_CODE_INVALID = "RECOVERY_CODE_INVALID"
+    RECOVERY_CODE_EXPIRED = "RECOVERY_CODE_EXPIRED"
+    RESET_LINK_INVALID = "RESET_LINK_INVALID"
+    RESET_LINK_EXPIRED = "RESET_LINK_EXPIRED"
+    CASE_ALREADY_REVIEWED = "CASE_ALREADY_REVIEWED"
 
 
 class DomainError(Exception):

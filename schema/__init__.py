@@ -22,7 +22,13 @@ from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.profile import ProfileMutations
-from gardien.schema.relay import Node, decode_any_id, decode_id
+from gardien.schema.recovery import (
+    CaseStatus,
+    IdentityVerificationCaseType,
+    RecoveryMutations,
+    identity_verification_cases,
+)
+from gardien.schema.relay import Connection, Node, decode_any_id, decode_id
 from gardien.schema.security import SecurityMutations, active_session_by_id
 from gardien.schema.security_keys import SecurityKeyMutations
 from gardien.schema.tokens import (
@@ -63,6 +69,16 @@ class Query:
     @strawberry.field(description="Any object by its global ID (API-1).")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await _node(info, id)
+
+    @strawberry.field(description="Support agents: identity-verification cases (REC-2).")
+    async def identity_verification_cases(
+        self,
+        info: Info,
+        status: CaseStatus | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[IdentityVerificationCaseType]:
+        return await identity_verification_cases(info, status, first, after)
 
 
 # One resolver per Node type, each answering what that type's own field answers to the caller.
@@ -115,6 +131,7 @@ schema = strawberry.Schema(
             TwoFactorMutations,
             SecurityKeyMutations,
             ProfileMutations,
+            RecoveryMutations,
         ),
     ),
     subscription=Subscription,

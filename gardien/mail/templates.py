@@ -41,6 +41,10 @@ class Template(StrEnum):
     ACCOUNT_CONTACT_CHANGED = "account_contact_changed"
     RECOVERY_EMAIL_SET = "recovery_email_set"
     LOGIN_USERNAME_ISSUED = "login_username_issued"
+    RECOVERY_CODE = "recovery_code"
+    PASSWORD_RESET_DONE = "password_reset_done"
+    IDENTITY_VERIFICATION_RESET = "identity_verification_reset"
+    LOGIN_IDENTIFIER_REMINDER = "login_identifier_reminder"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -83,6 +87,10 @@ VARIABLES: dict[Template, frozenset[str]] = {
     Template.ACCOUNT_CONTACT_CHANGED: frozenset({"what", "changed_at", "link"}),
     Template.RECOVERY_EMAIL_SET: frozenset({"changed_at"}),
     Template.LOGIN_USERNAME_ISSUED: frozenset({"username", "address", "link"}),
+    Template.RECOVERY_CODE: frozenset({"code", "expires_at"}),
+    Template.PASSWORD_RESET_DONE: frozenset({"reset_at", "link"}),
+    Template.IDENTITY_VERIFICATION_RESET: frozenset({"link", "expires_at"}),
+    Template.LOGIN_IDENTIFIER_REMINDER: frozenset({"login", "link"}),
 }
 
 ROLE_LABELS: dict[str, dict[str, str]] = {

@@ -25,6 +25,8 @@ class SmsTemplate(StrEnum):
     RECOVERY_PHONE_REPLACED = "recovery_phone_replaced"
     # REC-4: the generated username that replaces a deleted login e-mail.
     LOGIN_USERNAME_ISSUED = "login_username_issued"
+    RECOVERY_CODE = "recovery_code"
+    LOGIN_IDENTIFIER = "login_identifier"
 
 
 # The variables each template needs, exactly: a missing or unexpected one is a programming error
@@ -35,6 +37,8 @@ VARIABLES: dict[SmsTemplate, frozenset[str]] = {
     SmsTemplate.RECOVERY_PHONE_SET: frozenset(),
     SmsTemplate.RECOVERY_PHONE_REPLACED: frozenset(),
     SmsTemplate.LOGIN_USERNAME_ISSUED: frozenset({"username"}),
+    SmsTemplate.RECOVERY_CODE: frozenset({"code", "minutes"}),
+    SmsTemplate.LOGIN_IDENTIFIER: frozenset({"login"}),
 }
 
 

@@ -79,6 +79,10 @@ class Outcome(StrEnum):
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     # Login e-mail change (PRO-5): the probe's token is forged.
     LOGIN_EMAIL_CHANGE_INVALID = "LOGIN_EMAIL_CHANGE_INVALID"
+    # Recovery (REC-*): the probe's request, code and link are forged.
+    RECOVERY_REQUEST_INVALID = "RECOVERY_REQUEST_INVALID"
+    RECOVERY_CODE_INVALID = "RECOVERY_CODE_INVALID"
+    RESET_LINK_INVALID = "RESET_LINK_INVALID"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -734,6 +738,58 @@ TWO_FACTOR_ROWS: list[Row] = [
 ]  # fmt: skip
 
 
+def _per_caller_login(_: World, caller: Caller) -> dict[str, Any]:
+    # One login per caller: the probes must not spend one login's request budget.
+    return {"input": {"login": f"lost.{caller.name.lower()}@example.test"}}
+
+
+def _per_caller_phone(_: World, caller: Caller) -> dict[str, Any]:
+    number = f"+4179000000{CALLERS.index(caller)}"
+    return {"input": {"phone": number, "recoveryEmail": "x@example.test", "channel": "SMS"}}
+
+
+# Recovery (REC-1…REC-3): open to anyone signed in or not (people who lost access use them),
+# except support's review of identity-verification cases, for support agents only (none here).
+RECOVERY_ROWS: list[Row] = [
+    Row("Mutation.requestPasswordReset", "any login",
+        _mutation("requestPasswordReset", "RequestPasswordResetInput"),
+        ("requestPasswordReset",), _per_caller_login,
+        expect(*[OK] * 6)),
+    Row("Mutation.sendRecoveryCode", "a forged request",
+        _mutation("sendRecoveryCode", "SendRecoveryCodeInput"), ("sendRecoveryCode",),
+        lambda _, caller: {"input": {"recoveryId": f"forged-{caller.name}", "optionId": "x"}},
+        expect(*[Outcome.RECOVERY_REQUEST_INVALID] * 6)),
+    Row("Mutation.resetPassword", "a forged request",
+        _mutation("resetPassword", "ResetPasswordInput"), ("resetPassword",),
+        lambda _, caller: {"input": {"recoveryId": f"forged-{caller.name}", "code": "00000000",
+                                     "newPassword": "lantern over the river"}},
+        expect(*[Outcome.RECOVERY_CODE_INVALID] * 6)),
+    Row("Mutation.requestIdentityVerification", "a case for the legal representative's login",
+        _mutation("requestIdentityVerification", "RequestIdentityVerificationInput"),
+        ("requestIdentityVerification",),
+        _input(login="legal@example.test", contactEmail="me@example.org", details="I am Ada."),
+        expect(*[OK] * 6)),
+    Row("Mutation.reviewIdentityVerification", "a case, by no support agent",
+        _mutation("reviewIdentityVerification", "ReviewIdentityVerificationInput"),
+        ("reviewIdentityVerification",),
+        _input(caseId=encode_id("IdentityVerificationCase", 1), approve=False),
+        expect(*[FORBIDDEN] * 5, UNAUTH)),
+    Row("Mutation.completeIdentityVerificationReset", "a forged link",
+        _mutation("completeIdentityVerificationReset", "CompleteIdentityVerificationResetInput"),
+        ("completeIdentityVerificationReset",),
+        _input(token="forged", newPassword="lantern over the river"),
+        expect(*[Outcome.RESET_LINK_INVALID] * 6)),
+    Row("Mutation.recoverLoginIdentifier", "contacts no account has",
+        _mutation("recoverLoginIdentifier", "RecoverLoginIdentifierInput"),
+        ("recoverLoginIdentifier",), _per_caller_phone,
+        expect(*[OK] * 6)),
+    Row("Query.identityVerificationCases", "support's list, by no support agent",
+        "{ identityVerificationCases { edges { node { id } } } }",
+        ("identityVerificationCases",), _nothing,
+        expect(*[FORBIDDEN] * 5, UNAUTH)),
+]  # fmt: skip
+
+
 # The columns of every expect(...): legal representative, administrator, collaborator,
 # external, signed-in non-member, anonymous.
 ROWS: list[Row] = [
@@ -864,6 +920,8 @@ ROWS: list[Row] = [
     # --- second factors (MFA-*) and the security policy (POL-1, POL-3) ------------------------
     *TWO_FACTOR_ROWS,
     *PROFILE_ROWS,
+    # --- account recovery (REC-1…REC-3) --------------------------------------------------------
+    *RECOVERY_ROWS,
     # --- live security events (EVT-1): asked of the subscribe functions (see _subscribe) -------
     Row("Subscription.organisationSecurityEvents", "the organisation's events",
         "subscription($id: ID!) { organisationSecurityEvents(organisationId: $id) { cursor } }",
@@ -1069,6 +1127,22 @@ INHERITED = frozenset(
         "RegenerateSupportCodePayload.supportCode", "RegenerateSupportCodePayload.errors",
         "RequestLoginEmailChangePayload.expiresAt", "RequestLoginEmailChangePayload.errors",
         "ConfirmLoginEmailChangePayload.email", "ConfirmLoginEmailChangePayload.errors",
+        # Recovery (REC-*): payload parts, and the cases of support's list (agents only).
+        "RequestPasswordResetPayload.recoveryId", "RequestPasswordResetPayload.options",
+        "RequestPasswordResetPayload.errors", "RecoveryOption.id", "RecoveryOption.channel",
+        "RecoveryOption.maskedDestination", "SendRecoveryCodePayload.errors",
+        "ResetPasswordPayload.errors", "RequestIdentityVerificationPayload.errors",
+        "ReviewIdentityVerificationPayload.case", "ReviewIdentityVerificationPayload.errors",
+        "CompleteIdentityVerificationResetPayload.errors",
+        "RecoverLoginIdentifierPayload.identityVerificationOffered",
+        "RecoverLoginIdentifierPayload.errors",
+        "IdentityVerificationCase.id", "IdentityVerificationCase.status",
+        "IdentityVerificationCase.login", "IdentityVerificationCase.contactEmail",
+        "IdentityVerificationCase.details", "IdentityVerificationCase.hasAccount",
+        "IdentityVerificationCase.createdAt", "IdentityVerificationCase.reviewedAt",
+        "IdentityVerificationCaseConnection.edges", "IdentityVerificationCaseConnection.pageInfo",
+        "IdentityVerificationCaseConnection.totalCount",
+        "IdentityVerificationCaseEdge.cursor", "IdentityVerificationCaseEdge.node",
     }
 )  # fmt: skip
 

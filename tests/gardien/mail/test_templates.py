@@ -116,6 +116,19 @@ SAMPLES: dict[Template, dict[str, object]] = {
         "address": "ada@demo-sa.ch",
         "link": "https://manager.example/console/#/sign-in",
     },
+    Template.RECOVERY_CODE: {"code": "48291375", "expires_at": EXPIRES},
+    Template.PASSWORD_RESET_DONE: {
+        "reset_at": EXPIRES,
+        "link": "https://manager.example/console/#/sign-in",
+    },
+    Template.IDENTITY_VERIFICATION_RESET: {
+        "link": "https://manager.example/console/#/recovery/identity?token=t0k3n",
+        "expires_at": EXPIRES,
+    },
+    Template.LOGIN_IDENTIFIER_REMINDER: {
+        "login": "anna@example.ch",
+        "link": "https://manager.example/console/#/sign-in",
+    },
 }
 
 
