@@ -83,6 +83,13 @@ EVENT_TYPES = frozenset(
         "webhook.endpoint_disabled",
         "webhook.endpoint_updated",
         "webhook.secret_rotated",
+        "two_factor.push_requested",
+        "two_factor.push_request_refused",
+        "two_factor.push_approved",
+        "two_factor.push_denied",
+        "two_factor.push_wrong_number",
+        "two_factor.push_answer_refused",
+        "two_factor.push_expired",
     }
 )
 MAX_TYPES_IN_FILTER = 50

@@ -74,6 +74,14 @@ class SignedInToken:
 
 
 @dataclass(frozen=True)
+class SignedInDevice:
+    """MFA-4: the approval app's device credential a request authenticated with: a push device
+    (a TwoFactorMethod of kind PUSH) of its user. It opens DEVICE_ROOT_FIELDS and nothing else."""
+
+    method_id: int
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing.
 
@@ -84,6 +92,8 @@ class Actor:
     user: SignedInUser | None = None
     session: SignedInSession | None = None
     token: SignedInToken | None = None
+    # MFA-4: set when the request authenticated with a push device's credential (no session).
+    device: SignedInDevice | None = None
     # POL-4: one of the user's organisations requires 2FA and the user has no second factor yet.
     # Read with the session (resolvers/sessions.py, TWO_FACTOR_ENROLMENT_REQUIRED_SQL).
     two_factor_enrolment_required: bool = False
@@ -368,13 +378,16 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
     per operation, before anything executes; it raises DomainError to refuse.
 
-    Its rules: API-6 (an integrator token may run only the root fields its scopes grant,
-    check_token_operation) and POL-4 (check_two_factor_enrolment). To come: REC-4 (a session in
-    recovery mode may run only the recovery fields).
+    Its rules: MFA-4 (a device credential runs the approval app's fields and nothing else, and
+    those fields run with a device credential only: check_device_operation), API-6 (an
+    integrator token may run only the root fields its scopes grant, check_token_operation) and
+    POL-4 (check_two_factor_enrolment). To come: REC-4 (a session in recovery mode may run only
+    the recovery fields).
     """
     if actor.token is not None:
         check_token_operation(actor.token, operation_type, root_fields)
     check_two_factor_enrolment(actor, operation_type, root_fields)
+    check_device_operation(actor, operation_type, root_fields)
 
 
 # --- Membership management (ORG-*) -----------------------------------------------------------
@@ -751,6 +764,12 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.authenticateApp": TokenRule.NEVER,
     "Mutation.updateSecurityPolicy": TokenRule.NEVER,
     "Mutation.sendSecurityAlert": TokenRule.NEVER,
+    # Push approval (MFA-4): registering a device mints a credential; asking for an approval is
+    # the sign-in's second step; the app's fields run with its device credential only.
+    "Mutation.registerPushDevice": TokenRule.NEVER,
+    "Mutation.requestLoginApproval": TokenRule.NEVER,
+    "Mutation.answerLoginApproval": TokenRule.NEVER,
+    "Subscription.loginApprovalRequests": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -911,6 +930,7 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         "leaveOrganisation",
         "beginTotpEnrolment",
         "confirmTotpEnrolment",
+        "registerPushDevice",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (
@@ -1026,3 +1046,33 @@ def may_keep_invitation(inviter_role: Role | None, invitation_role: Role) -> boo
     if inviter_role not in ORGANISATION_MANAGERS:
         return False
     return invitation_role != Role.LEGAL_REPRESENTATIVE or inviter_role == Role.LEGAL_REPRESENTATIVE
+
+
+# --- Push approval devices (MFA-4) -------------------------------------------------------------
+# The approval app holds a device credential, not a session: it may follow its user's approval
+# requests and answer them, nothing else (a stolen phone's credential reads no profile, opens no
+# session, registers nothing). Those two fields, in turn, accept a device credential only: a
+# browser session never answers its own sign-in.
+DEVICE_ROOT_FIELDS = frozenset(
+    {"Subscription.loginApprovalRequests", "Mutation.answerLoginApproval"}
+)
+DEVICE_ONLY_MESSAGE = "A device credential only follows and answers sign-in approval requests."
+DEVICE_REQUIRED_MESSAGE = "Authenticate with the approval app's device credential."
+
+
+def check_device_operation(actor: Actor, operation_type: str, root_fields: frozenset[str]) -> None:
+    """MFA-4, for the operation gate: a device credential and the device fields go together."""
+    root = _ROOT_TYPES.get(operation_type, operation_type)
+    coordinates = {f"{root}.{name}" for name in root_fields}
+    if actor.device is not None:
+        if not coordinates <= DEVICE_ROOT_FIELDS:
+            raise DomainError(ErrorCode.FORBIDDEN, DEVICE_ONLY_MESSAGE)
+    elif coordinates & DEVICE_ROOT_FIELDS:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, DEVICE_REQUIRED_MESSAGE)
+
+
+def require_device(actor: Actor) -> tuple[SignedInUser, SignedInDevice]:
+    """The push device a device-credential request comes from, with its user."""
+    if actor.device is None or actor.user is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, DEVICE_REQUIRED_MESSAGE)
+    return actor.user, actor.device

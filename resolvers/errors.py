@@ -78,6 +78,12 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
     # Mailboxes (BLK-2): an address is hosted only on a domain of the mail service's organisation.
     MAIL_DOMAIN_NOT_OWNED = "MAIL_DOMAIN_NOT_OWNED"
+    # Push approval (MFA-4): the sign-in waits for the app's answer, which may refuse it.
+    LOGIN_APPROVAL_PENDING = "LOGIN_APPROVAL_PENDING"
+    LOGIN_APPROVAL_DENIED = "LOGIN_APPROVAL_DENIED"
+    LOGIN_APPROVAL_EXPIRED = "LOGIN_APPROVAL_EXPIRED"
+    LOGIN_APPROVAL_ANSWERED = "LOGIN_APPROVAL_ANSWERED"
+    LOGIN_APPROVAL_WRONG_NUMBER = "LOGIN_APPROVAL_WRONG_NUMBER"
 
 
 class DomainError(Exception):

@@ -11,7 +11,16 @@ from tortoise.transactions import in_transaction
 from gardien.mail.templates import Template
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, totp, two_factor
+from gardien.resolvers import (
+    accounts,
+    activity,
+    authz,
+    push_approvals,
+    ratelimits,
+    sessions,
+    totp,
+    two_factor,
+)
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 
@@ -82,8 +91,19 @@ async def complete(
         if not await two_factor.use_backup_code(services, user_id, code):
             await _failed(services, meta, user_id, method, _failure_reason(code, method))
             raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
+    elif method is SecondFactorMethod.PUSH:
+        # MFA-4: the browser polls while the phone decides. Waiting is no guess: its attempt is
+        # given back; a denied or expired request counts and is recorded like a wrong code.
+        try:
+            await push_approvals.require_approved(services, meta, challenge.id)
+        except DomainError as refusal:
+            if refusal.code is ErrorCode.LOGIN_APPROVAL_PENDING:
+                await _give_back_attempt(services, challenge)
+            else:
+                await _failed(services, meta, user_id, method, refusal.code.value.lower())
+            raise
     else:
-        # Security keys, SMS and push complete a challenge through their own flows.
+        # Security keys and SMS complete a challenge through their own flows.
         await _failed(services, meta, user_id, method, "unavailable")
         raise DomainError(
             ErrorCode.INVALID_INPUT, "This method cannot complete this sign-in.", "method"
@@ -154,6 +174,11 @@ async def _count_attempt(
             if attempt.exhausts_budget:
                 await _failed(services, meta, challenge.user_id, method, f"throttled:{rule.name}")
             raise ratelimits.refusal(services, attempt)
+
+
+async def _give_back_attempt(services: Services, challenge: SignInChallenge) -> None:
+    await ratelimits.give_back(services, ATTEMPTS_PER_CHALLENGE, f"challenge:{challenge.id}")
+    await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(challenge.user_id))
 
 
 async def _failed(

@@ -21,6 +21,7 @@ from gardien.schema.events import Subscription
 from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
+from gardien.schema.push_approvals import PushApprovalMutations, PushApprovalSubscription
 from gardien.schema.relay import Node, decode_any_id, decode_id
 from gardien.schema.security import SecurityMutations, active_session_by_id
 from gardien.schema.tokens import (
@@ -111,9 +112,10 @@ schema = strawberry.Schema(
             TokenMutations,
             WebhookMutations,
             TwoFactorMutations,
+            PushApprovalMutations,
         ),
     ),
-    subscription=Subscription,
+    subscription=merge_types("Subscription", (Subscription, PushApprovalSubscription)),
     types=[ProductNode, MailboxNode, AppPasswordNode],
     config=StrawberryConfig(auto_camel_case=True),
 )
