@@ -950,6 +950,7 @@ async def test_pol4_served_every_root_field_over_http_as_the_rule_says(
     refused = ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED.value
 
     observed = {}
+
     # signOut last: it ends the session the others are asked with; registerPushDevice just
     # before it: a registered device is a second factor, which lifts the hold.
     def order(field: tuple[str, str]) -> tuple[bool, bool]:
