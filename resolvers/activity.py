@@ -1384,19 +1384,27 @@ async def push_approval_request_refused(
     )
 
 
+# What a device's answer made of the request: the wrong number denies, and says so.
+_PUSH_ANSWER_TYPES = {
+    "approved": "two_factor.push_approved",
+    "denied": "two_factor.push_denied",
+    "wrong_number": "two_factor.push_wrong_number",
+}
+
+
 async def push_approval_answered(
     services: Services,
     meta: RequestMeta,
     user_id: int,
     *,
-    type_: str,
+    outcome: str,
     approval_id: str,
     method_id: int,
 ) -> None:
     """An answer of the user's device: approved, denied, or a wrong number (which denies)."""
     await _record(
         services,
-        type_,
+        _PUSH_ANSWER_TYPES[outcome],
         meta,
         actor_id=user_id,
         subject_id=user_id,

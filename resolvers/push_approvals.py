@@ -37,9 +37,6 @@ MAX_PUSH_TOKEN_LENGTH = 4096
 PUSH_TOKEN_CONTEXT = "push-token"
 # The event each request is recorded as, and what the devices' subscription follows.
 REQUESTED_EVENT = "two_factor.push_requested"
-APPROVED_EVENT = "two_factor.push_approved"
-DENIED_EVENT = "two_factor.push_denied"
-WRONG_NUMBER_EVENT = "two_factor.push_wrong_number"
 # The same answer for unknown, expired and finished challenges as second_factor.complete gives.
 CHALLENGE_EXPIRED_MESSAGE = "This sign-in has expired or is finished: sign in again."
 NO_SUCH_APPROVAL = "No such approval request."
@@ -311,9 +308,9 @@ async def answer(
             ErrorCode.LOGIN_APPROVAL_EXPIRED, "This request has expired.", "approvalId"
         )
     if approve and (number is None or not _same_number(number, approval.number)):
-        status, event, refusal = (
+        status, outcome, refusal = (
             ApprovalStatus.DENIED,
-            WRONG_NUMBER_EVENT,
+            "wrong_number",
             DomainError(
                 ErrorCode.LOGIN_APPROVAL_WRONG_NUMBER,
                 "This is not the number the sign-in screen shows: the sign-in was refused.",
@@ -321,9 +318,9 @@ async def answer(
             ),
         )
     elif approve:
-        status, event, refusal = ApprovalStatus.APPROVED, APPROVED_EVENT, None
+        status, outcome, refusal = ApprovalStatus.APPROVED, "approved", None
     else:
-        status, event, refusal = ApprovalStatus.DENIED, DENIED_EVENT, None
+        status, outcome, refusal = ApprovalStatus.DENIED, "denied", None
     now = services.clock.now()
     async with in_transaction():
         # One answer per request, whichever device is quickest: the update is conditional.
@@ -336,7 +333,7 @@ async def answer(
                 services,
                 meta,
                 user.id,
-                type_=event,
+                outcome=outcome,
                 approval_id=str(approval.id),
                 method_id=device.method_id,
             )
