@@ -32,6 +32,8 @@ APPROVAL_LIFETIME = timedelta(minutes=2)
 # lets the owner retry a missed or expired request a few times, and caps what a thief can send
 # at one every two minutes on average, each needing a fresh password check anyway.
 REQUESTS_PER_USER = ratelimits.Rule("push_request_user", 5, timedelta(minutes=10))
+# Answers need no budget of their own: the approval id is a random UUID only the user's devices
+# receive, and the number gets one try (a wrong one denies the request for good).
 MAX_DEVICES = 10
 MAX_PUSH_TOKEN_LENGTH = 4096
 PUSH_TOKEN_CONTEXT = "push-token"
