@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from tortoise.transactions import in_transaction
 
+from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ApprovalStatus, PlatformRole, TwoFactorKind
 from gardien.models.mfa import PushApproval, TwoFactorMethod
 from gardien.models.sessions import SignInChallenge
@@ -253,14 +254,34 @@ async def request_approval(
     return IssuedApproval(approval=approval)
 
 
-def device_stream(actor: Actor) -> events.Stream:
-    """MFA-4: what a device's loginApprovalRequests follows: its user's approval requests."""
+async def device_stream(services: Services, actor: Actor) -> events.Stream:
+    """MFA-4: what a device's loginApprovalRequests follows: its user's approval requests.
+
+    A phone usually connects because a request woke it: the requests still pending when it
+    subscribes come first (replayed from the oldest one's event, EVT-2), then live ones."""
     user, _ = authz.require_device(actor)
+    oldest = (
+        await PushApproval.filter(
+            user_id=user.id, status=ApprovalStatus.PENDING, expires_at__gt=services.clock.now()
+        )
+        .order_by("created_at")
+        .first()
+    )
+    after_id = None
+    if oldest is not None:
+        first_event = (
+            await ActivityEvent.filter(
+                subject_id=user.id, type=REQUESTED_EVENT, occurred_at__gte=oldest.created_at
+            )
+            .order_by("id")
+            .first()
+        )
+        after_id = first_event.id - 1 if first_event is not None else None
     return events.Stream(
         organisation_id=None,
         user_id=user.id,
         types=frozenset({REQUESTED_EVENT}),
-        after_id=None,
+        after_id=after_id,
         field="loginApprovalRequests",
     )
 

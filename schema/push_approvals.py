@@ -80,6 +80,10 @@ class AnswerLoginApprovalPayload:
 @strawberry.type(description="A sign-in waiting for this phone's answer (MFA-4).")
 class LoginApprovalRequest:
     approval_id: strawberry.ID
+    status: LoginApprovalStatus = strawberry.field(  # type: ignore[valid-type]
+        description="PENDING until a device answers or it expires; replayed requests (sent"
+        " again when the phone subscribes) may have been answered since."
+    )
     country: str | None = strawberry.field(description="Where the sign-in comes from.")
     device: str | None = strawberry.field(description="The browser and system signing in.")
     requested_at: datetime
@@ -101,6 +105,7 @@ class LoginApprovalSource(EventSource[LoginApprovalRequest | None]):
             return None
         return LoginApprovalRequest(
             approval_id=strawberry.ID(str(approval.id)),
+            status=approval.status,
             country=approval.country,
             device=approval.device,
             requested_at=approval.created_at,
@@ -182,4 +187,6 @@ class PushApprovalSubscription:
     async def login_approval_requests(
         self, info: Info
     ) -> AsyncIterator[LoginApprovalRequest | None]:
-        return LoginApprovalSource(push_approvals.device_stream(info.context.actor))
+        context = info.context
+        stream = await push_approvals.device_stream(context.services, context.actor)
+        return LoginApprovalSource(stream)

@@ -59,7 +59,7 @@ mutation Remove($input: RemoveTwoFactorMethodInput!) {
 }"""
 FEED = """
 subscription Feed {
-  loginApprovalRequests { approvalId country device requestedAt expiresAt numbers }
+  loginApprovalRequests { approvalId status country device requestedAt expiresAt numbers }
 }"""
 
 
@@ -210,7 +210,7 @@ async def test_mfa4_served_sign_in_approved_live_on_the_phone_with_number_matchi
     )
 
     assert requested["errors"] == []
-    assert on_phone["approvalId"] == requested["approvalId"]
+    assert (on_phone["approvalId"], on_phone["status"]) == (requested["approvalId"], "PENDING")
     assert on_phone["expiresAt"] == requested["expiresAt"]
     assert len(set(on_phone["numbers"])) == 3 and requested["number"] in on_phone["numbers"]
     described = devices.describe(BROWSER_AGENT)
@@ -219,6 +219,30 @@ async def test_mfa4_served_sign_in_approved_live_on_the_phone_with_number_matchi
     assert answered == {"status": "APPROVED", "errors": []}
     assert completed["errors"] == []
     assert viewer["data"] == {"viewer": {"email": "ada@example.test"}}
+    await phone.socket.close()
+
+
+async def test_mfa4_served_phone_connecting_after_the_request_receives_what_is_pending(
+    served_app: str, services: Services, clock: ManualClock
+) -> None:
+    """The app usually connects because a request woke it: the requests still pending come
+    first, an expired one does not."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    browser = Browser(served_app, signed_up.session.token)
+    registered = await browser.field(REGISTER, "registerPushDevice", label="Pixel 9")
+    first_challenge = await browser.challenge("ada@example.test", factories.PASSWORD)
+    await browser.field(REQUEST, "requestLoginApproval", challengeId=first_challenge)
+    clock.advance(push_approvals.APPROVAL_LIFETIME)
+    second_challenge = await browser.challenge("ada@example.test", factories.PASSWORD)
+    pending = await browser.field(REQUEST, "requestLoginApproval", challengeId=second_challenge)
+
+    phone = await Phone.connected(served_app, registered["deviceCredential"])
+    replayed = await phone.next_request()
+    more = await phone.socket.quiet_for(0.5)
+
+    assert (replayed["approvalId"], replayed["status"]) == (pending["approvalId"], "PENDING")
+    assert pending["number"] in replayed["numbers"]
+    assert more == []
     await phone.socket.close()
 
 

@@ -11,7 +11,15 @@ from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ApprovalStatus, TwoFactorKind
 from gardien.models.mfa import BackupCode, PushApproval, TwoFactorMethod
-from gardien.resolvers import accounts, authz, push_approvals, second_factor, sessions, two_factor
+from gardien.resolvers import (
+    accounts,
+    authz,
+    events,
+    push_approvals,
+    second_factor,
+    sessions,
+    two_factor,
+)
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -419,6 +427,29 @@ async def test_mfa4_request_needs_a_live_challenge_and_a_device(
         await push_approvals.request_approval(services, BROWSER, challenge_id=totp_challenge)
     assert (no_device.value.code, no_device.value.field) == (ErrorCode.INVALID_INPUT, "method")
     assert await PushApproval.all().count() == 0
+
+
+async def test_mfa4_device_stream_starts_at_the_oldest_pending_request(
+    services: Services, clock: ManualClock
+) -> None:
+    """A phone subscribing gets the requests still pending replayed (EVT-2), none before."""
+    signed_up, _, phone = await _with_device(services, "ada@example.test")
+    quiet = await push_approvals.device_stream(services, phone)
+    challenge_id = await _challenge(services, "ada@example.test")
+    await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    clock.advance(push_approvals.APPROVAL_LIFETIME)
+    pending = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+
+    stream = await push_approvals.device_stream(services, phone)
+
+    replayed = await events.replay(stream, stream.after_id)
+    assert quiet.after_id is None
+    assert (stream.user_id, stream.types, stream.root_field) == (
+        signed_up.user.id,
+        frozenset({"two_factor.push_requested"}),
+        "loginApprovalRequests",
+    )
+    assert [e.data["approval_id"] for e in replayed] == [pending.approval_id]
 
 
 # --- What a device credential opens -------------------------------------------------------------
