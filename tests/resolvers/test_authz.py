@@ -1017,7 +1017,8 @@ INHERITED = frozenset(
         "RequestLoginApprovalPayload.approvalId", "RequestLoginApprovalPayload.number",
         "RequestLoginApprovalPayload.expiresAt", "RequestLoginApprovalPayload.errors",
         "AnswerLoginApprovalPayload.status", "AnswerLoginApprovalPayload.errors",
-        "LoginApprovalRequest.approvalId", "LoginApprovalRequest.country",
+        "LoginApprovalRequest.approvalId", "LoginApprovalRequest.status",
+        "LoginApprovalRequest.country",
         "LoginApprovalRequest.device", "LoginApprovalRequest.requestedAt",
         "LoginApprovalRequest.expiresAt", "LoginApprovalRequest.numbers",
     }
