@@ -222,6 +222,32 @@ async def test_mfa4_served_sign_in_approved_live_on_the_phone_with_number_matchi
     await phone.socket.close()
 
 
+async def test_mfa4_served_every_device_of_the_user_receives_the_request_one_answer_counts(
+    served_app: str, services: Services
+) -> None:
+    browser, phone, _ = await _registered(served_app, services, "ada@example.test")
+    tablet_registered = await browser.field(REGISTER, "registerPushDevice", label="Tablet")
+    tablet = await Phone.connected(served_app, tablet_registered["deviceCredential"])
+    challenge_id = await browser.challenge("ada@example.test", factories.PASSWORD)
+
+    requested = await browser.field(REQUEST, "requestLoginApproval", challengeId=challenge_id)
+    on_phone, on_tablet = await phone.next_request(), await tablet.next_request()
+    denied = await tablet.answer(on_tablet["approvalId"], False, None)
+    too_late = await phone.answer(on_phone["approvalId"], True, requested["number"])
+    completed = await browser.complete(challenge_id)
+
+    assert on_phone == on_tablet
+    assert on_phone["approvalId"] == requested["approvalId"]
+    assert denied == {"status": "DENIED", "errors": []}
+    assert too_late == {
+        "status": None,
+        "errors": [{"code": "LOGIN_APPROVAL_ANSWERED", "field": "approvalId"}],
+    }
+    assert completed == {"session": None, "errors": [{"code": "LOGIN_APPROVAL_DENIED"}]}
+    await phone.socket.close()
+    await tablet.socket.close()
+
+
 async def test_mfa4_served_phone_connecting_after_the_request_receives_what_is_pending(
     served_app: str, services: Services, clock: ManualClock
 ) -> None:

@@ -11,6 +11,7 @@ from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ApprovalStatus, TwoFactorKind
 from gardien.models.mfa import BackupCode, PushApproval, TwoFactorMethod
+from gardien.models.organisations import UserBlock
 from gardien.resolvers import (
     accounts,
     authz,
@@ -127,6 +128,27 @@ async def test_mfa4_device_credential_authenticates_the_device_only_until_remove
     assert await push_approvals.authenticate_device(services, signed_up.session.token) is None
     removed = await ActivityEvent.get(type="two_factor.removed", subject_id=signed_up.user.id)
     assert removed.data["kind"] == "PUSH"
+
+
+async def test_mfa4_blocked_users_device_opens_nothing_and_asks_nothing(
+    services: Services,
+) -> None:
+    """BLK-3: a block stops web access; there is no sign-in left for a device to approve."""
+    signed_up, registered, _ = await _with_device(services, "ada@example.test")
+    challenge_id = await _challenge(services, "ada@example.test")
+    await UserBlock.create(
+        organisation_id=signed_up.organisation.id,
+        user_id=signed_up.user.id,
+        justification="Phone lost, reported by the administrator",
+        created_at=services.clock.now(),
+    )
+
+    with pytest.raises(DomainError) as refused:
+        await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+
+    assert await push_approvals.authenticate_device(services, registered.credential) is None
+    assert refused.value.code == ErrorCode.ACCOUNT_BLOCKED
+    assert await PushApproval.all().count() == 0
 
 
 async def test_mfa4_registration_refuses_bad_labels_and_app_sessions(services: Services) -> None:
