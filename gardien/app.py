@@ -25,7 +25,7 @@ from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
 from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
-from gardien.resolvers import sessions, tokens
+from gardien.resolvers import push_approvals, sessions, tokens
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -36,6 +36,8 @@ from gardien.settings import Settings
 
 logger = logging.getLogger("gardien.app")
 READINESS_TIMEOUT_SECONDS = 2.0
+# MFA-4: `Authorization: Device <credential>`, the approval app's own scheme.
+DEVICE_SCHEME = "device"
 WORKER_STOP_SECONDS = 10.0
 
 
@@ -84,25 +86,43 @@ def create_app(
             device_cookie=request.cookies.get(device_cookie),
         )
 
+    async def authorization_actor(authorization: str, meta: RequestMeta) -> Actor | None:
+        """The one reading of an Authorization value, from an HTTP header or a connection_init
+        payload alike: `Bearer` carries a session or an integrator token, `Device` an approval
+        app's device credential (MFA-4; the operation gate decides what that opens). None when
+        the scheme is unknown or the secret opens nothing."""
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        scheme = scheme.lower()
+        if scheme == DEVICE_SCHEME:
+            return await push_approvals.authenticate_device(services, secret)
+        if scheme != "bearer":
+            return None
+        if tokens.is_integrator_token(secret):
+            # API-6: an integrator token; unknown, expired, revoked or its owner blocked.
+            return await tokens.authenticate(services, meta, secret)
+        return await sessions.authenticate(services, secret)
+
     async def _actor(request: Request, meta: RequestMeta) -> Actor:
         authorization = request.headers.get("authorization")
         if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer":
-                actor = None
-            elif tokens.is_integrator_token(token):
-                # API-6: an integrator token; unknown, expired, revoked or its owner blocked.
-                actor = await tokens.authenticate(services, meta, token)
-            else:
-                actor = await sessions.authenticate(services, token)
+            actor = await authorization_actor(authorization, meta)
             if actor is None:
+                scheme, _, token = authorization.partition(" ")
+                token = token.strip()
+                if scheme.lower() == DEVICE_SCHEME:
+                    message = "The device credential is invalid or was removed."
+                    challenge = 'Device error="invalid_token"'
+                elif tokens.is_integrator_token(token):
+                    message = "The access token is invalid, expired or revoked."
+                    challenge = 'Bearer error="invalid_token"'
+                else:
+                    message = "The session token is invalid or has expired; sign in again."
+                    challenge = 'Bearer error="invalid_token"'
                 raise RequestError(
-                    "The session token is invalid or has expired; sign in again."
-                    if not tokens.is_integrator_token(token)
-                    else "The access token is invalid, expired or revoked.",
+                    message,
                     401,
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                    {"WWW-Authenticate": challenge},
                     code=ErrorCode.UNAUTHENTICATED,
                 )
             return actor
@@ -171,21 +191,15 @@ def create_app(
     )
 
     async def websocket_actor(websocket: WebSocket, payload: dict[str, Any]) -> Actor | None:
-        """EVT-1: the bearer token of connection_init, else the session cookie from an allowed
-        origin (a page of another site must not ride on the browser's cookie)."""
+        """EVT-1: the authorization of connection_init (a bearer token, or an approval app's
+        device credential, MFA-4), else the session cookie from an allowed origin (a page of
+        another site must not ride on the browser's cookie)."""
         authorization = payload.get("authorization")
         if authorization is not None:
             if not isinstance(authorization, str):
                 return None
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            token = token.strip()
-            if tokens.is_integrator_token(token):
-                # API-6: an integrator token follows what its scopes grant (the gate decides).
-                client = websocket.client.host if websocket.client else None
-                return await tokens.authenticate(services, RequestMeta(ip=client), token)
-            return await sessions.authenticate(services, token)
+            client = websocket.client.host if websocket.client else None
+            return await authorization_actor(authorization, RequestMeta(ip=client))
         cookie = websocket.cookies.get(cookie_name)
         if not cookie or websocket.headers.get("origin") not in settings.allowed_origins:
             return None

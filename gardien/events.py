@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -65,7 +66,11 @@ class EventBus:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop (a CLI command): there are no listeners either
-        loop.call_soon(self._deliver, data)
+        # In an empty context, as when the message comes back from Redis: publication runs right
+        # after a commit, where the context still names the finished transaction's connection;
+        # listeners (and the tasks they start) inheriting it would query on a connection
+        # already given back to the pool (PostgreSQL: "another operation is in progress").
+        loop.call_soon(self._deliver, data, context=contextvars.Context())
 
     async def start(self) -> None:
         """Connect to Redis when configured; returns once the channel is subscribed."""

@@ -36,8 +36,10 @@ class TwoFactorMethod(Model):
     sign_count = fields.BigIntField(null=True)
     # SMS (MFA-3): E.164 number.
     phone = fields.CharField(max_length=16, null=True)
-    # Push (MFA-4): the app device's push token, encrypted.
+    # Push (MFA-4): the app device's push token, encrypted, and the keyed digest of the device
+    # credential the app authenticates with (shown once at registration, never stored).
     push_token_encrypted = fields.BinaryField(null=True)
+    device_credential_hash = fields.CharField(max_length=64, null=True, unique=True)
     created_at = fields.DatetimeField()
     confirmed_at = fields.DatetimeField(null=True)
     last_used_at = fields.DatetimeField(null=True)
@@ -87,12 +89,26 @@ class PushApproval(Model):
     ip = fields.CharField(max_length=45, null=True)
     country = fields.CharField(max_length=2, null=True)
     device = fields.CharField(max_length=200, null=True)
+    # Against push fatigue: the sign-in screen shows `number`; the app offers it among decoys,
+    # in the stored order (every device of the user shows the same three). Two digits are no
+    # secret worth hashing: whoever sees the sign-in screen knows it anyway.
+    number = fields.SmallIntField(default=0)
+    candidate_numbers = fields.CharField(max_length=16, default="")
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     answered_at = fields.DatetimeField(null=True)
+    # The device that answered (kept when the device is removed later: the answer happened).
+    answered_by: fields.ForeignKeyNullableRelation[TwoFactorMethod] = fields.ForeignKeyField(
+        "models.TwoFactorMethod",
+        related_name="push_answers",
+        null=True,
+        on_delete=fields.SET_NULL,
+    )
+    answered_by_id: int | None
 
     class Meta:
         table = "push_approval"
+        indexes = (("user_id", "created_at"),)
 
 
 class BackupCode(Model):

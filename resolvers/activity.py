@@ -1574,3 +1574,93 @@ async def login_identifier_sent(
 async def login_identifier_unmatched(services: Services, meta: RequestMeta) -> None:
     """REC-3: no single account had both contacts; identity verification was offered."""
     await _record(services, "recovery.login_identifier_unmatched", meta)
+
+
+# --- Push approval (MFA-4) -----------------------------------------------------------------------
+# The request's own event is what the user's devices follow (loginApprovalRequests): recorded
+# from the sign-in's browser (its IP, country and device), with no actor (the password step
+# passed, the person is not known yet).
+
+
+async def push_approval_requested(
+    services: Services, meta: RequestMeta, user_id: int, *, approval_id: str, expires_at: str
+) -> None:
+    await _record(
+        services,
+        "two_factor.push_requested",
+        meta,
+        subject_id=user_id,
+        data={"approval_id": approval_id, "expires_at": expires_at},
+    )
+
+
+async def push_approval_request_refused(
+    services: Services, meta: RequestMeta, user_id: int, *, reason: str
+) -> None:
+    await _record(
+        services,
+        "two_factor.push_request_refused",
+        meta,
+        subject_id=user_id,
+        data={"reason": reason},
+    )
+
+
+# What a device's answer made of the request: the wrong number denies, and says so.
+_PUSH_ANSWER_TYPES = {
+    "approved": "two_factor.push_approved",
+    "denied": "two_factor.push_denied",
+    "wrong_number": "two_factor.push_wrong_number",
+}
+
+
+async def push_approval_answered(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    outcome: str,
+    approval_id: str,
+    method_id: int,
+) -> None:
+    """An answer of the user's device: approved, denied, or a wrong number (which denies)."""
+    await _record(
+        services,
+        _PUSH_ANSWER_TYPES[outcome],
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"approval_id": approval_id, "method_id": method_id},
+    )
+
+
+async def push_approval_answer_refused(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    approval_id: str,
+    method_id: int,
+    reason: str,
+) -> None:
+    """A device's answer that changed nothing: another user's request, expired, answered."""
+    await _record(
+        services,
+        "two_factor.push_answer_refused",
+        meta,
+        actor_id=user_id,
+        subject_id=user_id,
+        data={"approval_id": approval_id, "method_id": method_id, "reason": reason},
+    )
+
+
+async def push_approval_expired(
+    services: Services, meta: RequestMeta, user_id: int, *, approval_id: str
+) -> None:
+    await _record(
+        services,
+        "two_factor.push_expired",
+        meta,
+        subject_id=user_id,
+        data={"approval_id": approval_id},
+    )

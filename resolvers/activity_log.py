@@ -100,6 +100,13 @@ EVENT_TYPES = frozenset(
         "recovery.identity_verification_review_refused",
         "recovery.login_identifier_sent",
         "recovery.login_identifier_unmatched",
+        "two_factor.push_requested",
+        "two_factor.push_request_refused",
+        "two_factor.push_approved",
+        "two_factor.push_denied",
+        "two_factor.push_wrong_number",
+        "two_factor.push_answer_refused",
+        "two_factor.push_expired",
     }
 )
 MAX_TYPES_IN_FILTER = 50

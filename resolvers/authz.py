@@ -76,6 +76,14 @@ class SignedInToken:
 
 
 @dataclass(frozen=True)
+class SignedInDevice:
+    """MFA-4: the approval app's device credential a request authenticated with: a push device
+    (a TwoFactorMethod of kind PUSH) of its user. It opens DEVICE_ROOT_FIELDS and nothing else."""
+
+    method_id: int
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who is calling: a signed-in user with their session, or nobody. A value, caching nothing.
 
@@ -86,6 +94,8 @@ class Actor:
     user: SignedInUser | None = None
     session: SignedInSession | None = None
     token: SignedInToken | None = None
+    # MFA-4: set when the request authenticated with a push device's credential (no session).
+    device: SignedInDevice | None = None
     # POL-4: one of the user's organisations requires 2FA and the user has no second factor yet.
     # Read with the session (resolvers/sessions.py, TWO_FACTOR_ENROLMENT_REQUIRED_SQL).
     two_factor_enrolment_required: bool = False
@@ -370,14 +380,17 @@ def check_operation(actor: Actor, operation_type: str, root_fields: frozenset[st
     fields the operation may run at its root (__typename aside). The GraphQL engine asks it once
     per operation, before anything executes; it raises DomainError to refuse.
 
-    Its rules: API-6 (an integrator token may run only the root fields its scopes grant,
-    check_token_operation), REC-4 (an account whose login e-mail was deleted may only set a new
-    one, check_login_email_recovery) and POL-4 (check_two_factor_enrolment).
+    Its rules: MFA-4 (a device credential runs the approval app's fields and nothing else, and
+    those fields run with a device credential only: check_device_operation), API-6 (an
+    integrator token may run only the root fields its scopes grant, check_token_operation),
+    REC-4 (an account whose login e-mail was deleted may only set a new one,
+    check_login_email_recovery) and POL-4 (check_two_factor_enrolment).
     """
     if actor.token is not None:
         check_token_operation(actor.token, operation_type, root_fields)
     check_login_email_recovery(actor, operation_type, root_fields)
     check_two_factor_enrolment(actor, operation_type, root_fields)
+    check_device_operation(actor, operation_type, root_fields)
 
 
 # --- Membership management (ORG-*) -----------------------------------------------------------
@@ -781,6 +794,12 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.completeIdentityVerificationReset": TokenRule.NEVER,
     "Mutation.recoverLoginIdentifier": TokenRule.NEVER,
     "Query.identityVerificationCases": TokenRule.NEVER,
+    # Push approval (MFA-4): registering a device mints a credential; asking for an approval is
+    # the sign-in's second step; the app's fields run with its device credential only.
+    "Mutation.registerPushDevice": TokenRule.NEVER,
+    "Mutation.requestLoginApproval": TokenRule.NEVER,
+    "Mutation.answerLoginApproval": TokenRule.NEVER,
+    "Subscription.loginApprovalRequests": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -948,6 +967,7 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         # then enrols, instead of being stuck between the two gates.
         "requestLoginEmailChange",
         "confirmLoginEmailChange",
+        "registerPushDevice",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (
@@ -1103,3 +1123,33 @@ def check_login_email_recovery(
     if root_fields <= LOGIN_EMAIL_RECOVERY_FIELDS and operation_type != "subscription":
         return
     raise DomainError(ErrorCode.LOGIN_EMAIL_REQUIRED, LOGIN_EMAIL_REQUIRED_MESSAGE)
+
+
+# --- Push approval devices (MFA-4) -------------------------------------------------------------
+# The approval app holds a device credential, not a session: it may follow its user's approval
+# requests and answer them, nothing else (a stolen phone's credential reads no profile, opens no
+# session, registers nothing). Those two fields, in turn, accept a device credential only: a
+# browser session never answers its own sign-in.
+DEVICE_ROOT_FIELDS = frozenset(
+    {"Subscription.loginApprovalRequests", "Mutation.answerLoginApproval"}
+)
+DEVICE_ONLY_MESSAGE = "A device credential only follows and answers sign-in approval requests."
+DEVICE_REQUIRED_MESSAGE = "Authenticate with the approval app's device credential."
+
+
+def check_device_operation(actor: Actor, operation_type: str, root_fields: frozenset[str]) -> None:
+    """MFA-4, for the operation gate: a device credential and the device fields go together."""
+    root = _ROOT_TYPES.get(operation_type, operation_type)
+    coordinates = {f"{root}.{name}" for name in root_fields}
+    if actor.device is not None:
+        if not coordinates <= DEVICE_ROOT_FIELDS:
+            raise DomainError(ErrorCode.FORBIDDEN, DEVICE_ONLY_MESSAGE)
+    elif coordinates & DEVICE_ROOT_FIELDS:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, DEVICE_REQUIRED_MESSAGE)
+
+
+def require_device(actor: Actor) -> tuple[SignedInUser, SignedInDevice]:
+    """The push device a device-credential request comes from, with its user."""
+    if actor.device is None or actor.user is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, DEVICE_REQUIRED_MESSAGE)
+    return actor.user, actor.device

@@ -157,10 +157,14 @@ class Stream:
     user_id: int  # the subscriber; with no organisation, the events are their own
     types: frozenset[str] | None
     after_id: int | None
+    # The subscription field, when another than the security events' (MFA-4's devices).
+    field: str | None = None
 
     @property
     def root_field(self) -> str:
         """The subscription field that follows this stream, as the operation gate names it."""
+        if self.field is not None:
+            return self.field
         return (
             "organisationSecurityEvents"
             if self.organisation_id is not None

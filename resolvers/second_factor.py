@@ -16,6 +16,7 @@ from gardien.resolvers import (
     accounts,
     activity,
     authz,
+    push_approvals,
     ratelimits,
     security_keys,
     sessions,
@@ -100,8 +101,19 @@ async def complete(
         except security_keys.SecurityKeyRefused as refused:
             await security_keys.record_sign_in_refusal(services, meta, user_id, refused)
             raise
+    elif method is SecondFactorMethod.PUSH:
+        # MFA-4: the browser polls while the phone decides. Waiting is no guess: its attempt is
+        # given back; a denied or expired request counts and is recorded like a wrong code.
+        try:
+            await push_approvals.require_approved(services, meta, challenge.id)
+        except DomainError as refusal:
+            if refusal.code is ErrorCode.LOGIN_APPROVAL_PENDING:
+                await _give_back_attempt(services, challenge)
+            else:
+                await _failed(services, meta, user_id, method, refusal.code.value.lower())
+            raise
     else:
-        # SMS and push complete a challenge through their own flows.
+        # SMS completes a challenge through its own flow.
         await _failed(services, meta, user_id, method, "unavailable")
         raise DomainError(
             ErrorCode.INVALID_INPUT, "This method cannot complete this sign-in.", "method"
@@ -183,6 +195,11 @@ async def _count_attempt(
             if attempt.exhausts_budget:
                 await _failed(services, meta, challenge.user_id, method, f"throttled:{rule.name}")
             raise ratelimits.refusal(services, attempt)
+
+
+async def _give_back_attempt(services: Services, challenge: SignInChallenge) -> None:
+    await ratelimits.give_back(services, ATTEMPTS_PER_CHALLENGE, f"challenge:{challenge.id}")
+    await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(challenge.user_id))
 
 
 async def _failed(

@@ -17,7 +17,7 @@ from gardien.models.mfa import AppPassword, BackupCode, TwoFactorMethod
 from gardien.models.organisations import SecurityPolicy
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, ratelimits, totp
+from gardien.resolvers import activity, authz, events, ratelimits, totp
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -378,6 +378,10 @@ async def remove_method(
             await activity.two_factor_removed(
                 services, meta, user.id, kind=method.kind.value, method_id=method.id, last=last
             )
+            if method.kind is TwoFactorKind.PUSH:
+                # EVT-4: the removed device's live subscription ends once this commits (its
+                # connection authenticates again, and its credential no longer opens anything).
+                events.access_changed(services, user.id)
     if refused:
         raise DomainError(
             ErrorCode.TWO_FACTOR_REQUIRED_BY_ORGANISATION,

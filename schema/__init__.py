@@ -22,6 +22,7 @@ from gardien.schema.invitations import InvitationMutations, invitation_by_id
 from gardien.schema.members import MemberMutations, ProductNode, membership_by_id, product_by_id
 from gardien.schema.organisations import OrganisationNode, organisation_by_id
 from gardien.schema.profile import ProfileMutations
+from gardien.schema.push_approvals import PushApprovalMutations, PushApprovalSubscription
 from gardien.schema.recovery import (
     CaseStatus,
     IdentityVerificationCaseType,
@@ -132,9 +133,10 @@ schema = strawberry.Schema(
             SecurityKeyMutations,
             ProfileMutations,
             RecoveryMutations,
+            PushApprovalMutations,
         ),
     ),
-    subscription=Subscription,
+    subscription=merge_types("Subscription", (Subscription, PushApprovalSubscription)),
     types=[ProductNode, MailboxNode, AppPasswordNode],
     config=StrawberryConfig(auto_camel_case=True),
 )

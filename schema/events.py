@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -13,6 +14,8 @@ from gardien.schema.activity import ActivityEventNode
 from gardien.schema.context import Info
 from gardien.schema.relay import decode_cursor, decode_id, encode_cursor
 
+ItemT = TypeVar("ItemT")
+
 
 @strawberry.type(description="One security event, with the cursor to resume after it (EVT-2).")
 class SecurityEventEdge:
@@ -20,27 +23,28 @@ class SecurityEventEdge:
     event: ActivityEventNode
 
 
-class EventSource(AsyncIterator[SecurityEventEdge]):
+class EventSource(AsyncIterator[ItemT]):
     """What a subscription field answers: the authorised stream to follow.
 
     The WebSocket transport (gardien/graphql/ws.py) follows it: it replays, groups identical
     subscriptions and executes the selection once per group for each event, with
-    `root_value(event)` as the field's value. Iterating it directly yields nothing.
+    `await root_value(event)` as the field's value. Iterating it directly yields nothing. A
+    field whose values are not security events themselves (MFA-4's approval requests) follows
+    a stream the same way, with a subclass that says what an event becomes.
     """
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
 
-    @staticmethod
-    def root_value(event: ActivityEvent) -> SecurityEventEdge:
+    async def root_value(self, event: ActivityEvent) -> Any:
         return SecurityEventEdge(
             cursor=encode_cursor(event.id), event=ActivityEventNode.from_model(event)
         )
 
-    def __aiter__(self) -> EventSource:
+    def __aiter__(self) -> EventSource[ItemT]:
         return self
 
-    async def __anext__(self) -> SecurityEventEdge:
+    async def __anext__(self) -> ItemT:
         raise StopAsyncIteration
 
 

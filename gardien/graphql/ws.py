@@ -121,7 +121,7 @@ class Group:
         prepared: PreparedDocument,
         operation: PreparedOperation,
         variables: dict[str, Any],
-        stream: Stream,
+        source: EventSource[Any],
         actor: Actor,
     ) -> None:
         self.hub = hub
@@ -129,7 +129,8 @@ class Group:
         self.prepared = prepared
         self.operation = operation
         self.variables = variables
-        self.stream = stream
+        self.source = source
+        self.stream = source.stream
         self.actor = actor
         self.subscribers: set[Subscriber] = set()
         self.queue: asyncio.Queue[ActivityEvent] = asyncio.Queue()
@@ -143,7 +144,7 @@ class Group:
             self.operation,
             self.variables,
             context,
-            root_value=EventSource.root_value(event),
+            root_value=await self.source.root_value(event),
             gate=False,
         )
         return _result_json(self.hub.engine, result, "subscription")
@@ -218,6 +219,7 @@ class SubscriptionHub:
         operation: PreparedOperation,
         query: str,
         variables: dict[str, Any],
+        source: EventSource[Any],
     ) -> Group:
         stream = subscriber.stream
         # An organisation's stream shows every manager the same thing, so its groups execute as
@@ -233,7 +235,7 @@ class SubscriptionHub:
         group = self.groups.get(key)
         if group is None:
             actor = subscriber.connection.actor if own else Actor()
-            group = Group(self, key, prepared, operation, variables, stream, actor)
+            group = Group(self, key, prepared, operation, variables, source, actor)
             self.groups[key] = group
             self.by_topic.setdefault(stream.topic, set()).add(group)
         group.subscribers.add(subscriber)
@@ -662,7 +664,7 @@ class GraphQLWebSocket:
         if subscriber.ended:
             return
         subscriber.stream = source.stream
-        group = self.hub.join(subscriber, prepared, operation, query, variables)
+        group = self.hub.join(subscriber, prepared, operation, query, variables, source)
         if connection.access_changes != access_changes and not await events.still_allowed(
             RequestScope(connection.actor), subscriber.stream
         ):

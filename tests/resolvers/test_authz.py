@@ -735,6 +735,23 @@ TWO_FACTOR_ROWS: list[Row] = [
         _mutation("beginSecurityKeySignIn", "BeginSecurityKeySignInInput"),
         ("beginSecurityKeySignIn",), _input(challengeId="forged"),
         expect(*[CHALLENGE_EXPIRED] * 6)),
+    # Push approval (MFA-4): the approval app's own fields refuse every web session (the
+    # device credential's side is tests/resolvers/test_push_approvals.py).
+    Row("Mutation.registerPushDevice", "the caller's own",
+        _mutation("registerPushDevice", "RegisterPushDeviceInput"), ("registerPushDevice",),
+        _input(label="Phone"),
+        expect(OK, OK, OK, OK, OK, UNAUTH)),
+    Row("Mutation.requestLoginApproval", "a forged challenge",
+        _mutation("requestLoginApproval", "RequestLoginApprovalInput"),
+        ("requestLoginApproval",), _input(challengeId="forged"),
+        expect(*[CHALLENGE_EXPIRED] * 6)),
+    Row("Mutation.answerLoginApproval", "a request of nobody, from a web session",
+        _mutation("answerLoginApproval", "AnswerLoginApprovalInput"), ("answerLoginApproval",),
+        _input(approvalId="00000000-0000-4000-8000-000000000000", approve=False),
+        expect(*[UNAUTH] * 6)),
+    Row("Subscription.loginApprovalRequests", "from a web session",
+        "subscription { loginApprovalRequests { approvalId } }", ("loginApprovalRequests",),
+        _nothing, expect(*[UNAUTH] * 6)),
 ]  # fmt: skip
 
 
@@ -1143,6 +1160,16 @@ INHERITED = frozenset(
         "IdentityVerificationCaseConnection.edges", "IdentityVerificationCaseConnection.pageInfo",
         "IdentityVerificationCaseConnection.totalCount",
         "IdentityVerificationCaseEdge.cursor", "IdentityVerificationCaseEdge.node",
+        # Push approval (MFA-4): payload parts; a request the device's subscription may follow.
+        "RegisterPushDevicePayload.device", "RegisterPushDevicePayload.deviceCredential",
+        "RegisterPushDevicePayload.backupCodes", "RegisterPushDevicePayload.errors",
+        "RequestLoginApprovalPayload.approvalId", "RequestLoginApprovalPayload.number",
+        "RequestLoginApprovalPayload.expiresAt", "RequestLoginApprovalPayload.errors",
+        "AnswerLoginApprovalPayload.status", "AnswerLoginApprovalPayload.errors",
+        "LoginApprovalRequest.approvalId", "LoginApprovalRequest.status",
+        "LoginApprovalRequest.country",
+        "LoginApprovalRequest.device", "LoginApprovalRequest.requestedAt",
+        "LoginApprovalRequest.expiresAt", "LoginApprovalRequest.numbers",
     }
 )  # fmt: skip
 
