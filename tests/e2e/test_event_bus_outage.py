@@ -1,0 +1,165 @@
+"""Live events survive a Redis outage: each subscription catches up from the database (EVT-3)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
+from tests.e2e.test_contract import _organisation_id, _sign_in
+from tests.e2e.test_security_events import FILTERED, _fail_sign_in, _next_event
+from tests.e2e.wsclient import GraphQLWebSocketClient
+from tests.ports import free_port
+
+
+class RedisServer:
+    """A Redis of the test's own, so that it can be stopped and started again on its port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if Redis(port=self.port, socket_connect_timeout=0.2).ping():
+                    return
+            except RedisConnectionError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[RedisServer]:
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def outage_setup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RedisServer, ServedGateway, ServedGateway]]:
+    """Two gateway processes on one database, sharing events through a Redis the test controls."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as redis:
+        env = fresh_gateway_env(tmp_path_factory.mktemp("outage"))
+        env["GARDIEN_REDIS_URL"] = redis.url
+        with start_gateway(env) as first, start_gateway(env, prepare=False) as second:
+            yield redis, first, second
+
+
+def _emails(received: list[dict[str, Any]]) -> list[str]:
+    return [r["organisationSecurityEvents"]["event"]["subject"]["email"] for r in received]
+
+
+def _cursors(received: list[dict[str, Any]]) -> list[str]:
+    return [r["organisationSecurityEvents"]["cursor"] for r in received]
+
+
+async def test_evt3_events_published_while_redis_is_down_reach_live_subscribers_once_in_order(
+    outage_setup: tuple[RedisServer, ServedGateway, ServedGateway],
+) -> None:
+    redis, first, second = outage_setup
+    legal = _sign_in(second, "anna.legal@demo.example")
+    variables = {"organisationId": _organisation_id(second, legal), "types": ["sign_in.failed"]}
+    client = await GraphQLWebSocketClient.initialised(second.url, legal)
+    await client.subscribe("s", FILTERED, variables)
+    await asyncio.sleep(0.3)
+    _fail_sign_in(first, "tom.extern@demo.example")
+    before = await _next_event(client, "s")
+
+    redis.stop()
+    # Caused on the other process (never published) and on this one (published here only).
+    _fail_sign_in(first, "lea.collab@demo.example")
+    _fail_sign_in(second, "marc.admin@demo.example")
+    _fail_sign_in(first, "tom.extern@demo.example")
+    during = await client.quiet_for(1.0)
+    redis.start()
+    caught_up = [await _next_event(client, "s") for _ in range(3)]
+    _fail_sign_in(first, "lea.collab@demo.example")
+    live = await _next_event(client, "s")
+    rest = await client.quiet_for(0.5)
+    await client.close()
+
+    # Held back while events may be missing, so none jumps ahead of one that was lost.
+    assert during == []
+    assert _emails(caught_up) == [
+        "lea.collab@demo.example",
+        "marc.admin@demo.example",
+        "tom.extern@demo.example",
+    ]
+    assert _emails([live]) == ["lea.collab@demo.example"]
+    cursors = _cursors([before, *caught_up, live])
+    assert len(set(cursors)) == len(cursors) == 5
+    assert rest == []
+
+
+async def test_evt3_a_dropped_redis_subscription_replays_what_it_missed_once(
+    outage_setup: tuple[RedisServer, ServedGateway, ServedGateway],
+) -> None:
+    redis, first, second = outage_setup
+    legal = _sign_in(second, "anna.legal@demo.example")
+    variables = {"organisationId": _organisation_id(second, legal), "types": ["sign_in.failed"]}
+    client = await GraphQLWebSocketClient.initialised(second.url, legal)
+    await client.subscribe("s", FILTERED, variables)
+    await asyncio.sleep(0.3)
+    admin = Redis(port=redis.port)
+
+    # Every gateway's subscription to the channel is cut; they reconnect on their own.
+    killed = admin.client_kill_filter(_type="pubsub")
+    _fail_sign_in(first, "marc.admin@demo.example")
+    _fail_sign_in(first, "lea.collab@demo.example")
+    received = [await _next_event(client, "s") for _ in range(2)]
+    rest = await client.quiet_for(1.0)
+    _fail_sign_in(second, "tom.extern@demo.example")
+    live = await _next_event(client, "s")
+    await client.close()
+    admin.close()
+
+    assert killed == 2
+    assert _emails(received) == ["marc.admin@demo.example", "lea.collab@demo.example"]
+    assert rest == []
+    assert _emails([live]) == ["tom.extern@demo.example"]
+    assert "Redis subscription lost" in second.log_path.read_text()
