@@ -62,9 +62,20 @@ async def record_audience(event: ActivityEvent) -> list[int]:
     return audience
 
 
-def organisation_events(organisation_id: int) -> QuerySet[ActivityEvent]:
-    """ACT-4: the organisation's events, the one predicate of its list and its subscription."""
-    return ActivityEvent.filter(audience__organisation_id=organisation_id)
+def organisation_events(
+    organisation_id: int, *, after_id: int | None = None, before_id: int | None = None
+) -> QuerySet[ActivityEvent]:
+    """ACT-4: the organisation's events, the one predicate of its list and its subscription.
+
+    A page's cursor bounds the audience index itself, so PostgreSQL starts reading it at the
+    cursor instead of walking the organisation's newer events to get there.
+    """
+    query = ActivityEvent.filter(audience__organisation_id=organisation_id)
+    if after_id is not None:
+        query = query.filter(audience__event_id__gt=after_id)
+    if before_id is not None:
+        query = query.filter(audience__event_id__lt=before_id)
+    return query
 
 
 def user_events(user_id: int) -> QuerySet[ActivityEvent]:
@@ -161,12 +172,13 @@ class Stream:
             return self.organisation_id in message["audience"]
         return bool(message["subject_id"] == self.user_id)
 
-    def query(self) -> QuerySet[ActivityEvent]:
-        base = (
-            organisation_events(self.organisation_id)
-            if self.organisation_id is not None
-            else user_events(self.user_id)
-        )
+    def query(self, after_id: int | None = None) -> QuerySet[ActivityEvent]:
+        if self.organisation_id is not None:
+            base = organisation_events(self.organisation_id, after_id=after_id)
+        else:
+            base = user_events(self.user_id)
+            if after_id is not None:
+                base = base.filter(id__gt=after_id)
         return base.filter(type__in=sorted(self.types)) if self.types is not None else base
 
 
@@ -212,10 +224,7 @@ async def _stream(
 
 async def replay(stream: Stream, after_id: int | None) -> list[ActivityEvent]:
     """EVT-2: the next page of events after the cursor, oldest first."""
-    query = stream.query()
-    if after_id is not None:
-        query = query.filter(id__gt=after_id)
-    return await query.order_by("id").limit(REPLAY_PAGE)
+    return await stream.query(after_id).order_by("id").limit(REPLAY_PAGE)
 
 
 async def newest_event_id() -> int:
