@@ -3,79 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
 from tests.e2e.test_contract import _organisation_id, _sign_in
 from tests.e2e.test_security_events import FILTERED, _fail_sign_in, _next_event
 from tests.e2e.wsclient import GraphQLWebSocketClient
-from tests.ports import free_port
-
-
-class RedisServer:
-    """A Redis of the test's own, so that it can be stopped and started again on its port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if Redis(port=self.port, socket_connect_timeout=0.2).ping():
-                    return
-            except RedisConnectionError:
-                pass  # not listening yet
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@contextmanager
-def redis_server(directory: Path) -> Iterator[RedisServer]:
-    server = RedisServer(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.redis_server import RedisServer, redis_server
 
 
 @pytest.fixture(scope="module")
