@@ -232,10 +232,12 @@ class SubscriptionHub:
                     group.queue.put_nowait(event)
 
     def on_resync(self) -> None:
-        """EVT-3: the bus is whole again; each subscription catches up from its last event."""
-        for group in list(self.groups.values()):
-            for subscriber in list(group.subscribers):
-                subscriber.connection.transport.resync(subscriber)
+        """EVT-3: the bus is whole again. Access notices may have been lost with the rest, so
+        each connection is authorised again (EVT-4), then each subscription catches up from its
+        last event."""
+        for connections in list(self.connections_by_user.values()):
+            for connection in list(connections):
+                connection.transport.resync(connection)
 
     def join(
         self,
@@ -737,29 +739,39 @@ class GraphQLWebSocket:
             subscriber.backlog = []
             after_id = subscriber.last_id
 
-    def resync(self, subscriber: Subscriber) -> None:
-        """EVT-3: replay what the bus may have lost since the subscriber's last event."""
-        if subscriber.ended or subscriber.group is None:
-            return
-        if subscriber.backlog is not None:
-            subscriber.resync_pending = True  # still catching up: it goes round once more
-            return
-        subscriber.backlog = []
-        subscriber.connection.spawn(self._resync(subscriber, subscriber.group))
+    def resync(self, connection: Connection) -> None:
+        """EVT-3: replay what the bus may have lost since each subscription's last event."""
+        catching_up: list[Subscriber] = []
+        for subscriber in connection.subscribers.values():
+            if subscriber.ended:
+                continue
+            if subscriber.backlog is not None:
+                subscriber.resync_pending = True  # still catching up: it goes round once more
+                continue
+            # From now on live events wait, until the replay has sent what came before them.
+            subscriber.backlog = []
+            catching_up.append(subscriber)
+        connection.access_changes += 1
+        connection.spawn(self._resync(connection, catching_up))
 
-    async def _resync(self, subscriber: Subscriber, group: Group) -> None:
-        try:
-            await self._catch_up(subscriber, group, subscriber.last_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("catching up after a bus outage failed")
-            self.engine.count_error(ErrorCode.INTERNAL_ERROR)
-            self._end(
-                subscriber.connection,
-                subscriber,
-                _error_message(subscriber.id, "Internal error.", ErrorCode.INTERNAL_ERROR),
-            )
+    async def _resync(self, connection: Connection, subscribers: list[Subscriber]) -> None:
+        await self.recheck(connection)
+        for subscriber in subscribers:
+            group = subscriber.group
+            if subscriber.ended or group is None:
+                continue
+            try:
+                await self._catch_up(subscriber, group, subscriber.last_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("catching up after a bus outage failed")
+                self.engine.count_error(ErrorCode.INTERNAL_ERROR)
+                self._end(
+                    connection,
+                    subscriber,
+                    _error_message(subscriber.id, "Internal error.", ErrorCode.INTERNAL_ERROR),
+                )
 
     async def recheck(self, connection: Connection) -> None:
         """EVT-4: the user's access changed somewhere; is each subscription still allowed?"""

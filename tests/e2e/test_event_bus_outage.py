@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,15 @@ from redis import Redis
 
 from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
 from tests.e2e.test_contract import _organisation_id, _sign_in
-from tests.e2e.test_security_events import FILTERED, _fail_sign_in, _next_event
+from tests.e2e.test_security_events import (
+    FILTERED,
+    ORGANISATION_EVENTS,
+    _change_role,
+    _fail_sign_in,
+    _membership_ids,
+    _next_event,
+    _until_error,
+)
 from tests.e2e.wsclient import GraphQLWebSocketClient
 from tests.redis_server import RedisServer, redis_server
 
@@ -101,3 +110,30 @@ async def test_evt3_a_dropped_redis_subscription_replays_what_it_missed_once(
     assert rest == []
     assert _emails([live]) == ["tom.extern@demo.example"]
     assert "Redis subscription lost" in second.log_path.read_text()
+
+
+async def test_evt3_evt4_a_demotion_announced_while_redis_was_down_still_cuts_the_subscriber(
+    outage_setup: tuple[RedisServer, ServedGateway, ServedGateway],
+) -> None:
+    redis, first, second = outage_setup
+    legal = _sign_in(first, "anna.legal@demo.example")
+    admin = _sign_in(second, "marc.admin@demo.example")
+    organisation_id = _organisation_id(first, legal)
+    membership = _membership_ids(first, legal)["marc.admin@demo.example"]
+    client = await GraphQLWebSocketClient.initialised(second.url, admin)
+    await client.subscribe("s", ORGANISATION_EVENTS, {"organisationId": organisation_id})
+    await asyncio.sleep(0.3)
+
+    redis.stop()
+    _change_role(first, legal, membership, "COLLABORATOR")  # its access notice is lost
+    redis.start()
+    started = time.monotonic()
+    messages = await _until_error(client)
+    cut_after = time.monotonic() - started
+    await client.close()
+    _change_role(first, legal, membership, "ADMINISTRATOR")
+
+    assert [e["extensions"]["code"] for e in messages[-1]["payload"]] == ["FORBIDDEN"]
+    # Nothing it may no longer see was replayed to it first.
+    assert all(m["type"] == "error" for m in messages), messages
+    assert cut_after < 3.0
