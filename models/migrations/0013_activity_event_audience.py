@@ -2,6 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise.fields.base import OnDelete
 from tortoise import fields
+from tortoise.indexes import Index
 
 # ACT-4, EVT-2: the organisations that see an event are stored when it is recorded. Existing
 # events get the audience the rule gave them until now: their own organisation, and for a
@@ -38,6 +39,11 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'activity_event_organisation', 'app': 'models', 'unique_together': (('organisation', 'event'),), 'pk_attr': 'id', 'table_description': 'ACT-4, EVT-2: an organisation whose managers see the event, decided when it is recorded.'},
             bases=['Model'],
+        ),
+        # Who sees a member's account event is read from their memberships when it is recorded.
+        ops.AddIndex(
+            model_name='Membership',
+            index=Index(fields=['user_id']),
         ),
         ops.RunSQL(
             [
