@@ -113,7 +113,8 @@ class Subscriber:
         if self.backlog is not None:
             self.backlog.append((event_id, payload))
             return
-        self.delivered(event_id)
+        if self.last_id is None or event_id > self.last_id:  # inline: the fan-out's hot path
+            self.last_id = event_id
         self.connection.send_frame(frame)
 
     def delivered(self, event_id: int) -> None:
@@ -755,7 +756,13 @@ class GraphQLWebSocket:
         connection.spawn(self._resync(connection, catching_up))
 
     async def _resync(self, connection: Connection, subscribers: list[Subscriber]) -> None:
-        await self.recheck(connection)
+        try:
+            await self.recheck(connection)
+        except Exception:
+            # Whether it may still follow anything is unknown: it must sign in again.
+            logger.exception("authorising a connection again after a bus outage failed")
+            connection.close(1011, "Internal error")
+            return
         for subscriber in subscribers:
             group = subscriber.group
             if subscriber.ended or group is None:
