@@ -14,13 +14,20 @@ _ACCOUNT_SECURITY = " OR ".join(
         for prefix in (
             "sign_in.",
             "two_factor.",
-            "security_key.",
             "backup_codes.",
+            "security_key.",
             "app_password.",
             "password.",
+            "recovery.",
+            "login_email.",
+            "recovery_email.",
+            "recovery_phone.",
         )
     ]
-    + ["e.type IN ('account.secured', 'account.sign_up_attempted')"]
+    + [
+        "e.type IN ('account.secured', 'account.sign_up_attempted',"
+        " 'account.password_check_failed')"
+    ]
 )
 
 

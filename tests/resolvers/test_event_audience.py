@@ -240,13 +240,15 @@ def test_act4_account_security_rule_covers_the_types_the_spec_names() -> None:
         "account.secured",
     }
     families = {
-        # Types of the second factors, password reset and contacts are covered by their family.
+        # Types of second factors, recovery and contacts are covered by their family's name.
+        "two_factor.push_denied",
         "security_key.registered",
-        "sms.enrolled",
-        "push.approved",
-        "password.changed",
-        "password_reset.completed",
+        "recovery.code_rejected",
+        "password.reset",
+        "login_email.changed",
         "recovery_phone.changed",
+        "recovery_email.changed",
+        "account.password_check_failed",
     }
     organisation_or_private = {
         "member.removed",
@@ -255,6 +257,8 @@ def test_act4_account_security_rule_covers_the_types_the_spec_names() -> None:
         "security_emails.preferences_changed",
         "session.signed_out",
         "webhook.endpoint_created",
+        "profile.updated",
+        "account.signed_up",
     }
 
     assert spec_names <= activity_log.EVENT_TYPES
