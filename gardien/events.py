@@ -75,6 +75,8 @@ class EventBus:
             return
         if self._outgoing is not None:
             logger.warning("event bus backlog full: message delivered in this process only")
+            # This process's subscriptions catch up from the database once publishing drains.
+            self._outage()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
