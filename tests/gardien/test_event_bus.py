@@ -77,3 +77,30 @@ async def test_evt3_a_killed_subscription_is_an_outage_until_it_is_back(tmp_path
 
     assert killed == 1
     assert not bus.in_outage
+
+
+async def test_evt3_a_failed_publish_is_an_outage_until_publishing_works_again(
+    tmp_path: Path,
+) -> None:
+    with redis_server(tmp_path) as redis:
+        bus = EventBus(redis.url)
+        heard = Heard(bus)
+        await bus.start()
+        admin = Redis.from_url(redis.url)
+        try:
+            bus.publish({"n": 0})  # the publishing connection opens on first use
+            await _until(lambda: heard.numbers() == [0])
+            # The publishing connection is cut; the subscription to the channel is not.
+            killed = await admin.client_kill_filter(_type="normal", skipme=True)
+            bus.publish({"n": 1})
+            await _until(lambda: heard.numbers() == [0, 1])
+            during = (list(heard.notices), bus.in_outage)
+            bus.publish({"n": 2})
+            await _until(lambda: heard.numbers() == [0, 1, 2] and "resync" in heard.notices)
+        finally:
+            await admin.aclose()
+            await bus.stop()
+
+    assert killed == 1
+    assert during == (["outage"], True)
+    assert (heard.notices, bus.in_outage) == (["outage", "resync"], False)
