@@ -15,7 +15,7 @@ from gardien.models.mail import Mailbox, MailMessage
 from gardien.models.organisations import Membership, Organisation
 from gardien.models.products import Product, ProductGrant
 from gardien.models.users import User
-from gardien.resolvers import accounts, profile
+from gardien.resolvers import accounts, events, profile
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import Keyring, hash_password
 from gardien.settings import Settings
@@ -105,7 +105,7 @@ async def _create(services: Services) -> None:
                 await ProductGrant.create(
                     membership=membership, product=products[ProductKind.MAIL_SERVICE]
                 )
-            await ActivityEvent.create(
+            joined = await ActivityEvent.create(
                 type="member.joined",
                 occurred_at=now,
                 actor=legal.user,
@@ -116,6 +116,7 @@ async def _create(services: Services) -> None:
                 device=meta.device,
                 data={"role": role.value},
             )
+            await events.record_audience(joined)
         await _domains(organisation, now)
         await _mailboxes(products[ProductKind.MAIL_SERVICE], now)
 

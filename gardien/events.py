@@ -30,7 +30,9 @@ class EventBus:
     the publisher's call, so a listener cannot run inside a commit). With a Redis URL, every
     message goes through one channel and comes back to the listeners of every process, this one
     included, so all processes see the same order. While Redis is unreachable, messages are
-    delivered in-process only; listeners are told to catch up (`on_resync`) when it returns.
+    delivered in-process only, and may have been lost on their way to other processes: listeners
+    are told when delivery stopped being whole (`on_outage`) and when it is whole again
+    (`on_resync`), and catch up from where they were (EVT-3).
     """
 
     def __init__(self, redis_url: str | None = None) -> None:
@@ -38,6 +40,10 @@ class EventBus:
         self._channel = channel_of(redis_url) if redis_url else ""
         self._listeners: list[Listener] = []
         self._resync_listeners: list[Callable[[], None]] = []
+        self._outage_listeners: list[Callable[[], None]] = []
+        # Set from the moment a message may have been lost until the channel is heard again.
+        self._in_outage = False
+        self._reader_subscribed = False
         self._outgoing: asyncio.Queue[bytes] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
@@ -54,6 +60,14 @@ class EventBus:
         self._resync_listeners.append(listener)
         return lambda: self._resync_listeners.remove(listener)
 
+    def on_outage(self, listener: Callable[[], None]) -> Callable[[], None]:
+        self._outage_listeners.append(listener)
+        return lambda: self._outage_listeners.remove(listener)
+
+    @property
+    def in_outage(self) -> bool:
+        return self._in_outage
+
     def publish(self, message: dict[str, Any]) -> None:
         """Never blocks and never raises on the publisher (it runs right after a commit)."""
         data = orjson.dumps(message)
@@ -62,6 +76,8 @@ class EventBus:
             return
         if self._outgoing is not None:
             logger.warning("event bus backlog full: message delivered in this process only")
+            # This process's subscriptions catch up from the database once publishing drains.
+            self._outage()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -107,25 +123,28 @@ class EventBus:
         return Redis.from_url(self._redis_url, socket_connect_timeout=1, health_check_interval=15)
 
     async def _read(self) -> None:
-        first = True
         while True:
             client = self._client()
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
                     self._subscribed.set()
-                    if not first:
+                    self._reader_subscribed = True
+                    if self._in_outage:
                         self._resync()
-                    first = False
                     async for item in pubsub.listen():
                         if item.get("type") == "message":
                             self._deliver(item["data"])
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # What was published from now until the subscription is back never reaches us.
+                self._reader_subscribed = False
+                self._outage()
                 logger.warning("event bus: Redis subscription lost; reconnecting", exc_info=True)
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
+                self._reader_subscribed = False
                 await client.aclose()
 
     async def _write(self) -> None:
@@ -138,14 +157,31 @@ class EventBus:
                 try:
                     await client.publish(self._channel, data)
                 except Exception:
-                    # Redis is down: this process's subscribers still get it; the others catch
-                    # up from the database when their subscription to Redis comes back.
+                    # Redis is down: this process's listeners still get it (an access notice
+                    # must not wait), and, like every process's subscriptions, catch up from
+                    # the database once the channel is heard again.
                     logger.warning("event bus: publish to Redis failed", exc_info=True)
+                    self._outage()
                     self._deliver(data)
+                    continue
+                if self._in_outage and self._reader_subscribed:
+                    # Only publishing had failed: the channel was heard throughout.
+                    self._resync()
         finally:
             await client.aclose()
 
+    def _outage(self) -> None:
+        if self._in_outage:
+            return
+        self._in_outage = True
+        for listener in list(self._outage_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("event outage listener failed")
+
     def _resync(self) -> None:
+        self._in_outage = False
         for listener in list(self._resync_listeners):
             try:
                 listener()

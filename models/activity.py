@@ -51,3 +51,28 @@ class ActivityEvent(Model):
 
     async def delete(self, *args: Any, **kwargs: Any) -> None:
         raise AppendOnlyError("activity events are append-only")
+
+
+class ActivityEventAudience(Model):
+    """ACT-4, EVT-2: an organisation whose managers see the event, decided when it is recorded.
+
+    A member's account security events belong to the organisations they were a member of at the
+    time: leaving does not erase an attack from the history, and joining does not bring a
+    newcomer's past into it. The organisation's own events are listed here too, so that its
+    history, its filters, its pages and its replay read one index in event order.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    event: fields.ForeignKeyRelation[ActivityEvent] = fields.ForeignKeyField(
+        "models.ActivityEvent", related_name="audience", on_delete=fields.CASCADE
+    )
+    event_id: int
+    organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.CASCADE
+    )
+    organisation_id: int
+
+    class Meta:
+        table = "activity_event_organisation"
+        # Listed and replayed per organisation in event order: this index serves both.
+        unique_together = (("organisation", "event"),)

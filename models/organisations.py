@@ -53,6 +53,8 @@ class Membership(Model):
     class Meta:
         table = "membership"
         unique_together = (("organisation", "user"),)
+        # A user's organisations: read to decide who sees each of their account events (ACT-4).
+        indexes = (("user_id",),)
 
     def __str__(self) -> str:
         return f"Membership {self.id}"

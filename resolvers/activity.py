@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from gardien.models.activity import ActivityEvent
 from gardien.resolvers import events, webhook_fanout
 from gardien.resolvers.services import RequestMeta, Services
@@ -21,23 +23,26 @@ async def _record(
     organisation_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
-    event = await ActivityEvent.create(
-        type=type_,
-        occurred_at=services.clock.now(),
-        actor_id=actor_id,
-        subject_id=subject_id,
-        subject_email=subject_email,
-        organisation_id=organisation_id,
-        ip=meta.ip,
-        country=meta.country,
-        device=meta.device,
-        # API-6: an action through a token is the token's as much as its person's.
-        data={**(data or {}), "via_token": meta.via_token.as_dict()}
-        if meta.via_token is not None
-        else data or {},
-    )
-    await webhook_fanout.enqueue_deliveries(services, event)
-    await events.publish_after_commit(services, event)
+    # The event and its audience are one write, also for a caller outside any transaction.
+    async with in_transaction():
+        event = await ActivityEvent.create(
+            type=type_,
+            occurred_at=services.clock.now(),
+            actor_id=actor_id,
+            subject_id=subject_id,
+            subject_email=subject_email,
+            organisation_id=organisation_id,
+            ip=meta.ip,
+            country=meta.country,
+            device=meta.device,
+            # API-6: an action through a token is the token's as much as its person's.
+            data={**(data or {}), "via_token": meta.via_token.as_dict()}
+            if meta.via_token is not None
+            else data or {},
+        )
+        audience = await events.record_audience(event)
+        await webhook_fanout.enqueue_deliveries(services, event)
+    events.publish_after_commit(services, event, audience)
     return event
 
 

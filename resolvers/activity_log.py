@@ -111,6 +111,32 @@ EVENT_TYPES = frozenset(
 )
 MAX_TYPES_IN_FILTER = 50
 
+# ACT-4: a member's account security events (sign-ins and their failures, new locations, second
+# factors of every kind, passwords and app passwords, account recovery and the contacts it uses),
+# shown to the managers of every organisation the member belongs to when the event is recorded.
+# This is the one rule: a new type of one of these families is covered by its name alone; a
+# type of another family that is about the safety of a person's account is added here.
+ACCOUNT_SECURITY_FAMILIES = (
+    "sign_in.",
+    "two_factor.",
+    "backup_codes.",
+    "security_key.",
+    "app_password.",
+    "password.",
+    "recovery.",
+    "login_email.",
+    "recovery_email.",
+    "recovery_phone.",
+)
+ACCOUNT_SECURITY_TYPES = frozenset(
+    {"account.secured", "account.sign_up_attempted", "account.password_check_failed"}
+)
+
+
+def is_account_security_event(type_: str) -> bool:
+    """Whether an event of this type about a member is shown to their organisations (ACT-4)."""
+    return type_ in ACCOUNT_SECURITY_TYPES or type_.startswith(ACCOUNT_SECURITY_FAMILIES)
+
 
 @dataclass(frozen=True)
 class ActivityFilter:

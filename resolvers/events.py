@@ -7,30 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from gardien import db
-from gardien.models.activity import ActivityEvent
+from gardien.models.activity import ActivityEvent, ActivityEventAudience
 from gardien.models.organisations import Membership
 from gardien.resolvers import activity_log, authz
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import Services
-
-# ACT-4: an organisation's activity shows its own changes and its members' account security
-# events: sign-ins and their failures, new locations, second-factor and password changes. Those
-# are recorded without an organisation (they are the user's); these prefixes name them.
-MEMBER_ACCOUNT_EVENT_PREFIXES = (
-    "sign_in.",
-    "two_factor.",
-    "security_key.",
-    "backup_codes.",
-    "app_password.",
-    "password.",
-    "account.secured",
-    "account.sign_up_attempted",
-)
 
 # Every type resolvers/activity.py records (one list, kept whole by a test in activity_log); the
 # `types` filter accepts these only, so a typo is an error instead of a subscription that
@@ -58,24 +43,39 @@ ACTIVITY = "activity"
 ACCESS = "access"
 
 
-def is_member_account_event(type_: str) -> bool:
-    return type_.startswith(MEMBER_ACCOUNT_EVENT_PREFIXES)
+async def record_audience(event: ActivityEvent) -> list[int]:
+    """ACT-4: store, with the event and in its transaction, the organisations whose managers see
+    it: its own organisation, or for a member's account security event, every organisation the
+    member belongs to now. History, replay and live delivery all read this, so they agree."""
+    audience: list[int] = []
+    if event.organisation_id is not None:
+        audience.append(event.organisation_id)
+    elif event.subject_id is not None and activity_log.is_account_security_event(event.type):
+        ids: Iterable[Any] = await Membership.filter(user_id=event.subject_id).values_list(
+            "organisation_id", flat=True
+        )
+        audience.extend(sorted(int(i) for i in ids))
+    if audience:
+        await ActivityEventAudience.bulk_create(
+            [ActivityEventAudience(event_id=event.id, organisation_id=o) for o in audience]
+        )
+    return audience
 
 
-def _member_account_types() -> Q:
-    q = Q(type__startswith=MEMBER_ACCOUNT_EVENT_PREFIXES[0])
-    for prefix in MEMBER_ACCOUNT_EVENT_PREFIXES[1:]:
-        q |= Q(type__startswith=prefix)
-    return q
+def organisation_events(
+    organisation_id: int, *, after_id: int | None = None, before_id: int | None = None
+) -> QuerySet[ActivityEvent]:
+    """ACT-4: the organisation's events, the one predicate of its list and its subscription.
 
-
-def organisation_events(organisation_id: int) -> QuerySet[ActivityEvent]:
-    """ACT-4: the organisation's events, the one predicate of its list and its subscription."""
-    members = Subquery(Membership.filter(organisation_id=organisation_id).values("user_id"))
-    return ActivityEvent.filter(
-        Q(organisation_id=organisation_id)
-        | (Q(subject_id__in=members, organisation_id=None) & _member_account_types())
-    )
+    A page's cursor bounds the audience index itself, so PostgreSQL starts reading it at the
+    cursor instead of walking the organisation's newer events to get there.
+    """
+    query = ActivityEvent.filter(audience__organisation_id=organisation_id)
+    if after_id is not None:
+        query = query.filter(audience__event_id__gt=after_id)
+    if before_id is not None:
+        query = query.filter(audience__event_id__lt=before_id)
+    return query
 
 
 def user_events(user_id: int) -> QuerySet[ActivityEvent]:
@@ -86,20 +86,11 @@ def user_events(user_id: int) -> QuerySet[ActivityEvent]:
 # --- Publication (EVT-1, EVT-3) ------------------------------------------------------------------
 
 
-async def publish_after_commit(services: Services, event: ActivityEvent) -> None:
+def publish_after_commit(services: Services, event: ActivityEvent, audience: list[int]) -> None:
     """Queue the event for live subscribers; it leaves only once the caller's transaction commits.
 
-    Its audience (the organisations whose stream shows it) is decided here, from memberships at
-    the time of the event, with the same rule as organisation_events.
+    Its audience (the organisations whose stream shows it) is the one record_audience stored.
     """
-    audience: list[int] = []
-    if event.organisation_id is not None:
-        audience.append(event.organisation_id)
-    elif event.subject_id is not None and is_member_account_event(event.type):
-        ids: Iterable[Any] = await Membership.filter(user_id=event.subject_id).values_list(
-            "organisation_id", flat=True
-        )
-        audience.extend(int(i) for i in ids)
     message = {"kind": ACTIVITY, "audience": audience, **event_fields(event)}
     bus = services.events
     db.after_commit(lambda: bus.publish(message))
@@ -185,12 +176,13 @@ class Stream:
             return self.organisation_id in message["audience"]
         return bool(message["subject_id"] == self.user_id)
 
-    def query(self) -> QuerySet[ActivityEvent]:
-        base = (
-            organisation_events(self.organisation_id)
-            if self.organisation_id is not None
-            else user_events(self.user_id)
-        )
+    def query(self, after_id: int | None = None) -> QuerySet[ActivityEvent]:
+        if self.organisation_id is not None:
+            base = organisation_events(self.organisation_id, after_id=after_id)
+        else:
+            base = user_events(self.user_id)
+            if after_id is not None:
+                base = base.filter(id__gt=after_id)
         return base.filter(type__in=sorted(self.types)) if self.types is not None else base
 
 
@@ -236,10 +228,7 @@ async def _stream(
 
 async def replay(stream: Stream, after_id: int | None) -> list[ActivityEvent]:
     """EVT-2: the next page of events after the cursor, oldest first."""
-    query = stream.query()
-    if after_id is not None:
-        query = query.filter(id__gt=after_id)
-    return await query.order_by("id").limit(REPLAY_PAGE)
+    return await stream.query(after_id).order_by("id").limit(REPLAY_PAGE)
 
 
 async def newest_event_id() -> int:

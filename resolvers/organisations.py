@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from tortoise.queryset import QuerySet
+
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ProductKind, Role, SupportPlan
 from gardien.models.products import Product
@@ -311,11 +313,14 @@ async def activity(
         authz.forbidden(authz.ACTIVITY_FORBIDDEN),
     )
     authz.require_token_scope(scope.actor, authz.ACTIVITY_READ)
-    query = events.organisation_events(organisation_id)
-    if filters is not None:
-        query = filters.apply(query)
-    page = await forward_page(query, first, after_id, descending=True)
-    return Counted(page, lambda: query.count())
+
+    def matching(before_id: int | None = None) -> QuerySet[ActivityEvent]:
+        query = events.organisation_events(organisation_id, before_id=before_id)
+        return filters.apply(query) if filters is not None else query
+
+    # The page reads the audience index from its cursor on; the count is of every match.
+    page = await forward_page(matching(after_id), first, after_id, descending=True)
+    return Counted(page, lambda: matching().count())
 
 
 async def visible_activity_event(scope: RequestScope, event_id: int) -> ActivityEvent:

@@ -10,7 +10,10 @@ executed by the same GraphQLEngine. What it adds is the protocol
 - every connection has a bounded queue of frames and one writer: a client that does not read
   is closed (1013) once its queue is full, never buffered without end;
 - access changes (a role, a membership, a block, a session) published on the bus make every
-  subscription of that user authorised again; one that no longer is ends with an error.
+  subscription of that user authorised again; one that no longer is ends with an error;
+- when the bus may have lost events (Redis unreachable), live activity is held back, and once
+  it is whole again each subscription replays from the database what came after the last event
+  it delivered (EVT-3), as a resume does (EVT-2).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -31,7 +34,7 @@ from gardien.events import EventBus
 from gardien.graphql.documents import PreparedDocument, PreparedOperation
 from gardien.graphql.engine import GraphQLEngine
 from gardien.models.activity import ActivityEvent
-from gardien.resolvers import events
+from gardien.resolvers import events, tokens
 from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import ErrorCode
 from gardien.resolvers.events import Stream
@@ -97,6 +100,11 @@ class Subscriber:
     # While replaying (EVT-2), live frames wait here; the seam drops those already replayed.
     backlog: list[tuple[int, str]] | None = None
     ended: bool = False
+    # EVT-3: the newest event delivered (or, before any, the newest when live delivery began):
+    # after a bus outage the subscription replays from here.
+    last_id: int | None = None
+    # The bus came back while this subscription was still catching up: once more when done.
+    resync_pending: bool = False
 
     def deliver(self, event_id: int, payload: str, frame: str) -> None:
         """`frame` is the whole `next` frame for this subscriber's id (shared by the group)."""
@@ -105,7 +113,13 @@ class Subscriber:
         if self.backlog is not None:
             self.backlog.append((event_id, payload))
             return
+        if self.last_id is None or event_id > self.last_id:  # inline: the fan-out's hot path
+            self.last_id = event_id
         self.connection.send_frame(frame)
+
+    def delivered(self, event_id: int) -> None:
+        if self.last_id is None or event_id > self.last_id:
+            self.last_id = event_id
 
 
 GroupKey = tuple[str, str | None, bytes, tuple[str, int], int | None]
@@ -179,14 +193,18 @@ class SubscriptionHub:
         self.by_topic: dict[tuple[str, int], set[Group]] = {}
         self.connections_by_user: dict[int, set[Connection]] = {}
         self.fanout_seconds = 0.0
-        self._unlisten: Callable[[], None] | None = None
+        self._unlisten: list[Callable[[], None]] = []
 
     def start(self) -> None:
-        self._unlisten = self.bus.listen(self.on_message)
+        self._unlisten = [
+            self.bus.listen(self.on_message),
+            self.bus.on_resync(self.on_resync),
+        ]
 
     async def stop(self) -> None:
-        if self._unlisten is not None:
-            self._unlisten()
+        for unlisten in self._unlisten:
+            unlisten()
+        self._unlisten = []
         for group in list(self.groups.values()):
             group.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,7 +218,10 @@ class SubscriptionHub:
             for connection in list(self.connections_by_user.get(message["user_id"], ())):
                 connection.recheck_access()
             return
-        if kind != events.ACTIVITY:
+        if kind != events.ACTIVITY or self.bus.in_outage:
+            # During an outage other processes' events may be missing: the ones that do arrive
+            # would jump ahead of them, so every subscription takes all of them, in order, from
+            # the database when the bus is whole again.
             return
         topics = [("organisation", o) for o in message["audience"]]
         if message["subject_id"] is not None:
@@ -211,6 +232,14 @@ class SubscriptionHub:
                 if group.stream.shows(message):
                     event = event or events.event_from_message(message)
                     group.queue.put_nowait(event)
+
+    def on_resync(self) -> None:
+        """EVT-3: the bus is whole again. Access notices may have been lost with the rest, so
+        each connection is authorised again (EVT-4), then each subscription catches up from its
+        last event."""
+        for connections in list(self.connections_by_user.values()):
+            for connection in list(connections):
+                connection.transport.resync(connection)
 
     def join(
         self,
@@ -533,6 +562,9 @@ class GraphQLWebSocket:
             if actor is None or actor.user is None:
                 raise ProtocolClose(FORBIDDEN, "Forbidden")
             connection.actor = actor
+            if actor.token is not None:
+                # API-6: what a query or mutation over this socket records names the token.
+                connection.meta = replace(connection.meta, via_token=tokens.token_use(actor.token))
             connection.init_payload = payload or {}
             connection.acknowledged = True
             self.hub.register(connection)
@@ -677,21 +709,78 @@ class GraphQLWebSocket:
         """EVT-2: every event after the cursor, then live ones; live events that arrived during
         the replay wait in the backlog, and those the replay already sent are dropped."""
         after_id = subscriber.stream.after_id
-        sent: set[int] = set()
+        # Where a catch-up after a bus outage starts if nothing is delivered before it.
         if after_id is not None:
-            cursor = after_id
-            while not subscriber.ended:
-                page = await events.replay(subscriber.stream, cursor)
-                for event in page:
-                    subscriber.connection.send_next(subscriber.id, await group.render(event))
-                    sent.add(event.id)
-                    cursor = event.id
-                if len(page) < events.REPLAY_PAGE:
-                    break
-        backlog, subscriber.backlog = subscriber.backlog or [], None
-        for event_id, frame_payload in backlog:
-            if event_id not in sent and (after_id is None or event_id > after_id):
-                subscriber.connection.send_next(subscriber.id, frame_payload)
+            subscriber.last_id = after_id
+        elif self.hub.bus.distributed:
+            subscriber.last_id = await events.newest_event_id()
+        await self._catch_up(subscriber, group, after_id)
+
+    async def _catch_up(self, subscriber: Subscriber, group: Group, after_id: int | None) -> None:
+        while True:
+            sent: set[int] = set()
+            if after_id is not None:
+                cursor = after_id
+                while not subscriber.ended:
+                    page = await events.replay(subscriber.stream, cursor)
+                    for event in page:
+                        subscriber.connection.send_next(subscriber.id, await group.render(event))
+                        subscriber.delivered(event.id)
+                        sent.add(event.id)
+                        cursor = event.id
+                    if len(page) < events.REPLAY_PAGE:
+                        break
+            backlog, subscriber.backlog = subscriber.backlog or [], None
+            for event_id, frame_payload in backlog:
+                if event_id not in sent and (after_id is None or event_id > after_id):
+                    subscriber.delivered(event_id)
+                    subscriber.connection.send_next(subscriber.id, frame_payload)
+            if not subscriber.resync_pending or subscriber.ended:
+                return
+            # The bus came back (again) during this catch-up: what it lost comes after here.
+            subscriber.resync_pending = False
+            subscriber.backlog = []
+            after_id = subscriber.last_id
+
+    def resync(self, connection: Connection) -> None:
+        """EVT-3: replay what the bus may have lost since each subscription's last event."""
+        catching_up: list[Subscriber] = []
+        for subscriber in connection.subscribers.values():
+            if subscriber.ended:
+                continue
+            if subscriber.backlog is not None:
+                subscriber.resync_pending = True  # still catching up: it goes round once more
+                continue
+            # From now on live events wait, until the replay has sent what came before them.
+            subscriber.backlog = []
+            catching_up.append(subscriber)
+        connection.access_changes += 1
+        connection.spawn(self._resync(connection, catching_up))
+
+    async def _resync(self, connection: Connection, subscribers: list[Subscriber]) -> None:
+        try:
+            await self.recheck(connection)
+        except Exception:
+            # Whether it may still follow anything is unknown: it must sign in again.
+            logger.exception("authorising a connection again after a bus outage failed")
+            connection.close(1011, "Internal error")
+            return
+        for subscriber in subscribers:
+            group = subscriber.group
+            if subscriber.ended or group is None:
+                continue
+            try:
+                await self._catch_up(subscriber, group, subscriber.last_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("catching up after a bus outage failed")
+                self.engine.count_error(ErrorCode.INTERNAL_ERROR)
+                self._end(
+                    connection,
+                    subscriber,
+                    _error_message(subscriber.id, "Internal error.", ErrorCode.INTERNAL_ERROR),
+                )
 
     async def recheck(self, connection: Connection) -> None:
         """EVT-4: the user's access changed somewhere; is each subscription still allowed?"""

@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role
 from gardien.models.organisations import Membership
-from gardien.resolvers import accounts, organisations, sessions
+from gardien.resolvers import accounts, activity, organisations, sessions
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -56,11 +55,14 @@ async def test_act4_activity_and_its_count_refused_to_members_who_may_not_see_it
 async def test_act4_activity_count_for_an_administrator(services: Services) -> None:
     owner = await factories.sign_up(services, email="owner@example.test")
     admin = await factories.add_member(services, owner.organisation, Role.ADMINISTRATOR)
-    await ActivityEvent.create(
-        type="member.joined",
-        occurred_at=services.clock.now(),
-        subject=admin.user,
-        organisation=owner.organisation,
+    await activity.member_joined(
+        services,
+        RequestMeta(),
+        user_id=admin.user.id,
+        organisation_id=owner.organisation.id,
+        membership_id=admin.membership.id,
+        role=Role.ADMINISTRATOR.value,
+        invited_by_id=None,
     )
     scope = await _scope(services, admin.user.email or "")
 

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role
 from gardien.models.products import Product, ProductGrant
-from gardien.resolvers import accounts
+from gardien.resolvers import accounts, activity
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema.relay import encode_id
 from tests import factories
@@ -291,12 +290,14 @@ async def test_act4_activity_sql_statements_do_not_grow_with_page_size(
     owner = await factories.sign_up(services, email="owner@example.test")
     for _ in range(30):
         member = await factories.add_member(services, owner.organisation, Role.COLLABORATOR)
-        await ActivityEvent.create(
-            type="member.joined",
-            occurred_at=services.clock.now(),
-            actor=owner.user,
-            subject=member.user,
-            organisation=owner.organisation,
+        await activity.member_joined(
+            services,
+            RequestMeta(),
+            user_id=member.user.id,
+            organisation_id=owner.organisation.id,
+            membership_id=member.membership.id,
+            role=Role.COLLABORATOR.value,
+            invited_by_id=owner.user.id,
         )
     gql.token = owner.session.token
     org_id = encode_id("Organisation", owner.organisation.id)
