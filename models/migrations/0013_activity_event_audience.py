@@ -32,7 +32,7 @@ _ACCOUNT_SECURITY = " OR ".join(
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0009_app_password_sessions')]
+    dependencies = [('models', '0012_push_approvals')]
 
     initial = False
 
