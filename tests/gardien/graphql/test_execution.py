@@ -111,8 +111,12 @@ async def test_api1_plain_field_shortcut_matches_graphql_core(services: Services
 # --- every contract operation the schema serves, both executors ---------------------------------
 
 SERVED = [name for name in _operations() if name not in LATER]
-# Values made afresh by each run: session tokens, and a TOTP enrolment's secret (MFA-1).
-TOKEN = re.compile(r'"(token|secret|otpauthUri|qrCodeSvg|enrolmentId)": "(?:[^"\\]|\\.)+"')
+# Values each run draws afresh (secrets, WebAuthn challenges and ceremony ids): only their
+# presence is compared.
+TOKEN = re.compile(
+    r'"(token|secret|otpauthUri|qrCodeSvg|enrolmentId|registrationId|challenge|recoveryId)": '
+    r'"(?:[^"\\]|\\.)+"'
+)
 
 
 def _variables(name: str, organisation_id: str) -> dict[str, Any]:
