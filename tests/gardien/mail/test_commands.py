@@ -123,3 +123,47 @@ def test_ops6_gardien_worker_delivers_the_outbox(
     assert everything.stdout.startswith("#1  SENT  attempts 1  sent ")
     assert "subject:  Anna Legal invites you to join Démo SA" in everything.stdout
     assert "link:" not in everything.stdout
+
+
+ENQUEUE_SMS = """
+import asyncio
+from tortoise.transactions import in_transaction
+from gardien import db
+from gardien.clock import SystemClock
+from gardien.sms.outbox import SmsOutbox
+from gardien.settings import load_settings
+
+async def main() -> None:
+    database = await db.open_database(load_settings().database_url)
+    try:
+        async with in_transaction():
+            await SmsOutbox(SystemClock()).enqueue(
+                "sign_in_code", to="+41791234567", language="de", context={"code": "123456", "minutes": 5}
+            )
+    finally:
+        await db.close_database(database)
+
+asyncio.run(main())
+"""
+
+
+def test_ops6_mfa3_gardien_outbox_shows_pending_sms_with_their_text(
+    local_env: dict[str, str],
+) -> None:
+    queued = run("-c", ENQUEUE_SMS, env=local_env)
+    listed = run("-m", "gardien.cli", "outbox", env=local_env)
+    shown = run("-m", "gardien.cli", "outbox", "--show", "2", env=local_env)
+
+    assert queued.returncode == 0, queued.stderr
+    lines = listed.stdout.split("\n\n")[1].splitlines()
+    assert lines[0].startswith("#2  PENDING  attempts 0  next ")
+    assert lines[1:] == [
+        "  to:       +41791234567",
+        "  template: sign_in_code (de)",
+        "  sms:      Ihr Gardien-Anmeldecode: 123456. Er ist 5 Minuten gültig. "
+        "Geben Sie ihn niemandem weiter.",
+    ]
+    assert shown.stdout == (
+        "To: +41791234567\nSMS\n\nIhr Gardien-Anmeldecode: 123456. Er ist 5 Minuten gültig. "
+        "Geben Sie ihn niemandem weiter.\n"
+    )
