@@ -751,6 +751,10 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.authenticateApp": TokenRule.NEVER,
     "Mutation.updateSecurityPolicy": TokenRule.NEVER,
     "Mutation.sendSecurityAlert": TokenRule.NEVER,
+    # SMS second factor (MFA-3).
+    "Mutation.beginSmsEnrolment": TokenRule.NEVER,
+    "Mutation.confirmSmsEnrolment": TokenRule.NEVER,
+    "Mutation.sendSignInCode": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -911,6 +915,8 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         "leaveOrganisation",
         "beginTotpEnrolment",
         "confirmTotpEnrolment",
+        "beginSmsEnrolment",
+        "confirmSmsEnrolment",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (

@@ -78,6 +78,11 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
     # Mailboxes (BLK-2): an address is hosted only on a domain of the mail service's organisation.
     MAIL_DOMAIN_NOT_OWNED = "MAIL_DOMAIN_NOT_OWNED"
+    # SMS second factor (MFA-3): a number we cannot or may not send codes to; a code past its
+    # lifetime, or one replaced by a newer code.
+    PHONE_NUMBER_INVALID = "PHONE_NUMBER_INVALID"
+    PHONE_COUNTRY_NOT_SUPPORTED = "PHONE_COUNTRY_NOT_SUPPORTED"
+    TWO_FACTOR_CODE_EXPIRED = "TWO_FACTOR_CODE_EXPIRED"
 
 
 class DomainError(Exception):

@@ -77,6 +77,8 @@ class Outcome(StrEnum):
     # Second factors (MFA-*): the probe's challenge is forged, its password wrong.
     CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    # SMS second factor (MFA-3): the probe's number is American, refused after the rule.
+    PHONE_COUNTRY_NOT_SUPPORTED = "PHONE_COUNTRY_NOT_SUPPORTED"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -670,6 +672,18 @@ TWO_FACTOR_ROWS: list[Row] = [
         _mutation("sendSecurityAlert", "SendSecurityAlertInput"), ("sendSecurityAlert",),
         _member_input("collaborator"),
         expect(OK, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND, UNAUTH)),
+    Row("Mutation.beginSmsEnrolment", "the caller's own, to a US number",
+        _mutation("beginSmsEnrolment", "BeginSmsEnrolmentInput"), ("beginSmsEnrolment",),
+        _input(phone="+1 650 253 0000"),
+        expect(*[Outcome.PHONE_COUNTRY_NOT_SUPPORTED] * 5, UNAUTH)),
+    Row("Mutation.confirmSmsEnrolment", "an enrolment of nobody",
+        _mutation("confirmSmsEnrolment", "ConfirmSmsEnrolmentInput"), ("confirmSmsEnrolment",),
+        _input(enrolmentId=encode_id("SmsEnrolment", 999999), code="123456"),
+        expect(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.sendSignInCode", "a forged challenge",
+        _mutation("sendSignInCode", "SendSignInCodeInput"), ("sendSignInCode",),
+        _input(challengeId="forged"),
+        expect(*[CHALLENGE_EXPIRED] * 6)),
 ]  # fmt: skip
 
 
@@ -992,6 +1006,13 @@ INHERITED = frozenset(
         "RemoveTwoFactorMethodPayload.twoFactorEnabled", "RemoveTwoFactorMethodPayload.errors",
         "RevokeAppPasswordPayload.errors", "SendSecurityAlertPayload.errors",
         "UpdateSecurityPolicyPayload.securityPolicy", "UpdateSecurityPolicyPayload.errors",
+        # SMS second factor (MFA-3): payload parts of the caller's own enrolment or sign-in.
+        "BeginSmsEnrolmentPayload.enrolmentId", "BeginSmsEnrolmentPayload.sentTo",
+        "BeginSmsEnrolmentPayload.expiresAt", "BeginSmsEnrolmentPayload.errors",
+        "ConfirmSmsEnrolmentPayload.method", "ConfirmSmsEnrolmentPayload.backupCodes",
+        "ConfirmSmsEnrolmentPayload.errors",
+        "SendSignInCodePayload.sentTo", "SendSignInCodePayload.expiresAt",
+        "SendSignInCodePayload.errors",
         # Live security events (EVT-1): parts of an event the subscription was allowed to follow.
         "SecurityEventEdge.cursor", "SecurityEventEdge.event",
     }

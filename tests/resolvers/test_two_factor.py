@@ -791,6 +791,8 @@ ALLOWED_WHILE_ENROLMENT_REQUIRED = {
     "leaveOrganisation",
     "beginTotpEnrolment",
     "confirmTotpEnrolment",
+    "beginSmsEnrolment",
+    "confirmSmsEnrolment",
 }
 
 
