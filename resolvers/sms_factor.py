@@ -34,8 +34,8 @@ ENROLMENT_LIFETIME = timedelta(minutes=15)
 CODE_PURPOSE = "sms-code"
 ENROLMENT_PURPOSE = "sms_enrolment"
 SIGN_IN_PURPOSE = "sms_sign_in"
-# Every SMS costs money and reaches someone's phone: a new code at most once a minute, a few an
-# hour per account, and per number whichever accounts ask (SMS pumping to premium numbers).
+# Every SMS costs money and reaches someone's phone: a new code of a kind at most once a minute, a
+# few an hour per account, and per number whichever accounts ask (SMS pumping).
 SENDS_PER_MINUTE_PER_USER = ratelimits.Rule("sms_send_minute_user", 1, timedelta(minutes=1))
 SENDS_PER_HOUR_PER_USER = ratelimits.Rule("sms_send_hour_user", 5, timedelta(hours=1))
 SENDS_PER_HOUR_PER_NUMBER = ratelimits.Rule("sms_send_hour_number", 5, timedelta(hours=1))
@@ -118,9 +118,12 @@ class SentCode:
     expires_at: datetime
 
 
-async def _throttle_send(services: Services, user_id: int, phone: str) -> None:
+async def _throttle_send(
+    services: Services, user_id: int, phone: str, template: SmsTemplate
+) -> None:
     for rule, subject in (
-        (SENDS_PER_MINUTE_PER_USER, f"user:{user_id}"),
+        # Per kind of message: confirming a phone then signing in at once is not a resend.
+        (SENDS_PER_MINUTE_PER_USER, f"user:{user_id}:{template.value}"),
         (SENDS_PER_HOUR_PER_USER, f"user:{user_id}"),
         (SENDS_PER_HOUR_PER_NUMBER, f"phone:{phone}"),
     ):
@@ -274,7 +277,7 @@ async def begin_sms_enrolment(
         raise DomainError(
             ErrorCode.INVALID_INPUT, "This number already receives your codes.", "phone"
         )
-    await _throttle_send(services, signed_in.id, number)
+    await _throttle_send(services, signed_in.id, number, SmsTemplate.SMS_ENROLMENT_CODE)
     now = services.clock.now()
     async with in_transaction():
         user = await User.filter(id=signed_in.id).select_for_update().get()
@@ -385,7 +388,7 @@ async def send_sign_in_code(services: Services, challenge: SignInChallenge) -> S
         raise DomainError(
             ErrorCode.INVALID_INPUT, "This account receives no codes by SMS.", "challengeId"
         )
-    await _throttle_send(services, challenge.user_id, method.phone)
+    await _throttle_send(services, challenge.user_id, method.phone, SmsTemplate.SIGN_IN_CODE)
     user = await User.get(id=challenge.user_id)
     async with in_transaction():
         return await _send_code(
