@@ -404,12 +404,20 @@ async def check_sign_in_code(
     services: Services, challenge: SignInChallenge, code: str
 ) -> tuple[CodeCheck, int | None]:
     """The outcome of a sign-in code, and the SMS method it opened when accepted."""
-    check = await check_code(services, challenge.user_id, sign_in_purpose(challenge.id), code)
+    purpose = sign_in_purpose(challenge.id)
+    check = await check_code(services, challenge.user_id, purpose, code)
     if check is not CodeCheck.ACCEPTED:
         return check, None
+    sent_to = await (
+        OneTimeCode.filter(user_id=challenge.user_id, purpose=purpose)
+        .order_by("-id")
+        .first()
+        .values_list("destination", flat=True)
+    )
     method = await sign_in_phone(challenge.user_id)
-    if method is None:
-        # Removed since the code was sent: the phone no longer opens this account.
+    if method is None or method.phone != sent_to:
+        # The phone was removed or replaced since the code was sent: it no longer opens this
+        # account.
         return CodeCheck.EXPIRED, None
     await TwoFactorMethod.filter(id=method.id).update(last_used_at=services.clock.now())
     return check, method.id

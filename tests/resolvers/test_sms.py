@@ -539,3 +539,25 @@ async def test_mfa3_mfa9_removing_the_phone_stops_its_codes(
     assert refused.value.code == ErrorCode.TWO_FACTOR_CODE_EXPIRED
     removed = await _events("two_factor.removed")
     assert [(e.data["kind"], e.data["last"]) for e in removed] == [("SMS", True)]
+
+
+async def test_mfa3_a_code_sent_to_a_replaced_phone_no_longer_signs_in(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    signed_up, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    challenge = await _challenge(services, meta, "ada@example.test")
+    await second_factor.send_sign_in_code(services, meta, challenge_id=challenge)
+    old_phone_code = await _last_code()
+    clock.advance(timedelta(minutes=1))
+    new_phone = await sms_factor.begin_sms_enrolment(services, meta, actor, phone="+33612345678")
+    await sms_factor.confirm_sms_enrolment(
+        services, meta, actor, method_id=new_phone.method_id, code=await _last_code("+33612345678")
+    )
+
+    with pytest.raises(DomainError) as refused:
+        await second_factor.complete(
+            services, meta, challenge_id=challenge, method=METHOD.SMS, code=old_phone_code
+        )
+
+    assert refused.value.code == ErrorCode.TWO_FACTOR_CODE_EXPIRED
