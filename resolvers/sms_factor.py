@@ -408,14 +408,11 @@ async def check_sign_in_code(
     check = await check_code(services, challenge.user_id, purpose, code)
     if check is not CodeCheck.ACCEPTED:
         return check, None
-    sent_to = await (
-        OneTimeCode.filter(user_id=challenge.user_id, purpose=purpose)
-        .order_by("-id")
-        .first()
-        .values_list("destination", flat=True)
+    sent = (
+        await OneTimeCode.filter(user_id=challenge.user_id, purpose=purpose).order_by("-id").first()
     )
     method = await sign_in_phone(challenge.user_id)
-    if method is None or method.phone != sent_to:
+    if method is None or sent is None or method.phone != sent.destination:
         # The phone was removed or replaced since the code was sent: it no longer opens this
         # account.
         return CodeCheck.EXPIRED, None
