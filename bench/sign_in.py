@@ -190,6 +190,7 @@ class BareRate:
     verifies: int
     seconds: float
     threads: int
+    cpu_seconds: float  # of this process, which does nothing else meanwhile
 
     @property
     def per_second(self) -> float:
@@ -200,6 +201,7 @@ def bare_verify_rate(stored_hash: str, threads: int, options: Options) -> BareRa
     """gardien.security's own verify (same hasher, same parameters) on `threads` threads;
     argon2-cffi releases the GIL while hashing, as it does for the gateway's worker threads."""
     counts = [0] * threads
+    cpu_before = time.process_time()
     started = time.perf_counter()
     deadline = started + options.seconds
 
@@ -214,7 +216,8 @@ def bare_verify_rate(stored_hash: str, threads: int, options: Options) -> BareRa
         worker.start()
     for worker in workers:
         worker.join()
-    return BareRate(sum(counts), time.perf_counter() - started, threads)
+    elapsed = time.perf_counter() - started
+    return BareRate(sum(counts), elapsed, threads, time.process_time() - cpu_before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,6 +360,11 @@ def print_report(bare: BareRate, idle: Probe, loaded: Loaded, options: Options) 
     print(f"{'gateway sign-ins/s (SignIn over HTTP)':<44}{loaded.sign_ins_per_second:14,.1f}")
     print(f"{'sign-in p50 / p99 ms':<44}{_p50_p99(loaded.sign_in_latencies):>14}")
     print(f"{'server CPU during sign-ins':<44}{busy:>14}")
+    bare_cpu_ms = bare.cpu_seconds / bare.verifies * 1000
+    print(f"{'bare CPU ms per verify':<44}{bare_cpu_ms:14.1f}")
+    if loaded.server_cpu_seconds is not None:
+        gateway_cpu_ms = loaded.server_cpu_seconds / loaded.sign_ins * 1000
+        print(f"{'gateway server CPU ms per sign-in':<44}{gateway_cpu_ms:14.1f}")
     print(f"{'cheap query alone p50 / p99 ms':<44}{_p50_p99(idle.latencies):>14}")
     print(f"{'cheap query under sign-ins p50 / p99 ms':<44}{_p50_p99(loaded.probe.latencies):>14}")
     print()
@@ -364,6 +372,11 @@ def print_report(bare: BareRate, idle: Probe, loaded: Loaded, options: Options) 
         f"ratio gateway/bare: {ratio:.2f} (target >= {RATIO_TARGET}: "
         f"{'met' if ratio >= RATIO_TARGET else 'NOT met'})"
     )
+    if loaded.server_cpu_seconds is not None:
+        # The steadier figure on a shared machine: CPU time does not count the waits for cores
+        # that other processes hold.
+        efficiency = bare_cpu_ms / (loaded.server_cpu_seconds / loaded.sign_ins * 1000)
+        print(f"CPU per sign-in, bare/gateway: {efficiency:.2f} (1.0: the gateway adds nothing)")
     print(
         f"cheap query p99 under load: {loaded.probe.p99_ms:.1f} ms (target < {P99_TARGET_MS:g} ms: "
         f"{'met' if loaded.probe.p99_ms < P99_TARGET_MS else 'NOT met'})"
