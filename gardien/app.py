@@ -268,6 +268,13 @@ def create_app(
             webhook_task = asyncio.create_task(
                 webhook_worker.run(stop_worker), name="webhook-worker"
             )
+        # MFA-3: SMS leave through the outbox too, when a gateway is configured.
+        sms_task = None
+        if settings.sms_webhook_url and settings.outbox_worker:
+            from gardien.sms.worker import worker_from_settings as sms_worker_from_settings
+
+            sms_worker = sms_worker_from_settings(settings, services.clock)
+            sms_task = asyncio.create_task(sms_worker.run(stop_worker), name="sms-worker")
         # DOM-1, DOM-3: the domain lifecycle runs in every replica; the jobs are safe to overlap.
         job_runner = (
             asyncio.create_task(
@@ -286,7 +293,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await job_runner
             stop_worker.set()
-            for task in (worker_task, webhook_task):
+            for task in (worker_task, webhook_task, sms_task):
                 if task is not None:
                     # A send cut short here stays claimed until its lease ends, then is retried.
                     with contextlib.suppress(TimeoutError):

@@ -22,7 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="Apply pending database migrations.")
     commands.add_parser("demo", help="Load the demo organisation (idempotent).")
     commands.add_parser("schema", help="Print the GraphQL SDL.")
-    worker = commands.add_parser("worker", help="Deliver the e-mail outbox over GARDIEN_SMTP_URL.")
+    worker = commands.add_parser(
+        "worker",
+        help="Deliver the outbox: e-mail over GARDIEN_SMTP_URL, SMS to GARDIEN_SMS_WEBHOOK_URL.",
+    )
     worker.add_argument("--once", action="store_true", help="Deliver what is due now, then stop.")
     webhook_worker = commands.add_parser(
         "webhook-worker", help="Deliver the organisations' webhooks (EVT-5)."
@@ -30,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     webhook_worker.add_argument(
         "--once", action="store_true", help="Deliver what is due now, then stop."
     )
-    outbox = commands.add_parser("outbox", help="List queued e-mail with their links.")
+    outbox = commands.add_parser("outbox", help="List queued e-mail (with links) and SMS.")
     outbox.add_argument("--all", action="store_true", help="Include sent and dead messages.")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--show", type=int, metavar="ID", help="Print one message's text.")

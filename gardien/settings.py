@@ -49,6 +49,8 @@ KNOWN = frozenset(
         "ALLOWED_ORIGINS",
         "WEBAUTHN_RP_ID",
         "WEBAUTHN_ORIGIN",
+        "SMS_WEBHOOK_URL",
+        "SMS_WEBHOOK_SECRET",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -105,6 +107,10 @@ class Settings:
     # Defaults: the host and the origin of public_url.
     webauthn_rp_id: str = "127.0.0.1"
     webauthn_origin: str = "http://127.0.0.1:8000"
+    # MFA-3, OPS-6: the SMS gateway's HTTP endpoint and the secret signing requests to it; without
+    # them SMS wait in the outbox (readable with `gardien outbox`).
+    sms_webhook_url: str | None = None
+    sms_webhook_secret: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -180,6 +186,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     allowed_origins = _origins(values.get("ALLOWED_ORIGINS"), public_url)
     webauthn_rp_id, webauthn_origin = _webauthn(values, public_url)
+    sms_webhook_url = _optional_url(values, "SMS_WEBHOOK_URL", ("https", "http"))
+    sms_webhook_secret = values.get("SMS_WEBHOOK_SECRET") or None
+    if sms_webhook_url is not None and (
+        sms_webhook_secret is None or len(sms_webhook_secret) < MIN_METRICS_TOKEN_LENGTH
+    ):
+        raise SettingsError(
+            "GARDIEN_SMS_WEBHOOK_URL needs GARDIEN_SMS_WEBHOOK_SECRET of at least "
+            f"{MIN_METRICS_TOKEN_LENGTH} characters (the gateway checks the signature with it)"
+        )
+    if env == "production" and sms_webhook_url is not None and sms_webhook_url.startswith("http:"):
+        raise SettingsError("GARDIEN_SMS_WEBHOOK_URL must use https in production")
     return Settings(
         env=env,  # type: ignore[arg-type]  # checked just above
         database_url=database_url,
@@ -208,6 +225,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_cost=_positive_integer(values, "MAX_COST"),
         max_body_bytes=_positive_integer(values, "MAX_BODY_BYTES"),
         webhook_allow_private=webhook_allow_private,
+        sms_webhook_url=sms_webhook_url,
+        sms_webhook_secret=sms_webhook_secret,
     )
 
 

@@ -800,6 +800,10 @@ TOKEN_ROOT_FIELDS: dict[str, str] = {
     "Mutation.requestLoginApproval": TokenRule.NEVER,
     "Mutation.answerLoginApproval": TokenRule.NEVER,
     "Subscription.loginApprovalRequests": TokenRule.NEVER,
+    # SMS second factor (MFA-3).
+    "Mutation.beginSmsEnrolment": TokenRule.NEVER,
+    "Mutation.confirmSmsEnrolment": TokenRule.NEVER,
+    "Mutation.sendSignInCode": TokenRule.NEVER,
 }
 
 _ROOT_TYPES = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
@@ -968,6 +972,8 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         "requestLoginEmailChange",
         "confirmLoginEmailChange",
         "registerPushDevice",
+        "beginSmsEnrolment",
+        "confirmSmsEnrolment",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (

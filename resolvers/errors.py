@@ -103,6 +103,11 @@ class ErrorCode(StrEnum):
     LOGIN_APPROVAL_EXPIRED = "LOGIN_APPROVAL_EXPIRED"
     LOGIN_APPROVAL_ANSWERED = "LOGIN_APPROVAL_ANSWERED"
     LOGIN_APPROVAL_WRONG_NUMBER = "LOGIN_APPROVAL_WRONG_NUMBER"
+    # SMS second factor (MFA-3): a number we cannot or may not send codes to; a code past its
+    # lifetime, or one replaced by a newer code.
+    PHONE_NUMBER_INVALID = "PHONE_NUMBER_INVALID"
+    PHONE_COUNTRY_NOT_SUPPORTED = "PHONE_COUNTRY_NOT_SUPPORTED"
+    TWO_FACTOR_CODE_EXPIRED = "TWO_FACTOR_CODE_EXPIRED"
 
 
 class DomainError(Exception):

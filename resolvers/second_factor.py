@@ -20,6 +20,7 @@ from gardien.resolvers import (
     ratelimits,
     security_keys,
     sessions,
+    sms_factor,
     totp,
     two_factor,
 )
@@ -90,6 +91,11 @@ async def complete(
                 raise DomainError(ErrorCode.TWO_FACTOR_CODE_REUSED, REUSED_CODE_MESSAGE, "code")
             await _failed(services, meta, user_id, method, _failure_reason(code, method))
             raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
+    elif method is SecondFactorMethod.SMS:
+        sms_check, _ = await sms_factor.check_sign_in_code(services, challenge, code)
+        if sms_check is not sms_factor.CodeCheck.ACCEPTED:
+            await _failed(services, meta, user_id, method, sms_check.value)
+            raise sms_factor.code_error(sms_check)
     elif method is SecondFactorMethod.BACKUP_CODE:
         if not await two_factor.use_backup_code(services, user_id, code):
             await _failed(services, meta, user_id, method, _failure_reason(code, method))
@@ -159,6 +165,8 @@ def _user_subject(user_id: int) -> str:
 def _failure_reason(code: str, method: SecondFactorMethod) -> str:
     if method is SecondFactorMethod.TOTP:
         well_formed = totp.is_well_formed(code)
+    elif method is SecondFactorMethod.SMS:
+        well_formed = sms_factor.is_well_formed(code)
     else:
         well_formed = two_factor.normalise_backup_code(code) is not None
     return "wrong" if well_formed else "malformed"
@@ -231,3 +239,14 @@ async def _replayed(services: Services, meta: RequestMeta, user_id: int) -> None
                 },
                 timezone=user.timezone,
             )
+
+
+async def send_sign_in_code(
+    services: Services, meta: RequestMeta, *, challenge_id: str
+) -> sms_factor.SentCode:
+    """MFA-3: a code by SMS for this sign-in, to the user's confirmed phone. The same answer for
+    an unknown, expired or finished challenge as completing it gets."""
+    challenge = await _live_challenge(services, challenge_id)
+    if not await authz.may_sign_in_web(challenge.user_id):
+        raise DomainError(ErrorCode.ACCOUNT_BLOCKED, BLOCKED_MESSAGE)
+    return await sms_factor.send_sign_in_code(services, challenge)

@@ -9,7 +9,13 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gardien.models.mfa import AppPassword
-from gardien.resolvers import app_passwords, second_factor, security_policy, two_factor
+from gardien.resolvers import (
+    app_passwords,
+    second_factor,
+    security_policy,
+    sms_factor,
+    two_factor,
+)
 from gardien.resolvers.errors import DomainError
 from gardien.schema.accounts import Session
 from gardien.schema.context import Info
@@ -24,6 +30,7 @@ SecondFactorMethod = strawberry.enum(
     description="What completes a sign-in challenge: a kind of second factor, or a backup code.",
 )
 TOTP_ENROLMENT = "TotpEnrolment"
+SMS_ENROLMENT = "SmsEnrolment"
 
 
 @strawberry.type(name="AppPassword", description="A sync tool's own password (MFA-6).")
@@ -88,6 +95,52 @@ class ConfirmTotpEnrolmentPayload:
         default_factory=list,
         description="Shown once, when this enrolment turned two-factor authentication on.",
     )
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class BeginSmsEnrolmentInput:
+    phone: str = strawberry.field(
+        description="A mobile number of CH, FR, BE or DE, e.g. +41 79 123 45 67."
+    )
+
+
+@strawberry.type
+class BeginSmsEnrolmentPayload:
+    enrolment_id: strawberry.ID | None = None
+    sent_to: str | None = strawberry.field(default=None, description="The number, masked.")
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="When the code sent expires."
+    )
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ConfirmSmsEnrolmentInput:
+    enrolment_id: strawberry.ID
+    code: str
+    label: str | None = None
+
+
+@strawberry.type
+class ConfirmSmsEnrolmentPayload:
+    method: TwoFactorMethodNode | None = None
+    backup_codes: list[str] = strawberry.field(
+        default_factory=list,
+        description="Shown once, when this enrolment turned two-factor authentication on.",
+    )
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SendSignInCodeInput:
+    challenge_id: str
+
+
+@strawberry.type
+class SendSignInCodePayload:
+    sent_to: str | None = strawberry.field(default=None, description="The number, masked.")
+    expires_at: datetime | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -230,6 +283,57 @@ class TwoFactorMutations:
             method=TwoFactorMethodNode.from_model(confirmed.method),
             backup_codes=confirmed.backup_codes,
         )
+
+    @strawberry.mutation(description="Start receiving codes by SMS: a first code is sent (MFA-3).")
+    async def begin_sms_enrolment(
+        self, info: Info, input: BeginSmsEnrolmentInput
+    ) -> BeginSmsEnrolmentPayload:
+        context = info.context
+        try:
+            enrolment = await sms_factor.begin_sms_enrolment(
+                context.services, context.meta, context.actor, phone=input.phone
+            )
+        except DomainError as error:
+            return BeginSmsEnrolmentPayload(errors=[UserError.from_domain(error)])
+        return BeginSmsEnrolmentPayload(
+            enrolment_id=encode_id(SMS_ENROLMENT, enrolment.method_id),
+            sent_to=enrolment.sent.sent_to,
+            expires_at=enrolment.sent.expires_at,
+        )
+
+    @strawberry.mutation(description="Finish adding a phone with the code it received (MFA-3).")
+    async def confirm_sms_enrolment(
+        self, info: Info, input: ConfirmSmsEnrolmentInput
+    ) -> ConfirmSmsEnrolmentPayload:
+        context = info.context
+        try:
+            confirmed = await sms_factor.confirm_sms_enrolment(
+                context.services,
+                context.meta,
+                context.actor,
+                method_id=decode_id(input.enrolment_id, SMS_ENROLMENT, "enrolmentId"),
+                code=input.code,
+                label=input.label,
+            )
+        except DomainError as error:
+            return ConfirmSmsEnrolmentPayload(errors=[UserError.from_domain(error)])
+        return ConfirmSmsEnrolmentPayload(
+            method=TwoFactorMethodNode.from_model(confirmed.method),
+            backup_codes=confirmed.backup_codes,
+        )
+
+    @strawberry.mutation(description="Send a sign-in code to the user's phone (MFA-3, MFA-7).")
+    async def send_sign_in_code(
+        self, info: Info, input: SendSignInCodeInput
+    ) -> SendSignInCodePayload:
+        context = info.context
+        try:
+            sent = await second_factor.send_sign_in_code(
+                context.services, context.meta, challenge_id=input.challenge_id
+            )
+        except DomainError as error:
+            return SendSignInCodePayload(errors=[UserError.from_domain(error)])
+        return SendSignInCodePayload(sent_to=sent.sent_to, expires_at=sent.expires_at)
 
     @strawberry.mutation(description="A new set of backup codes; the old set stops (MFA-5).")
     async def regenerate_backup_codes(self, info: Info) -> RegenerateBackupCodesPayload:

@@ -77,3 +77,23 @@ def test_evt1_fanout_benchmark_smoke_delivers_every_event_to_every_subscriber() 
     assert [(row[0], row[1], row[2]) for row in rows] == [
         ("20", processes, "60/60") for processes in layouts.split(",")
     ], output
+
+
+def test_mfa7_sign_in_benchmark_smoke_runs_and_both_sides_agree() -> None:
+    """bench/sign_in.py must not rot: the gateway and the bare argon2id verify must accept the
+    right password and refuse a wrong one on the same stored hash, then a few sign-ins run with
+    the cheap query beside them; any disagreement or failed answer exits non-zero."""
+    finished = _run_smoke("bench.sign_in")
+
+    output = f"stdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
+    assert finished.returncode == 0, output
+    assert "[bench] both sides agree: the right password passes" in finished.stderr, output
+    assert "[bench] dropped database gardien_bench_" in finished.stderr, output
+    for line in (
+        "bare argon2id verifies/s (",
+        "gateway sign-ins/s (SignIn over HTTP)",
+        "cheap query under sign-ins p50 / p99 ms",
+        "ratio gateway/bare: ",
+        "cheap query p99 under load: ",
+    ):
+        assert line in finished.stdout, output

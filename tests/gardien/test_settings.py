@@ -291,6 +291,54 @@ def test_evt5_webhooks_to_private_addresses_off_by_default_and_never_in_producti
         load_settings({**production, "GARDIEN_WEBHOOK_ALLOW_PRIVATE": "1"})
 
 
+def test_mfa3_sms_gateway_needs_a_long_secret_and_https_in_production(tmp_path: Path) -> None:
+    local = {"GARDIEN_VAR_DIR": str(tmp_path)}
+    secret = "s" * 16 + "e" * 16
+    production = {
+        "GARDIEN_ENV": "production",
+        "GARDIEN_SECRET_KEY": KEY,
+        "GARDIEN_PUBLIC_URL": "https://manager.example",
+        "GARDIEN_VAR_DIR": str(tmp_path),
+    }
+
+    defaults = load_settings(local)
+    configured = load_settings(
+        {
+            **local,
+            "GARDIEN_SMS_WEBHOOK_URL": "http://127.0.0.1:9000/sms",
+            "GARDIEN_SMS_WEBHOOK_SECRET": secret,
+        }
+    )
+
+    assert (defaults.sms_webhook_url, defaults.sms_webhook_secret) == (None, None)
+    assert (configured.sms_webhook_url, configured.sms_webhook_secret) == (
+        "http://127.0.0.1:9000/sms",
+        secret,
+    )
+    with pytest.raises(SettingsError, match="needs GARDIEN_SMS_WEBHOOK_SECRET of at least 32"):
+        load_settings({**local, "GARDIEN_SMS_WEBHOOK_URL": "https://sms.example/send"})
+    with pytest.raises(SettingsError, match="needs GARDIEN_SMS_WEBHOOK_SECRET of at least 32"):
+        load_settings(
+            {
+                **local,
+                "GARDIEN_SMS_WEBHOOK_URL": "https://sms.example/send",
+                "GARDIEN_SMS_WEBHOOK_SECRET": "short",
+            }
+        )
+    with pytest.raises(SettingsError, match="must use https in production"):
+        load_settings(
+            {
+                **production,
+                "GARDIEN_SMS_WEBHOOK_URL": "http://sms.example/send",
+                "GARDIEN_SMS_WEBHOOK_SECRET": secret,
+            }
+        )
+    with pytest.raises(SettingsError, match="GARDIEN_SMS_WEBHOOK_URL must be a"):
+        load_settings(
+            {**local, "GARDIEN_SMS_WEBHOOK_URL": "ftp://x", "GARDIEN_SMS_WEBHOOK_SECRET": secret}
+        )
+
+
 def test_org1_sign_up_lifetime_defaults_to_a_day_and_is_configurable(tmp_path: Path) -> None:
     defaults = load_settings({"GARDIEN_VAR_DIR": str(tmp_path)})
     configured = load_settings(

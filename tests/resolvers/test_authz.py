@@ -83,6 +83,8 @@ class Outcome(StrEnum):
     RECOVERY_REQUEST_INVALID = "RECOVERY_REQUEST_INVALID"
     RECOVERY_CODE_INVALID = "RECOVERY_CODE_INVALID"
     RESET_LINK_INVALID = "RESET_LINK_INVALID"
+    # SMS second factor (MFA-3): the probe's number is American, refused after the rule.
+    PHONE_COUNTRY_NOT_SUPPORTED = "PHONE_COUNTRY_NOT_SUPPORTED"
 
 
 OK, NULL, EMPTY = Outcome.OK, Outcome.NULL, Outcome.EMPTY
@@ -752,6 +754,18 @@ TWO_FACTOR_ROWS: list[Row] = [
     Row("Subscription.loginApprovalRequests", "from a web session",
         "subscription { loginApprovalRequests { approvalId } }", ("loginApprovalRequests",),
         _nothing, expect(*[UNAUTH] * 6)),
+    Row("Mutation.beginSmsEnrolment", "the caller's own, to a US number",
+        _mutation("beginSmsEnrolment", "BeginSmsEnrolmentInput"), ("beginSmsEnrolment",),
+        _input(phone="+1 650 253 0000"),
+        expect(*[Outcome.PHONE_COUNTRY_NOT_SUPPORTED] * 5, UNAUTH)),
+    Row("Mutation.confirmSmsEnrolment", "an enrolment of nobody",
+        _mutation("confirmSmsEnrolment", "ConfirmSmsEnrolmentInput"), ("confirmSmsEnrolment",),
+        _input(enrolmentId=encode_id("SmsEnrolment", 999999), code="123456"),
+        expect(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, UNAUTH)),
+    Row("Mutation.sendSignInCode", "a forged challenge",
+        _mutation("sendSignInCode", "SendSignInCodeInput"), ("sendSignInCode",),
+        _input(challengeId="forged"),
+        expect(*[CHALLENGE_EXPIRED] * 6)),
 ]  # fmt: skip
 
 
@@ -1136,6 +1150,13 @@ INHERITED = frozenset(
         "CompleteSecurityKeyRegistrationPayload.backupCodes",
         "CompleteSecurityKeyRegistrationPayload.errors",
         "BeginSecurityKeySignInPayload.options", "BeginSecurityKeySignInPayload.errors",
+        # SMS second factor (MFA-3): payload parts of the caller's own enrolment or sign-in.
+        "BeginSmsEnrolmentPayload.enrolmentId", "BeginSmsEnrolmentPayload.sentTo",
+        "BeginSmsEnrolmentPayload.expiresAt", "BeginSmsEnrolmentPayload.errors",
+        "ConfirmSmsEnrolmentPayload.method", "ConfirmSmsEnrolmentPayload.backupCodes",
+        "ConfirmSmsEnrolmentPayload.errors",
+        "SendSignInCodePayload.sentTo", "SendSignInCodePayload.expiresAt",
+        "SendSignInCodePayload.errors",
         # Live security events (EVT-1): parts of an event the subscription was allowed to follow.
         "SecurityEventEdge.cursor", "SecurityEventEdge.event",
         # The caller's own profile, contacts and login e-mail (PRO-1…PRO-5).

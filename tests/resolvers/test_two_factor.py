@@ -797,6 +797,8 @@ ALLOWED_WHILE_ENROLMENT_REQUIRED = {
     "requestLoginEmailChange",
     "confirmLoginEmailChange",
     "registerPushDevice",
+    "beginSmsEnrolment",
+    "confirmSmsEnrolment",
 }
 
 

@@ -6,11 +6,14 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from gardien.webhooks import new_secret
 from tests.gardien.mail.conftest import SmtpTestServer
+from tests.webhook_receiver import new_receiver, serving
 
 ENQUEUE = """
 import asyncio, sys
@@ -123,3 +126,75 @@ def test_ops6_gardien_worker_delivers_the_outbox(
     assert everything.stdout.startswith("#1  SENT  attempts 1  sent ")
     assert "subject:  Anna Legal invites you to join Démo SA" in everything.stdout
     assert "link:" not in everything.stdout
+
+
+ENQUEUE_SMS = """
+import asyncio
+from tortoise.transactions import in_transaction
+from gardien import db
+from gardien.clock import SystemClock
+from gardien.sms.outbox import SmsOutbox
+from gardien.settings import load_settings
+
+async def main() -> None:
+    database = await db.open_database(load_settings().database_url)
+    try:
+        async with in_transaction():
+            await SmsOutbox(SystemClock()).enqueue(
+                "sign_in_code", to="+41791234567", language="de", context={"code": "123456", "minutes": 5}
+            )
+    finally:
+        await db.close_database(database)
+
+asyncio.run(main())
+"""
+
+
+def test_ops6_mfa3_gardien_outbox_shows_pending_sms_with_their_text(
+    local_env: dict[str, str],
+) -> None:
+    queued = run("-c", ENQUEUE_SMS, env=local_env)
+    listed = run("-m", "gardien.cli", "outbox", env=local_env)
+    shown = run("-m", "gardien.cli", "outbox", "--show", "2", env=local_env)
+
+    assert queued.returncode == 0, queued.stderr
+    lines = listed.stdout.split("\n\n")[1].splitlines()
+    assert lines[0].startswith("#2  PENDING  attempts 0  next ")
+    assert lines[1:] == [
+        "  to:       +41791234567",
+        "  template: sign_in_code (de)",
+        "  sms:      Ihr Gardien-Anmeldecode: 123456. Er ist 5 Minuten gültig. "
+        "Geben Sie ihn niemandem weiter.",
+    ]
+    assert shown.stdout == (
+        "To: +41791234567\nSMS\n\nIhr Gardien-Anmeldecode: 123456. Er ist 5 Minuten gültig. "
+        "Geben Sie ihn niemandem weiter.\n"
+    )
+
+
+def test_ops6_mfa3_gardien_worker_hands_sms_to_the_gateway_without_smtp(
+    local_env: dict[str, str],
+) -> None:
+    receiver = new_receiver(lambda: int(time.time()))
+    receiver.secret = new_secret()
+    env = {
+        **local_env,
+        "GARDIEN_SMS_WEBHOOK_URL": receiver.url,
+        "GARDIEN_SMS_WEBHOOK_SECRET": receiver.secret,
+    }
+    queued = run("-c", ENQUEUE_SMS, env=env)
+
+    with serving(receiver):
+        worker = run("-m", "gardien.cli", "worker", "--once", env=env)
+    everything = run("-m", "gardien.cli", "outbox", "--all", env=env)
+
+    assert queued.returncode == 0, queued.stderr
+    # No SMTP: the e-mail waits; the SMS goes to its gateway, signed.
+    assert (worker.returncode, worker.stdout) == (0, "sms: 1 message(s) attempted\n"), worker.stderr
+    assert [(r.body["to"], r.signature_valid) for r in receiver.requests] == [
+        ("+41791234567", True)
+    ]
+    assert receiver.requests[0].body["text"].startswith("Ihr Gardien-Anmeldecode: 123456.")
+    assert everything.stdout.startswith("#1  PENDING")
+    assert "#2  SENT  attempts 1" in everything.stdout
+    assert "sms:      (text removed after delivery)" in everything.stdout

@@ -1,0 +1,416 @@
+"""Benchmark: password sign-ins per second through the gateway against bare argon2id verifies,
+and the latency of a cheap query while sign-ins keep every core busy.
+
+Run by hand from the repository root (needs PostgreSQL; nothing is timed-asserted):
+
+    .venv/bin/python -m bench.sign_in [--seconds 10 --concurrency 8]
+    .venv/bin/python -m bench.sign_in --smoke   # a few requests: does it run, do the sides agree
+
+It creates a throw-away database `gardien_bench_<random>` on the server of
+GARDIEN_BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), migrates it,
+opens one account per load connection (each signs in as its own user, so no per-login budget
+is ever in the way), then:
+
+1. checks that both sides agree: the gateway signs the right password in and refuses a wrong
+   one, and the bare verify (gardien.security's own hasher and parameters, on the stored hash)
+   says the same;
+2. measures the bare rate: one thread per CPU verifying the stored hash in a loop, in this
+   process, while the server idles — the most a machine of this many cores can verify;
+3. serves the gateway (bench/_server.py: one uvicorn process, the options of `gardien serve`)
+   and measures the `{ viewer { id } }` latency of one signed-in client alone, then again while
+   `--concurrency` kept-alive connections send SignIn mutations as fast as answered; sign-ins
+   per second are counted over the same window;
+4. prints the table: sign-ins/s against bare verifies/s (target >= 0.8x) and the cheap query's
+   p99 under that load (target < 50 ms: hashing must never block the event loop).
+
+The load generator shares the machine with the server; on a 2-core machine it takes a little of
+the CPU the server could have used, so the ratio is a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench._load import HOST, percentile, read_response
+from bench._server import ServerProcess, served
+from bench.members_query import gardien_settings, throwaway_database
+from gardien import db
+from gardien.clock import SystemClock
+from gardien.models.users import User
+from gardien.resolvers import accounts
+from gardien.resolvers.services import RequestMeta, Services
+from gardien.security import Keyring, _verify_sync, hash_password
+from gardien.settings import load_settings
+
+BASE_URL_VARIABLE = "GARDIEN_BENCH_DATABASE_URL"
+DEFAULT_BASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "plum tree under bench snow"
+WRONG_PASSWORD = "plum tree under bench rain"
+GRAPHQL_PATH = "/graphql"
+P99_TARGET_MS = 50.0
+RATIO_TARGET = 0.8
+# The cheap query is sent one at a time with this pause, so that it samples the event loop's
+# responsiveness rather than adding load of its own.
+PROBE_PAUSE_SECONDS = 0.01
+
+SIGN_IN = """mutation SignIn($input: SignInInput!) {
+  signIn(input: $input) { session { token } secondFactor { challengeId } errors { code } }
+}"""
+VIEWER = "{ viewer { id } }"
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: float  # length of the measured window (bare and loaded alike)
+    concurrency: int  # kept-alive sign-in connections
+    max_requests: int | None  # per connection (the smoke run's "a few requests")
+
+
+SMOKE = Options(seconds=1.0, concurrency=2, max_requests=3)
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The run, top-down
+# --------------------------------------------------------------------------------------------
+
+
+async def run(options: Options) -> None:
+    base_url = os.environ.get(BASE_URL_VARIABLE, DEFAULT_BASE_URL)
+    async with throwaway_database(base_url) as url, gardien_settings(url) as settings_env:
+        # Every sign-in from the load generator's one address: the per-address budget is given
+        # back on success, so only the cost of the check remains.
+        settings = load_settings(settings_env)
+        await db.migrate(settings.database_url)
+        database = await db.open_database(settings.database_url)
+        try:
+            services = Services(
+                settings=settings, clock=SystemClock(), keyring=Keyring(settings.secret_key)
+            )
+            logins = await populate(services, options.concurrency + 1)
+            stored_hash = (await User.get(email=logins[0])).password_hash
+        finally:
+            await db.close_database(database)
+        progress(f"{len(logins)} accounts ready")
+        log_path = Path(settings_env["GARDIEN_VAR_DIR"]) / "server.log"
+        async with served(settings_env, log_path) as server:
+            probe_token = await sides_agree(server, logins[-1], stored_hash)
+            progress("both sides agree: the right password passes, a wrong one fails")
+            threads = os.cpu_count() or 1
+            bare = bare_verify_rate(stored_hash, threads, options)
+            progress(f"bare argon2id verify: {bare.per_second:,.1f}/s on {threads} threads")
+            idle = await probe_alone(server, probe_token, options)
+            progress(f"cheap query alone: p99 {idle.p99_ms:.1f} ms")
+            loaded = await sign_ins_with_probe(server, logins[:-1], probe_token, options)
+            progress(
+                f"gateway: {loaded.sign_ins_per_second:,.1f} sign-ins/s; cheap query p99 "
+                f"{loaded.probe.p99_ms:.1f} ms"
+            )
+            server.check_alive()
+    print_report(bare, idle, loaded, options)
+
+
+async def populate(services: Services, count: int) -> list[str]:
+    """`count` confirmed accounts with the same password (one hash: argon2 is slow)."""
+    meta = RequestMeta(ip=None, device="gardien-bench")
+    password_hash = await hash_password(PASSWORD)
+    logins = []
+    for index in range(count):
+        email = f"signer{index:03d}@bench.example"
+        await accounts.open_account(
+            services,
+            meta,
+            email=email,
+            password_hash=password_hash,
+            display_name=f"Signer {index:03d}",
+            language="fr",
+        )
+        logins.append(email)
+    return logins
+
+
+# --------------------------------------------------------------------------------------------
+# Both sides agree
+# --------------------------------------------------------------------------------------------
+
+
+def sign_in_body(login: str, password: str) -> bytes:
+    variables = {"input": {"login": login, "password": password}}
+    return json.dumps({"query": SIGN_IN, "variables": variables}).encode()
+
+
+async def sides_agree(server: ServerProcess, login: str, stored_hash: str) -> str:
+    """The gateway and the bare verify agree on a right and a wrong password; fails loudly
+    otherwise. Returns a session token for the cheap query."""
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        wrong = (
+            await client.post(
+                GRAPHQL_PATH, content=sign_in_body(login, WRONG_PASSWORD), headers=headers
+            )
+        ).json()["data"]["signIn"]
+        right = (
+            await client.post(GRAPHQL_PATH, content=sign_in_body(login, PASSWORD), headers=headers)
+        ).json()["data"]["signIn"]
+    gateway = (right["session"] is not None, wrong["session"] is not None)
+    bare = (_verify_sync(stored_hash, PASSWORD), _verify_sync(stored_hash, WRONG_PASSWORD))
+    if gateway != (True, False) or bare != (True, False):
+        raise RuntimeError(
+            f"the sides disagree: gateway (right, wrong) = {gateway}, bare = {bare}; "
+            f"answers: {right} / {wrong}"
+        )
+    if [e["code"] for e in wrong["errors"]] != ["INVALID_CREDENTIALS"]:
+        raise RuntimeError(f"a wrong password answered {wrong}")
+    token: str = right["session"]["token"]
+    return token
+
+
+# --------------------------------------------------------------------------------------------
+# Bare verifies
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BareRate:
+    verifies: int
+    seconds: float
+    threads: int
+    cpu_seconds: float  # of this process, which does nothing else meanwhile
+
+    @property
+    def per_second(self) -> float:
+        return self.verifies / self.seconds
+
+
+def bare_verify_rate(stored_hash: str, threads: int, options: Options) -> BareRate:
+    """gardien.security's own verify (same hasher, same parameters) on `threads` threads;
+    argon2-cffi releases the GIL while hashing, as it does for the gateway's worker threads."""
+    counts = [0] * threads
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    deadline = started + options.seconds
+
+    def loop(slot: int) -> None:
+        while time.perf_counter() < deadline and counts[slot] != options.max_requests:
+            if not _verify_sync(stored_hash, PASSWORD):
+                raise RuntimeError("the bare verify refused the right password")
+            counts[slot] += 1
+
+    workers = [threading.Thread(target=loop, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    return BareRate(sum(counts), elapsed, threads, time.process_time() - cpu_before)
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway: the cheap query alone, then sign-ins with the cheap query beside them
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    latencies: list[float]
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies, 0.99) * 1000
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies, 0.5) * 1000
+
+
+@dataclass(frozen=True)
+class Loaded:
+    sign_ins: int
+    seconds: float
+    sign_in_latencies: list[float]
+    server_cpu_seconds: float | None
+    probe: Probe
+
+    @property
+    def sign_ins_per_second(self) -> float:
+        return self.sign_ins / self.seconds
+
+
+def raw_post(port: int, body: bytes, token: str | None = None) -> bytes:
+    headers = [
+        f"POST {GRAPHQL_PATH} HTTP/1.1",
+        f"Host: {HOST}:{port}",
+        "Content-Type: application/json",
+        "Accept: application/json",
+        f"Content-Length: {len(body)}",
+    ]
+    if token:
+        headers.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _probe(
+    port: int, token: str, stop: asyncio.Event, max_requests: int | None
+) -> list[float]:
+    """The cheap query, one at a time, until `stop` (at least one, at most max_requests)."""
+    request = raw_post(port, json.dumps({"query": VIEWER}).encode(), token)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    latencies: list[float] = []
+    try:
+        while not latencies or (not stop.is_set() and len(latencies) != max_requests):
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            status, body = await read_response(reader)
+            if status != 200 or b'"viewer":{"id":' not in body:
+                raise RuntimeError(f"the cheap query answered {status}: {body[:500]!r}")
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(PROBE_PAUSE_SECONDS)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return latencies
+
+
+async def probe_alone(server: ServerProcess, token: str, options: Options) -> Probe:
+    stop = asyncio.Event()
+    task = asyncio.create_task(_probe(server.port, token, stop, options.max_requests))
+    await asyncio.sleep(options.seconds)
+    stop.set()
+    return Probe(await task)
+
+
+async def sign_ins_with_probe(
+    server: ServerProcess, logins: Sequence[str], token: str, options: Options
+) -> Loaded:
+    """One kept-alive connection per login sending its SignIn for `options.seconds`, and the
+    cheap query beside them over the same window."""
+    latencies: list[float] = []
+
+    async def sign_in_loop(login: str, deadline: float) -> int:
+        request = raw_post(server.port, sign_in_body(login, PASSWORD))
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        done = 0
+        try:
+            while (started := time.perf_counter()) < deadline and done != options.max_requests:
+                writer.write(request)
+                await writer.drain()
+                status, body = await read_response(reader)
+                if status != 200 or b'"session":{"token":' not in body:
+                    raise RuntimeError(f"a sign-in answered {status}: {body[:500]!r}")
+                latencies.append(time.perf_counter() - started)
+                done += 1
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        return done
+
+    stop = asyncio.Event()
+    cpu_before = server.cpu_seconds()
+    started = time.perf_counter()
+    probe = asyncio.create_task(_probe(server.port, token, stop, options.max_requests))
+    counts = await asyncio.gather(
+        *(sign_in_loop(login, started + options.seconds) for login in logins)
+    )
+    elapsed = time.perf_counter() - started
+    cpu_after = server.cpu_seconds()
+    stop.set()
+    probe_latencies = await probe
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Loaded(sum(counts), elapsed, latencies, cpu, Probe(probe_latencies))
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def print_report(bare: BareRate, idle: Probe, loaded: Loaded, options: Options) -> None:
+    ratio = loaded.sign_ins_per_second / bare.per_second
+    busy = (
+        f"{loaded.server_cpu_seconds / loaded.seconds * 100:.0f}% of one core"
+        if loaded.server_cpu_seconds is not None
+        else "n/a"
+    )
+    print()
+    print(
+        f"Sign-in: argon2id m=19 MiB, t=2, p=1; {os.cpu_count()} CPUs; one uvicorn process; "
+        f"{options.concurrency} sign-in connections; {options.seconds:g} s windows"
+    )
+    print(f"{'measure':<44}{'value':>14}")
+    print("-" * 58)
+    print(f"{f'bare argon2id verifies/s ({bare.threads} threads)':<44}{bare.per_second:14,.1f}")
+    print(f"{'gateway sign-ins/s (SignIn over HTTP)':<44}{loaded.sign_ins_per_second:14,.1f}")
+    print(f"{'sign-in p50 / p99 ms':<44}{_p50_p99(loaded.sign_in_latencies):>14}")
+    print(f"{'server CPU during sign-ins':<44}{busy:>14}")
+    bare_cpu_ms = bare.cpu_seconds / bare.verifies * 1000
+    print(f"{'bare CPU ms per verify':<44}{bare_cpu_ms:14.1f}")
+    if loaded.server_cpu_seconds is not None:
+        gateway_cpu_ms = loaded.server_cpu_seconds / loaded.sign_ins * 1000
+        print(f"{'gateway server CPU ms per sign-in':<44}{gateway_cpu_ms:14.1f}")
+    print(f"{'cheap query alone p50 / p99 ms':<44}{_p50_p99(idle.latencies):>14}")
+    print(f"{'cheap query under sign-ins p50 / p99 ms':<44}{_p50_p99(loaded.probe.latencies):>14}")
+    print()
+    print(
+        f"ratio gateway/bare: {ratio:.2f} (target >= {RATIO_TARGET}: "
+        f"{'met' if ratio >= RATIO_TARGET else 'NOT met'})"
+    )
+    if loaded.server_cpu_seconds is not None:
+        # The steadier figure on a shared machine: CPU time does not count the waits for cores
+        # that other processes hold.
+        efficiency = bare_cpu_ms / (loaded.server_cpu_seconds / loaded.sign_ins * 1000)
+        print(f"CPU per sign-in, bare/gateway: {efficiency:.2f} (1.0: the gateway adds nothing)")
+    print(
+        f"cheap query p99 under load: {loaded.probe.p99_ms:.1f} ms (target < {P99_TARGET_MS:g} ms: "
+        f"{'met' if loaded.probe.p99_ms < P99_TARGET_MS else 'NOT met'})"
+    )
+
+
+def _p50_p99(latencies: Sequence[float]) -> str:
+    return f"{percentile(latencies, 0.5) * 1000:.1f} / {percentile(latencies, 0.99) * 1000:.1f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each window")
+    parser.add_argument("--concurrency", type=int, default=8, help="sign-in connections")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few requests: checks that it runs and that both sides agree (figures mean nothing)",
+    )
+    arguments = parser.parse_args(argv)
+    options = (
+        SMOKE
+        if arguments.smoke
+        else Options(
+            seconds=arguments.seconds, concurrency=arguments.concurrency, max_requests=None
+        )
+    )
+    asyncio.run(run(options))
+
+
+if __name__ == "__main__":
+    main()
