@@ -119,7 +119,7 @@ async def complete(
                 await _failed(services, meta, user_id, method, refusal.code.value.lower())
             raise
     else:
-        # SMS completes a challenge through its own flow.
+        # Every method is handled above: a new one must be added here before it completes one.
         await _failed(services, meta, user_id, method, "unavailable")
         raise DomainError(
             ErrorCode.INVALID_INPUT, "This method cannot complete this sign-in.", "method"
