@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,8 +10,7 @@ from tortoise.queryset import QuerySet
 
 from gardien import db
 from gardien.models.activity import ActivityEvent, ActivityEventAudience
-from gardien.models.organisations import Membership
-from gardien.resolvers import activity_log, authz
+from gardien.resolvers import activity_log, authz, sql
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import Services
@@ -43,23 +41,27 @@ ACTIVITY = "activity"
 ACCESS = "access"
 
 
+# One statement whether the member belongs to no organisation, one or many, and whether the
+# subject exists at all (NULL matches no row): an answer about an unknown login (REC-1) costs the
+# same statements as one about a member, so their timing tells them apart no more than their text.
+_MEMBER_AUDIENCE = (
+    "INSERT INTO activity_event_organisation (event_id, organisation_id)"
+    " SELECT $1, organisation_id FROM membership WHERE user_id = $2"
+    " RETURNING organisation_id"
+)
+
+
 async def record_audience(event: ActivityEvent) -> list[int]:
     """ACT-4: store, with the event and in its transaction, the organisations whose managers see
     it: its own organisation, or for a member's account security event, every organisation the
     member belongs to now. History, replay and live delivery all read this, so they agree."""
-    audience: list[int] = []
     if event.organisation_id is not None:
-        audience.append(event.organisation_id)
-    elif event.subject_id is not None and activity_log.is_account_security_event(event.type):
-        ids: Iterable[Any] = await Membership.filter(user_id=event.subject_id).values_list(
-            "organisation_id", flat=True
-        )
-        audience.extend(sorted(int(i) for i in ids))
-    if audience:
-        await ActivityEventAudience.bulk_create(
-            [ActivityEventAudience(event_id=event.id, organisation_id=o) for o in audience]
-        )
-    return audience
+        await ActivityEventAudience.create(event_id=event.id, organisation_id=event.organisation_id)
+        return [event.organisation_id]
+    if not activity_log.is_account_security_event(event.type):
+        return []
+    rows = await sql.fetch(_MEMBER_AUDIENCE, [event.id, event.subject_id])
+    return sorted(int(row["organisation_id"]) for row in rows)
 
 
 def organisation_events(
