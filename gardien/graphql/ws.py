@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gardien.events import EventBus
 from gardien.graphql.documents import PreparedDocument, PreparedOperation
 from gardien.graphql.engine import GraphQLEngine
+from gardien.graphql.frames import FrameWriter, frame_writer, text_frame
 from gardien.models.activity import ActivityEvent
 from gardien.resolvers import events
 from gardien.resolvers.authz import Actor, RequestScope
@@ -53,6 +54,9 @@ TOO_MANY_INITIALISATIONS = 4429
 # RFC 6455: the peer cannot keep up (we would have to buffer without end).
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
+# The same keepalive ping for every connection, encoded once.
+PING_FRAME = '{"type":"ping"}'
+PING_WIRE = text_frame(PING_FRAME.encode())
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ class ProtocolClose(Exception):
 # --- Fan-out ---------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     connection: Connection
     id: str
@@ -98,21 +102,26 @@ class Subscriber:
     backlog: list[tuple[int, str]] | None = None
     ended: bool = False
 
-    def deliver(self, event_id: int, payload: str, frame: str) -> None:
-        """`frame` is the whole `next` frame for this subscriber's id (shared by the group)."""
+    def deliver(self, event_id: int, payload: str, frame: str, wire: bytes) -> None:
+        """`frame` is the whole `next` frame for this subscriber's id and `wire` its encoded
+        WebSocket frame, both shared by the group."""
         if self.ended:
             return
         if self.backlog is not None:
             self.backlog.append((event_id, payload))
             return
-        self.connection.send_frame(frame)
+        self.connection.send_frame(frame, wire)
 
 
 GroupKey = tuple[str, str | None, bytes, tuple[str, int], int | None]
 
 
 class Group:
-    """Identical subscriptions: executed once per event, one payload for all."""
+    """Identical subscriptions: executed once per event, one encoded frame for all.
+
+    One task per group (not per subscriber) takes the group's events in order, executes the
+    selection set once, and writes the same frame bytes to every subscriber's socket.
+    """
 
     def __init__(
         self,
@@ -157,13 +166,14 @@ class Group:
                 logger.exception("rendering a live event failed")
                 continue
             started = time.perf_counter()
-            # Subscribers usually share their id ("1"): one frame text per distinct id.
-            frames: dict[str, str] = {}
+            # Subscribers usually share their id ("1"): one frame per distinct id, encoded once.
+            frames: dict[str, tuple[str, bytes]] = {}
             for subscriber in list(self.subscribers):
-                frame = frames.get(subscriber.id)
-                if frame is None:
-                    frame = frames[subscriber.id] = next_frame(subscriber.id, payload)
-                subscriber.deliver(event.id, payload, frame)
+                encoded = frames.get(subscriber.id)
+                if encoded is None:
+                    text = next_frame(subscriber.id, payload)
+                    encoded = frames[subscriber.id] = (text, text_frame(text.encode()))
+                subscriber.deliver(event.id, payload, *encoded)
             self.hub.fanout_seconds += time.perf_counter() - started
 
 
@@ -288,36 +298,7 @@ def _result_json(engine: GraphQLEngine, result: ExecutionResult, request_id: str
 # --- One connection --------------------------------------------------------------------------
 
 
-class SuspendedSend:
-    """A send started outside the writer that had to wait (the socket's buffer was full): the
-    writer resumes it where it stopped, as a task would, so the frame is written exactly once."""
-
-    def __init__(self, send: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self.send = send
-        self.waiting = waiting
-
-    async def finish(self) -> None:
-        try:
-            while True:
-                waiting = self.waiting
-                if waiting is None:
-                    await asyncio.sleep(0)  # a bare yield: just another loop turn
-                else:
-                    # The future was yielded with its "awaited" mark set, which a task clears
-                    # before waiting on it; awaiting it again with the mark set is refused.
-                    if getattr(waiting, "_asyncio_future_blocking", False):
-                        waiting._asyncio_future_blocking = False
-                    await waiting
-                try:
-                    self.waiting = self.send.send(None)
-                except StopIteration:
-                    return
-        except BaseException:
-            self.send.close()
-            raise
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     websocket: WebSocket
     transport: GraphQLWebSocket
@@ -327,48 +308,52 @@ class Connection:
     access_changes: int = 0
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    outgoing: asyncio.Queue[str | SuspendedSend | None] = field(default_factory=asyncio.Queue)
+    # Frames waiting for a socket that could not take them at once, in order; None ends them.
+    outgoing: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     closing: tuple[int, str] | None = None
     acknowledged: bool = False
-    acknowledged_event: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribe_times: list[float] = field(default_factory=list)
     meta: RequestMeta = field(default_factory=RequestMeta)
+    # Writes encoded frames straight to the socket (frames.py); None under another server.
+    frame_writer: FrameWriter | None = None
+    # Started with the first frame that has to wait, so an idle connection costs no task.
+    writer: asyncio.Task[None] | None = None
     # The writer task is sending a frame: later ones queue behind it, to keep their order.
     writing: bool = False
+    # When the session was last authenticated again (loop time; see WebSocketLimits).
+    authenticated_at: float = 0.0
 
     def send(self, message: dict[str, Any]) -> None:
-        self._enqueue(orjson.dumps(message).decode())
+        self._enqueue(orjson.dumps(message).decode(), None)
 
     def send_next(self, subscription_id: str, payload: str) -> None:
         # The payload is shared by the whole group; only the id differs per subscriber.
-        self._enqueue(next_frame(subscription_id, payload))
+        self._enqueue(next_frame(subscription_id, payload), None)
 
-    def send_frame(self, frame: str) -> None:
-        self._enqueue(frame)
+    def send_frame(self, frame: str, wire: bytes | None) -> None:
+        """`wire` is `frame` already encoded as a WebSocket frame, when the caller has it."""
+        self._enqueue(frame, wire)
 
-    def _enqueue(self, frame: str) -> None:
+    def _enqueue(self, frame: str, wire: bytes | None) -> None:
         if self.closing is not None:
             return
-        if not self.writing and self.outgoing.empty():
-            # Fan-out: waking one writer task per connection per event is what cost most with
-            # thousands of subscribers. With nothing queued, the send runs right here; it
-            # completes without waiting unless the socket's buffer is full, and then the writer
-            # finishes it once the buffer drains (frames after it queue behind it, in order).
-            send = self.websocket.send_text(frame)
-            try:
-                waiting = send.send(None)
-            except StopIteration:
-                return
-            except Exception:
-                self.close(1000, "")
-                return
-            self.outgoing.put_nowait(SuspendedSend(send, waiting))
+        writer = self.frame_writer
+        # Fan-out: with nothing waiting, the frame is written right here, with no task switch,
+        # coroutine or per-connection encoding; a full socket buffer refuses it.
+        if (
+            writer is not None
+            and not self.writing
+            and self.outgoing.empty()
+            and writer.write(wire if wire is not None else text_frame(frame.encode()))
+        ):
             return
         if self.outgoing.qsize() >= self.transport.limits.max_pending_frames:
             self.close(TRY_AGAIN_LATER, "Slow consumer")
             return
         self.outgoing.put_nowait(frame)
+        if self.writer is None:
+            self.writer = asyncio.create_task(self.transport.write(self), name="ws-writer")
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -401,6 +386,7 @@ class GraphQLWebSocket:
         self._authenticate = authenticate
         self.limits = limits or WebSocketLimits()
         self.connections: set[Connection] = set()
+        self._upkeep: asyncio.Task[None] | None = None
 
     async def handle(self, websocket: WebSocket) -> None:
         if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
@@ -412,44 +398,48 @@ class GraphQLWebSocket:
         connection = Connection(
             websocket,
             self,
+            frame_writer=frame_writer(websocket.scope),
             meta=RequestMeta(
                 ip=client.host if client else None,
                 device=(websocket.headers.get("user-agent") or "")[:200] or None,
             ),
         )
         self.connections.add(connection)
-        writer = asyncio.create_task(self._write(connection), name="ws-writer")
+        if self._upkeep is None or self._upkeep.done():
+            self._upkeep = asyncio.create_task(self._keep_alive(), name="ws-upkeep")
         reader = asyncio.create_task(self._read(connection), name="ws-reader")
-        keepalive = asyncio.create_task(self._keepalive(connection), name="ws-keepalive")
         try:
             await connection.closed.wait()
         finally:
-            for task in (reader, keepalive, *connection.tasks):
+            for task in (reader, *connection.tasks):
                 task.cancel()
             for subscriber in list(connection.subscribers.values()):
                 self.hub.leave(subscriber)
             connection.subscribers.clear()
             self.hub.unregister(connection)
             self.connections.discard(connection)
-            await self._finish(connection, writer)
-            for task in (reader, keepalive, *list(connection.tasks)):
+            await self._finish(connection)
+            for task in (reader, *list(connection.tasks)):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _finish(self, connection: Connection, writer: asyncio.Task[None]) -> None:
+    async def _finish(self, connection: Connection) -> None:
         """Flush what is queued (a final error), then close with the code; a stuck client is
         given a second, then dropped."""
         code, reason = connection.closing or (1000, "")
-        connection.outgoing.put_nowait(None)
-        if code == TRY_AGAIN_LATER:
-            writer.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, 1.0)
+        writer = connection.writer
+        if writer is not None:
+            connection.outgoing.put_nowait(None)
+            if code == TRY_AGAIN_LATER:
+                writer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, 1.0)
         if connection.websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.websocket.close(code, reason), 1.0)
 
-    async def _write(self, connection: Connection) -> None:
+    async def write(self, connection: Connection) -> None:
+        """Sends, through ASGI and in order, the frames the socket could not take at once."""
         websocket = connection.websocket
         while True:
             frame = await connection.outgoing.get()
@@ -457,29 +447,31 @@ class GraphQLWebSocket:
                 return
             connection.writing = True
             try:
-                if isinstance(frame, str):
-                    await websocket.send_text(frame)
-                else:
-                    await frame.finish()
+                await websocket.send_text(frame)
             except Exception:
                 connection.close(1000, "")
                 return
             finally:
                 connection.writing = False
 
-    async def _keepalive(self, connection: Connection) -> None:
-        """Pings keep idle connections open through proxies; clients answer with pongs. They
-        start once the connection is acknowledged, so a client awaiting its connection_ack
+    async def _keep_alive(self) -> None:
+        """One task for every connection of this process, alive while there are any: pings
+        keep idle connections open through proxies (clients answer with pongs), and sessions
+        are authenticated again every `reauthenticate_seconds`. The ping is the protocol's;
+        the server's WebSocket-level ping is off (`gardien serve`), so there is only one.
+        Pings go to acknowledged connections only: a client awaiting its connection_ack
         (authentication can take a moment) never sees anything else first."""
-        await connection.acknowledged_event.wait()
-        since_check = 0.0
-        while True:
+        loop = asyncio.get_running_loop()
+        while self.connections:
             await asyncio.sleep(self.limits.keepalive_seconds)
-            connection.send({"type": "ping"})
-            since_check += self.limits.keepalive_seconds
-            if since_check >= self.limits.reauthenticate_seconds:
-                since_check = 0.0
-                await self.recheck(connection)
+            now = loop.time()
+            for connection in list(self.connections):
+                if not connection.acknowledged or connection.closing is not None:
+                    continue
+                connection.send_frame(PING_FRAME, PING_WIRE)
+                if now - connection.authenticated_at >= self.limits.reauthenticate_seconds:
+                    connection.authenticated_at = now
+                    connection.spawn(self.recheck(connection))
 
     async def _read(self, connection: Connection) -> None:
         websocket = connection.websocket
@@ -533,9 +525,9 @@ class GraphQLWebSocket:
             connection.actor = actor
             connection.init_payload = payload or {}
             connection.acknowledged = True
+            connection.authenticated_at = asyncio.get_running_loop().time()
             self.hub.register(connection)
             connection.send({"type": "connection_ack"})
-            connection.acknowledged_event.set()
         elif kind == "ping":
             connection.send({"type": "pong"})
         elif kind == "pong":
