@@ -45,10 +45,12 @@ def text_frame(data: bytes) -> bytes:
 class FrameWriter:
     """Writes encoded frames to one connection's transport while it can take them at once."""
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_protocol", "_writable")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
+        # Cleared by the protocol while the transport's buffer is past its high-water mark.
+        self._writable = protocol.writable
 
     def write(self, frame: bytes) -> bool:
         """False when the frame must go through ASGI instead (closing, or a full buffer)."""
@@ -57,7 +59,7 @@ class FrameWriter:
             protocol.close_sent
             or protocol.disconnected
             or not protocol.handshake_complete
-            or not protocol.writable.is_set()
+            or not self._writable.is_set()
             or protocol.transport.is_closing()
         ):
             return False

@@ -57,6 +57,8 @@ POLICY_VIOLATION = 1008
 # The same keepalive ping for every connection, encoded once.
 PING_FRAME = '{"type":"ping"}'
 PING_WIRE = text_frame(PING_FRAME.encode())
+# The keepalive task wakes this many times per keepalive interval (see _keep_alive).
+KEEPALIVE_TICKS = 5
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,6 @@ class Subscriber:
     # While replaying (EVT-2), live frames wait here; the seam drops those already replayed.
     backlog: list[tuple[int, str]] | None = None
     ended: bool = False
-
-    def deliver(self, event_id: int, payload: str, frame: str, wire: bytes) -> None:
-        """`frame` is the whole `next` frame for this subscriber's id and `wire` its encoded
-        WebSocket frame, both shared by the group."""
-        if self.ended:
-            return
-        if self.backlog is not None:
-            self.backlog.append((event_id, payload))
-            return
-        self.connection.send_frame(frame, wire)
 
 
 GroupKey = tuple[str, str | None, bytes, tuple[str, int], int | None]
@@ -166,14 +158,21 @@ class Group:
                 logger.exception("rendering a live event failed")
                 continue
             started = time.perf_counter()
-            # Subscribers usually share their id ("1"): one frame per distinct id, encoded once.
+            # Subscribers usually share their id ("1"): one frame per distinct id, encoded once
+            # (its JSON text, and its WebSocket frame). The loop is the per-subscriber cost of
+            # an event, hence inlined: a few checks, then one write to the socket.
             frames: dict[str, tuple[str, bytes]] = {}
             for subscriber in list(self.subscribers):
+                if subscriber.ended:
+                    continue
+                if subscriber.backlog is not None:
+                    subscriber.backlog.append((event.id, payload))
+                    continue
                 encoded = frames.get(subscriber.id)
                 if encoded is None:
                     text = next_frame(subscriber.id, payload)
                     encoded = frames[subscriber.id] = (text, text_frame(text.encode()))
-                subscriber.deliver(event.id, payload, *encoded)
+                subscriber.connection.send_frame(*encoded)
             self.hub.fanout_seconds += time.perf_counter() - started
 
 
@@ -321,23 +320,24 @@ class Connection:
     writer: asyncio.Task[None] | None = None
     # The writer task is sending a frame: later ones queue behind it, to keep their order.
     writing: bool = False
-    # When the session was last authenticated again (loop time; see WebSocketLimits).
+    # Keepalive (loop times): when the session was last authenticated again, when the
+    # connection was last looked at, and whether a frame was sent to it since.
     authenticated_at: float = 0.0
+    looked_at: float = 0.0
+    active: bool = False
 
     def send(self, message: dict[str, Any]) -> None:
-        self._enqueue(orjson.dumps(message).decode(), None)
+        self.send_frame(orjson.dumps(message).decode(), None)
 
     def send_next(self, subscription_id: str, payload: str) -> None:
         # The payload is shared by the whole group; only the id differs per subscriber.
-        self._enqueue(next_frame(subscription_id, payload), None)
+        self.send_frame(next_frame(subscription_id, payload), None)
 
     def send_frame(self, frame: str, wire: bytes | None) -> None:
         """`wire` is `frame` already encoded as a WebSocket frame, when the caller has it."""
-        self._enqueue(frame, wire)
-
-    def _enqueue(self, frame: str, wire: bytes | None) -> None:
         if self.closing is not None:
             return
+        self.active = True
         writer = self.frame_writer
         # Fan-out: with nothing waiting, the frame is written right here, with no task switch,
         # coroutine or per-connection encoding; a full socket buffer refuses it.
@@ -455,21 +455,31 @@ class GraphQLWebSocket:
                 connection.writing = False
 
     async def _keep_alive(self) -> None:
-        """One task for every connection of this process, alive while there are any: pings
-        keep idle connections open through proxies (clients answer with pongs), and sessions
-        are authenticated again every `reauthenticate_seconds`. The ping is the protocol's;
-        the server's WebSocket-level ping is off (`gardien serve`), so there is only one.
-        Pings go to acknowledged connections only: a client awaiting its connection_ack
-        (authentication can take a moment) never sees anything else first."""
+        """One task for every connection of this process, alive while there are any.
+
+        Pings keep idle connections open through proxies (clients answer with pongs): each
+        connection is looked at every `keepalive_seconds`, from its own acknowledgement on, so
+        the pings of thousands of connections are spread instead of sent (and their pongs read)
+        in one burst; one that was sent a frame since it was last looked at is not idle and is
+        not pinged. The ping is the protocol's; the server's WebSocket-level ping is off
+        (`gardien serve`), so there is only one keepalive. Only acknowledged connections are
+        pinged: a client awaiting its connection_ack (authentication can take a moment) never
+        sees anything else first. Sessions are authenticated again every
+        `reauthenticate_seconds`, spread the same way."""
         loop = asyncio.get_running_loop()
         while self.connections:
-            await asyncio.sleep(self.limits.keepalive_seconds)
+            limits = self.limits
+            await asyncio.sleep(limits.keepalive_seconds / KEEPALIVE_TICKS)
             now = loop.time()
             for connection in list(self.connections):
                 if not connection.acknowledged or connection.closing is not None:
                     continue
-                connection.send_frame(PING_FRAME, PING_WIRE)
-                if now - connection.authenticated_at >= self.limits.reauthenticate_seconds:
+                if now - connection.looked_at >= limits.keepalive_seconds:
+                    connection.looked_at = now
+                    if not connection.active:
+                        connection.send_frame(PING_FRAME, PING_WIRE)
+                    connection.active = False  # the ping itself does not count
+                if now - connection.authenticated_at >= limits.reauthenticate_seconds:
                     connection.authenticated_at = now
                     connection.spawn(self.recheck(connection))
 
@@ -525,7 +535,7 @@ class GraphQLWebSocket:
             connection.actor = actor
             connection.init_payload = payload or {}
             connection.acknowledged = True
-            connection.authenticated_at = asyncio.get_running_loop().time()
+            connection.authenticated_at = connection.looked_at = asyncio.get_running_loop().time()
             self.hub.register(connection)
             connection.send({"type": "connection_ack"})
         elif kind == "ping":
