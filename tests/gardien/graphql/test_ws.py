@@ -229,7 +229,8 @@ async def test_evt1_an_event_reaches_every_subscriber_as_one_frame_written_strai
     written to each subscriber's socket by the group's task: no connection needs a writer task
     (one starts only for frames a full socket cannot take at once)."""
     transport: GraphQLWebSocket = app.state.graphql_ws
-    signed_up = await factories.sign_up(services)
+    email = "fanout.reader@example.test"
+    signed_up = await factories.sign_up(services, email)
     query = "subscription { viewerSecurityEvents { cursor event { id type } } }"
     # The app's lifespan connects its subscription hub to its event bus (served_app runs
     # without one); the sign-in below goes through the app's services, so onto that bus.
@@ -244,7 +245,7 @@ async def test_evt1_an_event_reaches_every_subscriber_as_one_frame_written_strai
         await accounts.sign_in(
             app.state.services,
             RequestMeta(device="pytest"),
-            login=signed_up.user.email,
+            login=email,
             password=factories.PASSWORD,
         )
         frames = [await _next_frame(client) for client in clients]
