@@ -427,6 +427,10 @@ class GraphQLWebSocket:
             connection.subscribers.clear()
             self.hub.unregister(connection)
             self.connections.discard(connection)
+            if not self.connections and self._upkeep is not None:
+                # The last connection: nothing to keep alive (a new one starts it again).
+                self._upkeep.cancel()
+                self._upkeep = None
             await self._finish(connection)
             for task in (reader, *list(connection.tasks)):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
