@@ -35,8 +35,9 @@ Measured on the shared 2-core machine (other work running: load 5-9), 20 events,
            5000          2     100000/100000         0     100     602     717     35.5  7.0→7.4
           10000          2     200000/200000         0     174    1096    1643     35.2  7.4→8.0
 
-Other 10,000-subscriber runs on one process: p50 127 / p99 570 ms (load 5.5→5.6), 145 / 813
-(9.1→8.5), 161 / 670 (7.3→8.1); 5,000: 120 / 506 (6.4→6.8). The same clients against the
+Other 10,000-subscriber runs on one process: p50 131 / p99 519 ms (load 5.1→6.1), 127 / 570
+(5.5→5.6), 145 / 813 (9.1→8.5), 161 / 670 (7.3→8.1); on two, 239 / 1086 (6.0→7.3); 5,000 on
+one: 120 / 506 (6.4→6.8). The same clients against the
 gateway before the direct writes (an ASGI send per subscriber, a writer and a keepalive task per
 connection), in the minute before the 570 ms run: p50 225 / p99 1337 ms, 39.3 KB per connection
 (load 6.9→5.9). With the previous websockets clients the gateway measured 10,000 → p99 1.9 s
