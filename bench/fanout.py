@@ -22,8 +22,33 @@ GARDIEN_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0):
    gateway recorded it, before its commit) to its arrival at the client: p50, p99, max.
 
 The clients share the machine's cores with the gateways, so the latencies include their cost;
-they parse as little as they can (bench/_fanout_clients.py). Each row notes the machine's load
-average (1 minute) before and after it: the numbers mean little without it.
+they parse as little as they can (bench/_fanout_clients.py: a bare asyncio protocol per
+connection, since a library client costs more per frame than the gateway). Each row notes the
+machine's load average (1 minute) before and after it: the numbers mean little without it.
+
+Measured on the shared 2-core machine (other work running: load 5-9), 20 events, 2026-11-26:
+
+    subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn  load
+           1000          1      20000/20000          0      26      99     102     37.5  5.2→5.1
+           5000          1     100000/100000         0      98     606     792     35.7  5.1→5.9
+          10000          1     200000/200000         0     159    1159    1361     35.1  5.9→7.0
+           5000          2     100000/100000         0     100     602     717     35.5  7.0→7.4
+          10000          2     200000/200000         0     174    1096    1643     35.2  7.4→8.0
+
+Other 10,000-subscriber runs on one process: p50 131 / p99 519 ms (load 5.1→6.1), 127 / 570
+(5.5→5.6), 145 / 813 (9.1→8.5), 161 / 670 (7.3→8.1); on two, 239 / 1086 (6.0→7.3); 5,000 on
+one: 120 / 506 (6.4→6.8). The same clients against the
+gateway before the direct writes (an ASGI send per subscriber, a writer and a keepalive task per
+connection), in the minute before the 570 ms run: p50 225 / p99 1337 ms, 39.3 KB per connection
+(load 6.9→5.9). With the previous websockets clients the gateway measured 10,000 → p99 1.9 s
+(load 3.3→3.9) before and 4.5 s after (2.1→3.8): the clients, not the gateway, were the bottleneck.
+
+Where the time goes: writing one event's frame to 5,000 sockets costs the gateway 50-60 ms of
+CPU (about 11 µs a subscriber, mostly the kernel's loopback send, which also wakes the reader),
+measured with time.process_time() around the group's loop; under this load that loop takes
+2 to 8 times as long in wall time, and its last subscribers make the p99. Pings are sent only
+to idle connections, spread over the interval: sent to 10,000 at once, they (and the pongs read
+back) once held an event for 2.8 s.
 """
 
 from __future__ import annotations

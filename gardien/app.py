@@ -22,6 +22,7 @@ from gardien import db, devices, geo, jobs, redis_client
 from gardien.clock import Clock, SystemClock
 from gardien.events import EventBus
 from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
+from gardien.graphql.frames import DirectFramesMiddleware
 from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
@@ -316,7 +317,9 @@ def create_app(
             Route("/metrics", metrics_endpoint),
         ],
         middleware=[
-            # First, so every later consumer sees the one client address (see proxies.py).
+            # Before any wrapper of `send`: it finds the socket of the server (frames.py).
+            Middleware(DirectFramesMiddleware),
+            # Next, so every later consumer sees the one client address (see proxies.py).
             Middleware(TrustedProxyMiddleware, trusted=TrustedProxies(settings.trusted_proxies)),
             Middleware(RequestIdMiddleware, metrics=metrics),
         ],

@@ -298,6 +298,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         ws_max_size=65_536,
+        # One keepalive, not two: the protocol's ping (graphql/ws.py), sent to every connection
+        # by one task, keeps idle sockets open through proxies; uvicorn's WebSocket-level ping
+        # would be a second timer and frame per connection.
+        ws_ping_interval=None,
     )
     return 0
 

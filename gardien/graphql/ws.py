@@ -2,15 +2,24 @@
 
 A thin transport on the engine, like http.py: documents are prepared, limited, gated and
 executed by the same GraphQLEngine. What it adds is the protocol
-(https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md) and the fan-out:
+(https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md) and the fan-out, built so
+that one process serves 10,000 subscribers (bench/fanout.py has the measures):
 
 - identical subscriptions (same document, operation, variables and visibility) form one group
-  on this process; each event is executed once per group and the group gets one encoded
-  payload, spliced into each subscriber's `next` frame;
-- every connection has a bounded queue of frames and one writer: a client that does not read
-  is closed (1013) once its queue is full, never buffered without end;
-- access changes (a role, a membership, a block, a session) published on the bus make every
-  subscription of that user authorised again; one that no longer is ends with an error;
+  on this process, with one task; each event is executed once per group, and its `next` frame
+  is encoded once per subscription id (usually one for the whole group): the JSON text, and
+  the WebSocket frame's bytes (frames.py);
+- the group's task writes those bytes straight to each subscriber's socket: no per-subscriber
+  execution, JSON encoding, queue, task or coroutine. Only a socket whose buffer is full makes
+  its frames wait, in order, in a bounded queue that a writer task (started then) sends through
+  ASGI as the client reads; a client that does not read is closed (1013) once that queue is
+  full, never buffered without end;
+- authorization is decided when a subscription starts and kept: access changes (a role, a
+  membership, a block, a session) published on the bus make every subscription of that user
+  authorised again (EVT-4, within a second); one that no longer is ends with an error;
+- one task per process keeps connections alive (a protocol ping to idle ones) and
+  authenticates sessions again every few minutes, spread over time rather than in bursts;
+  a connection otherwise costs one reader task;
 - when the bus may have lost events (Redis unreachable), live activity is held back, and once
   it is whole again each subscription replays from the database what came after the last event
   it delivered (EVT-3), as a resume does (EVT-2).
@@ -22,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gardien.events import EventBus
 from gardien.graphql.documents import PreparedDocument, PreparedOperation
 from gardien.graphql.engine import GraphQLEngine
+from gardien.graphql.frames import FrameWriter, frame_writer, text_frame
 from gardien.models.activity import ActivityEvent
 from gardien.resolvers import events, tokens
 from gardien.resolvers.authz import Actor, RequestScope
@@ -56,6 +66,11 @@ TOO_MANY_INITIALISATIONS = 4429
 # RFC 6455: the peer cannot keep up (we would have to buffer without end).
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
+# The same keepalive ping for every connection, encoded once.
+PING_FRAME = '{"type":"ping"}'
+PING_WIRE = text_frame(PING_FRAME.encode())
+# The keepalive task wakes this many times per keepalive interval (see _keep_alive).
+KEEPALIVE_TICKS = 5
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,7 @@ class ProtocolClose(Exception):
 # --- Fan-out ---------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     connection: Connection
     id: str
@@ -106,17 +121,6 @@ class Subscriber:
     # The bus came back while this subscription was still catching up: once more when done.
     resync_pending: bool = False
 
-    def deliver(self, event_id: int, payload: str, frame: str) -> None:
-        """`frame` is the whole `next` frame for this subscriber's id (shared by the group)."""
-        if self.ended:
-            return
-        if self.backlog is not None:
-            self.backlog.append((event_id, payload))
-            return
-        if self.last_id is None or event_id > self.last_id:  # inline: the fan-out's hot path
-            self.last_id = event_id
-        self.connection.send_frame(frame)
-
     def delivered(self, event_id: int) -> None:
         if self.last_id is None or event_id > self.last_id:
             self.last_id = event_id
@@ -126,7 +130,11 @@ GroupKey = tuple[str, str | None, bytes, tuple[str, int], int | None]
 
 
 class Group:
-    """Identical subscriptions: executed once per event, one payload for all."""
+    """Identical subscriptions: executed once per event, one encoded frame for all.
+
+    One task per group (not per subscriber) takes the group's events in order, executes the
+    selection set once, and writes the same frame bytes to every subscriber's socket.
+    """
 
     def __init__(
         self,
@@ -172,13 +180,24 @@ class Group:
                 logger.exception("rendering a live event failed")
                 continue
             started = time.perf_counter()
-            # Subscribers usually share their id ("1"): one frame text per distinct id.
-            frames: dict[str, str] = {}
+            # Subscribers usually share their id ("1"): one frame per distinct id, encoded once
+            # (its JSON text, and its WebSocket frame). The loop is the per-subscriber cost of
+            # an event, hence inlined: a few checks, then one write to the socket.
+            frames: dict[str, tuple[str, bytes]] = {}
             for subscriber in list(self.subscribers):
-                frame = frames.get(subscriber.id)
-                if frame is None:
-                    frame = frames[subscriber.id] = next_frame(subscriber.id, payload)
-                subscriber.deliver(event.id, payload, frame)
+                if subscriber.ended:
+                    continue
+                if subscriber.backlog is not None:
+                    subscriber.backlog.append((event.id, payload))
+                    continue
+                last_id = subscriber.last_id  # EVT-3: where a catch-up after an outage starts
+                if last_id is None or event.id > last_id:
+                    subscriber.last_id = event.id
+                encoded = frames.get(subscriber.id)
+                if encoded is None:
+                    text = next_frame(subscriber.id, payload)
+                    encoded = frames[subscriber.id] = (text, text_frame(text.encode()))
+                subscriber.connection.send_frame(*encoded)
             self.hub.fanout_seconds += time.perf_counter() - started
 
 
@@ -319,36 +338,7 @@ def _result_json(engine: GraphQLEngine, result: ExecutionResult, request_id: str
 # --- One connection --------------------------------------------------------------------------
 
 
-class SuspendedSend:
-    """A send started outside the writer that had to wait (the socket's buffer was full): the
-    writer resumes it where it stopped, as a task would, so the frame is written exactly once."""
-
-    def __init__(self, send: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self.send = send
-        self.waiting = waiting
-
-    async def finish(self) -> None:
-        try:
-            while True:
-                waiting = self.waiting
-                if waiting is None:
-                    await asyncio.sleep(0)  # a bare yield: just another loop turn
-                else:
-                    # The future was yielded with its "awaited" mark set, which a task clears
-                    # before waiting on it; awaiting it again with the mark set is refused.
-                    if getattr(waiting, "_asyncio_future_blocking", False):
-                        waiting._asyncio_future_blocking = False
-                    await waiting
-                try:
-                    self.waiting = self.send.send(None)
-                except StopIteration:
-                    return
-        except BaseException:
-            self.send.close()
-            raise
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     websocket: WebSocket
     transport: GraphQLWebSocket
@@ -358,48 +348,53 @@ class Connection:
     access_changes: int = 0
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    outgoing: asyncio.Queue[str | SuspendedSend | None] = field(default_factory=asyncio.Queue)
+    # Frames waiting for a socket that could not take them at once, in order; None ends them.
+    outgoing: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     closing: tuple[int, str] | None = None
     acknowledged: bool = False
-    acknowledged_event: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribe_times: list[float] = field(default_factory=list)
     meta: RequestMeta = field(default_factory=RequestMeta)
+    # Writes encoded frames straight to the socket (frames.py); None under another server.
+    frame_writer: FrameWriter | None = None
+    # Started with the first frame that has to wait, so an idle connection costs no task.
+    writer: asyncio.Task[None] | None = None
     # The writer task is sending a frame: later ones queue behind it, to keep their order.
     writing: bool = False
+    # Keepalive (loop times): when the session was last authenticated again, when the
+    # connection was last looked at, and whether a frame was sent to it since.
+    authenticated_at: float = 0.0
+    looked_at: float = 0.0
+    active: bool = False
 
     def send(self, message: dict[str, Any]) -> None:
-        self._enqueue(orjson.dumps(message).decode())
+        self.send_frame(orjson.dumps(message).decode(), None)
 
     def send_next(self, subscription_id: str, payload: str) -> None:
         # The payload is shared by the whole group; only the id differs per subscriber.
-        self._enqueue(next_frame(subscription_id, payload))
+        self.send_frame(next_frame(subscription_id, payload), None)
 
-    def send_frame(self, frame: str) -> None:
-        self._enqueue(frame)
-
-    def _enqueue(self, frame: str) -> None:
+    def send_frame(self, frame: str, wire: bytes | None) -> None:
+        """`wire` is `frame` already encoded as a WebSocket frame, when the caller has it."""
         if self.closing is not None:
             return
-        if not self.writing and self.outgoing.empty():
-            # Fan-out: waking one writer task per connection per event is what cost most with
-            # thousands of subscribers. With nothing queued, the send runs right here; it
-            # completes without waiting unless the socket's buffer is full, and then the writer
-            # finishes it once the buffer drains (frames after it queue behind it, in order).
-            send = self.websocket.send_text(frame)
-            try:
-                waiting = send.send(None)
-            except StopIteration:
-                return
-            except Exception:
-                self.close(1000, "")
-                return
-            self.outgoing.put_nowait(SuspendedSend(send, waiting))
+        self.active = True
+        writer = self.frame_writer
+        # Fan-out: with nothing waiting, the frame is written right here, with no task switch,
+        # coroutine or per-connection encoding; a full socket buffer refuses it.
+        if (
+            writer is not None
+            and not self.writing
+            and self.outgoing.empty()
+            and writer.write(wire if wire is not None else text_frame(frame.encode()))
+        ):
             return
         if self.outgoing.qsize() >= self.transport.limits.max_pending_frames:
             self.close(TRY_AGAIN_LATER, "Slow consumer")
             return
         self.outgoing.put_nowait(frame)
+        if self.writer is None:
+            self.writer = asyncio.create_task(self.transport.write(self), name="ws-writer")
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -432,6 +427,7 @@ class GraphQLWebSocket:
         self._authenticate = authenticate
         self.limits = limits or WebSocketLimits()
         self.connections: set[Connection] = set()
+        self._upkeep: asyncio.Task[None] | None = None
 
     async def handle(self, websocket: WebSocket) -> None:
         if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
@@ -443,44 +439,52 @@ class GraphQLWebSocket:
         connection = Connection(
             websocket,
             self,
+            frame_writer=frame_writer(websocket.scope),
             meta=RequestMeta(
                 ip=client.host if client else None,
                 device=(websocket.headers.get("user-agent") or "")[:200] or None,
             ),
         )
         self.connections.add(connection)
-        writer = asyncio.create_task(self._write(connection), name="ws-writer")
+        if self._upkeep is None or self._upkeep.done():
+            self._upkeep = asyncio.create_task(self._keep_alive(), name="ws-upkeep")
         reader = asyncio.create_task(self._read(connection), name="ws-reader")
-        keepalive = asyncio.create_task(self._keepalive(connection), name="ws-keepalive")
         try:
             await connection.closed.wait()
         finally:
-            for task in (reader, keepalive, *connection.tasks):
+            for task in (reader, *connection.tasks):
                 task.cancel()
             for subscriber in list(connection.subscribers.values()):
                 self.hub.leave(subscriber)
             connection.subscribers.clear()
             self.hub.unregister(connection)
             self.connections.discard(connection)
-            await self._finish(connection, writer)
-            for task in (reader, keepalive, *list(connection.tasks)):
+            if not self.connections and self._upkeep is not None:
+                # The last connection: nothing to keep alive (a new one starts it again).
+                self._upkeep.cancel()
+                self._upkeep = None
+            await self._finish(connection)
+            for task in (reader, *list(connection.tasks)):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _finish(self, connection: Connection, writer: asyncio.Task[None]) -> None:
+    async def _finish(self, connection: Connection) -> None:
         """Flush what is queued (a final error), then close with the code; a stuck client is
         given a second, then dropped."""
         code, reason = connection.closing or (1000, "")
-        connection.outgoing.put_nowait(None)
-        if code == TRY_AGAIN_LATER:
-            writer.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, 1.0)
+        writer = connection.writer
+        if writer is not None:
+            connection.outgoing.put_nowait(None)
+            if code == TRY_AGAIN_LATER:
+                writer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, 1.0)
         if connection.websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.websocket.close(code, reason), 1.0)
 
-    async def _write(self, connection: Connection) -> None:
+    async def write(self, connection: Connection) -> None:
+        """Sends, through ASGI and in order, the frames the socket could not take at once."""
         websocket = connection.websocket
         while True:
             frame = await connection.outgoing.get()
@@ -488,29 +492,41 @@ class GraphQLWebSocket:
                 return
             connection.writing = True
             try:
-                if isinstance(frame, str):
-                    await websocket.send_text(frame)
-                else:
-                    await frame.finish()
+                await websocket.send_text(frame)
             except Exception:
                 connection.close(1000, "")
                 return
             finally:
                 connection.writing = False
 
-    async def _keepalive(self, connection: Connection) -> None:
-        """Pings keep idle connections open through proxies; clients answer with pongs. They
-        start once the connection is acknowledged, so a client awaiting its connection_ack
-        (authentication can take a moment) never sees anything else first."""
-        await connection.acknowledged_event.wait()
-        since_check = 0.0
-        while True:
-            await asyncio.sleep(self.limits.keepalive_seconds)
-            connection.send({"type": "ping"})
-            since_check += self.limits.keepalive_seconds
-            if since_check >= self.limits.reauthenticate_seconds:
-                since_check = 0.0
-                await self.recheck(connection)
+    async def _keep_alive(self) -> None:
+        """One task for every connection of this process, alive while there are any.
+
+        Pings keep idle connections open through proxies (clients answer with pongs): each
+        connection is looked at every `keepalive_seconds`, from its own acknowledgement on, so
+        the pings of thousands of connections are spread instead of sent (and their pongs read)
+        in one burst; one that was sent a frame since it was last looked at is not idle and is
+        not pinged. The ping is the protocol's; the server's WebSocket-level ping is off
+        (`gardien serve`), so there is only one keepalive. Only acknowledged connections are
+        pinged: a client awaiting its connection_ack (authentication can take a moment) never
+        sees anything else first. Sessions are authenticated again every
+        `reauthenticate_seconds`, spread the same way."""
+        loop = asyncio.get_running_loop()
+        while self.connections:
+            limits = self.limits
+            await asyncio.sleep(limits.keepalive_seconds / KEEPALIVE_TICKS)
+            now = loop.time()
+            for connection in list(self.connections):
+                if not connection.acknowledged or connection.closing is not None:
+                    continue
+                if now - connection.looked_at >= limits.keepalive_seconds:
+                    connection.looked_at = now
+                    if not connection.active:
+                        connection.send_frame(PING_FRAME, PING_WIRE)
+                    connection.active = False  # the ping itself does not count
+                if now - connection.authenticated_at >= limits.reauthenticate_seconds:
+                    connection.authenticated_at = now
+                    connection.spawn(self.recheck(connection))
 
     async def _read(self, connection: Connection) -> None:
         websocket = connection.websocket
@@ -567,9 +583,9 @@ class GraphQLWebSocket:
                 connection.meta = replace(connection.meta, via_token=tokens.token_use(actor.token))
             connection.init_payload = payload or {}
             connection.acknowledged = True
+            connection.authenticated_at = connection.looked_at = asyncio.get_running_loop().time()
             self.hub.register(connection)
             connection.send({"type": "connection_ack"})
-            connection.acknowledged_event.set()
         elif kind == "ping":
             connection.send({"type": "pong"})
         elif kind == "pong":

@@ -16,12 +16,14 @@ import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from gardien.clock import ManualClock
+from gardien.graphql.frames import text_frame
 from gardien.graphql.ws import GraphQLWebSocket, WebSocketLimits
-from gardien.resolvers import sessions
-from gardien.resolvers.services import Services
+from gardien.resolvers import accounts, sessions
+from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
 from tests.ports import free_port
 
@@ -209,3 +211,73 @@ async def test_evt4_subscription_ends_when_its_session_reaches_its_lifetime(
     ]
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "Forbidden")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 70_000])
+def test_evt1_frames_encoded_once_are_what_websockets_would_send(size: int) -> None:
+    """The fan-out encodes a `next` frame itself, once per group: byte for byte the unmasked
+    text frame websockets builds, at each boundary of the length's encoding (RFC 6455 5.2)."""
+    data = b"x" * size
+
+    assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
+
+
+async def test_evt1_an_event_reaches_every_subscriber_as_one_frame_written_straight_to_sockets(
+    app: Starlette, served_app: str, services: Services
+) -> None:
+    """Identical subscriptions form one group; its event is executed once and the same frame is
+    written to each subscriber's socket by the group's task: no connection needs a writer task
+    (one starts only for frames a full socket cannot take at once)."""
+    transport: GraphQLWebSocket = app.state.graphql_ws
+    email = "fanout.reader@example.test"
+    signed_up = await factories.sign_up(services, email)
+    query = "subscription { viewerSecurityEvents { cursor event { id type } } }"
+    # The app's lifespan connects its subscription hub to its event bus (served_app runs
+    # without one); the sign-in below goes through the app's services, so onto that bus.
+    async with app.router.lifespan_context(app):
+        clients = [await _subscribed(served_app, signed_up.session.token, query) for _ in range(3)]
+        for _ in range(300):
+            groups = list(transport.hub.groups.values())
+            if len(groups) == 1 and len(groups[0].subscribers) == 3:
+                break
+            await asyncio.sleep(0.01)
+
+        await accounts.sign_in(
+            app.state.services,
+            RequestMeta(device="pytest"),
+            login=email,
+            password=factories.PASSWORD,
+        )
+        frames = [await _next_frame(client) for client in clients]
+
+        assert len(transport.hub.groups) == 1
+        assert len(transport.connections) == 3
+        assert all(c.frame_writer is not None for c in transport.connections)
+        assert all(c.writer is None for c in transport.connections)
+        for client in clients:
+            await client.close()
+    assert len(set(frames)) == 1
+    message = json.loads(frames[0])
+    assert (message["id"], message["type"]) == ("1", "next")
+    event = message["payload"]["data"]["viewerSecurityEvents"]["event"]
+    assert event["type"] == "sign_in.succeeded"
+
+
+async def _subscribed(url: str, token: str, query: str) -> ClientConnection:
+    client = await connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")], compression=None
+    )
+    await client.send(
+        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    )
+    assert json.loads(await client.recv()) == {"type": "connection_ack"}
+    await client.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+    return client
+
+
+async def _next_frame(client: ClientConnection) -> str | bytes:
+    """The next frame other than a keepalive ping."""
+    while True:
+        frame = await asyncio.wait_for(client.recv(), 5)
+        if json.loads(frame)["type"] != "ping":
+            return frame
