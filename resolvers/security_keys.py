@@ -52,6 +52,8 @@ SIGN_IN_LIFETIME = timedelta(minutes=2)
 # Bounds excludeCredentials/allowCredentials and the rows one account can make.
 MAX_KEYS_PER_USER = 10
 USER_HANDLE_PURPOSE = "webauthn-user-handle"
+# The label of a COSE key's algorithm (RFC 9052 §7.1).
+COSE_ALGORITHM = 3
 # WebAuthn allows credential IDs up to 1023 bytes; the column holds their base64url up to 1024.
 MAX_CREDENTIAL_ID_BYTES = 700
 # A second factor: the key's touch proves presence; a PIN is not asked (YubiKeys often have none).
@@ -80,6 +82,7 @@ class Failure(StrEnum):
     FOREIGN_CREDENTIAL = "foreign_credential"
     COUNTER_REGRESSION = "counter_regression"
     ALREADY_REGISTERED = "already_registered"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     EXPIRED = "expired"
 
 
@@ -323,8 +326,15 @@ def _verify_registration(
     credential_data = auth_data.credential_data
     if credential_data is None or len(credential_data.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise _rejected(Failure.MALFORMED)
+    server = relying_party(settings)
+    # WebAuthn §7.1 step 20, which fido2's register_complete leaves out: a key of an algorithm
+    # the options did not offer would be stored, then fail every sign-in at its signature check.
+    if credential_data.public_key.get(COSE_ALGORITHM) not in {
+        parameters.alg for parameters in server.allowed_algorithms
+    }:
+        raise _rejected(Failure.UNSUPPORTED_ALGORITHM)
     try:
-        return relying_party(settings).register_complete(_state(ceremony), response)
+        return server.register_complete(_state(ceremony), response)
     except ValueError:
         raise _rejected(Failure.MALFORMED) from None
 

@@ -287,6 +287,40 @@ async def test_mfa2_malformed_registration_answer_is_a_typed_error(
     ]
 
 
+async def test_mfa2_a_key_answering_with_an_algorithm_not_offered_is_refused_and_enrols_nothing(
+    services: Services, meta: RequestMeta
+) -> None:
+    """WebAuthn §7.1 step 20: fido2 stores any algorithm; one it cannot verify would make every
+    later sign-in with the key fail (a 500 at the signature check), so registration refuses it."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    key = SoftAuthenticator(services.settings.webauthn_origin)
+    registration = await security_keys.begin_registration(services, meta, actor)
+    offered = {p["alg"] for p in registration.options["pubKeyCredParams"]}
+    unknown_algorithm = -999
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.complete_registration(
+            services,
+            meta,
+            actor,
+            registration_id=registration.ceremony_id,
+            credential=key.create(registration.options, algorithm=unknown_algorithm),
+            nickname="Key",
+        )
+
+    assert unknown_algorithm not in offered
+    assert (refused.value.code, refused.value.field) == (
+        ErrorCode.SECURITY_KEY_REJECTED,
+        "credential",
+    )
+    assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
+    assert await BackupCode.filter(user_id=signed_up.user.id).count() == 0
+    assert await _events("two_factor.enrolment_failed") == [
+        {"kind": "SECURITY_KEY", "reason": "unsupported_algorithm"}
+    ]
+
+
 async def test_mfa2_registration_expires_after_two_minutes(
     services: Services, meta: RequestMeta, clock: ManualClock
 ) -> None:
