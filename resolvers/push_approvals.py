@@ -16,7 +16,7 @@ from gardien.models.enums import ApprovalStatus, PlatformRole, TwoFactorKind
 from gardien.models.mfa import PushApproval, TwoFactorMethod
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, authz, events, ratelimits, two_factor
+from gardien.resolvers import activity, authz, events, ratelimits, two_factor
 from gardien.resolvers.authz import Actor, SignedInDevice, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -40,8 +40,6 @@ MAX_PUSH_TOKEN_LENGTH = 4096
 PUSH_TOKEN_CONTEXT = "push-token"
 # The event each request is recorded as, and what the devices' subscription follows.
 REQUESTED_EVENT = "two_factor.push_requested"
-# The same answer for unknown, expired and finished challenges as second_factor.complete gives.
-CHALLENGE_EXPIRED_MESSAGE = "This sign-in has expired or is finished: sign in again."
 NO_SUCH_APPROVAL = "No such approval request."
 
 
@@ -186,35 +184,15 @@ def candidates_of(approval: PushApproval) -> list[int]:
     return [int(n) for n in approval.candidate_numbers.split(",") if n]
 
 
-async def _live_challenge(services: Services, challenge_id: str) -> SignInChallenge:
-    if not challenge_id or len(challenge_id) > 256:
-        raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
-    challenge = await SignInChallenge.get_or_none(
-        token_hash=services.keyring.token_digest(challenge_id, accounts.CHALLENGE_PURPOSE)
-    )
-    if (
-        challenge is None
-        or challenge.completed_at is not None
-        or challenge.expires_at <= services.clock.now()
-    ):
-        raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
-    return challenge
-
-
 async def request_approval(
-    services: Services, meta: RequestMeta, *, challenge_id: str
+    services: Services, meta: RequestMeta, challenge: SignInChallenge
 ) -> IssuedApproval:
-    """MFA-4: the sign-in (its password step passed) asks the user's devices for an approval.
+    """MFA-4: the sign-in asks the user's devices for an approval, once second_factor has found
+    its challenge live and its user not blocked (second_factor.request_login_approval).
 
     The request carries where the sign-in comes from (IP, country, device) and expires after
     two minutes; it reaches the devices live once committed (loginApprovalRequests)."""
-    challenge = await _live_challenge(services, challenge_id)
     user_id = challenge.user_id
-    if not await authz.may_sign_in_web(user_id):
-        raise DomainError(
-            ErrorCode.ACCOUNT_BLOCKED,
-            "Web access to this account is blocked. Contact your organisation's administrator.",
-        )
     if not await TwoFactorMethod.exists(
         user_id=user_id, kind=TwoFactorKind.PUSH, confirmed_at__isnull=False
     ):

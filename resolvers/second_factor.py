@@ -152,6 +152,17 @@ async def begin_security_key_sign_in(
     return await security_keys.begin_sign_in(services, challenge)
 
 
+async def request_login_approval(
+    services: Services, meta: RequestMeta, *, challenge_id: str
+) -> push_approvals.IssuedApproval:
+    """MFA-4: the sign-in's request to the user's approval app, for the challenge its password
+    step opened. Not an attempt either: the answer comes from the phone."""
+    challenge = await _live_challenge(services, challenge_id)
+    if not await authz.may_sign_in_web(challenge.user_id):
+        raise DomainError(ErrorCode.ACCOUNT_BLOCKED, BLOCKED_MESSAGE)
+    return await push_approvals.request_approval(services, meta, challenge)
+
+
 def _user_subject(user_id: int) -> str:
     return f"user:{user_id}"
 
