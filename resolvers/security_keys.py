@@ -32,7 +32,6 @@ from fido2.webauthn import (
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from gardien.mail.templates import Template
 from gardien.models.enums import SecurityKeyCeremonyPurpose, TwoFactorKind
 from gardien.models.mfa import SecurityKeyCeremony, TwoFactorMethod
 from gardien.models.sessions import SignInChallenge
@@ -451,31 +450,3 @@ async def check_assertion(
             "credential",
         )
     return key
-
-
-async def record_sign_in_refusal(
-    services: Services, meta: RequestMeta, user_id: int, refused: SecurityKeyRefused
-) -> None:
-    """The failed attempt's event; for a counter that went back, the owner is e-mailed too:
-    whoever answered holds the password and a copy of the key (or the key was cloned)."""
-    user = await User.get(id=user_id)
-    async with in_transaction():
-        await activity.second_factor_failed(
-            services,
-            meta,
-            user_id,
-            method=TwoFactorKind.SECURITY_KEY.value,
-            reason=refused.reason.value,
-        )
-        if refused.reason is Failure.COUNTER_REGRESSION and user.email:
-            await services.mail.enqueue(
-                Template.SECURITY_KEY_COUNTER_REGRESSION,
-                to=user.email,
-                language=user.language,
-                context={
-                    "occurred_at": services.clock.now(),
-                    "ip": meta.ip or "?",
-                    "link": f"{services.settings.public_url}/console/#/security",
-                },
-                timezone=user.timezone,
-            )
