@@ -14,6 +14,7 @@ from gardien.models.mfa import BackupCode, PushApproval, TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.resolvers import (
     accounts,
+    app_passwords,
     authz,
     events,
     push_approvals,
@@ -154,16 +155,50 @@ async def test_mfa4_blocked_users_device_opens_nothing_and_asks_nothing(
 async def test_mfa4_registration_refuses_bad_labels_and_app_sessions(services: Services) -> None:
     signed_up = await factories.sign_up(services, email="ada@example.test")
     web = await _web_actor(services, signed_up.session.token)
-    _, _, phone = await _with_device(services, "bob@example.test")
+    bob, _, phone = await _with_device(services, "bob@example.test")
+    bob_web = await _web_actor(services, bob.session.token)
+    app_password = await app_passwords.create(services, PHONE, bob_web, label="Thunderbird")
+    app_session = await app_passwords.authenticate_app(
+        services, PHONE, login="bob@example.test", app_password=app_password.secret
+    )
+    app = await _web_actor(services, app_session.token)
 
     with pytest.raises(DomainError) as bad_label:
         await push_approvals.register_device(services, PHONE, web, label="\x07")
+    with pytest.raises(DomainError) as bad_push_token:
+        await push_approvals.register_device(
+            services, PHONE, web, label="Pixel", push_token="fcm:\x00"
+        )
     with pytest.raises(DomainError) as by_device:
         await push_approvals.register_device(services, PHONE, phone, label="Another")
+    with pytest.raises(DomainError) as by_app:
+        await push_approvals.register_device(services, PHONE, app, label="Another")
 
     assert (bad_label.value.code, bad_label.value.field) == (ErrorCode.INVALID_INPUT, "label")
+    assert (bad_push_token.value.code, bad_push_token.value.field) == (
+        ErrorCode.INVALID_INPUT,
+        "pushToken",
+    )
     assert by_device.value.code == ErrorCode.FORBIDDEN
+    assert by_app.value.code == ErrorCode.FORBIDDEN
     assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
+    assert await TwoFactorMethod.filter(user_id=bob.user.id, kind=TwoFactorKind.PUSH).count() == 1
+
+
+async def test_mfa4_an_account_holds_a_bounded_number_of_devices(services: Services) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    web = await _web_actor(services, signed_up.session.token)
+    for n in range(push_approvals.MAX_DEVICES):
+        await push_approvals.register_device(services, PHONE, web, label=f"Phone {n}")
+
+    with pytest.raises(DomainError) as refused:
+        await push_approvals.register_device(services, PHONE, web, label="One too many")
+
+    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "label")
+    assert (
+        await TwoFactorMethod.filter(user_id=signed_up.user.id, kind=TwoFactorKind.PUSH).count()
+        == push_approvals.MAX_DEVICES
+    )
 
 
 # --- Requests and answers ---------------------------------------------------------------------

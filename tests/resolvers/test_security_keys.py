@@ -182,6 +182,25 @@ async def test_mfa2_several_keys_with_nicknames_each_excluded_from_the_next_regi
     assert registered.backup_codes == []
 
 
+async def test_mfa2_an_account_holds_a_bounded_number_of_keys(
+    services: Services, meta: RequestMeta
+) -> None:
+    owner = await _key_owner(services, meta, "ada@example.test")
+    for n in range(security_keys.MAX_KEYS_PER_USER - 1):
+        spare = SoftAuthenticator(services.settings.webauthn_origin)
+        await _register(services, meta, owner.actor, spare, f"Spare {n}")
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.begin_registration(services, meta, owner.actor)
+
+    assert refused.value.code == ErrorCode.INVALID_INPUT
+    assert (
+        await TwoFactorMethod.filter(user_id=owner.method.user_id).count()
+        == security_keys.MAX_KEYS_PER_USER
+    )
+    assert await SecurityKeyCeremony.filter(user_id=owner.method.user_id, used_at=None).count() == 0
+
+
 async def test_mfa2_registering_again_drops_the_previous_registration(
     services: Services, meta: RequestMeta
 ) -> None:
