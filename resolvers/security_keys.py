@@ -15,6 +15,8 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from fido2.cose import CoseKey
 from fido2.server import Fido2Server
 from fido2.utils import websafe_decode, websafe_encode
 from fido2.webauthn import (
@@ -332,10 +334,26 @@ def _verify_registration(
         parameters.alg for parameters in server.allowed_algorithms
     }:
         raise _rejected(Failure.UNSUPPORTED_ALGORITHM)
+    if not _verifies_signatures(credential_data.public_key):
+        raise _rejected(Failure.MALFORMED)
     try:
         return server.register_complete(_state(ceremony), response)
     except ValueError:
         raise _rejected(Failure.MALFORMED) from None
+
+
+def _verifies_signatures(public_key: CoseKey) -> bool:
+    """Whether fido2 can check this key's signatures at all. A "none" attestation signs nothing
+    to try it on, and fido2 parses COSE keys without checking their parameters: a key whose
+    coordinates are missing, not bytes or off its curve would fail every sign-in instead. Checked
+    on an empty signature, which a sound key refuses as a wrong signature, and only so."""
+    try:
+        public_key.verify(b"", b"")
+    except InvalidSignature:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 def _state(ceremony: SecurityKeyCeremony) -> dict[str, Any]:

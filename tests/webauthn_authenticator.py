@@ -96,9 +96,11 @@ class SoftAuthenticator:
         challenge: str | None = None,
         user_present: bool = True,
         algorithm: int = _ALG_ES256,
+        public_key: dict[int, Any] | None = None,
     ) -> dict[str, Any]:
         """navigator.credentials.create({publicKey: options}).toJSON(); `algorithm` labels the
-        public key with another COSE algorithm, as a key answering outside the options would."""
+        public key with another COSE algorithm, as a key answering outside the options would;
+        `public_key` presents that COSE key instead of the authenticator's own."""
         excluded = {d["id"] for d in options.get("excludeCredentials", [])}
         if b64url(self.credential_id) in excluded:
             raise CredentialExcluded(b64url(self.credential_id))
@@ -111,7 +113,11 @@ class SoftAuthenticator:
             self.aaguid
             + struct.pack(">H", len(self.credential_id))
             + self.credential_id
-            + self.cose_public_key(algorithm)
+            + (
+                cbor.encode(public_key)
+                if public_key is not None
+                else self.cose_public_key(algorithm)
+            )
         )
         flags = (USER_PRESENT if user_present else 0) | ATTESTED_CREDENTIAL_DATA
         auth_data = self._authenticator_data(rp_id or options["rp"]["id"], flags, attested)

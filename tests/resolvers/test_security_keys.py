@@ -340,6 +340,45 @@ async def test_mfa2_a_key_answering_with_an_algorithm_not_offered_is_refused_and
     ]
 
 
+@pytest.mark.parametrize(
+    "public_key",
+    [
+        {1: 2, 3: -7, -1: 1, -2: 5, -3: 6},  # coordinates that are not bytes
+        {1: 2, 3: -7},  # no curve, no coordinates
+        {1: 2, 3: -7, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32},  # not a point of P-256
+        {1: 1, 3: -8, -1: 6, -2: 7},  # an Ed25519 key that is not bytes
+    ],
+)
+async def test_mfa2_a_key_whose_public_key_cannot_verify_is_refused_and_enrols_nothing(
+    services: Services, meta: RequestMeta, public_key: dict[int, Any]
+) -> None:
+    """A "none" attestation signs nothing at registration, so a broken public key would only show
+    at sign-in, every time (before: a 500 for the first two, a refused signature for the rest)."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    key = SoftAuthenticator(services.settings.webauthn_origin)
+    registration = await security_keys.begin_registration(services, meta, actor)
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.complete_registration(
+            services,
+            meta,
+            actor,
+            registration_id=registration.ceremony_id,
+            credential=key.create(registration.options, public_key=public_key),
+            nickname="Key",
+        )
+
+    assert (refused.value.code, refused.value.field) == (
+        ErrorCode.SECURITY_KEY_REJECTED,
+        "credential",
+    )
+    assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
+    assert await _events("two_factor.enrolment_failed") == [
+        {"kind": "SECURITY_KEY", "reason": "malformed"}
+    ]
+
+
 async def test_mfa2_registration_expires_after_two_minutes(
     services: Services, meta: RequestMeta, clock: ManualClock
 ) -> None:
