@@ -136,6 +136,13 @@ def _credential_data(method: TwoFactorMethod) -> AttestedCredentialData:
     return AttestedCredentialData(bytes(method.public_key))
 
 
+def _too_many_keys() -> DomainError:
+    return DomainError(
+        ErrorCode.INVALID_INPUT,
+        f"An account holds at most {MAX_KEYS_PER_USER} security keys: remove one first.",
+    )
+
+
 def _nickname(nickname: str) -> str:
     cleaned = " ".join(nickname.split())
     if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
@@ -184,10 +191,7 @@ async def begin_registration(services: Services, meta: RequestMeta, actor: Actor
     user = await User.get(id=signed_in.id)
     keys = await _user_keys(user.id)
     if len(keys) >= MAX_KEYS_PER_USER:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            f"An account holds at most {MAX_KEYS_PER_USER} security keys: remove one first.",
-        )
+        raise _too_many_keys()
     options, state = relying_party(services.settings).register_begin(
         PublicKeyCredentialUserEntity(
             name=user.email or user.display_name,
@@ -258,7 +262,11 @@ async def complete_registration(
                 "credential",
             )
         async with in_transaction():
+            # The user's row lock serialises concurrent completions, so the cap holds under a
+            # race (two registrations begun at once may both be in flight).
             await User.filter(id=signed_in.id).select_for_update().get()
+            if len(await _user_keys(signed_in.id)) >= MAX_KEYS_PER_USER:
+                raise _too_many_keys()
             first = not await two_factor.has_second_factor(signed_in.id)
             try:
                 method = await TwoFactorMethod.create(

@@ -201,6 +201,46 @@ async def test_mfa2_an_account_holds_a_bounded_number_of_keys(
     assert await SecurityKeyCeremony.filter(user_id=owner.method.user_id, used_at=None).count() == 0
 
 
+async def test_mfa2_the_key_limit_holds_for_a_registration_begun_before_it_was_reached(
+    services: Services, meta: RequestMeta
+) -> None:
+    """Two registrations begun at once can both be in flight: the limit is checked again,
+    under the user's row lock, when one completes."""
+    owner = await _key_owner(services, meta, "ada@example.test")
+    for n in range(security_keys.MAX_KEYS_PER_USER - 2):
+        spare = SoftAuthenticator(services.settings.webauthn_origin)
+        await _register(services, meta, owner.actor, spare, f"Spare {n}")
+    late = SoftAuthenticator(services.settings.webauthn_origin)
+    registration = await security_keys.begin_registration(services, meta, owner.actor)
+    # The other registration, begun at the same time, completes first.
+    await TwoFactorMethod.create(
+        user_id=owner.method.user_id,
+        kind=TwoFactorKind.SECURITY_KEY,
+        label="Completed meanwhile",
+        credential_id=b64url(secrets.token_bytes(32)),
+        public_key=owner.method.public_key,
+        sign_count=0,
+        created_at=services.clock.now(),
+        confirmed_at=services.clock.now(),
+    )
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.complete_registration(
+            services,
+            meta,
+            owner.actor,
+            registration_id=registration.ceremony_id,
+            credential=late.create(registration.options),
+            nickname="One too many",
+        )
+
+    assert refused.value.code == ErrorCode.INVALID_INPUT
+    assert (
+        await TwoFactorMethod.filter(user_id=owner.method.user_id).count()
+        == security_keys.MAX_KEYS_PER_USER
+    )
+
+
 async def test_mfa2_registering_again_drops_the_previous_registration(
     services: Services, meta: RequestMeta
 ) -> None:
