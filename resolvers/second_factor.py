@@ -223,6 +223,8 @@ async def _count_attempt(
 
 
 async def _give_back_attempt(services: Services, challenge: SignInChallenge) -> None:
+    """Undoes _count_attempt for a call that guessed nothing (a poll while the phone decides)."""
+    await SignInChallenge.filter(id=challenge.id).update(attempts=F("attempts") - 1)
     await ratelimits.give_back(services, ATTEMPTS_PER_CHALLENGE, f"challenge:{challenge.id}")
     await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(challenge.user_id))
 

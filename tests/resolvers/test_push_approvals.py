@@ -12,6 +12,7 @@ from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ApprovalStatus, TwoFactorKind
 from gardien.models.mfa import BackupCode, PushApproval, TwoFactorMethod
 from gardien.models.organisations import UserBlock
+from gardien.models.sessions import SignInChallenge
 from gardien.resolvers import (
     accounts,
     app_passwords,
@@ -295,6 +296,11 @@ async def test_mfa4_polling_while_pending_spends_no_attempt(services: Services) 
 
     assert set(polled) == {ErrorCode.LOGIN_APPROVAL_PENDING}
     assert completed.session.token
+    # The challenge's own count too: only the completing call is an attempt.
+    challenge = await SignInChallenge.get(
+        token_hash=services.keyring.token_digest(challenge_id, accounts.CHALLENGE_PURPOSE)
+    )
+    assert challenge.attempts == 1
 
 
 async def test_mfa4_wrong_number_denies_the_sign_in_and_is_recorded(services: Services) -> None:
