@@ -20,7 +20,7 @@ from gardien.resolvers import activity, authz, events, ratelimits, two_factor
 from gardien.resolvers.authz import Actor, SignedInDevice, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.resolvers.text import is_plain_text
+from gardien.resolvers.text import cleaned_label, is_plain_text
 from gardien.security import new_token
 
 DEVICE_CREDENTIAL_PURPOSE = "push-device"
@@ -53,17 +53,6 @@ class RegisteredDevice:
     backup_codes: list[str]  # shown once; empty unless this device turned 2FA on
 
 
-def _label(label: str) -> str:
-    cleaned = " ".join(label.split())
-    if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Give a label of 1 to 100 characters, without control characters.",
-            "label",
-        )
-    return cleaned
-
-
 def _credential_digest(services: Services, credential: str) -> str:
     return services.keyring.token_digest(credential, DEVICE_CREDENTIAL_PURPOSE)
 
@@ -81,7 +70,7 @@ async def register_device(
 
     The first second factor of an account turns 2FA on and comes with the backup codes (MFA-5)."""
     signed_in = authz.require_second_factor_manager(actor)
-    name = _label(label)
+    name = cleaned_label(label)
     if push_token is not None and (
         not 1 <= len(push_token) <= MAX_PUSH_TOKEN_LENGTH or not is_plain_text(push_token)
     ):

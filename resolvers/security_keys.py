@@ -42,7 +42,7 @@ from gardien.resolvers import activity, authz, two_factor
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.resolvers.text import is_plain_text
+from gardien.resolvers.text import cleaned_label
 from gardien.settings import Settings
 
 RP_NAME = "Gardien"
@@ -143,17 +143,6 @@ def _too_many_keys() -> DomainError:
     )
 
 
-def _nickname(nickname: str) -> str:
-    cleaned = " ".join(nickname.split())
-    if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Give a nickname of 1 to 100 characters, without control characters.",
-            "nickname",
-        )
-    return cleaned
-
-
 def _check_client_data(
     settings: Settings,
     client_data: CollectedClientData,
@@ -238,7 +227,7 @@ async def complete_registration(
 
     A first key turns 2FA on and comes with the backup codes (MFA-5), as a first TOTP app does."""
     signed_in = authz.require_second_factor_manager(actor)
-    name = _nickname(nickname)
+    name = cleaned_label(nickname, "nickname", "nickname")
     now = services.clock.now()
     ceremony = await SecurityKeyCeremony.get_or_none(
         id=registration_id, user_id=signed_in.id, purpose=SecurityKeyCeremonyPurpose.REGISTRATION
