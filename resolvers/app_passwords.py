@@ -17,7 +17,7 @@ from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, t
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.resolvers.text import is_plain_text
+from gardien.resolvers.text import cleaned_label
 
 PURPOSE = "app-password"
 # 16 lowercase letters, shown in groups of four: about 75 bits, typed once into a mail client.
@@ -43,23 +43,12 @@ def _digest(services: Services, secret: str) -> str:
     return services.keyring.token_digest(_normalise(secret), PURPOSE)
 
 
-def _label(label: str) -> str:
-    cleaned = " ".join(label.split())
-    if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Give a label of 1 to 100 characters, without control characters.",
-            "label",
-        )
-    return cleaned
-
-
 async def create(
     services: Services, meta: RequestMeta, actor: Actor, *, label: str
 ) -> CreatedAppPassword:
     """MFA-6: only once 2FA is on (a password alone must not mint credentials that skip it)."""
     signed_in = authz.require_second_factor_manager(actor)
-    name = _label(label)
+    name = cleaned_label(label)
     if not await two_factor.has_second_factor(signed_in.id):
         raise DomainError(
             ErrorCode.TWO_FACTOR_NOT_ENABLED,

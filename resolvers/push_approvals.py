@@ -16,11 +16,11 @@ from gardien.models.enums import ApprovalStatus, PlatformRole, TwoFactorKind
 from gardien.models.mfa import PushApproval, TwoFactorMethod
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, authz, events, ratelimits, two_factor
+from gardien.resolvers import activity, authz, events, ratelimits, two_factor
 from gardien.resolvers.authz import Actor, SignedInDevice, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.resolvers.text import is_plain_text
+from gardien.resolvers.text import cleaned_label, is_plain_text
 from gardien.security import new_token
 
 DEVICE_CREDENTIAL_PURPOSE = "push-device"
@@ -40,8 +40,6 @@ MAX_PUSH_TOKEN_LENGTH = 4096
 PUSH_TOKEN_CONTEXT = "push-token"
 # The event each request is recorded as, and what the devices' subscription follows.
 REQUESTED_EVENT = "two_factor.push_requested"
-# The same answer for unknown, expired and finished challenges as second_factor.complete gives.
-CHALLENGE_EXPIRED_MESSAGE = "This sign-in has expired or is finished: sign in again."
 NO_SUCH_APPROVAL = "No such approval request."
 
 
@@ -53,17 +51,6 @@ class RegisteredDevice:
     method: TwoFactorMethod
     credential: str  # shown once, to the app; only its keyed digest is stored
     backup_codes: list[str]  # shown once; empty unless this device turned 2FA on
-
-
-def _label(label: str) -> str:
-    cleaned = " ".join(label.split())
-    if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Give a label of 1 to 100 characters, without control characters.",
-            "label",
-        )
-    return cleaned
 
 
 def _credential_digest(services: Services, credential: str) -> str:
@@ -83,7 +70,7 @@ async def register_device(
 
     The first second factor of an account turns 2FA on and comes with the backup codes (MFA-5)."""
     signed_in = authz.require_second_factor_manager(actor)
-    name = _label(label)
+    name = cleaned_label(label)
     if push_token is not None and (
         not 1 <= len(push_token) <= MAX_PUSH_TOKEN_LENGTH or not is_plain_text(push_token)
     ):
@@ -186,35 +173,15 @@ def candidates_of(approval: PushApproval) -> list[int]:
     return [int(n) for n in approval.candidate_numbers.split(",") if n]
 
 
-async def _live_challenge(services: Services, challenge_id: str) -> SignInChallenge:
-    if not challenge_id or len(challenge_id) > 256:
-        raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
-    challenge = await SignInChallenge.get_or_none(
-        token_hash=services.keyring.token_digest(challenge_id, accounts.CHALLENGE_PURPOSE)
-    )
-    if (
-        challenge is None
-        or challenge.completed_at is not None
-        or challenge.expires_at <= services.clock.now()
-    ):
-        raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
-    return challenge
-
-
 async def request_approval(
-    services: Services, meta: RequestMeta, *, challenge_id: str
+    services: Services, meta: RequestMeta, challenge: SignInChallenge
 ) -> IssuedApproval:
-    """MFA-4: the sign-in (its password step passed) asks the user's devices for an approval.
+    """MFA-4: the sign-in asks the user's devices for an approval, once second_factor has found
+    its challenge live and its user not blocked (second_factor.request_login_approval).
 
     The request carries where the sign-in comes from (IP, country, device) and expires after
     two minutes; it reaches the devices live once committed (loginApprovalRequests)."""
-    challenge = await _live_challenge(services, challenge_id)
     user_id = challenge.user_id
-    if not await authz.may_sign_in_web(user_id):
-        raise DomainError(
-            ErrorCode.ACCOUNT_BLOCKED,
-            "Web access to this account is blocked. Contact your organisation's administrator.",
-        )
     if not await TwoFactorMethod.exists(
         user_id=user_id, kind=TwoFactorKind.PUSH, confirmed_at__isnull=False
     ):

@@ -87,7 +87,10 @@ async def complete(
         check = await two_factor.check_totp(services, user_id, code)
         if check.method_id is None:
             if check.replayed:
-                await _replayed(services, meta, user_id)
+                # ASVS 2.8.5: whoever typed it holds the password and has seen a code.
+                await _failed_and_owner_told(
+                    services, meta, user_id, method, "replayed", Template.TWO_FACTOR_CODE_REUSED
+                )
                 raise DomainError(ErrorCode.TWO_FACTOR_CODE_REUSED, REUSED_CODE_MESSAGE, "code")
             await _failed(services, meta, user_id, method, _failure_reason(code, method))
             raise DomainError(ErrorCode.TWO_FACTOR_CODE_INVALID, WRONG_CODE_MESSAGE, "code")
@@ -105,7 +108,18 @@ async def complete(
         try:
             await security_keys.check_assertion(services, challenge, credential)
         except security_keys.SecurityKeyRefused as refused:
-            await security_keys.record_sign_in_refusal(services, meta, user_id, refused)
+            if refused.reason is security_keys.Failure.COUNTER_REGRESSION:
+                # Whoever answered holds the password and a copy of the key (or it was cloned).
+                await _failed_and_owner_told(
+                    services,
+                    meta,
+                    user_id,
+                    method,
+                    refused.reason.value,
+                    Template.SECURITY_KEY_COUNTER_REGRESSION,
+                )
+            else:
+                await _failed(services, meta, user_id, method, refused.reason.value)
             raise
     elif method is SecondFactorMethod.PUSH:
         # MFA-4: the browser polls while the phone decides. Waiting is no guess: its attempt is
@@ -158,6 +172,17 @@ async def begin_security_key_sign_in(
     return await security_keys.begin_sign_in(services, challenge)
 
 
+async def request_login_approval(
+    services: Services, meta: RequestMeta, *, challenge_id: str
+) -> push_approvals.IssuedApproval:
+    """MFA-4: the sign-in's request to the user's approval app, for the challenge its password
+    step opened. Not an attempt either: the answer comes from the phone."""
+    challenge = await _live_challenge(services, challenge_id)
+    if not await authz.may_sign_in_web(challenge.user_id):
+        raise DomainError(ErrorCode.ACCOUNT_BLOCKED, BLOCKED_MESSAGE)
+    return await push_approvals.request_approval(services, meta, challenge)
+
+
 def _user_subject(user_id: int) -> str:
     return f"user:{user_id}"
 
@@ -206,6 +231,8 @@ async def _count_attempt(
 
 
 async def _give_back_attempt(services: Services, challenge: SignInChallenge) -> None:
+    """Undoes _count_attempt for a call that guessed nothing (a poll while the phone decides)."""
+    await SignInChallenge.filter(id=challenge.id).update(attempts=F("attempts") - 1)
     await ratelimits.give_back(services, ATTEMPTS_PER_CHALLENGE, f"challenge:{challenge.id}")
     await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(challenge.user_id))
 
@@ -219,17 +246,24 @@ async def _failed(
         )
 
 
-async def _replayed(services: Services, meta: RequestMeta, user_id: int) -> None:
-    """ASVS 2.8.5: a reused TOTP code is refused, recorded, and its owner told by e-mail, since
-    whoever typed it holds the password and has seen a code."""
+async def _failed_and_owner_told(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    method: SecondFactorMethod,
+    reason: str,
+    template: Template,
+) -> None:
+    """A failure that means someone holds more than the password: recorded, and the owner
+    e-mailed in the same transaction, so neither happens without the other."""
     user = await User.get(id=user_id)
     async with in_transaction():
         await activity.second_factor_failed(
-            services, meta, user_id, method=SecondFactorMethod.TOTP.value, reason="replayed"
+            services, meta, user_id, method=method.value, reason=reason
         )
         if user.email:
             await services.mail.enqueue(
-                Template.TWO_FACTOR_CODE_REUSED,
+                template,
                 to=user.email,
                 language=user.language,
                 context={

@@ -15,6 +15,8 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from fido2.cose import CoseKey
 from fido2.server import Fido2Server
 from fido2.utils import websafe_decode, websafe_encode
 from fido2.webauthn import (
@@ -32,7 +34,6 @@ from fido2.webauthn import (
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from gardien.mail.templates import Template
 from gardien.models.enums import SecurityKeyCeremonyPurpose, TwoFactorKind
 from gardien.models.mfa import SecurityKeyCeremony, TwoFactorMethod
 from gardien.models.sessions import SignInChallenge
@@ -41,7 +42,7 @@ from gardien.resolvers import activity, authz, two_factor
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.resolvers.text import is_plain_text
+from gardien.resolvers.text import cleaned_label
 from gardien.settings import Settings
 
 RP_NAME = "Gardien"
@@ -52,6 +53,8 @@ SIGN_IN_LIFETIME = timedelta(minutes=2)
 # Bounds excludeCredentials/allowCredentials and the rows one account can make.
 MAX_KEYS_PER_USER = 10
 USER_HANDLE_PURPOSE = "webauthn-user-handle"
+# The label of a COSE key's algorithm (RFC 9052 §7.1).
+COSE_ALGORITHM = 3
 # WebAuthn allows credential IDs up to 1023 bytes; the column holds their base64url up to 1024.
 MAX_CREDENTIAL_ID_BYTES = 700
 # A second factor: the key's touch proves presence; a PIN is not asked (YubiKeys often have none).
@@ -80,6 +83,7 @@ class Failure(StrEnum):
     FOREIGN_CREDENTIAL = "foreign_credential"
     COUNTER_REGRESSION = "counter_regression"
     ALREADY_REGISTERED = "already_registered"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     EXPIRED = "expired"
 
 
@@ -132,15 +136,11 @@ def _credential_data(method: TwoFactorMethod) -> AttestedCredentialData:
     return AttestedCredentialData(bytes(method.public_key))
 
 
-def _nickname(nickname: str) -> str:
-    cleaned = " ".join(nickname.split())
-    if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Give a nickname of 1 to 100 characters, without control characters.",
-            "nickname",
-        )
-    return cleaned
+def _too_many_keys() -> DomainError:
+    return DomainError(
+        ErrorCode.INVALID_INPUT,
+        f"An account holds at most {MAX_KEYS_PER_USER} security keys: remove one first.",
+    )
 
 
 def _check_client_data(
@@ -180,10 +180,7 @@ async def begin_registration(services: Services, meta: RequestMeta, actor: Actor
     user = await User.get(id=signed_in.id)
     keys = await _user_keys(user.id)
     if len(keys) >= MAX_KEYS_PER_USER:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            f"An account holds at most {MAX_KEYS_PER_USER} security keys: remove one first.",
-        )
+        raise _too_many_keys()
     options, state = relying_party(services.settings).register_begin(
         PublicKeyCredentialUserEntity(
             name=user.email or user.display_name,
@@ -230,7 +227,7 @@ async def complete_registration(
 
     A first key turns 2FA on and comes with the backup codes (MFA-5), as a first TOTP app does."""
     signed_in = authz.require_second_factor_manager(actor)
-    name = _nickname(nickname)
+    name = cleaned_label(nickname, "nickname", "nickname")
     now = services.clock.now()
     ceremony = await SecurityKeyCeremony.get_or_none(
         id=registration_id, user_id=signed_in.id, purpose=SecurityKeyCeremonyPurpose.REGISTRATION
@@ -254,7 +251,11 @@ async def complete_registration(
                 "credential",
             )
         async with in_transaction():
+            # The user's row lock serialises concurrent completions, so the cap holds under a
+            # race (two registrations begun at once may both be in flight).
             await User.filter(id=signed_in.id).select_for_update().get()
+            if len(await _user_keys(signed_in.id)) >= MAX_KEYS_PER_USER:
+                raise _too_many_keys()
             first = not await two_factor.has_second_factor(signed_in.id)
             try:
                 method = await TwoFactorMethod.create(
@@ -323,10 +324,33 @@ def _verify_registration(
     credential_data = auth_data.credential_data
     if credential_data is None or len(credential_data.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise _rejected(Failure.MALFORMED)
+    server = relying_party(settings)
+    # WebAuthn §7.1 step 20, which fido2's register_complete leaves out: a key of an algorithm
+    # the options did not offer would be stored, then fail every sign-in at its signature check.
+    if credential_data.public_key.get(COSE_ALGORITHM) not in {
+        parameters.alg for parameters in server.allowed_algorithms
+    }:
+        raise _rejected(Failure.UNSUPPORTED_ALGORITHM)
+    if not _verifies_signatures(credential_data.public_key):
+        raise _rejected(Failure.MALFORMED)
     try:
-        return relying_party(settings).register_complete(_state(ceremony), response)
+        return server.register_complete(_state(ceremony), response)
     except ValueError:
         raise _rejected(Failure.MALFORMED) from None
+
+
+def _verifies_signatures(public_key: CoseKey) -> bool:
+    """Whether fido2 can check this key's signatures at all. A "none" attestation signs nothing
+    to try it on, and fido2 parses COSE keys without checking their parameters: a key whose
+    coordinates are missing, not bytes or off its curve would fail every sign-in instead. Checked
+    on an empty signature, which a sound key refuses as a wrong signature, and only so."""
+    try:
+        public_key.verify(b"", b"")
+    except InvalidSignature:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 def _state(ceremony: SecurityKeyCeremony) -> dict[str, Any]:
@@ -441,31 +465,3 @@ async def check_assertion(
             "credential",
         )
     return key
-
-
-async def record_sign_in_refusal(
-    services: Services, meta: RequestMeta, user_id: int, refused: SecurityKeyRefused
-) -> None:
-    """The failed attempt's event; for a counter that went back, the owner is e-mailed too:
-    whoever answered holds the password and a copy of the key (or the key was cloned)."""
-    user = await User.get(id=user_id)
-    async with in_transaction():
-        await activity.second_factor_failed(
-            services,
-            meta,
-            user_id,
-            method=TwoFactorKind.SECURITY_KEY.value,
-            reason=refused.reason.value,
-        )
-        if refused.reason is Failure.COUNTER_REGRESSION and user.email:
-            await services.mail.enqueue(
-                Template.SECURITY_KEY_COUNTER_REGRESSION,
-                to=user.email,
-                language=user.language,
-                context={
-                    "occurred_at": services.clock.now(),
-                    "ip": meta.ip or "?",
-                    "link": f"{services.settings.public_url}/console/#/security",
-                },
-                timezone=user.timezone,
-            )

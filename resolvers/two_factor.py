@@ -21,7 +21,7 @@ from gardien.resolvers import activity, authz, events, ratelimits, totp
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.resolvers.text import is_plain_text
+from gardien.resolvers.text import cleaned_label
 from gardien.security import verify_password
 
 ISSUER = "Gardien"
@@ -104,14 +104,7 @@ class TotpEnrolment:
 def _label(label: str | None) -> str:
     if label is None:
         return DEFAULT_TOTP_LABEL
-    cleaned = " ".join(label.split())
-    if not 1 <= len(cleaned) <= 100 or not is_plain_text(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Give a label of 1 to 100 characters, without control characters.",
-            "label",
-        )
-    return cleaned
+    return cleaned_label(label)
 
 
 async def begin_totp_enrolment(

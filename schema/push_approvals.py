@@ -10,7 +10,7 @@ import strawberry
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ApprovalStatus
-from gardien.resolvers import push_approvals
+from gardien.resolvers import push_approvals, second_factor
 from gardien.resolvers.errors import DomainError
 from gardien.schema.context import Info
 from gardien.schema.errors import UserError
@@ -146,7 +146,7 @@ class PushApprovalMutations:
     ) -> RequestLoginApprovalPayload:
         context = info.context
         try:
-            issued = await push_approvals.request_approval(
+            issued = await second_factor.request_login_approval(
                 context.services, context.meta, challenge_id=input.challenge_id
             )
         except DomainError as error:

@@ -61,12 +61,12 @@ class SoftAuthenticator:
         """A copy of the key (same credential, same private key), counter included."""
         return copy.deepcopy(self)
 
-    def cose_public_key(self) -> bytes:
+    def cose_public_key(self, algorithm: int = _ALG_ES256) -> bytes:
         numbers = self.private_key.public_key().public_numbers()
         return cbor.encode(
             {
                 _COSE_KTY: _KTY_EC2,
-                _COSE_ALG: _ALG_ES256,
+                _COSE_ALG: algorithm,
                 _COSE_CRV: _CRV_P256,
                 _COSE_X: numbers.x.to_bytes(32, "big"),
                 _COSE_Y: numbers.y.to_bytes(32, "big"),
@@ -95,8 +95,12 @@ class SoftAuthenticator:
         rp_id: str | None = None,
         challenge: str | None = None,
         user_present: bool = True,
+        algorithm: int = _ALG_ES256,
+        public_key: dict[int, Any] | None = None,
     ) -> dict[str, Any]:
-        """navigator.credentials.create({publicKey: options}).toJSON()."""
+        """navigator.credentials.create({publicKey: options}).toJSON(); `algorithm` labels the
+        public key with another COSE algorithm, as a key answering outside the options would;
+        `public_key` presents that COSE key instead of the authenticator's own."""
         excluded = {d["id"] for d in options.get("excludeCredentials", [])}
         if b64url(self.credential_id) in excluded:
             raise CredentialExcluded(b64url(self.credential_id))
@@ -109,7 +113,11 @@ class SoftAuthenticator:
             self.aaguid
             + struct.pack(">H", len(self.credential_id))
             + self.credential_id
-            + self.cose_public_key()
+            + (
+                cbor.encode(public_key)
+                if public_key is not None
+                else self.cose_public_key(algorithm)
+            )
         )
         flags = (USER_PRESENT if user_present else 0) | ATTESTED_CREDENTIAL_DATA
         auth_data = self._authenticator_data(rp_id or options["rp"]["id"], flags, attested)

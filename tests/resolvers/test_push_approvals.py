@@ -12,8 +12,10 @@ from gardien.models.activity import ActivityEvent
 from gardien.models.enums import ApprovalStatus, TwoFactorKind
 from gardien.models.mfa import BackupCode, PushApproval, TwoFactorMethod
 from gardien.models.organisations import UserBlock
+from gardien.models.sessions import SignInChallenge
 from gardien.resolvers import (
     accounts,
+    app_passwords,
     authz,
     events,
     push_approvals,
@@ -144,7 +146,7 @@ async def test_mfa4_blocked_users_device_opens_nothing_and_asks_nothing(
     )
 
     with pytest.raises(DomainError) as refused:
-        await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+        await second_factor.request_login_approval(services, BROWSER, challenge_id=challenge_id)
 
     assert await push_approvals.authenticate_device(services, registered.credential) is None
     assert refused.value.code == ErrorCode.ACCOUNT_BLOCKED
@@ -154,16 +156,50 @@ async def test_mfa4_blocked_users_device_opens_nothing_and_asks_nothing(
 async def test_mfa4_registration_refuses_bad_labels_and_app_sessions(services: Services) -> None:
     signed_up = await factories.sign_up(services, email="ada@example.test")
     web = await _web_actor(services, signed_up.session.token)
-    _, _, phone = await _with_device(services, "bob@example.test")
+    bob, _, phone = await _with_device(services, "bob@example.test")
+    bob_web = await _web_actor(services, bob.session.token)
+    app_password = await app_passwords.create(services, PHONE, bob_web, label="Thunderbird")
+    app_session = await app_passwords.authenticate_app(
+        services, PHONE, login="bob@example.test", app_password=app_password.secret
+    )
+    app = await _web_actor(services, app_session.token)
 
     with pytest.raises(DomainError) as bad_label:
         await push_approvals.register_device(services, PHONE, web, label="\x07")
+    with pytest.raises(DomainError) as bad_push_token:
+        await push_approvals.register_device(
+            services, PHONE, web, label="Pixel", push_token="fcm:\x00"
+        )
     with pytest.raises(DomainError) as by_device:
         await push_approvals.register_device(services, PHONE, phone, label="Another")
+    with pytest.raises(DomainError) as by_app:
+        await push_approvals.register_device(services, PHONE, app, label="Another")
 
     assert (bad_label.value.code, bad_label.value.field) == (ErrorCode.INVALID_INPUT, "label")
+    assert (bad_push_token.value.code, bad_push_token.value.field) == (
+        ErrorCode.INVALID_INPUT,
+        "pushToken",
+    )
     assert by_device.value.code == ErrorCode.FORBIDDEN
+    assert by_app.value.code == ErrorCode.FORBIDDEN
     assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
+    assert await TwoFactorMethod.filter(user_id=bob.user.id, kind=TwoFactorKind.PUSH).count() == 1
+
+
+async def test_mfa4_an_account_holds_a_bounded_number_of_devices(services: Services) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    web = await _web_actor(services, signed_up.session.token)
+    for n in range(push_approvals.MAX_DEVICES):
+        await push_approvals.register_device(services, PHONE, web, label=f"Phone {n}")
+
+    with pytest.raises(DomainError) as refused:
+        await push_approvals.register_device(services, PHONE, web, label="One too many")
+
+    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "label")
+    assert (
+        await TwoFactorMethod.filter(user_id=signed_up.user.id, kind=TwoFactorKind.PUSH).count()
+        == push_approvals.MAX_DEVICES
+    )
 
 
 # --- Requests and answers ---------------------------------------------------------------------
@@ -175,7 +211,9 @@ async def test_mfa4_request_carries_where_the_sign_in_comes_from_and_three_numbe
     signed_up, _, _ = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
 
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
 
     approval = await PushApproval.get(id=issued.approval.id)
     numbers = push_approvals.candidates_of(approval)
@@ -206,7 +244,9 @@ async def test_mfa4_right_number_approves_and_the_waiting_sign_in_completes(
 ) -> None:
     signed_up, registered, phone = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
     waiting = await _refusal(services, challenge_id)
 
     answered = await push_approvals.answer(
@@ -239,7 +279,9 @@ async def test_mfa4_polling_while_pending_spends_no_attempt(services: Services) 
     """The browser polls every couple of seconds for the two minutes: waiting is not a guess."""
     _, _, phone = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
 
     polled = [await _refusal(services, challenge_id) for _ in range(3 * 12)]
     await push_approvals.answer(
@@ -254,12 +296,19 @@ async def test_mfa4_polling_while_pending_spends_no_attempt(services: Services) 
 
     assert set(polled) == {ErrorCode.LOGIN_APPROVAL_PENDING}
     assert completed.session.token
+    # The challenge's own count too: only the completing call is an attempt.
+    challenge = await SignInChallenge.get(
+        token_hash=services.keyring.token_digest(challenge_id, accounts.CHALLENGE_PURPOSE)
+    )
+    assert challenge.attempts == 1
 
 
 async def test_mfa4_wrong_number_denies_the_sign_in_and_is_recorded(services: Services) -> None:
     signed_up, _, phone = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
     (decoy, *_) = [
         n for n in push_approvals.candidates_of(issued.approval) if n != issued.approval.number
     ]
@@ -297,7 +346,9 @@ async def test_mfa4_wrong_number_denies_the_sign_in_and_is_recorded(services: Se
 async def test_mfa4_approving_without_a_number_denies(services: Services) -> None:
     _, _, phone = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
 
     with pytest.raises(DomainError) as refused:
         await push_approvals.answer(
@@ -311,7 +362,9 @@ async def test_mfa4_approving_without_a_number_denies(services: Services) -> Non
 async def test_mfa4_no_denies_the_sign_in(services: Services) -> None:
     signed_up, _, phone = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
 
     answered = await push_approvals.answer(
         services, PHONE, phone, approval_id=issued.approval_id, approve=False, number=None
@@ -330,7 +383,9 @@ async def test_mfa4_requests_expire_after_two_minutes(
 ) -> None:
     signed_up, _, phone = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
     clock.advance(timedelta(minutes=2) - timedelta(seconds=1))
     still_waiting = await _refusal(services, challenge_id)
     clock.advance(timedelta(seconds=1))
@@ -366,7 +421,9 @@ async def test_mfa4_another_users_device_cannot_answer(services: Services) -> No
     ada, _, _ = await _with_device(services, "ada@example.test")
     mallory, _, mallory_phone = await _with_device(services, "mallory@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
-    issued = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    issued = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
 
     with pytest.raises(DomainError) as refused:
         await push_approvals.answer(
@@ -404,14 +461,16 @@ async def test_mfa4_push_requests_are_rate_limited_per_account(services: Service
     signed_up, _, _ = await _with_device(services, "ada@example.test")
     challenge_id = await _challenge(services, "ada@example.test")
     for _ in range(push_approvals.REQUESTS_PER_USER.limit):
-        await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+        await second_factor.request_login_approval(services, BROWSER, challenge_id=challenge_id)
     # A new sign-in (a new password check) does not renew the account's budget.
     second_challenge = await _challenge(services, "ada@example.test")
 
     refusals = []
     for _ in range(2):
         with pytest.raises(DomainError) as refused:
-            await push_approvals.request_approval(services, BROWSER, challenge_id=second_challenge)
+            await second_factor.request_login_approval(
+                services, BROWSER, challenge_id=second_challenge
+            )
         refusals.append(refused.value)
 
     assert [r.code for r in refusals] == [ErrorCode.TOO_MANY_ATTEMPTS] * 2
@@ -436,7 +495,7 @@ async def test_mfa4_request_needs_a_live_challenge_and_a_device(
     codes = []
     for challenge_id in ("forged", old_challenge, totp_challenge):
         with pytest.raises(DomainError) as refused:
-            await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+            await second_factor.request_login_approval(services, BROWSER, challenge_id=challenge_id)
         codes.append(refused.value.code)
 
     assert codes == [
@@ -446,7 +505,7 @@ async def test_mfa4_request_needs_a_live_challenge_and_a_device(
     ]
     clock.advance(-accounts.CHALLENGE_LIFETIME)
     with pytest.raises(DomainError) as no_device:
-        await push_approvals.request_approval(services, BROWSER, challenge_id=totp_challenge)
+        await second_factor.request_login_approval(services, BROWSER, challenge_id=totp_challenge)
     assert (no_device.value.code, no_device.value.field) == (ErrorCode.INVALID_INPUT, "method")
     assert await PushApproval.all().count() == 0
 
@@ -458,9 +517,11 @@ async def test_mfa4_device_stream_starts_at_the_oldest_pending_request(
     signed_up, _, phone = await _with_device(services, "ada@example.test")
     quiet = await push_approvals.device_stream(services, phone)
     challenge_id = await _challenge(services, "ada@example.test")
-    await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    await second_factor.request_login_approval(services, BROWSER, challenge_id=challenge_id)
     clock.advance(push_approvals.APPROVAL_LIFETIME)
-    pending = await push_approvals.request_approval(services, BROWSER, challenge_id=challenge_id)
+    pending = await second_factor.request_login_approval(
+        services, BROWSER, challenge_id=challenge_id
+    )
 
     stream = await push_approvals.device_stream(services, phone)
 

@@ -182,6 +182,65 @@ async def test_mfa2_several_keys_with_nicknames_each_excluded_from_the_next_regi
     assert registered.backup_codes == []
 
 
+async def test_mfa2_an_account_holds_a_bounded_number_of_keys(
+    services: Services, meta: RequestMeta
+) -> None:
+    owner = await _key_owner(services, meta, "ada@example.test")
+    for n in range(security_keys.MAX_KEYS_PER_USER - 1):
+        spare = SoftAuthenticator(services.settings.webauthn_origin)
+        await _register(services, meta, owner.actor, spare, f"Spare {n}")
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.begin_registration(services, meta, owner.actor)
+
+    assert refused.value.code == ErrorCode.INVALID_INPUT
+    assert (
+        await TwoFactorMethod.filter(user_id=owner.method.user_id).count()
+        == security_keys.MAX_KEYS_PER_USER
+    )
+    assert await SecurityKeyCeremony.filter(user_id=owner.method.user_id, used_at=None).count() == 0
+
+
+async def test_mfa2_the_key_limit_holds_for_a_registration_begun_before_it_was_reached(
+    services: Services, meta: RequestMeta
+) -> None:
+    """Two registrations begun at once can both be in flight: the limit is checked again,
+    under the user's row lock, when one completes."""
+    owner = await _key_owner(services, meta, "ada@example.test")
+    for n in range(security_keys.MAX_KEYS_PER_USER - 2):
+        spare = SoftAuthenticator(services.settings.webauthn_origin)
+        await _register(services, meta, owner.actor, spare, f"Spare {n}")
+    late = SoftAuthenticator(services.settings.webauthn_origin)
+    registration = await security_keys.begin_registration(services, meta, owner.actor)
+    # The other registration, begun at the same time, completes first.
+    await TwoFactorMethod.create(
+        user_id=owner.method.user_id,
+        kind=TwoFactorKind.SECURITY_KEY,
+        label="Completed meanwhile",
+        credential_id=b64url(secrets.token_bytes(32)),
+        public_key=owner.method.public_key,
+        sign_count=0,
+        created_at=services.clock.now(),
+        confirmed_at=services.clock.now(),
+    )
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.complete_registration(
+            services,
+            meta,
+            owner.actor,
+            registration_id=registration.ceremony_id,
+            credential=late.create(registration.options),
+            nickname="One too many",
+        )
+
+    assert refused.value.code == ErrorCode.INVALID_INPUT
+    assert (
+        await TwoFactorMethod.filter(user_id=owner.method.user_id).count()
+        == security_keys.MAX_KEYS_PER_USER
+    )
+
+
 async def test_mfa2_registering_again_drops_the_previous_registration(
     services: Services, meta: RequestMeta
 ) -> None:
@@ -281,6 +340,79 @@ async def test_mfa2_malformed_registration_answer_is_a_typed_error(
         )
 
     assert refused.value.code == ErrorCode.SECURITY_KEY_REJECTED
+    assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
+    assert await _events("two_factor.enrolment_failed") == [
+        {"kind": "SECURITY_KEY", "reason": "malformed"}
+    ]
+
+
+async def test_mfa2_a_key_answering_with_an_algorithm_not_offered_is_refused_and_enrols_nothing(
+    services: Services, meta: RequestMeta
+) -> None:
+    """WebAuthn §7.1 step 20: fido2 stores any algorithm; one it cannot verify would make every
+    later sign-in with the key fail (a 500 at the signature check), so registration refuses it."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    key = SoftAuthenticator(services.settings.webauthn_origin)
+    registration = await security_keys.begin_registration(services, meta, actor)
+    offered = {p["alg"] for p in registration.options["pubKeyCredParams"]}
+    unknown_algorithm = -999
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.complete_registration(
+            services,
+            meta,
+            actor,
+            registration_id=registration.ceremony_id,
+            credential=key.create(registration.options, algorithm=unknown_algorithm),
+            nickname="Key",
+        )
+
+    assert unknown_algorithm not in offered
+    assert (refused.value.code, refused.value.field) == (
+        ErrorCode.SECURITY_KEY_REJECTED,
+        "credential",
+    )
+    assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
+    assert await BackupCode.filter(user_id=signed_up.user.id).count() == 0
+    assert await _events("two_factor.enrolment_failed") == [
+        {"kind": "SECURITY_KEY", "reason": "unsupported_algorithm"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "public_key",
+    [
+        {1: 2, 3: -7, -1: 1, -2: 5, -3: 6},  # coordinates that are not bytes
+        {1: 2, 3: -7},  # no curve, no coordinates
+        {1: 2, 3: -7, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32},  # not a point of P-256
+        {1: 1, 3: -8, -1: 6, -2: 7},  # an Ed25519 key that is not bytes
+    ],
+)
+async def test_mfa2_a_key_whose_public_key_cannot_verify_is_refused_and_enrols_nothing(
+    services: Services, meta: RequestMeta, public_key: dict[int, Any]
+) -> None:
+    """A "none" attestation signs nothing at registration, so a broken public key would only show
+    at sign-in, every time (before: a 500 for the first two, a refused signature for the rest)."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    key = SoftAuthenticator(services.settings.webauthn_origin)
+    registration = await security_keys.begin_registration(services, meta, actor)
+
+    with pytest.raises(DomainError) as refused:
+        await security_keys.complete_registration(
+            services,
+            meta,
+            actor,
+            registration_id=registration.ceremony_id,
+            credential=key.create(registration.options, public_key=public_key),
+            nickname="Key",
+        )
+
+    assert (refused.value.code, refused.value.field) == (
+        ErrorCode.SECURITY_KEY_REJECTED,
+        "credential",
+    )
     assert await TwoFactorMethod.filter(user_id=signed_up.user.id).count() == 0
     assert await _events("two_factor.enrolment_failed") == [
         {"kind": "SECURITY_KEY", "reason": "malformed"}
