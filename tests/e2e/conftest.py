@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.gardien.mail.conftest import SmtpTestServer
 from tests.ports import free_port
 
 
@@ -45,6 +46,37 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
     with start_gateway(gateway_env) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpTestServer]:
+    """A real SMTP server for the module's own gateway to deliver to."""
+    server = SmtpTestServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mailing_gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    gateway_env: dict[str, str],
+    smtp: SmtpTestServer,
+) -> Iterator[ServedGateway]:
+    """A gateway of the module's own (its accounts change there, unseen by other modules),
+    delivering e-mail to `smtp`."""
+    var_dir = tmp_path_factory.mktemp(f"served-{request.module.__name__.rsplit('.', 1)[-1]}")
+    env = {
+        **gateway_env,
+        "GARDIEN_VAR_DIR": str(var_dir),
+        "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
+        "GARDIEN_SMTP_URL": smtp.url,
+    }
+    with start_gateway(env) as gateway:
         yield gateway
 
 

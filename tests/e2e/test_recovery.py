@@ -5,53 +5,22 @@ link, delivered the same way, sets a new password (REC-2)."""
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway, gardien, start_gateway
+from tests.e2e.conftest import ServedGateway, gardien
 from tests.e2e.test_contract import _post, _sign_in
 from tests.e2e.test_invitations import _text
 from tests.e2e.test_sign_up import _delivered_with
 from tests.gardien.mail.conftest import SmtpTestServer
-from tests.ports import free_port
 
 LOGIN = "marc.admin@demo.example"
 NEW_PASSWORD = "granite harbour at dawn"
 # The demo's members write French.
 CODE_SUBJECT = "Votre code de réinitialisation du mot de passe Gardien"
 DONE_SUBJECT = "Le mot de passe de votre compte Gardien a été réinitialisé"
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def mailing_gateway(
-    tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str], smtp: SmtpTestServer
-) -> Iterator[ServedGateway]:
-    """A gateway of its own (a demo password changes here), delivering e-mail to `smtp`."""
-    var_dir: Path = tmp_path_factory.mktemp("served-recovery")
-    env = {
-        **gateway_env,
-        "GARDIEN_VAR_DIR": str(var_dir),
-        "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
-        "GARDIEN_SMTP_URL": smtp.url,
-    }
-    with start_gateway(env) as gateway:
-        yield gateway
 
 
 def test_rec1_reset_from_the_code_in_the_mailbox_ends_old_sessions_served(
