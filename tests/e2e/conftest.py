@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -78,6 +79,13 @@ def mailing_gateway(
     }
     with start_gateway(env) as gateway:
         yield gateway
+
+
+def mail_text(message: EmailMessage) -> str:
+    """The plain-text part of a delivered e-mail, where its links and codes are read."""
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 def fresh_gateway_env(var_dir: Path) -> dict[str, str]:

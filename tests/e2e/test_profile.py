@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import time
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway
+from tests.e2e.conftest import ServedGateway, mail_text
 from tests.e2e.test_contract import _organisation_id, _post, _sign_in
 from tests.gardien.mail.conftest import SmtpTestServer
 
@@ -72,17 +71,11 @@ def _mail(smtp: SmtpTestServer, recipient: str, link_path: str | None = None) ->
         for message in reversed(list(smtp.messages)):
             if message["To"] != recipient:
                 continue
-            text = _text(message)
+            text = mail_text(message)
             if link_path is None or link_path in text:
                 return text
         time.sleep(0.1)
     raise AssertionError(f"no e-mail to {recipient} within 30 s")
-
-
-def _text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
 
 
 def _token_in(text: str, link_path: str) -> str:

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway, gardien
+from tests.e2e.conftest import ServedGateway, gardien, mail_text
 from tests.e2e.test_contract import _post, _sign_in
-from tests.e2e.test_invitations import _text
 from tests.e2e.test_sign_up import _delivered_with
 from tests.gardien.mail.conftest import SmtpTestServer
 
@@ -37,7 +36,7 @@ def test_rec1_reset_from_the_code_in_the_mailbox_ends_old_sessions_served(
         "SendRecoveryCode",
         {"input": {"recoveryId": request["recoveryId"], "optionId": login_email["id"]}},
     ).json()
-    (code,) = re.findall(r"\b\d{8}\b", _text(_delivered_with(smtp, LOGIN, CODE_SUBJECT)))
+    (code,) = re.findall(r"\b\d{8}\b", mail_text(_delivered_with(smtp, LOGIN, CODE_SUBJECT)))
     reset = _post(
         served,
         "ResetPassword",
@@ -72,7 +71,7 @@ def test_rec1_reset_from_the_code_in_the_mailbox_ends_old_sessions_served(
     ]
     signed_in = with_new.json()["data"]["signIn"]
     assert signed_in["errors"] == [] and signed_in["session"]["token"]
-    assert code not in _text(told)
+    assert code not in mail_text(told)
 
 
 def test_rec1_unknown_login_answers_alike_and_its_code_goes_nowhere_served(
@@ -181,7 +180,7 @@ def test_rec2_support_agent_approves_a_case_and_the_link_resets_served(
     )
     link = re.findall(
         r"https?://\S+/console/#/recovery/identity\?token=\S+",
-        _text(_delivered_with(smtp, contact, LINK_SUBJECT)),
+        mail_text(_delivered_with(smtp, contact, LINK_SUBJECT)),
     )
     token = link[0].rpartition("token=")[2]
     completed = _graphql(served, COMPLETE, {"input": {"token": token, "newPassword": NEW_PASSWORD}})
