@@ -966,14 +966,14 @@ TWO_FACTOR_ENROLMENT_FIELDS = frozenset(
         "confirmTotpEnrolment",
         "beginSecurityKeyRegistration",
         "completeSecurityKeyRegistration",
+        "registerPushDevice",
+        "beginSmsEnrolment",
+        "confirmSmsEnrolment",
         # REC-4 leaves an account whose login e-mail was deleted nothing but these two; held to
         # 2FA too, it sets its login e-mail first (proved by its password and the new mailbox),
         # then enrols, instead of being stuck between the two gates.
         "requestLoginEmailChange",
         "confirmLoginEmailChange",
-        "registerPushDevice",
-        "beginSmsEnrolment",
-        "confirmSmsEnrolment",
     }
 )
 TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE = (

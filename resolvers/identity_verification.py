@@ -24,6 +24,9 @@ RESET_LINK_LIFETIME = timedelta(hours=24)
 MAX_DETAILS_LENGTH = 4000
 # Each case is work for a person at support: a handful per address a day is plenty.
 CASES_PER_IP = ratelimits.Rule("identity_case_ip", 10, timedelta(hours=24))
+# And per login named (or, without one, per contact address), from whatever address: one account
+# cannot bury support in cases from many IPs. Counted alike for a known and an unknown login.
+CASES_PER_LOGIN = ratelimits.Rule("identity_case_login", 3, timedelta(hours=24))
 RESET_LINK_ATTEMPTS_PER_IP = ratelimits.Rule("identity_reset_ip", 20, timedelta(hours=1))
 
 
@@ -57,6 +60,11 @@ async def request_identity_verification(
     ):
         raise DomainError(ErrorCode.INVALID_INPUT, "This is not a login.", "login")
     await ratelimits.require_allowed(services, CASES_PER_IP, ratelimits.ip_subject(meta.ip))
+    await ratelimits.require_allowed(
+        services,
+        CASES_PER_LOGIN,
+        f"login:{given_login}" if given_login is not None else f"contact:{contact}",
+    )
     user = await accounts.find_by_login(given_login) if given_login is not None else None
     async with in_transaction():
         case = await IdentityVerificationCase.create(

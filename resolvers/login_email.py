@@ -13,7 +13,7 @@ from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
 from gardien.models.users import EmailChange, User
-from gardien.resolvers import accounts, activity, authz, ratelimits, reauthentication
+from gardien.resolvers import accounts, activity, authz, ratelimits, reauthentication, sign_ups
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.recovery_contacts import secure_account_link
@@ -39,10 +39,6 @@ USERNAME_DRAWS = 20
 
 def confirm_link(services: Services, token: str) -> str:
     return f"{services.settings.public_url}/console/#/profile/login-email?token={quote(token)}"
-
-
-def sign_in_link(services: Services) -> str:
-    return f"{services.settings.public_url}/console/#/sign-in"
 
 
 async def request_login_email_change(
@@ -77,7 +73,7 @@ async def request_login_email_change(
                 to=cleaned,
                 language=owner.language,
                 timezone=owner.timezone,
-                context={"sign_in_link": sign_in_link(services)},
+                context={"sign_in_link": sign_ups.sign_in_link(services)},
             )
             return expires_at
         token = new_token()
@@ -242,7 +238,11 @@ async def login_email_deleted(
             to=user.recovery_email,
             language=user.language,
             timezone=user.timezone,
-            context={"username": username, "address": address, "link": sign_in_link(services)},
+            context={
+                "username": username,
+                "address": address,
+                "link": sign_ups.sign_in_link(services),
+            },
         )
     await activity.login_email_deleted(
         services,

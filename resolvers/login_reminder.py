@@ -10,10 +10,8 @@ from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, ratelimits, sign_ups
-from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers import accounts, activity, ratelimits, recovery_contacts, sign_ups
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.sms.outbox import is_e164
 from gardien.sms.templates import SmsTemplate
 
 # Each request may send an SMS or an e-mail to someone: few per address, fewer per phone.
@@ -34,17 +32,13 @@ class ReminderAnswer:
 
 
 def normalise_phone(phone: str) -> str:
-    """E.164 from what a person types: spaces, dots, dashes and brackets dropped, 00 → +."""
-    cleaned = "".join(c for c in phone.strip() if c not in " .-()/")
-    if cleaned.startswith("00"):
-        cleaned = "+" + cleaned[2:]
-    if not is_e164(cleaned):
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            "Enter the mobile number with its country code, e.g. +41 79 123 45 67.",
-            "phone",
-        )
-    return cleaned
+    """E.164 as recovery phones are stored (PRO-2), read by the same rules: a number written with
+    its trunk zero (+41 (0)79 …) or the 00 prefix finds the account it would be stored for.
+    Without a profile the number's country is unknown, so the country code is required."""
+    typed = phone.strip()
+    if typed.startswith("00"):
+        typed = "+" + typed[2:]
+    return recovery_contacts.normalise_phone(typed, None)
 
 
 async def recover_login_identifier(

@@ -22,7 +22,7 @@ from gardien.models.enums import RecoveryChannel, RecoveryKind
 from gardien.models.mfa import AppPassword
 from gardien.models.recovery import RecoveryRequest
 from gardien.models.sessions import ApiToken
-from gardien.models.users import User
+from gardien.models.users import EmailChange, User
 from gardien.resolvers import accounts, activity, ratelimits, sessions, sign_ups
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.recovery_options import (
@@ -311,7 +311,8 @@ async def reset_credentials(
 ) -> CredentialsReset:
     """The new password, and every other way in ends, in the caller's transaction: sessions,
     app passwords, personal access tokens, service accounts the user made, device cookies (the
-    credential generation moves, as "secure my account" does) and other recovery requests."""
+    credential generation moves, as "secure my account" does), other recovery requests and
+    pending login e-mail changes."""
     now = services.clock.now()
     await User.select_for_update().filter(id=user.id).first()
     await User.filter(id=user.id).update(
@@ -320,6 +321,9 @@ async def reset_credentials(
         credential_generation=F("credential_generation") + 1,
     )
     await RecoveryRequest.filter(user_id=user.id, used_at=None).update(used_at=now)
+    # A login e-mail change asked before the reset may be the intruder's, to an address of theirs:
+    # confirmed later, it would hand them the account again (PRO-5).
+    await EmailChange.filter(user_id=user.id, confirmed_at=None).delete()
     revoked_sessions = await sessions.revoke_all_sessions(services, user.id)
     revoked_passwords = await AppPassword.filter(user_id=user.id, revoked_at=None).update(
         revoked_at=now

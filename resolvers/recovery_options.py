@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import phonenumbers
+
 from gardien.models.enums import RecoveryChannel
 from gardien.models.users import User
 from gardien.security import Keyring
@@ -12,55 +14,6 @@ DECOY_PURPOSE = "recovery-decoy"
 OPTION_PURPOSE = "recovery-option"
 # Offered in this order, whatever the account: the order says nothing either.
 CHANNEL_ORDER = (RecoveryChannel.LOGIN_EMAIL, RecoveryChannel.RECOVERY_EMAIL, RecoveryChannel.SMS)
-# ITU-T E.164 country codes of one and two digits; every other code has three.
-_TWO_DIGIT_COUNTRY_CODES = frozenset(
-    [
-        "20",
-        "27",
-        "30",
-        "31",
-        "32",
-        "33",
-        "34",
-        "36",
-        "39",
-        "40",
-        "41",
-        "43",
-        "44",
-        "45",
-        "46",
-        "47",
-        "48",
-        "49",
-        "51",
-        "52",
-        "53",
-        "54",
-        "55",
-        "56",
-        "57",
-        "58",
-        "60",
-        "61",
-        "62",
-        "63",
-        "64",
-        "65",
-        "66",
-        "81",
-        "82",
-        "84",
-        "86",
-        "90",
-        "91",
-        "92",
-        "93",
-        "94",
-        "95",
-        "98",
-    ]
-)
 # Decoys look like the accounts this platform serves: Swiss, French, Belgian and German mobiles
 # (country code, national digits), and the mail providers their recovery addresses use.
 _DECOY_PHONES = (("41", 9), ("33", 9), ("32", 9), ("49", 11))
@@ -94,16 +47,11 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain[:1]}***" + (f".{top}" if top else "")
 
 
-def _country_code(digits: str) -> str:
-    if digits[:1] in {"1", "7"}:
-        return digits[:1]
-    return digits[:2] if digits[:2] in _TWO_DIGIT_COUNTRY_CODES else digits[:3]
-
-
 def mask_phone(e164: str) -> str:
     """`+41791234567` → `+41 ** *** ** 67`: the country and the last two digits only."""
     digits = e164.lstrip("+")
-    code = _country_code(digits)
+    # The country code as phonenumbers reads it (1 to 3 digits), not a table kept here.
+    code = str(phonenumbers.parse(e164).country_code)
     national = digits[len(code) :]
     hidden = len(national) - 2
     # Grouped from the end as 2 (shown), 2, 3, then the rest, like a Swiss mobile is written.

@@ -94,7 +94,8 @@ class ProfileMutations:
                 info.context.actor,
                 display_name=input.display_name,
                 language=input.language,
-                country=input.country or None,
+                # UNSET keeps the country and null removes it; any string, "" too, is checked.
+                country=input.country if isinstance(input.country, str) else None,
                 clear_country=input.country is None,
                 timezone=input.timezone,
             )

@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.gardien.mail.conftest import SmtpTestServer
 from tests.ports import free_port
 
 
@@ -46,6 +48,44 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def served(gateway_env: dict[str, str]) -> Iterator[ServedGateway]:
     with start_gateway(gateway_env) as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpTestServer]:
+    """A real SMTP server for the module's own gateway to deliver to."""
+    server = SmtpTestServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mailing_gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    gateway_env: dict[str, str],
+    smtp: SmtpTestServer,
+) -> Iterator[ServedGateway]:
+    """A gateway of the module's own (its accounts change there, unseen by other modules),
+    delivering e-mail to `smtp`."""
+    var_dir = tmp_path_factory.mktemp(f"served-{request.module.__name__.rsplit('.', 1)[-1]}")
+    env = {
+        **gateway_env,
+        "GARDIEN_VAR_DIR": str(var_dir),
+        "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
+        "GARDIEN_SMTP_URL": smtp.url,
+    }
+    with start_gateway(env) as gateway:
+        yield gateway
+
+
+def mail_text(message: EmailMessage) -> str:
+    """The plain-text part of a delivered e-mail, where its links and codes are read."""
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 def fresh_gateway_env(var_dir: Path) -> dict[str, str]:

@@ -5,22 +5,16 @@ held to setting a new login e-mail, then freed by confirming one (REC-4)."""
 from __future__ import annotations
 
 import re
-import secrets
 import time
-from collections.abc import Iterator
-from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway, start_gateway
+from tests.e2e.conftest import ServedGateway, mail_text
 from tests.e2e.test_contract import _organisation_id, _post, _sign_in
 from tests.gardien.mail.conftest import SmtpTestServer
-from tests.ports import free_port
 
 REQUEST_CHANGE = """
 mutation($input: RequestLoginEmailChangeInput!) {
@@ -53,32 +47,6 @@ mutation($input: DeleteMailboxInput!) { deleteMailbox(input: $input) { errors { 
 VIEWER = "{ viewer { email mustSetLoginEmail } }"
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def mailing_gateway(
-    tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str], smtp: SmtpTestServer
-) -> Iterator[ServedGateway]:
-    """A gateway of its own (logins change here), delivering e-mail to `smtp`."""
-    var_dir: Path = tmp_path_factory.mktemp("served-profile")
-    env = {
-        **gateway_env,
-        "GARDIEN_VAR_DIR": str(var_dir),
-        "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
-        "GARDIEN_SMTP_URL": smtp.url,
-    }
-    with start_gateway(env) as gateway:
-        yield gateway
-
-
 def _graphql(
     gateway: ServedGateway, query: str, variables: dict[str, Any], token: str | None = None
 ) -> dict[str, Any]:
@@ -103,17 +71,11 @@ def _mail(smtp: SmtpTestServer, recipient: str, link_path: str | None = None) ->
         for message in reversed(list(smtp.messages)):
             if message["To"] != recipient:
                 continue
-            text = _text(message)
+            text = mail_text(message)
             if link_path is None or link_path in text:
                 return text
         time.sleep(0.1)
     raise AssertionError(f"no e-mail to {recipient} within 30 s")
-
-
-def _text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
 
 
 def _token_in(text: str, link_path: str) -> str:

@@ -5,53 +5,21 @@ link, delivered the same way, sets a new password (REC-2)."""
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gardien.demo import DEMO_PASSWORD
-from tests.e2e.conftest import ServedGateway, gardien, start_gateway
+from tests.e2e.conftest import ServedGateway, gardien, mail_text
 from tests.e2e.test_contract import _post, _sign_in
-from tests.e2e.test_invitations import _text
 from tests.e2e.test_sign_up import _delivered_with
 from tests.gardien.mail.conftest import SmtpTestServer
-from tests.ports import free_port
 
 LOGIN = "marc.admin@demo.example"
 NEW_PASSWORD = "granite harbour at dawn"
 # The demo's members write French.
 CODE_SUBJECT = "Votre code de réinitialisation du mot de passe Gardien"
 DONE_SUBJECT = "Le mot de passe de votre compte Gardien a été réinitialisé"
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def mailing_gateway(
-    tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str], smtp: SmtpTestServer
-) -> Iterator[ServedGateway]:
-    """A gateway of its own (a demo password changes here), delivering e-mail to `smtp`."""
-    var_dir: Path = tmp_path_factory.mktemp("served-recovery")
-    env = {
-        **gateway_env,
-        "GARDIEN_VAR_DIR": str(var_dir),
-        "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
-        "GARDIEN_SMTP_URL": smtp.url,
-    }
-    with start_gateway(env) as gateway:
-        yield gateway
 
 
 def test_rec1_reset_from_the_code_in_the_mailbox_ends_old_sessions_served(
@@ -68,7 +36,7 @@ def test_rec1_reset_from_the_code_in_the_mailbox_ends_old_sessions_served(
         "SendRecoveryCode",
         {"input": {"recoveryId": request["recoveryId"], "optionId": login_email["id"]}},
     ).json()
-    (code,) = re.findall(r"\b\d{8}\b", _text(_delivered_with(smtp, LOGIN, CODE_SUBJECT)))
+    (code,) = re.findall(r"\b\d{8}\b", mail_text(_delivered_with(smtp, LOGIN, CODE_SUBJECT)))
     reset = _post(
         served,
         "ResetPassword",
@@ -103,7 +71,7 @@ def test_rec1_reset_from_the_code_in_the_mailbox_ends_old_sessions_served(
     ]
     signed_in = with_new.json()["data"]["signIn"]
     assert signed_in["errors"] == [] and signed_in["session"]["token"]
-    assert code not in _text(told)
+    assert code not in mail_text(told)
 
 
 def test_rec1_unknown_login_answers_alike_and_its_code_goes_nowhere_served(
@@ -212,7 +180,7 @@ def test_rec2_support_agent_approves_a_case_and_the_link_resets_served(
     )
     link = re.findall(
         r"https?://\S+/console/#/recovery/identity\?token=\S+",
-        _text(_delivered_with(smtp, contact, LINK_SUBJECT)),
+        mail_text(_delivered_with(smtp, contact, LINK_SUBJECT)),
     )
     token = link[0].rpartition("token=")[2]
     completed = _graphql(served, COMPLETE, {"input": {"token": token, "newPassword": NEW_PASSWORD}})

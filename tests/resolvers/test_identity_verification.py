@@ -122,13 +122,53 @@ async def test_rec2_bad_input_is_typed_and_opens_nothing(services: Services) -> 
 
 
 async def test_rec2_cases_limited_per_ip(services: Services) -> None:
-    for _ in range(identity_verification.CASES_PER_IP.limit):
-        await _open_case(services)
+    for n in range(identity_verification.CASES_PER_IP.limit):
+        await _open_case(services, login=f"owner{n}@example.ch")
 
-    refused = await _refused(_open_case(services))
+    refused = await _refused(_open_case(services, login="one.more@example.ch"))
 
     assert refused.code is ErrorCode.TOO_MANY_ATTEMPTS
     assert await IdentityVerificationCase.all().count() == identity_verification.CASES_PER_IP.limit
+
+
+@pytest.mark.parametrize(
+    "login", [OWNER, "nobody@example.ch", None], ids=["known", "unknown", "none"]
+)
+async def test_rec2_cases_limited_per_login_from_any_address(
+    services: Services, login: str | None
+) -> None:
+    """Per login named, or per contact address when there is none; a known and an unknown login
+    are refused alike, so the limit tells nothing about accounts."""
+    await factories.sign_up(services, email=OWNER)
+    for n in range(identity_verification.CASES_PER_LOGIN.limit):
+        await identity_verification.request_identity_verification(
+            services,
+            RequestMeta(ip=f"203.0.113.{n}", country="CH", device="pytest"),
+            login=login,
+            contact_email=CONTACT,
+            details="Invoice 2024-117",
+        )
+
+    refused = await _refused(
+        identity_verification.request_identity_verification(
+            services,
+            RequestMeta(ip="203.0.113.99", country="CH", device="pytest"),
+            login=login,
+            contact_email=CONTACT,
+            details="Invoice 2024-117",
+        )
+    )
+
+    assert (refused.code, refused.field) == (ErrorCode.TOO_MANY_ATTEMPTS, None)
+    assert (
+        await IdentityVerificationCase.all().count() == identity_verification.CASES_PER_LOGIN.limit
+    )
+    # Another login is still heard.
+    await _open_case(services, login="someone.else@example.ch")
+    assert (
+        await IdentityVerificationCase.all().count()
+        == identity_verification.CASES_PER_LOGIN.limit + 1
+    )
 
 
 async def test_rec2_non_agent_can_neither_list_nor_review_and_is_recorded(

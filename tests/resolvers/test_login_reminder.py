@@ -88,6 +88,21 @@ async def test_rec3_a_generated_username_is_what_is_sent(services: Services) -> 
 
 
 @pytest.mark.parametrize(
+    "written", ["+41 (0)79 123 45 67", "0041 079 123 45 67", "+41.79.123.45.67"]
+)
+async def test_rec3_the_phone_as_people_write_it_finds_the_account(
+    services: Services, written: str
+) -> None:
+    await _owner(services)
+
+    answer = await _recover(services, phone=written)
+
+    assert answer == login_reminder.ReminderAnswer(identity_verification_offered=False)
+    sms = await OutboxMessage.get(channel=OutboxChannel.SMS)
+    assert sms.recipient == PHONE and OWNER in sms.payload["text"]
+
+
+@pytest.mark.parametrize(
     ("phone", "email"),
     [("+41790000000", RECOVERY), (PHONE, "someone.else@example.org")],
     ids=["other phone", "other recovery e-mail"],

@@ -108,6 +108,29 @@ async def test_pro1_update_profile_answers_the_new_profile_and_null_removes_the_
     }
 
 
+async def test_pro1_an_empty_country_is_refused_not_ignored(
+    services: Services, gql: GraphQLClient
+) -> None:
+    await factories.sign_up(services, email="ada@example.test")
+    await _signed_in(services, gql, "ada@example.test")
+    await _data(gql, UPDATE_PROFILE, {"input": {"country": "CH"}})
+
+    empty = await _data(gql, UPDATE_PROFILE, {"input": {"country": ""}})
+
+    assert empty["updateProfile"] == {
+        "user": None,
+        "errors": [
+            {
+                "code": "INVALID_INPUT",
+                "message": "Give a country as its ISO 3166-1 two-letter code, such as CH.",
+                "field": "country",
+                "retryAfterSeconds": None,
+            }
+        ],
+    }
+    assert (await User.get(email="ada@example.test")).country == "CH"
+
+
 async def test_pro2_pro3_payload_shows_the_contacts_just_set(
     services: Services, gql: GraphQLClient
 ) -> None:
