@@ -374,7 +374,12 @@ async def test_rec4_gate_lets_an_account_in_recovery_only_set_its_login_email(
     else:
         error = await _refused(_check(in_recovery, operation_type, field))
         assert error.code == ErrorCode.LOGIN_EMAIL_REQUIRED
-    authz.check_operation(manager.actor, operation_type, frozenset({field}))
+    if f"{operation_type.capitalize()}.{field}" in authz.DEVICE_ROOT_FIELDS:
+        # MFA-4: the approval app's fields take a device credential, never a session.
+        error = await _refused(_check(manager.actor, operation_type, field))
+        assert error.code == ErrorCode.UNAUTHENTICATED
+    else:
+        authz.check_operation(manager.actor, operation_type, frozenset({field}))
 
 
 async def _check(actor: Actor, operation_type: str, field: str) -> None:
