@@ -20,9 +20,9 @@ from gardien.mail.templates import Template
 from gardien.mail.templates import render as render_mail
 from gardien.models.enums import RecoveryChannel, RecoveryKind
 from gardien.models.mfa import AppPassword
-from gardien.models.recovery import RecoveryRequest
+from gardien.models.recovery import IdentityVerificationCase, RecoveryRequest
 from gardien.models.sessions import ApiToken
-from gardien.models.users import User
+from gardien.models.users import EmailChange, User
 from gardien.resolvers import accounts, activity, ratelimits, sessions, sign_ups
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.recovery_options import (
@@ -311,7 +311,9 @@ async def reset_credentials(
 ) -> CredentialsReset:
     """The new password, and every other way in ends, in the caller's transaction: sessions,
     app passwords, personal access tokens, service accounts the user made, device cookies (the
-    credential generation moves, as "secure my account" does) and other recovery requests."""
+    credential generation moves, as "secure my account" does), other recovery requests, and the
+    changes still on their way: a pending login e-mail change and an approved identity
+    verification link, which whoever knew the password, or talked to support, may hold."""
     now = services.clock.now()
     await User.select_for_update().filter(id=user.id).first()
     await User.filter(id=user.id).update(
@@ -320,6 +322,11 @@ async def reset_credentials(
         credential_generation=F("credential_generation") + 1,
     )
     await RecoveryRequest.filter(user_id=user.id, used_at=None).update(used_at=now)
+    await EmailChange.filter(user_id=user.id, confirmed_at=None).delete()
+    # The link being used for this reset, if any, is claimed already (reset_used_at).
+    await IdentityVerificationCase.filter(
+        user_id=user.id, reset_used_at=None, reset_expires_at__gt=now
+    ).update(reset_expires_at=now)
     revoked_sessions = await sessions.revoke_all_sessions(services, user.id)
     revoked_passwords = await AppPassword.filter(user_id=user.id, revoked_at=None).update(
         revoked_at=now
