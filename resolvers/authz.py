@@ -191,6 +191,13 @@ def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
     return actor.user if can_view_private_profile(actor, user_id) else None
 
 
+def can_read_support_code(actor: Actor, user_id: int) -> bool:
+    """PRO-4: the support code speaks to support for its owner (BLK-3), so it is read from the
+    owner's web session only, as it is regenerated: an app password is one factor kept in a sync
+    tool's settings."""
+    return can_view_private_profile(actor, user_id) and is_web_session(actor)
+
+
 # BLK-3: while a block is active (not lifted) the user's web access is stopped: signing in is
 # refused, and so is every session they already hold, at their very next request. A block is
 # platform-wide (whichever organisation asked for it, and whatever the user's other memberships)
