@@ -191,6 +191,13 @@ def private_profile(actor: Actor, user_id: int) -> SignedInUser | None:
     return actor.user if can_view_private_profile(actor, user_id) else None
 
 
+def can_read_support_code(actor: Actor, user_id: int) -> bool:
+    """PRO-4: the support code speaks to support for its owner (BLK-3), so it is read from the
+    owner's web session only, as it is regenerated: an app password is one factor kept in a sync
+    tool's settings."""
+    return can_view_private_profile(actor, user_id) and is_web_session(actor)
+
+
 # BLK-3: while a block is active (not lifted) the user's web access is stopped: signing in is
 # refused, and so is every session they already hold, at their very next request. A block is
 # platform-wide (whichever organisation asked for it, and whatever the user's other memberships)
@@ -633,9 +640,11 @@ def can_act_as_support(user: SignedInUser | None) -> bool:
 SUPPORT_FORBIDDEN = "Only support agents may do this."
 
 
-def can_review_identity_verification(user: SignedInUser | None) -> bool:
-    """REC-2: identity-verification cases are support's work alone (platform staff flag)."""
-    return can_act_as_support(user)
+def can_review_identity_verification(actor: Actor) -> bool:
+    """REC-2: identity-verification cases are support's work alone (platform staff flag), from a
+    web session: an approval hands an account to the contact the agent types in, which an app
+    password (one factor, kept in a sync tool's settings) must never be enough for."""
+    return actor.token is None and is_web_session(actor) and can_act_as_support(actor.user)
 
 
 def can_request_user_block(requester_role: Role, target_role: Role) -> bool:

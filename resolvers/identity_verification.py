@@ -82,7 +82,7 @@ async def request_identity_verification(
 
 async def _require_agent(services: Services, meta: RequestMeta, actor: Actor) -> SignedInUser:
     user = authz.require_user(actor)
-    if not authz.can_review_identity_verification(user):
+    if not authz.can_review_identity_verification(actor):
         async with in_transaction():
             await activity.identity_verification_review_refused(services, meta, actor_id=user.id)
         raise authz.forbidden(authz.SUPPORT_FORBIDDEN)

@@ -149,8 +149,8 @@ async def create_mailbox(
 async def delete_mailbox(
     services: Services, meta: RequestMeta, scope: RequestScope, mailbox_id: int
 ) -> None:
-    """A product-management operation, as create_mailbox. When the address is some user's login
-    e-mail, that account goes into recovery in the same transaction (REC-4)."""
+    """A product-management operation, as create_mailbox. When the address is hosted here and is
+    some user's login e-mail, that account goes into recovery in the same transaction (REC-4)."""
     user = authz.require_user(scope.actor)
     mailbox, product = await _mailbox(scope, mailbox_id)
     async with in_transaction():
@@ -167,9 +167,13 @@ async def delete_mailbox(
             mailbox_id=mailbox.id,
             address=mailbox.address,
         )
-        await login_email.login_email_deleted(
-            services, meta, actor_id=user.id, address=mailbox.address
-        )
+        # Only a mailbox hosted here holds a login e-mail (REC-4). One left on a domain the
+        # organisation no longer holds received nothing; the name may be another customer's
+        # now, and so may the accounts whose login is on it.
+        if await _hosts_domain(product.organisation_id, mailbox.address):
+            await login_email.login_email_deleted(
+                services, meta, actor_id=user.id, address=mailbox.address
+            )
 
 
 async def mailboxes(

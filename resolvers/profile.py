@@ -42,9 +42,14 @@ def own_profile(actor: Actor, user_id: int) -> SignedInUser | None:
 
 
 def own_support_code(services: Services, actor: Actor, user_id: int) -> str | None:
-    """PRO-4: the support code, read by the user alone; None for anyone else, or when unset."""
+    """PRO-4: the support code, read by the user alone from a web session; None for anyone
+    else, from an app session, or when unset."""
     own = authz.private_profile(actor, user_id)
-    if own is None or own.support_code_encrypted is None:
+    if (
+        own is None
+        or not authz.can_read_support_code(actor, user_id)
+        or own.support_code_encrypted is None
+    ):
         return None
     return read_support_code(services, own.support_code_encrypted)
 

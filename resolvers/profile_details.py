@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from zoneinfo import available_timezones
 
 from tortoise.transactions import in_transaction
 
@@ -31,8 +30,11 @@ def country_codes() -> frozenset[str]:
 
 @cache
 def timezone_names() -> frozenset[str]:
-    """IANA zone names known here; a name outside it would silently fall back to UTC in e-mails."""
-    return frozenset(available_timezones())
+    """IANA zone names, as tzdata lists them (its `zones` file); a name outside it would silently
+    fall back to UTC in e-mails. Not zoneinfo.available_timezones(): it also walks the system's
+    zone directory, where "localtime" is the server's own zone, no IANA name at all."""
+    listed = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
+    return frozenset(listed.split())
 
 
 def validate_country(raw: str) -> str:

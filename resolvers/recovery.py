@@ -20,7 +20,7 @@ from gardien.mail.templates import Template
 from gardien.mail.templates import render as render_mail
 from gardien.models.enums import RecoveryChannel, RecoveryKind
 from gardien.models.mfa import AppPassword
-from gardien.models.recovery import RecoveryRequest
+from gardien.models.recovery import IdentityVerificationCase, RecoveryRequest
 from gardien.models.sessions import ApiToken
 from gardien.models.users import EmailChange, User
 from gardien.resolvers import accounts, activity, ratelimits, sessions, sign_ups
@@ -311,8 +311,9 @@ async def reset_credentials(
 ) -> CredentialsReset:
     """The new password, and every other way in ends, in the caller's transaction: sessions,
     app passwords, personal access tokens, service accounts the user made, device cookies (the
-    credential generation moves, as "secure my account" does), other recovery requests and
-    pending login e-mail changes."""
+    credential generation moves, as "secure my account" does), other recovery requests, and the
+    changes still on their way: a pending login e-mail change and an approved identity
+    verification link, which whoever knew the password, or talked to support, may hold."""
     now = services.clock.now()
     await User.select_for_update().filter(id=user.id).first()
     await User.filter(id=user.id).update(
@@ -324,6 +325,10 @@ async def reset_credentials(
     # A login e-mail change asked before the reset may be the intruder's, to an address of theirs:
     # confirmed later, it would hand them the account again (PRO-5).
     await EmailChange.filter(user_id=user.id, confirmed_at=None).delete()
+    # The link being used for this reset, if any, is claimed already (reset_used_at).
+    await IdentityVerificationCase.filter(
+        user_id=user.id, reset_used_at=None, reset_expires_at__gt=now
+    ).update(reset_expires_at=now)
     revoked_sessions = await sessions.revoke_all_sessions(services, user.id)
     revoked_passwords = await AppPassword.filter(user_id=user.id, revoked_at=None).update(
         revoked_at=now

@@ -3,13 +3,22 @@ account. A change needs the current password, and the former and the new contact
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, authz, reauthentication, security_notices
+from gardien.resolvers import (
+    accounts,
+    activity,
+    authz,
+    ratelimits,
+    reauthentication,
+    security_notices,
+)
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -20,6 +29,14 @@ MAX_PHONE_INPUT_LENGTH = 32
 # A recovery phone receives text messages: numbers that may be mobiles (some plans do not tell
 # mobile from fixed lines) are accepted, lines that cannot receive SMS are not.
 _TEXTABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+# Each change texts or mails a destination the requester chooses, and the former one: the right
+# password alone must not make the form a way to flood someone's phone or inbox (an SMS costs
+# money too). A few changes an hour per account cover a mistyped contact; per destination, as
+# for the login e-mail (PRO-5), many accounts together cannot flood one either.
+PHONE_CHANGES_PER_USER = ratelimits.Rule("recovery_phone_change_user", 5, timedelta(hours=1))
+PHONE_CHANGES_PER_NUMBER = ratelimits.Rule("recovery_phone_change_number", 3, timedelta(hours=1))
+EMAIL_CHANGES_PER_USER = ratelimits.Rule("recovery_email_change_user", 5, timedelta(hours=1))
+EMAIL_CHANGES_PER_ADDRESS = ratelimits.Rule("recovery_email_change_address", 3, timedelta(hours=1))
 
 
 def secure_account_link(services: Services) -> str:
@@ -68,6 +85,9 @@ async def set_recovery_phone(
     await reauthentication.confirm_current_password(
         services, meta, signed_in.id, current_password, operation="setRecoveryPhone"
     )
+    # Counted once the password is right: a wrong one is counted by its own budget already.
+    await ratelimits.require_allowed(services, PHONE_CHANGES_PER_USER, f"user:{signed_in.id}")
+    await ratelimits.require_allowed(services, PHONE_CHANGES_PER_NUMBER, new)
     async with in_transaction():
         user = await User.filter(id=signed_in.id).select_for_update().get()
         old = user.recovery_phone
@@ -104,6 +124,8 @@ async def set_recovery_email(
     await reauthentication.confirm_current_password(
         services, meta, signed_in.id, current_password, operation="setRecoveryEmail"
     )
+    await ratelimits.require_allowed(services, EMAIL_CHANGES_PER_USER, f"user:{signed_in.id}")
+    await ratelimits.require_allowed(services, EMAIL_CHANGES_PER_ADDRESS, new)
     now = services.clock.now()
     async with in_transaction():
         user = await User.filter(id=signed_in.id).select_for_update().get()

@@ -635,6 +635,12 @@ def _contact_change(**fields: Any) -> Variables:
     return variables
 
 
+def _phone_change(_: World, caller: Caller) -> dict[str, Any]:
+    # A number of each caller's own: one number is texted a few times an hour, whoever asks.
+    phone = f"+4178111220{CALLERS.index(caller)}"
+    return {"input": {"phone": phone, "currentPassword": factories.PASSWORD}}
+
+
 PROFILE_ROWS: list[Row] = [
     *_private_field_rows("mustSetLoginEmail", "mustSetLoginEmail"),
     # Each of them changes the caller's own account only: there is nobody else's to name.
@@ -644,7 +650,7 @@ PROFILE_ROWS: list[Row] = [
         expect(OK, OK, OK, OK, OK, UNAUTH)),
     Row("Mutation.setRecoveryPhone", "the caller's own recovery phone",
         _mutation("setRecoveryPhone", "SetRecoveryPhoneInput"), ("setRecoveryPhone",),
-        _contact_change(phone="+41781112233"),
+        _phone_change,
         expect(OK, OK, OK, OK, OK, UNAUTH)),
     Row("Mutation.setRecoveryEmail", "the caller's own recovery e-mail",
         _mutation("setRecoveryEmail", "SetRecoveryEmailInput"), ("setRecoveryEmail",),

@@ -374,17 +374,12 @@ async def test_rec4_gate_lets_an_account_in_recovery_only_set_its_login_email(
     else:
         error = await _refused(_check(in_recovery, operation_type, field))
         assert error.code == ErrorCode.LOGIN_EMAIL_REQUIRED
-    if _coordinate(operation_type, field) in authz.DEVICE_ROOT_FIELDS:
-        # The approval app's fields take a device credential only (MFA-4): with a login e-mail
-        # the manager's web session meets that rule, no longer the recovery gate.
-        device_only = await _refused(_check(manager.actor, operation_type, field))
-        assert device_only.code == ErrorCode.UNAUTHENTICATED
+    if f"{operation_type.capitalize()}.{field}" in authz.DEVICE_ROOT_FIELDS:
+        # MFA-4: the approval app's fields take a device credential, never a session.
+        error = await _refused(_check(manager.actor, operation_type, field))
+        assert error.code == ErrorCode.UNAUTHENTICATED
     else:
         authz.check_operation(manager.actor, operation_type, frozenset({field}))
-
-
-def _coordinate(operation_type: str, field: str) -> str:
-    return f"{operation_type.capitalize()}.{field}"
 
 
 async def _check(actor: Actor, operation_type: str, field: str) -> None:

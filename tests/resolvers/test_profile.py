@@ -118,6 +118,8 @@ async def test_pro1_country_can_be_removed_and_unchanged_values_record_nothing(
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"timezone": "../../etc/passwd"}, "timezone"),
         ({"timezone": "Europe/Zurich" * 10}, "timezone"),
+        # The server's own zone in the system's zone directory: no IANA name.
+        ({"timezone": "localtime"}, "timezone"),
         ({"display_name": "   "}, "displayName"),
     ],
 )
