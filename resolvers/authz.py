@@ -996,13 +996,27 @@ def check_two_factor_enrolment(
     """POL-4: in a web session, a member held to 2FA and not enrolled may run only the enrolment,
     viewer, leave and sign-out fields. App sessions (app passwords, MFA-6) are not held to it:
     sync tools keep working while their owner enrols."""
-    if not actor.two_factor_enrolment_required or not is_web_session(actor):
+    if not is_held_to_enrolment(actor):
         return
     if root_fields <= TWO_FACTOR_ENROLMENT_FIELDS and operation_type != "subscription":
         return
     raise DomainError(
         ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE
     )
+
+
+def is_held_to_enrolment(actor: Actor) -> bool:
+    """POL-4: a web session of a member an organisation holds to 2FA, not yet enrolled."""
+    return actor.two_factor_enrolment_required and is_web_session(actor)
+
+
+def refuse_held_to_enrolment(actor: Actor) -> None:
+    """POL-4 below `viewer`, which the gate lets a held member run: an organisation's lists
+    (members, activity, domains…) stay closed to them, as they are through `organisation`."""
+    if is_held_to_enrolment(actor):
+        raise DomainError(
+            ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE
+        )
 
 
 def can_manage_second_factors(actor: Actor) -> bool:

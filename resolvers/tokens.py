@@ -413,6 +413,7 @@ async def organisation_service_accounts(
     scope: RequestScope, organisation_id: int
 ) -> list[ApiToken]:
     """The organisation's service accounts not revoked, newest first: its managers only."""
+    authz.refuse_held_to_enrolment(scope.actor)
     membership = await authz.require_visible_organisation(scope, organisation_id)
     authz.refuse_tokens(scope.actor, "Service accounts")
     authz.require(
