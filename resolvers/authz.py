@@ -849,8 +849,9 @@ def token_reaches_organisation(actor: Actor, organisation_id: int) -> bool:
 
 def can_manage_own_tokens(actor: Actor) -> bool:
     """Tokens are created, listed and revoked from a web session only: a leaked token cannot
-    make itself a successor, nor hide from its owner by revoking the others."""
-    return actor.user is not None and actor.session is not None and actor.token is None
+    make itself a successor, nor hide from its owner by revoking the others. Nor an app session
+    (MFA-6): a token made from a leaked app password would outlive the app password's revocation."""
+    return actor.user is not None and actor.token is None and is_web_session(actor)
 
 
 def can_view_token(actor: Actor, owner_id: int | None) -> bool:

@@ -1,0 +1,102 @@
+"""What an app session (MFA-6) may not do: mint the longer-lived credentials of API-6.
+
+An app password lives in a mail or calendar client, typed once and kept there; the session it
+opens syncs. A personal access token or a service account made from it would outlive the app
+password's revocation (and the removal of the last second factor, which revokes app passwords):
+revoking the app password must be enough to cut a leaked one off."""
+
+from __future__ import annotations
+
+import pytest
+
+from gardien.models.enums import Role
+from gardien.models.sessions import ApiToken
+from gardien.models.users import User
+from gardien.resolvers import app_passwords, sessions, tokens
+from gardien.resolvers.authz import Actor, RequestScope
+from gardien.resolvers.errors import DomainError, ErrorCode
+from gardien.resolvers.services import RequestMeta, Services
+from tests import factories
+from tests.conftest import GraphQLClient
+
+pytestmark = pytest.mark.usefixtures("database")
+
+
+async def _app_session(
+    services: Services, meta: RequestMeta
+) -> tuple[Actor, str, int, RequestScope]:
+    """An administrator with 2FA on, signed in through an app password: (actor, token,
+    organisation id, and the web session the administrator made the app password in)."""
+    legal = await factories.sign_up(services, email="legal@example.test")
+    admin = await factories.add_member(
+        services, legal.organisation, Role.ADMINISTRATOR, "admin@example.test"
+    )
+    web = await factories.signed_in_scope(services, "admin@example.test")
+    await factories.confirm_totp(services, await User.get(email="admin@example.test"))
+    created = await app_passwords.create(services, meta, web.actor, label="Thunderbird")
+    issued = await app_passwords.authenticate_app(
+        services, meta, login="admin@example.test", app_password=created.secret
+    )
+    actor = await sessions.authenticate(services, issued.token)
+    assert actor is not None and admin is not None
+    return actor, issued.token, legal.organisation.id, web
+
+
+async def test_mfa6_app_session_cannot_create_a_personal_access_token(
+    services: Services, meta: RequestMeta
+) -> None:
+    actor, _, _, _ = await _app_session(services, meta)
+
+    with pytest.raises(DomainError) as refused:
+        await tokens.create_personal_access_token(
+            services, meta, RequestScope(actor), label="Backdoor", scopes=["members:read"]
+        )
+
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert await ApiToken.all().count() == 0
+
+
+async def test_mfa6_app_session_cannot_create_a_service_account(
+    services: Services, meta: RequestMeta
+) -> None:
+    actor, _, organisation_id, _ = await _app_session(services, meta)
+
+    with pytest.raises(DomainError) as refused:
+        await tokens.create_service_account(
+            services, meta, RequestScope(actor), organisation_id,
+            name="Backdoor", role=Role.COLLABORATOR, scopes=["members:read"],
+        )  # fmt: skip
+
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert await ApiToken.all().count() == 0
+
+
+async def test_mfa6_app_session_token_mint_refused_through_graphql(
+    services: Services, meta: RequestMeta, gql: GraphQLClient
+) -> None:
+    _, token, _, _ = await _app_session(services, meta)
+    gql.token = token
+
+    body = await gql(
+        'mutation { createPersonalAccessToken(input: {label: "x", scopes: ["members:read"]})'
+        " { secret errors { code } } }"
+    )
+
+    assert body["data"]["createPersonalAccessToken"] == {
+        "secret": None,
+        "errors": [{"code": ErrorCode.FORBIDDEN.value}],
+    }
+    assert await ApiToken.all().count() == 0
+
+
+async def test_mfa6_web_session_still_creates_personal_access_tokens(
+    services: Services, meta: RequestMeta
+) -> None:
+    _, _, _, web = await _app_session(services, meta)
+
+    issued = await tokens.create_personal_access_token(
+        services, meta, web, label="CI", scopes=["members:read"]
+    )
+
+    assert issued.secret.startswith(tokens.PERSONAL_ACCESS_TOKEN_PREFIX)
+    assert await ApiToken.all().count() == 1
