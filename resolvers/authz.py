@@ -673,8 +673,12 @@ def can_manage_session(actor: Actor, session_owner_id: int | None) -> bool:
 
 
 def can_secure_account(actor: Actor) -> bool:
-    """ACT-5: from a signed-in session, which is the one kept."""
-    return actor.user is not None and actor.session is not None
+    """ACT-5: from a signed-in web session, which is the one kept. Not from an app session
+    (MFA-6): a leaked app password would sign its owner out everywhere and stay signed in."""
+    return actor.user is not None and is_web_session(actor)
+
+
+SECURE_ACCOUNT_FROM_WEB_ONLY = "Secure your account from a signed-in web session."
 
 
 # --- Integrator tokens (API-6) -----------------------------------------------------------------

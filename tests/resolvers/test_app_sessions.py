@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 
 from gardien.models.enums import Role
-from gardien.models.sessions import ApiToken
+from gardien.models.mfa import AppPassword
+from gardien.models.sessions import ApiToken, Session
 from gardien.models.users import User
-from gardien.resolvers import app_passwords, sessions, tokens
+from gardien.resolvers import account_security, app_passwords, sessions, tokens
 from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -100,3 +101,19 @@ async def test_mfa6_web_session_still_creates_personal_access_tokens(
 
     assert issued.secret.startswith(tokens.PERSONAL_ACCESS_TOKEN_PREFIX)
     assert await ApiToken.all().count() == 1
+
+
+async def test_mfa6_act5_app_session_cannot_secure_the_account_and_keep_itself(
+    services: Services, meta: RequestMeta
+) -> None:
+    """ACT-5 keeps the caller's session and revokes every other one and every app password:
+    from an app session, a leaked app password would sign its owner out everywhere and stay."""
+    actor, _, _, web = await _app_session(services, meta)
+
+    with pytest.raises(DomainError) as refused:
+        await account_security.secure_account(services, meta, actor)
+
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert web.actor.session is not None
+    assert await Session.exists(id=web.actor.session.id, revoked_at=None)
+    assert await AppPassword.filter(revoked_at=None).count() == 1
