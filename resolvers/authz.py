@@ -672,6 +672,16 @@ def can_manage_session(actor: Actor, session_owner_id: int | None) -> bool:
     return actor.token is None and actor.user is not None and session_owner_id == actor.user.id
 
 
+def can_revoke_session(actor: Actor, session_id: int) -> bool:
+    """ACT-6, MFA-6: an app session ends itself only. Ending the owner's other sessions is done
+    from a web session: else a leaked app password would end each web session its owner opens,
+    before the owner could revoke it."""
+    return is_web_session(actor) or (actor.session is not None and actor.session.id == session_id)
+
+
+SESSIONS_REVOKED_FROM_WEB_ONLY = "Other sessions are ended from a signed-in web session."
+
+
 def can_secure_account(actor: Actor) -> bool:
     """ACT-5: from a signed-in web session, which is the one kept. Not from an app session
     (MFA-6): a leaked app password would sign its owner out everywhere and stay signed in."""

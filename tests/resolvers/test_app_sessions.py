@@ -117,3 +117,42 @@ async def test_mfa6_act5_app_session_cannot_secure_the_account_and_keep_itself(
     assert web.actor.session is not None
     assert await Session.exists(id=web.actor.session.id, revoked_at=None)
     assert await AppPassword.filter(revoked_at=None).count() == 1
+
+
+async def test_mfa6_act6_app_session_cannot_revoke_the_owners_web_sessions(
+    services: Services, meta: RequestMeta
+) -> None:
+    """Else a leaked app password would end each web session its owner opens, before the owner
+    could revoke it: the owner locked out of their own console."""
+    actor, _, _, web = await _app_session(services, meta)
+    assert web.actor.session is not None
+
+    with pytest.raises(DomainError) as refused:
+        await sessions.revoke_own_session(services, meta, actor, web.actor.session.id)
+
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert await Session.exists(id=web.actor.session.id, revoked_at=None)
+
+
+async def test_mfa6_act6_app_session_still_ends_itself_and_web_session_ends_it(
+    services: Services, meta: RequestMeta
+) -> None:
+    actor, token, _, web = await _app_session(services, meta)
+    assert actor.session is not None
+
+    await sessions.revoke_own_session(services, meta, actor, actor.session.id)
+    again = await app_passwords.authenticate_app(
+        services, meta, login="admin@example.test",
+        app_password=await _new_app_password(services, meta, web),
+    )  # fmt: skip
+    reopened = await sessions.authenticate(services, again.token)
+    assert reopened is not None and reopened.session is not None
+    await sessions.revoke_own_session(services, meta, web.actor, reopened.session.id)
+
+    assert await sessions.authenticate(services, token) is None
+    assert await sessions.authenticate(services, again.token) is None
+
+
+async def _new_app_password(services: Services, meta: RequestMeta, web: RequestScope) -> str:
+    created = await app_passwords.create(services, meta, web.actor, label="Calendar")
+    return created.secret
