@@ -1053,6 +1053,15 @@ SECURITY_POLICY_FORBIDDEN = (
 )
 
 
+def can_update_security_policy_from(actor: Actor) -> bool:
+    """POL-1, MFA-6: from a web session. An app session's password skipped the second factor;
+    it must not switch the organisation's 2FA requirement off (nor on) for every member."""
+    return is_web_session(actor)
+
+
+SECURITY_POLICY_FROM_WEB_ONLY = "The security policy is changed from a signed-in web session."
+
+
 def can_send_security_alert(membership: CallerMembership | None) -> bool:
     """POL-3: managers send a member the summary of their security settings."""
     return is_organisation_manager(membership)

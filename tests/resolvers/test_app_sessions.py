@@ -11,9 +11,16 @@ import pytest
 
 from gardien.models.enums import Role
 from gardien.models.mfa import AppPassword
+from gardien.models.organisations import SecurityPolicy
 from gardien.models.sessions import ApiToken, Session
 from gardien.models.users import User
-from gardien.resolvers import account_security, app_passwords, sessions, tokens
+from gardien.resolvers import (
+    account_security,
+    app_passwords,
+    security_policy,
+    sessions,
+    tokens,
+)
 from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -156,3 +163,25 @@ async def test_mfa6_act6_app_session_still_ends_itself_and_web_session_ends_it(
 async def _new_app_password(services: Services, meta: RequestMeta, web: RequestScope) -> str:
     created = await app_passwords.create(services, meta, web.actor, label="Calendar")
     return created.secret
+
+
+async def test_mfa6_pol1_app_session_cannot_lift_the_two_factor_requirement(
+    services: Services, meta: RequestMeta
+) -> None:
+    """An app password skipped the second factor once; it must not switch the organisation's
+    2FA requirement off (nor on) for everyone."""
+    actor, _, organisation_id, web = await _app_session(services, meta)
+    await security_policy.update_policy(
+        services, meta, web, organisation_id=organisation_id,
+        require_two_factor=True, confirm=True,
+    )  # fmt: skip
+
+    with pytest.raises(DomainError) as refused:
+        await security_policy.update_policy(
+            services, meta, RequestScope(actor), organisation_id=organisation_id,
+            require_two_factor=False, confirm=True,
+        )  # fmt: skip
+
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    policy = await SecurityPolicy.get(organisation_id=organisation_id)
+    assert policy.require_two_factor is True
