@@ -1027,7 +1027,8 @@ def is_held_to_enrolment(actor: Actor) -> bool:
 
 def refuse_held_to_enrolment(actor: Actor) -> None:
     """POL-4 below `viewer`, which the gate lets a held member run: an organisation's lists
-    (members, activity, domains…) stay closed to them, as they are through `organisation`."""
+    (members, activity, domains…) and the mail its products lead to stay closed to them, as
+    they are through `organisation` and `node`."""
     if is_held_to_enrolment(actor):
         raise DomainError(
             ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE

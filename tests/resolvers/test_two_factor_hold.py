@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from gardien.models.enums import Role
+from gardien.models.enums import ProductKind, Role
+from gardien.models.mail import Mailbox, MailMessage
+from gardien.models.organisations import Membership
+from gardien.models.products import Product, ProductGrant
 from gardien.resolvers import accounts, security_policy, sessions
 from gardien.resolvers.authz import RequestScope
 from gardien.resolvers.errors import ErrorCode
@@ -105,3 +108,33 @@ async def test_pol4_viewer_reaches_the_organisation_lists_once_not_held(
     assert "errors" not in body, body
     members = body["data"]["viewer"]["currentOrganisation"]["members"]["edges"]
     assert [m["node"]["user"]["email"] for m in members] == ["legal@example.test"]
+
+
+async def test_pol4_viewer_reaches_no_mail_through_product_access_while_held(
+    services: Services, meta: RequestMeta, gql: GraphQLClient
+) -> None:
+    """viewer.memberships.productAccess leads to the mail service's mailboxes and messages:
+    reading mail in a web session is not enrolling (POL-4; app sessions keep syncing it)."""
+    gql.token = await _held_administrator(services, meta)
+    membership = await Membership.get(user__email="adm@example.test")
+    now = services.clock.now()
+    mail = await Product.create(
+        organisation_id=membership.organisation_id, kind=ProductKind.MAIL_SERVICE,
+        name="Mail", created_at=now,
+    )  # fmt: skip
+    await ProductGrant.create(membership=membership, product=mail)
+    mailbox = await Mailbox.create(product=mail, address="adm@team.example", created_at=now)
+    await MailMessage.create(
+        mailbox=mailbox, sender="a@b.example", subject="Payroll", body="secret", received_at=now
+    )
+
+    body = await gql(
+        "{ viewer { memberships(first: 5) { edges { node { productAccess { name"
+        " mailboxes(first: 5) { edges { node { address messages(first: 5)"
+        " { edges { node { subject body } } } } } } } } } } } }"
+    )
+
+    assert "Payroll" not in str(body["data"])
+    assert [e["extensions"]["code"] for e in body["errors"]] == [
+        ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED.value
+    ]
