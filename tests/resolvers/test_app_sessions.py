@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from gardien.models.enums import Role
-from gardien.models.mfa import AppPassword
+from gardien.models.mfa import AppPassword, TwoFactorMethod
 from gardien.models.organisations import SecurityPolicy
 from gardien.models.sessions import ApiToken, Session
 from gardien.models.users import User
@@ -20,12 +20,14 @@ from gardien.resolvers import (
     security_policy,
     sessions,
     tokens,
+    two_factor,
 )
 from gardien.resolvers.authz import Actor, RequestScope
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
 from tests.conftest import GraphQLClient
+from tests.resolvers.test_events import Recorded
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -185,3 +187,39 @@ async def test_mfa6_pol1_app_session_cannot_lift_the_two_factor_requirement(
     assert refused.value.code is ErrorCode.FORBIDDEN
     policy = await SecurityPolicy.get(organisation_id=organisation_id)
     assert policy.require_two_factor is True
+
+
+# --- EVT-4: a revoked app session loses its open WebSocket at once ------------------------------
+
+
+async def test_mfa6_evt4_revoking_an_app_password_tells_the_sockets(
+    services: Services, meta: RequestMeta
+) -> None:
+    """The app session's socket keeps the actor it authenticated with: without the access
+    notice it would run operations and follow events until its periodic re-authentication."""
+    actor, _, _, web = await _app_session(services, meta)
+    assert actor.user is not None
+    found = await AppPassword.get(user_id=actor.user.id)
+    recorded = await Recorded.start(services)
+
+    await app_passwords.revoke(services, meta, web.actor, app_password_id=found.id)
+
+    notices = [m for m in await recorded.settled() if m["kind"] == "access"]
+    assert notices == [{"kind": "access", "user_id": actor.user.id}]
+
+
+async def test_mfa6_evt4_removing_the_last_second_factor_tells_the_app_sessions_sockets(
+    services: Services, meta: RequestMeta
+) -> None:
+    actor, _, _, web = await _app_session(services, meta)
+    assert actor.user is not None
+    method = await TwoFactorMethod.get(user_id=actor.user.id)
+    recorded = await Recorded.start(services)
+
+    still_on = await two_factor.remove_method(
+        services, meta, web.actor, method_id=method.id, password=factories.PASSWORD
+    )
+
+    notices = [m for m in await recorded.settled() if m["kind"] == "access"]
+    assert still_on is False
+    assert notices == [{"kind": "access", "user_id": actor.user.id}]
