@@ -223,3 +223,21 @@ async def test_mfa6_evt4_removing_the_last_second_factor_tells_the_app_sessions_
     notices = [m for m in await recorded.settled() if m["kind"] == "access"]
     assert still_on is False
     assert notices == [{"kind": "access", "user_id": actor.user.id}]
+
+
+async def test_api6_evt4_revoking_a_personal_access_token_tells_the_sockets(
+    services: Services, meta: RequestMeta
+) -> None:
+    """A socket opened with the token keeps its actor: "ends the token at once" holds on the
+    socket only once it authenticates again, which the access notice asks for."""
+    _, _, _, web = await _app_session(services, meta)
+    issued = await tokens.create_personal_access_token(
+        services, meta, web, label="CI", scopes=["members:read"]
+    )
+    assert web.actor.user is not None
+    recorded = await Recorded.start(services)
+
+    await tokens.revoke_personal_access_token(services, meta, web, issued.token.id)
+
+    notices = [m for m in await recorded.settled() if m["kind"] == "access"]
+    assert notices == [{"kind": "access", "user_id": web.actor.user.id}]
