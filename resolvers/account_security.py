@@ -47,8 +47,10 @@ async def secure_account(
     acting with the user's rights in that organisation. Each revocation is recorded in its
     organisation, so its other managers see why their integration stopped."""
     authz.require(
-        authz.can_secure_account(actor),
-        DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first."),
+        actor.session is not None, DomainError(ErrorCode.UNAUTHENTICATED, "Sign in first.")
+    )
+    authz.require(
+        authz.can_secure_account(actor), authz.forbidden(authz.SECURE_ACCOUNT_FROM_WEB_ONLY)
     )
     assert actor.user is not None
     assert actor.session is not None

@@ -13,7 +13,7 @@ from gardien.models.enums import SessionKind
 from gardien.models.mfa import AppPassword
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import accounts, activity, authz, ratelimits, sessions, two_factor
+from gardien.resolvers import accounts, activity, authz, events, ratelimits, sessions, two_factor
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -108,6 +108,8 @@ async def revoke(
             raise authz.not_found("app password")
         await Session.filter(app_password_id=found.id, revoked_at=None).update(revoked_at=now)
         await activity.app_password_revoked(services, meta, signed_in.id, app_password_id=found.id)
+        # EVT-4: the app sessions' open sockets authenticate again once this commits, and end.
+        events.access_changed(services, signed_in.id)
 
 
 async def authenticate_app(

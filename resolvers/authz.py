@@ -681,9 +681,23 @@ def can_manage_session(actor: Actor, session_owner_id: int | None) -> bool:
     return actor.token is None and actor.user is not None and session_owner_id == actor.user.id
 
 
+def can_revoke_session(actor: Actor, session_id: int) -> bool:
+    """ACT-6, MFA-6: an app session ends itself only. Ending the owner's other sessions is done
+    from a web session: else a leaked app password would end each web session its owner opens,
+    before the owner could revoke it."""
+    return is_web_session(actor) or (actor.session is not None and actor.session.id == session_id)
+
+
+SESSIONS_REVOKED_FROM_WEB_ONLY = "Other sessions are ended from a signed-in web session."
+
+
 def can_secure_account(actor: Actor) -> bool:
-    """ACT-5: from a signed-in session, which is the one kept."""
-    return actor.user is not None and actor.session is not None
+    """ACT-5: from a signed-in web session, which is the one kept. Not from an app session
+    (MFA-6): a leaked app password would sign its owner out everywhere and stay signed in."""
+    return actor.user is not None and is_web_session(actor)
+
+
+SECURE_ACCOUNT_FROM_WEB_ONLY = "Secure your account from a signed-in web session."
 
 
 # --- Integrator tokens (API-6) -----------------------------------------------------------------
@@ -862,8 +876,9 @@ def token_reaches_organisation(actor: Actor, organisation_id: int) -> bool:
 
 def can_manage_own_tokens(actor: Actor) -> bool:
     """Tokens are created, listed and revoked from a web session only: a leaked token cannot
-    make itself a successor, nor hide from its owner by revoking the others."""
-    return actor.user is not None and actor.session is not None and actor.token is None
+    make itself a successor, nor hide from its owner by revoking the others. Nor an app session
+    (MFA-6): a token made from a leaked app password would outlive the app password's revocation."""
+    return actor.user is not None and actor.token is None and is_web_session(actor)
 
 
 def can_view_token(actor: Actor, owner_id: int | None) -> bool:
@@ -1011,13 +1026,28 @@ def check_two_factor_enrolment(
     """POL-4: in a web session, a member held to 2FA and not enrolled may run only the enrolment,
     viewer, leave and sign-out fields. App sessions (app passwords, MFA-6) are not held to it:
     sync tools keep working while their owner enrols."""
-    if not actor.two_factor_enrolment_required or not is_web_session(actor):
+    if not is_held_to_enrolment(actor):
         return
     if root_fields <= TWO_FACTOR_ENROLMENT_FIELDS and operation_type != "subscription":
         return
     raise DomainError(
         ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE
     )
+
+
+def is_held_to_enrolment(actor: Actor) -> bool:
+    """POL-4: a web session of a member an organisation holds to 2FA, not yet enrolled."""
+    return actor.two_factor_enrolment_required and is_web_session(actor)
+
+
+def refuse_held_to_enrolment(actor: Actor) -> None:
+    """POL-4 below `viewer`, which the gate lets a held member run: an organisation's lists
+    (members, activity, domains…) and the mail its products lead to stay closed to them, as
+    they are through `organisation` and `node`."""
+    if is_held_to_enrolment(actor):
+        raise DomainError(
+            ErrorCode.TWO_FACTOR_ENROLMENT_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED_MESSAGE
+        )
 
 
 def can_manage_second_factors(actor: Actor) -> bool:
@@ -1037,6 +1067,15 @@ def can_update_security_policy(membership: CallerMembership | None) -> bool:
 SECURITY_POLICY_FORBIDDEN = (
     "Only administrators and legal representatives change the security policy."
 )
+
+
+def can_update_security_policy_from(actor: Actor) -> bool:
+    """POL-1, MFA-6: from a web session. An app session's password skipped the second factor;
+    it must not switch the organisation's 2FA requirement off (nor on) for every member."""
+    return is_web_session(actor)
+
+
+SECURITY_POLICY_FROM_WEB_ONLY = "The security policy is changed from a signed-in web session."
 
 
 def can_send_security_alert(membership: CallerMembership | None) -> bool:

@@ -34,6 +34,7 @@ async def organisation_products(
 ) -> Counted[Product]:
     """Every member sees the organisation's products with their block and maintenance state;
     no token scope covers products (they lead to mailboxes and their mail)."""
+    authz.refuse_held_to_enrolment(scope.actor)
     membership = await authz.require_visible_organisation(scope, organisation_id)
     authz.refuse_tokens(scope.actor, "Products")
     authz.require(authz.can_view_products(membership), authz.not_found("organisation"))

@@ -117,6 +117,7 @@ async def organisation_domains(
 ) -> Counted[DomainView]:
     """DOM-1: an organisation's domains, oldest first, with their count, for those who may see
     them (managers, members granted the DOMAIN product)."""
+    authz.refuse_held_to_enrolment(scope.actor)
     await authz.require_domain_viewer(scope, organisation_id)
     query = _domain_query(organisation_id, status)
     page = await forward_page(query, first, after_id)

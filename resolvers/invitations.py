@@ -252,6 +252,7 @@ async def organisation_invitations(
     status: InvitationStatus | None,
 ) -> Page[InvitationView]:
     """Newest first, for managers."""
+    authz.refuse_held_to_enrolment(scope.actor)
     await authz.require_invitation_manager(scope, organisation_id)
     now = services.clock.now()
     page = await forward_page(

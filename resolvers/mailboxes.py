@@ -182,6 +182,7 @@ async def mailboxes(
     """The mail service's mailboxes, for those who use it (listing is not reading mail). No
     token scope covers mail: a member's productAccess must not lead a token to it."""
     authz.refuse_tokens(scope.actor, "Mailboxes")
+    authz.refuse_held_to_enrolment(scope.actor)
     product = await _mail_service(scope, product_id)
     await authz.require_product_user(scope, product.organisation_id, product.id)
     query = Mailbox.filter(product_id=product.id)
@@ -194,6 +195,7 @@ async def read_mailbox(
 ) -> Counted[MailMessage]:
     """BLK-2: newest first; refused while the mail service is in maintenance, and to tokens."""
     authz.refuse_tokens(scope.actor, "Mail")
+    authz.refuse_held_to_enrolment(scope.actor)
     mailbox, product = await _mailbox(scope, mailbox_id)
     await authz.require_product_user(scope, product.organisation_id, product.id)
     if product.maintenance_since is not None:

@@ -262,6 +262,7 @@ async def sharing_recipients(
 ) -> Counted[MemberEntry]:
     """ORG-5: the members organisation-wide sharing reaches: everyone but EXTERNAL members."""
     authz.require_user(scope.actor)
+    authz.refuse_held_to_enrolment(scope.actor)
     caller = await authz.membership_of(scope, organisation_id)
     authz.require(authz.can_view_sharing_recipients(caller), authz.not_found("organisation"))
     authz.require_token_scope(scope.actor, authz.MEMBERS_READ)
@@ -274,6 +275,7 @@ async def _require_members(
     scope: RequestScope, organisation_id: int, two_factor_enabled: bool | None
 ) -> CallerMembership:
     authz.require_user(scope.actor)
+    authz.refuse_held_to_enrolment(scope.actor)
     membership = await authz.membership_of(scope, organisation_id)
     authz.require(authz.can_view_members(membership), authz.not_found("organisation"))
     authz.require_token_scope(scope.actor, authz.MEMBERS_READ)
@@ -307,6 +309,7 @@ async def activity(
     filters: ActivityFilter | None = None,
 ) -> Counted[ActivityEvent]:
     """ACT-4: the organisation's security activity, newest first, filtered by type and time."""
+    authz.refuse_held_to_enrolment(scope.actor)
     membership = await authz.require_visible_organisation(scope, organisation_id)
     authz.require(
         authz.can_view_organisation_activity(membership),

@@ -35,6 +35,10 @@ async def update_policy(
         authz.can_update_security_policy(membership),
         authz.forbidden(authz.SECURITY_POLICY_FORBIDDEN),
     )
+    authz.require(
+        authz.can_update_security_policy_from(scope.actor),
+        authz.forbidden(authz.SECURITY_POLICY_FROM_WEB_ONLY),
+    )
     if not confirm:
         raise DomainError(
             ErrorCode.CONFIRMATION_REQUIRED,

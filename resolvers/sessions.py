@@ -176,6 +176,10 @@ async def revoke_own_session(
             authz.not_found("session"),
         )
         assert session is not None
+        authz.require(
+            authz.can_revoke_session(actor, session.id),
+            authz.forbidden(authz.SESSIONS_REVOKED_FROM_WEB_ONLY),
+        )
         session.revoked_at = now
         await session.save(update_fields=["revoked_at"])
         # EVT-4: the live subscriptions opened with this session end once this commits.

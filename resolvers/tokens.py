@@ -13,7 +13,7 @@ from gardien.models.enums import PlatformRole, Role
 from gardien.models.organisations import Organisation
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, sessions, sql
+from gardien.resolvers import activity, authz, events, sessions, sql
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services, TokenUse
@@ -160,6 +160,8 @@ async def revoke_personal_access_token(
                 label=token.name,
                 organisation_id=token.organisation_id,
             )
+            # EVT-4: sockets opened with the token authenticate again once this commits.
+            events.access_changed(services, user.id)
     return token
 
 
@@ -413,6 +415,7 @@ async def organisation_service_accounts(
     scope: RequestScope, organisation_id: int
 ) -> list[ApiToken]:
     """The organisation's service accounts not revoked, newest first: its managers only."""
+    authz.refuse_held_to_enrolment(scope.actor)
     membership = await authz.require_visible_organisation(scope, organisation_id)
     authz.refuse_tokens(scope.actor, "Service accounts")
     authz.require(

@@ -371,9 +371,10 @@ async def remove_method(
             await activity.two_factor_removed(
                 services, meta, user.id, kind=method.kind.value, method_id=method.id, last=last
             )
-            if method.kind is TwoFactorKind.PUSH:
-                # EVT-4: the removed device's live subscription ends once this commits (its
-                # connection authenticates again, and its credential no longer opens anything).
+            if last or method.kind is TwoFactorKind.PUSH:
+                # EVT-4: the removed device's live subscription, and the revoked app sessions'
+                # sockets, end once this commits (their connections authenticate again, and
+                # their credentials no longer open anything).
                 events.access_changed(services, user.id)
     if refused:
         raise DomainError(

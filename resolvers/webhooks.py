@@ -219,6 +219,7 @@ async def organisation_webhook_endpoints(
 ) -> list[EndpointView]:
     """Oldest first, each with its latest deliveries; managers only, from a web session (as
     endpoints are managed: their deliveries show what the organisation's activity is)."""
+    authz.refuse_held_to_enrolment(scope.actor)
     await authz.require_webhook_manager(scope, organisation_id)
     authz.refuse_tokens(scope.actor, "Webhook endpoints")
     endpoints = await WebhookEndpoint.filter(organisation_id=organisation_id).order_by("id")
