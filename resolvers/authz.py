@@ -640,11 +640,17 @@ def can_act_as_support(user: SignedInUser | None) -> bool:
 SUPPORT_FORBIDDEN = "Only support agents may do this."
 
 
-def can_review_identity_verification(actor: Actor) -> bool:
-    """REC-2: identity-verification cases are support's work alone (platform staff flag), from a
-    web session: an approval hands an account to the contact the agent types in, which an app
-    password (one factor, kept in a sync tool's settings) must never be enough for."""
+def can_work_as_support(actor: Actor) -> bool:
+    """Support's work (BLK-3 blocks, REC-2 identity reviews) is for support agents (platform
+    staff flag) from a web session: a block ends someone's access and an approval hands an
+    account to the contact the agent types in, which an app password (one factor, kept in a sync
+    tool's settings) or an integrator token must never be enough for."""
     return actor.token is None and is_web_session(actor) and can_act_as_support(actor.user)
+
+
+def can_review_identity_verification(actor: Actor) -> bool:
+    """REC-2: identity-verification cases are support's work alone."""
+    return can_work_as_support(actor)
 
 
 def can_request_user_block(requester_role: Role, target_role: Role) -> bool:

@@ -41,7 +41,7 @@ class SupportRequest:
 
 def _require_agent(actor: Actor) -> SignedInUser:
     user = authz.require_user(actor)
-    authz.require(authz.can_act_as_support(user), authz.forbidden(authz.SUPPORT_FORBIDDEN))
+    authz.require(authz.can_work_as_support(actor), authz.forbidden(authz.SUPPORT_FORBIDDEN))
     return user
 
 

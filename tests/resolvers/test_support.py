@@ -14,7 +14,7 @@ from gardien.models.enums import PlatformRole, Role
 from gardien.models.organisations import Membership, Organisation, UserBlock
 from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import accounts, sessions, support
+from gardien.resolvers import accounts, app_passwords, sessions, support
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.usefixtures("database")
 LEGAL_CODE = "482913"
 ADMIN_CODE = "105577"
 COLLABORATOR_CODE = "777001"
+META_AGENT = RequestMeta(ip="198.51.100.9", country="CH", device="pytest")
 
 
 @dataclass
@@ -417,3 +418,22 @@ async def test_blk3_block_revokes_every_session_in_one_statement(
     assert await Session.filter(user_id=case.target.id, revoked_at=None).count() == 0
     event = await ActivityEvent.get(type="user.blocked_by_support")
     assert event.data["sessions_revoked"] == 4
+
+
+async def test_blk3_an_agents_app_password_neither_blocks_nor_unblocks(services: Services) -> None:
+    # A block ends someone's access: support's web session only, never an app password (MFA-6).
+    case = await _case(services)
+    staff = await User.get(email="agent@provider.example")
+    await factories.confirm_totp(services, staff)
+    created = await app_passwords.create(services, META_AGENT, case.agent, label="Mail app")
+    issued = await app_passwords.authenticate_app(
+        services, META_AGENT, login=staff.email or "", app_password=created.secret
+    )
+    app = await sessions.authenticate(services, issued.token)
+    assert app is not None
+
+    blocked = await _refused(support.block_user(services, META_AGENT, app, case.request))
+    await support.block_user(services, META_AGENT, case.agent, case.request)
+    unblocked = await _refused(support.unblock_user(services, META_AGENT, app, case.request))
+
+    assert (blocked, unblocked) == ((ErrorCode.FORBIDDEN, None), (ErrorCode.FORBIDDEN, None))
