@@ -9,8 +9,9 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.models.mfa import AppPassword
+from gardien.models.recovery import RecoveryRequest
 from gardien.models.sessions import ApiToken
-from gardien.models.users import User
+from gardien.models.users import EmailChange, User
 from gardien.resolvers import activity, authz, sessions, two_factor
 from gardien.resolvers.authz import Actor
 from gardien.resolvers.errors import DomainError, ErrorCode
@@ -40,8 +41,9 @@ async def secure_account(
 ) -> SecureAccountResult:
     """ACT-5 (and BLK-4's procedure): in one transaction, revoke every session but the caller's
     own, every app password, every personal access token, every service account the user
-    created, and every remembered-device cookie (the credential generation moves), and record
-    it. The password is not changed here: the user chooses the new one.
+    created, every remembered-device cookie (the credential generation moves), every pending
+    login e-mail change and password reset, and record it. The password is not changed here:
+    the user chooses the new one.
 
     Service accounts go too: whoever held a session could have minted one, and it would keep
     acting with the user's rights in that organisation. Each revocation is recorded in its
@@ -80,6 +82,12 @@ async def secure_account(
                 name=account.name,
             )
         await User.filter(id=user_id).update(credential_generation=F("credential_generation") + 1)
+        # Ways in still on their way: whoever held a session may have asked to move the login
+        # e-mail to an address of theirs (PRO-5), or started a password reset (REC-1).
+        await EmailChange.filter(user_id=user_id, confirmed_at=None).delete()
+        await RecoveryRequest.filter(user_id=user_id, used_at=None).update(
+            used_at=services.clock.now()
+        )
         await activity.account_secured(
             services,
             meta,

@@ -16,7 +16,13 @@ from gardien.mail.templates import Template, links_in
 from gardien.models.enums import RecoveryChannel
 from gardien.models.outbox import OutboxMessage
 from gardien.models.users import User
-from gardien.resolvers import identity_verification, login_email, recovery, support
+from gardien.resolvers import (
+    account_security,
+    identity_verification,
+    login_email,
+    recovery,
+    support,
+)
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import verify_password
@@ -112,3 +118,26 @@ async def test_rec1_reset_ends_an_approved_identity_verification_link(
     assert (refused.code, refused.field) == (ErrorCode.RESET_LINK_EXPIRED, "token")
     owner = await User.get(email=OWNER)
     assert await verify_password(owner.password_hash, NEW_PASSWORD)
+
+
+async def test_act5_secure_my_account_ends_a_pending_login_email_change(
+    services: Services,
+) -> None:
+    # The intruder's session asked to move the login e-mail; the owner secures the account.
+    await factories.sign_up(services, email=OWNER)
+    intruder = (await factories.signed_in_scope(services, OWNER)).actor
+    owner = (await factories.signed_in_scope(services, OWNER)).actor
+    await login_email.request_login_email_change(
+        services, META, intruder, new_email=INTRUDER, current_password=factories.PASSWORD
+    )
+    confirmation = await OutboxMessage.get(
+        recipient=INTRUDER, template=Template.LOGIN_EMAIL_CHANGE_CONFIRMATION.value
+    )
+
+    await account_security.secure_account(services, META, owner)
+    refused = await _refused(
+        login_email.confirm_login_email_change(services, META, token=_token_in(confirmation))
+    )
+
+    assert (refused.code, refused.field) == (ErrorCode.LOGIN_EMAIL_CHANGE_INVALID, "token")
+    assert await User.exists(email=OWNER)
