@@ -30,9 +30,9 @@ class EventBus:
     the publisher's call, so a listener cannot run inside a commit). With a Redis URL, every
     message goes through one channel and comes back to the listeners of every process, this one
     included, so all processes see the same order. While Redis is unreachable, messages are
-    delivered in-process only, and may have been lost on their way to other processes: listeners
-    are told when delivery stopped being whole (`on_outage`) and when it is whole again
-    (`on_resync`), and catch up from where they were (EVT-3).
+    delivered in-process only, and may have been lost on their way to other processes: the bus
+    is `in_outage` until delivery is whole again, when listeners are told (`on_resync`) to catch
+    up from where they were (EVT-3).
     """
 
     def __init__(self, redis_url: str | None = None) -> None:
@@ -40,7 +40,6 @@ class EventBus:
         self._channel = channel_of(redis_url) if redis_url else ""
         self._listeners: list[Listener] = []
         self._resync_listeners: list[Callable[[], None]] = []
-        self._outage_listeners: list[Callable[[], None]] = []
         # Set from the moment a message may have been lost until the channel is heard again.
         self._in_outage = False
         self._reader_subscribed = False
@@ -60,10 +59,6 @@ class EventBus:
         self._resync_listeners.append(listener)
         return lambda: self._resync_listeners.remove(listener)
 
-    def on_outage(self, listener: Callable[[], None]) -> Callable[[], None]:
-        self._outage_listeners.append(listener)
-        return lambda: self._outage_listeners.remove(listener)
-
     @property
     def in_outage(self) -> bool:
         return self._in_outage
@@ -77,7 +72,7 @@ class EventBus:
         if self._outgoing is not None:
             logger.warning("event bus backlog full: message delivered in this process only")
             # This process's subscriptions catch up from the database once publishing drains.
-            self._outage()
+            self._in_outage = True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -140,7 +135,7 @@ class EventBus:
             except Exception:
                 # What was published from now until the subscription is back never reaches us.
                 self._reader_subscribed = False
-                self._outage()
+                self._in_outage = True
                 logger.warning("event bus: Redis subscription lost; reconnecting", exc_info=True)
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
@@ -161,7 +156,7 @@ class EventBus:
                     # must not wait), and, like every process's subscriptions, catch up from
                     # the database once the channel is heard again.
                     logger.warning("event bus: publish to Redis failed", exc_info=True)
-                    self._outage()
+                    self._in_outage = True
                     self._deliver(data)
                     continue
                 if self._in_outage and self._reader_subscribed:
@@ -169,16 +164,6 @@ class EventBus:
                     self._resync()
         finally:
             await client.aclose()
-
-    def _outage(self) -> None:
-        if self._in_outage:
-            return
-        self._in_outage = True
-        for listener in list(self._outage_listeners):
-            try:
-                listener()
-            except Exception:
-                logger.exception("event outage listener failed")
 
     def _resync(self) -> None:
         self._in_outage = False

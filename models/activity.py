@@ -13,10 +13,24 @@ if TYPE_CHECKING:
 
 
 class AppendOnlyError(RuntimeError):
-    """An ActivityEvent row may be written once and never changed or deleted."""
+    """An activity row may be written once and never changed or deleted."""
 
 
-class ActivityEvent(Model):
+class AppendOnly:
+    """ACT-1: a row of the activity log is written once, then never changed or deleted."""
+
+    _saved_in_db: bool
+
+    async def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._saved_in_db:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+        await super().save(*args, **kwargs)  # type: ignore[misc]
+
+    async def delete(self, *args: Any, **kwargs: Any) -> None:
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+
+
+class ActivityEvent(AppendOnly, Model):
     id = fields.BigIntField(primary_key=True)
     type = fields.CharField(max_length=64)
     occurred_at = fields.DatetimeField()
@@ -43,23 +57,16 @@ class ActivityEvent(Model):
         table = "activity_event"
         indexes = (("organisation_id", "id"), ("subject_id", "id"), ("type", "occurred_at"))
 
-    async def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._saved_in_db:
-            await super().save(*args, **kwargs)
-            return
-        raise AppendOnlyError("activity events are append-only")
 
-    async def delete(self, *args: Any, **kwargs: Any) -> None:
-        raise AppendOnlyError("activity events are append-only")
-
-
-class ActivityEventAudience(Model):
+class ActivityEventAudience(AppendOnly, Model):
     """ACT-4, EVT-2: an organisation whose managers see the event, decided when it is recorded.
 
     A member's account security events belong to the organisations they were a member of at the
     time: leaving does not erase an attack from the history, and joining does not bring a
     newcomer's past into it. The organisation's own events are listed here too, so that its
-    history, its filters, its pages and its replay read one index in event order.
+    history, its filters, its pages and its replay read one index in event order. Being part of
+    that history, a row is append-only like the event (ACT-1); it goes only with its
+    organisation.
     """
 
     id = fields.BigIntField(primary_key=True)

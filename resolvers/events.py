@@ -64,6 +64,12 @@ async def record_audience(event: ActivityEvent) -> list[int]:
     return sorted(int(row["organisation_id"]) for row in rows)
 
 
+async def audience_of(event_id: int) -> list[int]:
+    """The organisations whose managers see the event, as record_audience stored them."""
+    rows = await ActivityEventAudience.filter(event_id=event_id).values("organisation_id")
+    return sorted(int(row["organisation_id"]) for row in rows)
+
+
 def organisation_events(
     organisation_id: int, *, after_id: int | None = None, before_id: int | None = None
 ) -> QuerySet[ActivityEvent]:

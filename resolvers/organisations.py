@@ -327,18 +327,22 @@ async def activity(
 
 
 async def visible_activity_event(scope: RequestScope, event_id: int) -> ActivityEvent:
-    """One event, when the caller may see the activity of its organisation (ACT-4)."""
+    """One event, when the caller may see the activity of an organisation that lists it (ACT-4).
+
+    Read from the event's stored audience, as `activity` lists it: a member's account security
+    event, recorded without an organisation, is found by its id by the managers who see it in
+    their organisation's history, and by nobody else.
+    """
     authz.require_user(scope.actor)
-    event = await ActivityEvent.get_or_none(id=event_id)
-    caller = (
-        await authz.membership_of(scope, event.organisation_id)
-        if event is not None and event.organisation_id is not None
-        else None
-    )
-    authz.require(authz.can_view_organisation_activity(caller), authz.not_found("event"))
+    audience = await events.audience_of(event_id)
+    visible = False
+    for organisation_id in audience:
+        if authz.can_view_organisation_activity(await authz.membership_of(scope, organisation_id)):
+            visible = True
+            break
+    authz.require(visible, authz.not_found("event"))
     authz.require_token_scope(scope.actor, authz.ACTIVITY_READ)
-    assert event is not None
-    return event
+    return await ActivityEvent.get(id=event_id)
 
 
 async def visible_product(scope: RequestScope, product_id: int) -> Product:

@@ -10,7 +10,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from gardien.db import tortoise_config
-from gardien.models.activity import ActivityEvent, AppendOnlyError
+from gardien.models.activity import ActivityEvent, ActivityEventAudience, AppendOnlyError
 from gardien.models.domains import TldPolicy
 from gardien.models.enums import Role
 from gardien.models.organisations import Membership
@@ -87,3 +87,19 @@ async def test_act1_activity_events_are_append_only(services: Services) -> None:
         await event.delete()
 
     assert (await ActivityEvent.get(id=event.id)).type == "account.signed_up"
+
+
+async def test_act1_act4_who_saw_an_event_is_append_only_too(services: Services) -> None:
+    owner = await factories.sign_up(services)
+    other = await factories.sign_up(services)
+    event = await ActivityEvent.filter(type="account.signed_up", subject_id=owner.user.id).get()
+    (audience,) = await ActivityEventAudience.filter(event_id=event.id)
+
+    audience.organisation_id = other.organisation.id
+    with pytest.raises(AppendOnlyError):
+        await audience.save()
+    with pytest.raises(AppendOnlyError):
+        await audience.delete()
+
+    rows = await ActivityEventAudience.filter(event_id=event.id).values_list("organisation_id")
+    assert rows == [(owner.organisation.id,)]

@@ -15,6 +15,7 @@ from gardien.models.organisations import Membership
 from gardien.resolvers import activity, activity_log, events, members, organisations
 from gardien.resolvers.activity_log import activity_filter
 from gardien.resolvers.authz import RequestScope
+from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
 from tests.querycount import count_queries
@@ -90,6 +91,42 @@ async def test_act4_newcomers_earlier_account_events_stay_out_of_the_organisatio
     # Its own organisation saw both, and still does.
     own = await _replayed(newcomer.organisation.id, newcomer.user.id)
     assert len(_failures(own, newcomer.user.id)) == 2
+
+
+async def test_act4_members_account_event_in_the_organisations_history_is_found_by_its_id(
+    services: Services, meta: RequestMeta
+) -> None:
+    """node(id:) answers for an event exactly when the organisation's history lists it."""
+    legal = await factories.sign_up(services)
+    member = await factories.add_member(services, legal.organisation, Role.COLLABORATOR)
+    newcomer = await factories.sign_up(services)
+    await _failed(services, meta, newcomer.user.id, newcomer.user.email or "")
+    (before_joining,) = await ActivityEvent.filter(
+        type="sign_in.failed", subject_id=newcomer.user.id
+    )
+    await Membership.create(
+        organisation=legal.organisation,
+        user=newcomer.user,
+        role=Role.COLLABORATOR,
+        created_at=services.clock.now(),
+    )
+    await _failed(services, meta, member.user.id, member.user.email or "")
+    (attack,) = await ActivityEvent.filter(type="sign_in.failed", subject_id=member.user.id)
+    manager = await factories.signed_in_scope(services, legal.user.email or "")
+    collaborator = await factories.signed_in_scope(services, member.user.email or "")
+
+    found = await organisations.visible_activity_event(manager, attack.id)
+    await members.remove_member(services, meta, manager, member.membership.id)
+    found_after_leaving = await organisations.visible_activity_event(manager, attack.id)
+    refused: list[ErrorCode] = []
+    for scope, event_id in ((manager, before_joining.id), (collaborator, attack.id)):
+        with pytest.raises(DomainError) as raised:
+            await organisations.visible_activity_event(scope, event_id)
+        refused.append(raised.value.code)
+
+    assert attack.id in {e.id for e in await _listed(manager, legal.organisation.id)}
+    assert (found.id, found_after_leaving.id) == (attack.id, attack.id)
+    assert refused == [ErrorCode.NOT_FOUND, ErrorCode.NOT_FOUND]
 
 
 async def test_act4_live_audience_is_the_stored_one(services: Services, meta: RequestMeta) -> None:

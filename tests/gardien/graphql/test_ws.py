@@ -118,9 +118,10 @@ async def test_evt1_a_client_that_never_reads_is_closed_and_forgotten(
 async def test_evt1_a_reader_that_falls_behind_then_catches_up_gets_every_frame_once_in_order(
     app: Starlette, served_app: str, services: Services
 ) -> None:
-    """Frames are written straight to an idle socket; once its buffer is full, the send that
-    had to wait is finished by the connection's writer and later frames queue behind it. A
-    reader that stops, then reads again, receives every frame exactly once, in order."""
+    """Frames are written straight to an idle socket; once its buffer is full, the socket
+    refuses them and they queue, in order, for the connection's writer, which sends them
+    through ASGI as the client reads (later frames queue behind them). A reader that stops,
+    then reads again, receives every frame exactly once, in order."""
     transport: GraphQLWebSocket = app.state.graphql_ws
     transport.limits = WebSocketLimits(max_pending_frames=1_000_000)
     signed_up = await factories.sign_up(services)
