@@ -26,7 +26,14 @@ they parse as little as they can (bench/_fanout_clients.py: a bare asyncio proto
 connection, since a library client costs more per frame than the gateway). Each row notes the
 machine's load average (1 minute) before and after it: the numbers mean little without it.
 
-Measured on the shared 2-core machine (other work running: load 5-9), 20 events, 2026-11-26:
+Measured on the 2-core machine when quiet, 20 events, 2026-11-26:
+
+    subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn  load
+           1000          1      20000/20000          0      17      48      51     37.0  1.8→1.8
+           5000          1     100000/100000         0      41      91     115     35.8  1.8→1.8
+          10000          1     200000/200000         0      74     203     256     35.7  1.8→1.8
+
+And with other work running (load 5-9), the same day:
 
     subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn  load
            1000          1      20000/20000          0      26      99     102     37.5  5.2→5.1
@@ -40,8 +47,9 @@ Other 10,000-subscriber runs on one process: p50 131 / p99 519 ms (load 5.1→6.
 one: 120 / 506 (6.4→6.8). The same clients against the
 gateway before the direct writes (an ASGI send per subscriber, a writer and a keepalive task per
 connection), in the minute before the 570 ms run: p50 225 / p99 1337 ms, 39.3 KB per connection
-(load 6.9→5.9). With the previous websockets clients the gateway measured 10,000 → p99 1.9 s
-(load 3.3→3.9) before and 4.5 s after (2.1→3.8): the clients, not the gateway, were the bottleneck.
+(load 6.9→5.9). Measured with the previous websockets-library clients instead, 10,000
+subscribers gave p99 1.9 s against the gateway before the direct writes (load 3.3→3.9) and 4.5 s
+against the gateway after them (2.1→3.8): those clients, not the gateway, were the bottleneck.
 
 Where the time goes: writing one event's frame to 5,000 sockets costs the gateway 50-60 ms of
 CPU (about 11 µs a subscriber, mostly the kernel's loopback send, which also wakes the reader),
