@@ -13,7 +13,7 @@ from gardien.models.enums import PlatformRole, Role
 from gardien.models.organisations import Organisation
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
-from gardien.resolvers import activity, authz, sessions, sql
+from gardien.resolvers import activity, authz, events, sessions, sql
 from gardien.resolvers.authz import Actor, RequestScope, SignedInToken, SignedInUser
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services, TokenUse
@@ -406,6 +406,9 @@ async def revoke_service_account(
                 token_id=token.id,
                 name=token.name,
             )
+            if token.created_by_id is not None:
+                # EVT-4: a socket opened with it is its creator's, authorised again at once.
+                events.access_changed(services, token.created_by_id)
     return token
 
 

@@ -1,0 +1,84 @@
+"""Sockets opened with an integrator token end with the token (EVT-4, API-6), served."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
+from tests.e2e.test_contract import _organisation_id, _standalone
+from tests.e2e.test_tokens import REVOKE, _data, _sign_in, _token
+from tests.e2e.wsclient import GraphQLWebSocketClient
+
+ORGANISATION_EVENTS = _standalone("OrganisationSecurityEvents")
+CREATE_SERVICE_ACCOUNT = (
+    "mutation($input: CreateServiceAccountInput!) { createServiceAccount(input: $input)"
+    " { serviceAccount { id } secret errors { code } } }"
+)
+REVOKE_SERVICE_ACCOUNT = (
+    "mutation($input: RevokeServiceAccountInput!) { revokeServiceAccount(input: $input)"
+    " { errors { code } } }"
+)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    with start_gateway(fresh_gateway_env(tmp_path_factory.mktemp("socket-access"))) as served:
+        yield served
+
+
+async def _cut_off_after(client: GraphQLWebSocketClient, started: float) -> float:
+    """Seconds from `started` until the subscription ended with an error."""
+    message = await client.receive(seconds=5)
+    assert message["type"] == "error" and message["id"] == "1", message
+    return time.monotonic() - started
+
+
+async def test_evt4_revoked_personal_access_token_ends_its_subscription_within_a_second(
+    gateway: ServedGateway,
+) -> None:
+    session = _sign_in(gateway, "marc.admin@demo.example")
+    organisation_id = _organisation_id(gateway, session)
+    token_id, secret = _token(gateway, session, ["activity:read"])
+    client = await GraphQLWebSocketClient.initialised(gateway.url, secret)
+    await client.subscribe("1", ORGANISATION_EVENTS, {"organisationId": organisation_id})
+    assert await client.quiet_for(0.5) == []
+
+    started = time.monotonic()
+    revoked = _data(gateway, REVOKE, {"input": {"tokenId": token_id}}, session)
+    assert revoked["revokePersonalAccessToken"] == {"errors": []}
+
+    assert await _cut_off_after(client, started) < 1.0
+    assert (await client.closed_with(2))[0] == 4403
+
+
+async def test_evt4_revoked_service_account_ends_its_subscription_within_a_second(
+    gateway: ServedGateway,
+) -> None:
+    """Revoked by another manager than its creator: the creator's socket still hears it."""
+    creator = _sign_in(gateway, "marc.admin@demo.example")
+    legal = _sign_in(gateway, "anna.legal@demo.example")
+    organisation_id = _organisation_id(gateway, creator)
+    variables = {
+        "input": {
+            "organisationId": organisation_id,
+            "name": "siem",
+            "role": "ADMINISTRATOR",
+            "scopes": ["activity:read"],
+        }
+    }
+    created = _data(gateway, CREATE_SERVICE_ACCOUNT, variables, creator)["createServiceAccount"]
+    assert created["errors"] == [], created
+    client = await GraphQLWebSocketClient.initialised(gateway.url, created["secret"])
+    await client.subscribe("1", ORGANISATION_EVENTS, {"organisationId": organisation_id})
+    assert await client.quiet_for(0.5) == []
+
+    started = time.monotonic()
+    revoke = {"input": {"serviceAccountId": created["serviceAccount"]["id"]}}
+    revoked = _data(gateway, REVOKE_SERVICE_ACCOUNT, revoke, legal)
+    assert revoked["revokeServiceAccount"] == {"errors": []}
+
+    assert await _cut_off_after(client, started) < 1.0
+    assert (await client.closed_with(2))[0] == 4403
