@@ -66,6 +66,7 @@ TOO_MANY_INITIALISATIONS = 4429
 # RFC 6455: the peer cannot keep up (we would have to buffer without end).
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
+MAX_CLOSE_REASON_BYTES = 123
 # The same keepalive ping for every connection, encoded once.
 PING_FRAME = '{"type":"ping"}'
 PING_WIRE = text_frame(PING_FRAME.encode())
@@ -398,6 +399,9 @@ class Connection:
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
+            # RFC 6455 §5.5: a close frame's reason is at most 123 bytes of UTF-8; a longer one
+            # (a quoted subscription id) would drop the socket without its close code.
+            reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
             self.closing = (code, reason)
             self.closed.set()
 

@@ -13,6 +13,7 @@ from tests.e2e.test_tokens import REVOKE, _data, _sign_in, _token
 from tests.e2e.wsclient import GraphQLWebSocketClient
 
 ORGANISATION_EVENTS = _standalone("OrganisationSecurityEvents")
+VIEWER_EVENTS = _standalone("ViewerSecurityEvents")
 CREATE_SERVICE_ACCOUNT = (
     "mutation($input: CreateServiceAccountInput!) { createServiceAccount(input: $input)"
     " { serviceAccount { id } secret errors { code } } }"
@@ -82,3 +83,19 @@ async def test_evt4_revoked_service_account_ends_its_subscription_within_a_secon
 
     assert await _cut_off_after(client, started) < 1.0
     assert (await client.closed_with(2))[0] == 4403
+
+
+async def test_evt1_close_4409_on_a_duplicate_id_of_non_ascii_characters(
+    gateway: ServedGateway,
+) -> None:
+    """The reason quotes the id: cut to fit a close frame (123 bytes of UTF-8, RFC 6455 §5.5),
+    or the socket is dropped without its close code."""
+    session = _sign_in(gateway, "lea.collab@demo.example")
+    client = await GraphQLWebSocketClient.initialised(gateway.url, session)
+    await client.subscribe("é" * 64, VIEWER_EVENTS)
+    await client.subscribe("é" * 64, VIEWER_EVENTS)
+
+    code, reason = await client.closed_with()
+
+    assert code == 4409
+    assert reason.startswith("Subscriber for éé") and len(reason.encode()) <= 123
