@@ -534,20 +534,27 @@ class GraphQLWebSocket:
 
     async def _read(self, connection: Connection) -> None:
         websocket = connection.websocket
+        loop = asyncio.get_running_loop()
+        # Until connection_init is acknowledged, not just until a first message: a ping or a
+        # pong sent first must not hold an unauthenticated socket open.
+        init_deadline = loop.time() + self.limits.init_timeout_seconds
         try:
-            try:
-                first = await asyncio.wait_for(
-                    websocket.receive(), self.limits.init_timeout_seconds
-                )
-            except TimeoutError:
-                raise ProtocolClose(INIT_TIMEOUT, "Connection initialisation timeout") from None
-            message: Any = first
             while True:
+                if connection.acknowledged:
+                    message = await websocket.receive()
+                else:
+                    try:
+                        message = await asyncio.wait_for(
+                            websocket.receive(), init_deadline - loop.time()
+                        )
+                    except TimeoutError:
+                        raise ProtocolClose(
+                            INIT_TIMEOUT, "Connection initialisation timeout"
+                        ) from None
                 if message["type"] == "websocket.disconnect":
                     connection.close(1000, "")
                     return
                 await self._on_message(connection, self._decode(message))
-                message = await websocket.receive()
         except ProtocolClose as close:
             connection.close(close.code, close.reason)
         except WebSocketDisconnect:

@@ -99,3 +99,16 @@ async def test_evt1_close_4409_on_a_duplicate_id_of_non_ascii_characters(
 
     assert code == 4409
     assert reason.startswith("Subscriber for éé") and len(reason.encode()) <= 123
+
+
+@pytest.mark.parametrize("first", ["ping", "pong"])
+async def test_evt1_close_4408_when_a_ping_or_pong_comes_instead_of_connection_init(
+    gateway: ServedGateway, first: str
+) -> None:
+    """An unauthenticated socket is closed in time whatever it sends first, never held open."""
+    client = await GraphQLWebSocketClient.open(gateway.url)
+    opened = time.monotonic()
+    await client.send({"type": first})
+
+    assert await client.closed_with() == (4408, "Connection initialisation timeout")
+    assert time.monotonic() - opened < 5.0
