@@ -95,6 +95,8 @@ class WebSocketLimits:
 # The actor of a connection_init payload (or of the session cookie); None refuses it.
 Authenticator = Callable[[WebSocket, dict[str, Any]], Awaitable[Actor | None]]
 ContextMaker = Callable[[Actor, RequestMeta], Context]
+# ACT-1: where the socket comes from, described as for an HTTP request (address, country, device).
+ClientDescriber = Callable[[WebSocket], RequestMeta]
 
 
 class ProtocolClose(Exception):
@@ -423,12 +425,14 @@ class GraphQLWebSocket:
         engine: GraphQLEngine,
         hub: SubscriptionHub,
         authenticate: Authenticator,
+        describe_client: ClientDescriber,
         *,
         limits: WebSocketLimits | None = None,
     ) -> None:
         self.engine = engine
         self.hub = hub
         self._authenticate = authenticate
+        self._describe_client = describe_client
         self.limits = limits or WebSocketLimits()
         self.connections: set[Connection] = set()
         self._upkeep: asyncio.Task[None] | None = None
@@ -439,15 +443,11 @@ class GraphQLWebSocket:
             await websocket.close(SUBPROTOCOL_NOT_ACCEPTABLE, "Subprotocol not acceptable")
             return
         await websocket.accept(subprotocol=SUBPROTOCOL)
-        client = websocket.client
         connection = Connection(
             websocket,
             self,
             frame_writer=frame_writer(websocket.scope),
-            meta=RequestMeta(
-                ip=client.host if client else None,
-                device=(websocket.headers.get("user-agent") or "")[:200] or None,
-            ),
+            meta=self._describe_client(websocket),
         )
         self.connections.add(connection)
         if self._upkeep is None or self._upkeep.done():

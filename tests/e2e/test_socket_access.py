@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
 from tests.e2e.test_contract import _organisation_id, _standalone
-from tests.e2e.test_tokens import REVOKE, _data, _sign_in, _token
+from tests.e2e.test_tokens import CREATE, REVOKE, _data, _sign_in, _token
 from tests.e2e.wsclient import GraphQLWebSocketClient
 
 ORGANISATION_EVENTS = _standalone("OrganisationSecurityEvents")
@@ -112,3 +112,35 @@ async def test_evt1_close_4408_when_a_ping_or_pong_comes_instead_of_connection_i
 
     assert await client.closed_with() == (4408, "Connection initialisation timeout")
     assert time.monotonic() - opened < 5.0
+
+
+SAFARI = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+    " Version/17.1 Safari/605.1.15"
+)
+TOKEN_EVENTS = (
+    '{ viewer { activity(first: 2, types: ["token.created"]) { edges { node { device } } } } }'
+)
+
+
+async def test_act1_a_mutation_over_the_socket_records_the_device_as_over_http(
+    gateway: ServedGateway,
+) -> None:
+    """The device of an event is the parsed user agent, whichever transport the change came by."""
+    session = _sign_in(gateway, "anna.legal@demo.example")
+    client = await GraphQLWebSocketClient.open(gateway.url, headers={"user-agent": SAFARI})
+    await client.send(
+        {"type": "connection_init", "payload": {"authorization": f"Bearer {session}"}}
+    )
+    assert await client.receive() == {"type": "connection_ack"}
+    variables = {"input": {"label": "Socket", "scopes": ["members:read"]}}
+    await client.send(
+        {"id": "1", "type": "subscribe", "payload": {"query": CREATE, "variables": variables}}
+    )
+    created = await client.receive()
+    await client.close()
+
+    edges = _data(gateway, TOKEN_EVENTS, None, session)["viewer"]["activity"]["edges"]
+
+    assert created["payload"]["data"]["createPersonalAccessToken"]["errors"] == [], created
+    assert [e["node"]["device"] for e in edges] == ["Safari 17 on Mac OS X 10.15"]
