@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -563,7 +563,7 @@ class GraphQLWebSocket:
             logger.exception("WebSocket connection failed")
             connection.close(1011, "Internal error")
 
-    def _decode(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _decode(self, message: Mapping[str, Any]) -> dict[str, Any]:
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
