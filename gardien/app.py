@@ -23,7 +23,7 @@ from gardien.clock import Clock, SystemClock
 from gardien.events import EventBus
 from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
 from gardien.graphql.frames import DirectFramesMiddleware
-from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub
+from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub, WebSocketLimits
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
 from gardien.resolvers import push_approvals, sessions, tokens
@@ -213,7 +213,13 @@ def create_app(
     hub = SubscriptionHub(
         engine, services.events, lambda actor, meta: Context(services, actor, meta)
     )
-    graphql_ws = GraphQLWebSocket(engine, hub, websocket_actor, client_meta)
+    graphql_ws = GraphQLWebSocket(
+        engine,
+        hub,
+        websocket_actor,
+        client_meta,
+        limits=WebSocketLimits(max_connections_per_user=settings.ws_max_connections_per_user),
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

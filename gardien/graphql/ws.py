@@ -78,6 +78,8 @@ KEEPALIVE_TICKS = 5
 class WebSocketLimits:
     init_timeout_seconds: float = 3.0
     max_subscriptions: int = 20
+    # Acknowledged connections of one user at once (GARDIEN_WS_MAX_CONNECTIONS_PER_USER).
+    max_connections_per_user: int = 100
     # Subscribe messages a connection may send per minute; a flood is closed (1008).
     max_subscribes_per_minute: int = 120
     max_message_bytes: int = 65_536
@@ -588,6 +590,11 @@ class GraphQLWebSocket:
             actor = await self._authenticate(connection.websocket, payload or {})
             if actor is None or actor.user is None:
                 raise ProtocolClose(FORBIDDEN, "Forbidden")
+            held = self.hub.connections_by_user.get(actor.user.id, ())
+            if len(held) >= self.limits.max_connections_per_user:
+                # Checked and registered with no await in between: parallel handshakes of one
+                # user cannot all slip under the bound.
+                raise ProtocolClose(POLICY_VIOLATION, "Too many connections")
             connection.actor = actor
             if actor.token is not None:
                 # API-6: what a query or mutation over this socket records names the token.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -144,3 +145,39 @@ async def test_act1_a_mutation_over_the_socket_records_the_device_as_over_http(
 
     assert created["payload"]["data"]["createPersonalAccessToken"]["errors"] == [], created
     assert [e["node"]["device"] for e in edges] == ["Safari 17 on Mac OS X 10.15"]
+
+
+@pytest.fixture(scope="module")
+def bounded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    env = fresh_gateway_env(tmp_path_factory.mktemp("socket-bound"))
+    env["GARDIEN_WS_MAX_CONNECTIONS_PER_USER"] = "3"
+    with start_gateway(env) as served:
+        yield served
+
+
+async def test_evt1_one_user_holds_a_bounded_number_of_sockets(
+    bounded_gateway: ServedGateway,
+) -> None:
+    """Sessions and tokens of one user count together; a socket closed frees its place, and
+    other users are not affected."""
+    session = _sign_in(bounded_gateway, "lea.collab@demo.example")
+    _, secret = _token(bounded_gateway, session, ["members:read"])
+    held = [
+        await GraphQLWebSocketClient.initialised(bounded_gateway.url, credential)
+        for credential in (session, secret, session)
+    ]
+    extra = await GraphQLWebSocketClient.open(bounded_gateway.url)
+    await extra.send({"type": "connection_init", "payload": {"authorization": f"Bearer {secret}"}})
+    refused = await extra.closed_with()
+    other = await GraphQLWebSocketClient.initialised(
+        bounded_gateway.url, _sign_in(bounded_gateway, "anna.legal@demo.example")
+    )
+    await held.pop().close()
+    await asyncio.sleep(0.2)  # the server sees the socket closed
+    again = await GraphQLWebSocketClient.initialised(bounded_gateway.url, session)
+
+    assert refused == (1008, "Too many connections")
+    for client in (*held, other, again):
+        await client.send({"type": "ping"})
+        assert await client.receive() == {"type": "pong"}
+        await client.close()
