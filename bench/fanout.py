@@ -249,7 +249,12 @@ async def scenario(
     redis_url: str | None,
 ) -> Outcome:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARDIEN_")}
-    env.update(settings_env, GARDIEN_JOBS="off")
+    # Every subscriber is the same user here: their sockets are not to be bounded.
+    env.update(
+        settings_env,
+        GARDIEN_JOBS="off",
+        GARDIEN_WS_MAX_CONNECTIONS_PER_USER=str(subscribers),
+    )
     if redis_url:
         env["GARDIEN_REDIS_URL"] = redis_url
     var_dir = Path(settings_env["GARDIEN_VAR_DIR"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -23,7 +23,7 @@ from gardien.clock import Clock, SystemClock
 from gardien.events import EventBus
 from gardien.graphql import GraphQLEndpoint, GraphQLEngine, Limits, RequestError
 from gardien.graphql.frames import DirectFramesMiddleware
-from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub
+from gardien.graphql.ws import GraphQLWebSocket, SubscriptionHub, WebSocketLimits
 from gardien.observability import Metrics, RequestIdMiddleware
 from gardien.proxies import TrustedProxies, TrustedProxyMiddleware
 from gardien.resolvers import push_approvals, sessions, tokens
@@ -66,17 +66,21 @@ def create_app(
     device_cookie = device_cookie_name(settings)
     common_passwords()  # read the shipped list now, not on the event loop of a first sign-up
 
-    async def build_context(request: Request) -> Context:
-        ip = request.client.host if request.client else None
-        device = devices.describe(request.headers.get("user-agent"))
-        meta = RequestMeta(
+    def client_meta(connection: HTTPConnection) -> RequestMeta:
+        """ACT-1: where a request or a WebSocket comes from, described the same way for both."""
+        # The client's address as the trusted-proxy rule decided (proxies.py).
+        ip = connection.client.host if connection.client else None
+        device = devices.describe(connection.headers.get("user-agent"))
+        return RequestMeta(
             ip=ip,
-            # ACT-1: the client's address as the trusted-proxy rule decided (proxies.py).
             country=geo.country_of(ip),
             device=device.label if device else None,
             device_family=device.family if device else None,
-            request_id=request.scope.get("state", {}).get("request_id"),
+            request_id=connection.scope.get("state", {}).get("request_id"),
         )
+
+    async def build_context(request: Request) -> Context:
+        meta = client_meta(request)
         actor = await _actor(request, meta)
         if actor.token is not None:
             meta = replace(meta, via_token=tokens.token_use(actor.token))
@@ -209,7 +213,13 @@ def create_app(
     hub = SubscriptionHub(
         engine, services.events, lambda actor, meta: Context(services, actor, meta)
     )
-    graphql_ws = GraphQLWebSocket(engine, hub, websocket_actor)
+    graphql_ws = GraphQLWebSocket(
+        engine,
+        hub,
+        websocket_actor,
+        client_meta,
+        limits=WebSocketLimits(max_connections_per_user=settings.ws_max_connections_per_user),
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -51,6 +51,7 @@ KNOWN = frozenset(
         "WEBAUTHN_ORIGIN",
         "SMS_WEBHOOK_URL",
         "SMS_WEBHOOK_SECRET",
+        "WS_MAX_CONNECTIONS_PER_USER",
     }
 )
 MIN_SECRET_KEY_BYTES = 32
@@ -111,6 +112,9 @@ class Settings:
     # them SMS wait in the outbox (readable with `gardien outbox`).
     sms_webhook_url: str | None = None
     sms_webhook_secret: str | None = None
+    # EVT-1: GraphQL WebSockets one user (their sessions and tokens together) may hold open at
+    # once; each costs the process a file descriptor, so one account cannot take them all.
+    ws_max_connections_per_user: int = 100
 
     @property
     def secure_cookies(self) -> bool:
@@ -227,6 +231,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_allow_private=webhook_allow_private,
         sms_webhook_url=sms_webhook_url,
         sms_webhook_secret=sms_webhook_secret,
+        ws_max_connections_per_user=_positive_integer(
+            values, "WS_MAX_CONNECTIONS_PER_USER", Settings.ws_max_connections_per_user
+        ),
     )
 
 
@@ -242,10 +249,10 @@ REQUEST_LIMITS = {
 }
 
 
-def _positive_integer(values: Mapping[str, str], name: str) -> int:
+def _positive_integer(values: Mapping[str, str], name: str, default: int | None = None) -> int:
     raw = values.get(name)
     if raw is None:
-        return REQUEST_LIMITS[name]
+        return REQUEST_LIMITS[name] if default is None else default
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise SettingsError(f"GARDIEN_{name} must be a positive integer, not {raw!r}")
     return int(raw)

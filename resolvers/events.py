@@ -31,6 +31,8 @@ ACCESS_CHANGING_TYPES = frozenset(
         "session.revoked",
         "account.secured",
         "user.blocked_by_support",
+        # A socket opened with a personal access token ends with it, as a session's does.
+        "token.revoked",
     }
 )
 

@@ -408,6 +408,9 @@ async def revoke_service_account(
                 token_id=token.id,
                 name=token.name,
             )
+            if token.created_by_id is not None:
+                # EVT-4: a socket opened with it is its creator's, authorised again at once.
+                events.access_changed(services, token.created_by_id)
     return token
 
 

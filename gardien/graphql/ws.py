@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,6 +66,7 @@ TOO_MANY_INITIALISATIONS = 4429
 # RFC 6455: the peer cannot keep up (we would have to buffer without end).
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
+MAX_CLOSE_REASON_BYTES = 123
 # The same keepalive ping for every connection, encoded once.
 PING_FRAME = '{"type":"ping"}'
 PING_WIRE = text_frame(PING_FRAME.encode())
@@ -77,6 +78,8 @@ KEEPALIVE_TICKS = 5
 class WebSocketLimits:
     init_timeout_seconds: float = 3.0
     max_subscriptions: int = 20
+    # Acknowledged connections of one user at once (GARDIEN_WS_MAX_CONNECTIONS_PER_USER).
+    max_connections_per_user: int = 100
     # Subscribe messages a connection may send per minute; a flood is closed (1008).
     max_subscribes_per_minute: int = 120
     max_message_bytes: int = 65_536
@@ -94,6 +97,8 @@ class WebSocketLimits:
 # The actor of a connection_init payload (or of the session cookie); None refuses it.
 Authenticator = Callable[[WebSocket, dict[str, Any]], Awaitable[Actor | None]]
 ContextMaker = Callable[[Actor, RequestMeta], Context]
+# ACT-1: where the socket comes from, described as for an HTTP request (address, country, device).
+ClientDescriber = Callable[[WebSocket], RequestMeta]
 
 
 class ProtocolClose(Exception):
@@ -398,6 +403,9 @@ class Connection:
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
+            # RFC 6455 §5.5: a close frame's reason is at most 123 bytes of UTF-8; a longer one
+            # (a quoted subscription id) would drop the socket without its close code.
+            reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
             self.closing = (code, reason)
             self.closed.set()
 
@@ -419,12 +427,14 @@ class GraphQLWebSocket:
         engine: GraphQLEngine,
         hub: SubscriptionHub,
         authenticate: Authenticator,
+        describe_client: ClientDescriber,
         *,
         limits: WebSocketLimits | None = None,
     ) -> None:
         self.engine = engine
         self.hub = hub
         self._authenticate = authenticate
+        self._describe_client = describe_client
         self.limits = limits or WebSocketLimits()
         self.connections: set[Connection] = set()
         self._upkeep: asyncio.Task[None] | None = None
@@ -435,15 +445,11 @@ class GraphQLWebSocket:
             await websocket.close(SUBPROTOCOL_NOT_ACCEPTABLE, "Subprotocol not acceptable")
             return
         await websocket.accept(subprotocol=SUBPROTOCOL)
-        client = websocket.client
         connection = Connection(
             websocket,
             self,
             frame_writer=frame_writer(websocket.scope),
-            meta=RequestMeta(
-                ip=client.host if client else None,
-                device=(websocket.headers.get("user-agent") or "")[:200] or None,
-            ),
+            meta=self._describe_client(websocket),
         )
         self.connections.add(connection)
         if self._upkeep is None or self._upkeep.done():
@@ -530,20 +536,27 @@ class GraphQLWebSocket:
 
     async def _read(self, connection: Connection) -> None:
         websocket = connection.websocket
+        loop = asyncio.get_running_loop()
+        # Until connection_init is acknowledged, not just until a first message: a ping or a
+        # pong sent first must not hold an unauthenticated socket open.
+        init_deadline = loop.time() + self.limits.init_timeout_seconds
         try:
-            try:
-                first = await asyncio.wait_for(
-                    websocket.receive(), self.limits.init_timeout_seconds
-                )
-            except TimeoutError:
-                raise ProtocolClose(INIT_TIMEOUT, "Connection initialisation timeout") from None
-            message: Any = first
             while True:
+                if connection.acknowledged:
+                    message = await websocket.receive()
+                else:
+                    try:
+                        message = await asyncio.wait_for(
+                            websocket.receive(), init_deadline - loop.time()
+                        )
+                    except TimeoutError:
+                        raise ProtocolClose(
+                            INIT_TIMEOUT, "Connection initialisation timeout"
+                        ) from None
                 if message["type"] == "websocket.disconnect":
                     connection.close(1000, "")
                     return
                 await self._on_message(connection, self._decode(message))
-                message = await websocket.receive()
         except ProtocolClose as close:
             connection.close(close.code, close.reason)
         except WebSocketDisconnect:
@@ -552,7 +565,7 @@ class GraphQLWebSocket:
             logger.exception("WebSocket connection failed")
             connection.close(1011, "Internal error")
 
-    def _decode(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _decode(self, message: Mapping[str, Any]) -> dict[str, Any]:
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
@@ -577,6 +590,11 @@ class GraphQLWebSocket:
             actor = await self._authenticate(connection.websocket, payload or {})
             if actor is None or actor.user is None:
                 raise ProtocolClose(FORBIDDEN, "Forbidden")
+            held = self.hub.connections_by_user.get(actor.user.id, ())
+            if len(held) >= self.limits.max_connections_per_user:
+                # Checked and registered with no await in between: parallel handshakes of one
+                # user cannot all slip under the bound.
+                raise ProtocolClose(POLICY_VIOLATION, "Too many connections")
             connection.actor = actor
             if actor.token is not None:
                 # API-6: what a query or mutation over this socket records names the token.
