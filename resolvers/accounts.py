@@ -252,8 +252,9 @@ async def sign_in(
         await _sign_in_failed(services, meta, user, login_key, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
 
-    # A trusted device was vouched for by trusted_device, which checked the block already.
-    if device is None and not await authz.may_sign_in_web(user.id):
+    # Read again even when trusted_device read it before the verify: a block that landed during
+    # the verify must refuse the sign-in, not only the sessions it would open.
+    if not await authz.may_sign_in_web(user.id):
         await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
             ErrorCode.ACCOUNT_BLOCKED,
