@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.connection import get_connections
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.transactions import in_transaction
 
 from gardien.models import MODEL_MODULES
 
@@ -65,6 +67,27 @@ async def ping() -> None:
     from tortoise.connection import get_connection
 
     await get_connection("default").execute_query("SELECT 1")
+
+
+def in_a_transaction() -> bool:
+    """Whether the running task holds an open transaction on the default connection."""
+    connection = get_connections().get("default")
+    return isinstance(connection, TransactionalDBClient) and not connection._finalized
+
+
+@contextlib.asynccontextmanager
+async def atomic() -> AsyncIterator[None]:
+    """A transaction for a caller outside one; inside one, that transaction itself.
+
+    A nested `in_transaction()` is a savepoint: two more round trips, worth it only to a caller
+    that catches an error and carries on. Writes that must stand or fall together, and whose
+    errors nobody recovers from, need no savepoint of their own inside a transaction.
+    """
+    if in_a_transaction():
+        yield
+        return
+    async with in_transaction():
+        yield
 
 
 def after_commit(callback: Callable[[], None]) -> None:

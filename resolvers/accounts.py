@@ -244,10 +244,7 @@ async def sign_in(
     ip_key = ratelimits.ip_subject(meta.ip)
     user = await find_by_login(login)
     device = await trusted_device(services, user, device_cookie)
-    if device is not None and user is not None:
-        await _count_trusted_attempt(services, meta, device, user, login_key, ip_key)
-    else:
-        await _count_untrusted_attempt(services, meta, user, login_key, ip_key)
+    await _count_attempt(services, meta, device, user, login_key, ip_key)
 
     valid = await verify_password(user.password_hash if user else None, password[:1024])
     if user is None or not valid:
@@ -255,6 +252,8 @@ async def sign_in(
         await _sign_in_failed(services, meta, user, login_key, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
 
+    # Read again even when trusted_device read it before the verify: a block that landed during
+    # the verify must refuse the sign-in, not only the sessions it would open.
     if not await authz.may_sign_in_web(user.id):
         await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
@@ -265,15 +264,7 @@ async def sign_in(
     # A success gives back its own attempt only; the failures of the window stay counted. Clearing
     # a budget on success would hand whoever is guessing a fresh one each time the owner signs in
     # (from a new browser for the login's budget, or with a cookie a thief holds a copy of).
-    if device is not None:
-        await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce)
-        await ratelimits.give_back(
-            services, ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER, _user_subject(user)
-        )
-    else:
-        await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
-    if ip_key is not None:
-        await ratelimits.give_back(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
+    await ratelimits.give_back_each(services, _sign_in_budgets(device, user, login_key, ip_key))
     if password_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
         await user.save(update_fields=["password_hash"])
@@ -376,56 +367,64 @@ async def _refuse(
     return ratelimits.refusal(services, attempt)
 
 
-async def _count_ip_attempt(
-    services: Services, meta: RequestMeta, user: User | None, login_key: str, ip_key: str | None
-) -> None:
-    # Per address, attempts are counted before verifying and a success is given back. Counting
-    # failures afterwards would let a burst of concurrent guesses all pass the check before the
-    # first failure is written; counting first bounds the guesses in flight as well.
-    if ip_key is None:
-        return
-    per_ip = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key)
-    if not per_ip.allowed:
-        raise await _refuse(services, meta, per_ip, user, login_key, "ip")
+def _sign_in_budgets(
+    device: DeviceCookie | None, user: User | None, login_key: str, ip_key: str | None
+) -> list[ratelimits.Budget]:
+    """The budgets a sign-in attempt spends, in the order they are checked.
+
+    Per address, attempts are counted before verifying and a success is given back. Counting
+    failures afterwards would let a burst of concurrent guesses all pass the check before the
+    first failure is written; counting first bounds the guesses in flight as well. An unknown
+    login is counted exactly like a known one.
+    """
+    budgets: list[ratelimits.Budget] = []
+    if ip_key is not None:
+        budgets.append((ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ip_key))
+    if device is not None and user is not None:
+        budgets.append((ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce))
+        budgets.append((ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER, _user_subject(user)))
+    else:
+        budgets.append((ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key))
+    return budgets
 
 
-async def _count_trusted_attempt(
+# What a refusal by each budget is recorded as (sign_in.throttled's `budget`).
+_BUDGET_NAMES = {
+    ratelimits.SIGN_IN_ATTEMPTS_PER_IP: "ip",
+    ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN: "login",
+    ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER: "trusted_user",
+}
+
+
+async def _count_attempt(
     services: Services,
     meta: RequestMeta,
-    device: DeviceCookie,
-    user: User,
+    device: DeviceCookie | None,
+    user: User | None,
     login_key: str,
     ip_key: str | None,
 ) -> None:
-    # A locked cookie is refused without counting or verifying anything until the lock ends.
-    lock = await ratelimits.current(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
-    if lock is not None and not lock.allowed:
-        raise ratelimits.refusal(services, lock)
-    await _count_ip_attempt(services, meta, user, login_key, ip_key)
-    per_device = await ratelimits.consume(
-        services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, device.nonce
-    )
-    if not per_device.allowed:
-        # The cookie itself is being used to guess (stolen, or shared): lock it for a day.
-        lock = await ratelimits.consume(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
-        if lock.exhausts_budget:
-            raise await _refuse(services, meta, lock, user, login_key, "device")
-        raise ratelimits.refusal(services, lock)
-    per_user = await ratelimits.consume(
-        services, ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER, _user_subject(user)
-    )
-    if not per_user.allowed:
-        raise await _refuse(services, meta, per_user, user, login_key, "trusted_user")
-
-
-async def _count_untrusted_attempt(
-    services: Services, meta: RequestMeta, user: User | None, login_key: str, ip_key: str | None
-) -> None:
-    await _count_ip_attempt(services, meta, user, login_key, ip_key)
-    # An unknown login is counted and refused exactly like a known one.
-    per_login = await ratelimits.consume(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login_key)
-    if not per_login.allowed:
-        raise await _refuse(services, meta, per_login, user, login_key, "login")
+    """Count the attempt against every budget it spends, in one statement, then check them in
+    order. The budgets after the first refused one are given back: they end as they would if
+    each were counted only once the ones before it had allowed the attempt."""
+    if device is not None:
+        # A locked cookie is refused without counting or verifying anything until the lock ends.
+        lock = await ratelimits.current(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
+        if lock is not None and not lock.allowed:
+            raise ratelimits.refusal(services, lock)
+    budgets = _sign_in_budgets(device, user, login_key, ip_key)
+    attempts = await ratelimits.consume_each(services, budgets)
+    for index, attempt in enumerate(attempts):
+        if attempt.allowed:
+            continue
+        await ratelimits.give_back_each(services, budgets[index + 1 :])
+        if device is not None and attempt.rule == ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE:
+            # The cookie itself is being used to guess (stolen, or shared): lock it for a day.
+            lock = await ratelimits.consume(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
+            if lock.exhausts_budget:
+                raise await _refuse(services, meta, lock, user, login_key, "device")
+            raise ratelimits.refusal(services, lock)
+        raise await _refuse(services, meta, attempt, user, login_key, _BUDGET_NAMES[attempt.rule])
 
 
 async def _open_challenge(

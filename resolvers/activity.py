@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
+from gardien import db
 from gardien.models.activity import ActivityEvent
 from gardien.resolvers import events, webhook_fanout
 from gardien.resolvers.services import RequestMeta, Services
@@ -24,7 +23,7 @@ async def _record(
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
     # The event and its audience are one write, also for a caller outside any transaction.
-    async with in_transaction():
+    async with db.atomic():
         event = await ActivityEvent.create(
             type=type_,
             occurred_at=services.clock.now(),

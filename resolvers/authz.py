@@ -210,9 +210,13 @@ WEB_ACCESS_NOT_BLOCKED_SQL = (
 )
 
 
+# Read by every password sign-in: a fixed statement (see sql.py).
+_ACTIVE_BLOCK = "SELECT 1 FROM user_block WHERE user_id = $1 AND lifted_at IS NULL LIMIT 1"
+
+
 async def is_blocked(user_id: int) -> bool:
     """BLK-3: an active block stops the user's web access (sign-in, web sessions)."""
-    return await UserBlock.exists(user_id=user_id, lifted_at=None)
+    return bool(await sql.fetch(_ACTIVE_BLOCK, [user_id]))
 
 
 async def may_sign_in_web(user_id: int) -> bool:

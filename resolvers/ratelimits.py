@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
-
-from tortoise.connection import get_connection
 
 from gardien.resolvers import sql
 from gardien.resolvers.errors import DomainError, ErrorCode
@@ -38,6 +38,9 @@ SIGN_IN_TRUSTED_ATTEMPTS_PER_USER = Rule("sign_in_trusted_user", 30, timedelta(h
 # Counted before verifying and given back on success: at most 100 failures per address.
 SIGN_IN_ATTEMPTS_PER_IP = Rule("sign_in_ip", 100, timedelta(minutes=15))
 SIGN_UPS_PER_IP = Rule("sign_up_ip", 10, timedelta(hours=1))
+
+# One budget: a rule and the subject it is kept for.
+Budget = tuple[Rule, str]
 
 TOO_MANY_ATTEMPTS_MESSAGE = "Too many attempts. Wait {minutes} before trying again."
 
@@ -86,33 +89,40 @@ def _key(services: Services, rule: Rule, subject: str) -> str:
     return f"{rule.name}:{services.keyring.token_digest(subject.lower(), 'rate-limit')}"
 
 
-def _moment(moment: datetime) -> Any:
-    """A timestamp parameter as the column stores it.
-
-    SQLite keeps Tortoise's ISO text (`isoformat(" ")`, always UTC here), which compares in time
-    order as text; PostgreSQL takes the datetime itself.
-    """
-    if get_connection("default").capabilities.dialect == "sqlite":
-        return moment.astimezone(UTC).isoformat(" ")
-    return moment
-
-
 # One statement that counts the attempt and answers the new count, so two concurrent attempts can
 # never both read the old one (an upsert is atomic on PostgreSQL and on SQLite ≥ 3.35). An expired
-# window restarts at 1. Runs outside any transaction: a counted attempt stays counted.
-_CONSUME = (
-    "INSERT INTO rate_limit_counter (key, count, window_ends_at) VALUES ($1, 1, $2)"
+# window restarts at 1. Runs outside any transaction: a counted attempt stays counted. A sign-in
+# counts several budgets at once: one row each, in one statement (one round trip, not one per
+# budget); the placeholders are ($1 key, $2 window end), ($3, $4)… and the last one is now.
+_CONSUME_UPDATE = (
     " ON CONFLICT (key) DO UPDATE SET"
-    " count = CASE WHEN rate_limit_counter.window_ends_at <= $3 THEN 1"
+    " count = CASE WHEN rate_limit_counter.window_ends_at <= ${now} THEN 1"
     " ELSE rate_limit_counter.count + 1 END,"
-    " window_ends_at = CASE WHEN rate_limit_counter.window_ends_at <= $3 THEN $2"
-    " ELSE rate_limit_counter.window_ends_at END"
-    " RETURNING count, window_ends_at"
+    " window_ends_at = CASE WHEN rate_limit_counter.window_ends_at <= ${now}"
+    " THEN excluded.window_ends_at ELSE rate_limit_counter.window_ends_at END"
+    " RETURNING key, count, window_ends_at"
 )
-_GIVE_BACK = (
-    "UPDATE rate_limit_counter SET count = count - 1"
-    " WHERE key = $1 AND count > 0 AND window_ends_at > $2"
-)
+
+
+@lru_cache(maxsize=8)
+def _consume_statement(budgets: int) -> str:
+    rows = ", ".join(f"(${2 * row + 1}, 1, ${2 * row + 2})" for row in range(budgets))
+    return (
+        f"INSERT INTO rate_limit_counter (key, count, window_ends_at) VALUES {rows}"
+        + _CONSUME_UPDATE.replace("{now}", str(2 * budgets + 1))
+    )
+
+
+# Given back in one statement too: each key on its own terms, as one UPDATE per key would.
+@lru_cache(maxsize=8)
+def _give_back_statement(budgets: int) -> str:
+    keys = ", ".join(f"${row + 1}" for row in range(budgets))
+    return (
+        "UPDATE rate_limit_counter SET count = count - 1"
+        f" WHERE key IN ({keys}) AND count > 0 AND window_ends_at > ${budgets + 1}"
+    )
+
+
 _CURRENT = (
     "SELECT count, window_ends_at FROM rate_limit_counter WHERE key = $1 AND window_ends_at > $2"
 )
@@ -122,19 +132,38 @@ _PRUNE = "DELETE FROM rate_limit_counter WHERE window_ends_at <= $1"
 
 async def consume(services: Services, rule: Rule, subject: str) -> Attempt:
     """Count one attempt against the subject's budget and say whether it is still allowed."""
+    (attempt,) = await consume_each(services, [(rule, subject)])
+    return attempt
+
+
+async def consume_each(services: Services, budgets: Sequence[Budget]) -> list[Attempt]:
+    """Count one attempt against each budget, atomically each, in one statement; the attempts
+    in the order of `budgets`. A caller that checks them in turn gives back (give_back_each) the
+    ones after the first refused, to leave the counts that checking them one by one would."""
+    if not budgets:
+        return []
     now = services.clock.now()
-    rows = await sql.fetch(
-        _CONSUME, [_key(services, rule, subject), _moment(now + rule.window), _moment(now)]
-    )
-    row = rows[0]
-    return Attempt(
-        rule=rule, count=int(row["count"]), window_ends_at=sql.as_datetime(row["window_ends_at"])
-    )
+    params: list[Any] = []
+    for rule, subject in budgets:
+        params += [_key(services, rule, subject), sql.moment(now + rule.window)]
+    rows = await sql.fetch(_consume_statement(len(budgets)), [*params, sql.moment(now)])
+    # RETURNING gives no promise of order: match the rows by key.
+    by_key = {row["key"]: row for row in rows}
+    return [
+        Attempt(
+            rule=rule,
+            count=int(by_key[key]["count"]),
+            window_ends_at=sql.as_datetime(by_key[key]["window_ends_at"]),
+        )
+        for (rule, _), key in zip(budgets, params[::2], strict=True)
+    ]
 
 
 async def current(services: Services, rule: Rule, subject: str) -> Attempt | None:
     """The subject's count in the running window, without counting anything (None: no window)."""
-    rows = await sql.fetch(_CURRENT, [_key(services, rule, subject), _moment(services.clock.now())])
+    rows = await sql.fetch(
+        _CURRENT, [_key(services, rule, subject), sql.moment(services.clock.now())]
+    )
     if not rows:
         return None
     row = rows[0]
@@ -171,7 +200,15 @@ async def require_allowed(services: Services, rule: Rule, subject: str | None) -
 
 async def give_back(services: Services, rule: Rule, subject: str) -> None:
     """Return an attempt that turned out well, so only failures use the budget up."""
-    await sql.fetch(_GIVE_BACK, [_key(services, rule, subject), _moment(services.clock.now())])
+    await give_back_each(services, [(rule, subject)])
+
+
+async def give_back_each(services: Services, budgets: Sequence[Budget]) -> None:
+    """give_back for each budget, in one statement."""
+    if not budgets:
+        return
+    keys = [_key(services, rule, subject) for rule, subject in budgets]
+    await sql.fetch(_give_back_statement(len(keys)), [*keys, sql.moment(services.clock.now())])
 
 
 async def reset(services: Services, rule: Rule, subject: str) -> None:
@@ -180,4 +217,4 @@ async def reset(services: Services, rule: Rule, subject: str) -> None:
 
 async def prune_expired(services: Services) -> None:
     """Drop counters whose window has ended (each guessed login leaves one); for a periodic job."""
-    await sql.fetch(_PRUNE, [_moment(services.clock.now())])
+    await sql.fetch(_PRUNE, [sql.moment(services.clock.now())])

@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
-from gardien.models.sessions import KnownDevice
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, sql
 from gardien.resolvers.authz import Actor
@@ -38,6 +36,13 @@ _SEEN_BEFORE = (
     "SELECT EXISTS (SELECT 1 FROM known_device WHERE user_id = $1) AS any_seen,"
     " EXISTS (SELECT 1 FROM known_device WHERE user_id = $1 AND country = $2) AS country_seen,"
     " EXISTS (SELECT 1 FROM known_device WHERE user_id = $1 AND device_hash = $3) AS device_seen"
+)
+# Records the pair as seen now, in one statement on the same unique index: a concurrent twin
+# sign-in that inserted it first only moves its last_seen_at.
+_SEEN_NOW = (
+    "INSERT INTO known_device (user_id, country, device_hash, first_seen_at, last_seen_at)"
+    " VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, country, device_hash)"
+    " DO UPDATE SET last_seen_at = excluded.last_seen_at"
 )
 # Stale pairs, each user's newest excepted (see KNOWN_DEVICE_RETENTION).
 _PURGE_STALE = (
@@ -94,21 +99,7 @@ async def note_sign_in(
     (seen,) = await sql.fetch(_SEEN_BEFORE, [user.id, country, digest])
     new_country = meta.country is not None and not seen["country_seen"]
     new_device = not seen["device_seen"]
-    updated = await KnownDevice.filter(user_id=user.id, country=country, device_hash=digest).update(
-        last_seen_at=now
-    )
-    if not updated:
-        try:
-            async with in_transaction():  # a savepoint: a concurrent twin may have just won
-                await KnownDevice.create(
-                    user_id=user.id,
-                    country=country,
-                    device_hash=digest,
-                    first_seen_at=now,
-                    last_seen_at=now,
-                )
-        except IntegrityError:
-            pass
+    await sql.execute(_SEEN_NOW, [user.id, country, digest, sql.moment(now)])
     # The first sign-in with no history at all (a new account, or one older than this record)
     # only sets the baseline: with nothing to compare to, an alert would say nothing, and every
     # existing user would get one at once when the record starts.

@@ -44,3 +44,14 @@ def as_datetime(value: datetime | str) -> datetime:
     """A timestamp column: asyncpg returns datetimes, SQLite the ISO text Tortoise wrote."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def moment(value: datetime) -> Any:
+    """A timestamp parameter as the column stores it.
+
+    SQLite keeps Tortoise's ISO text (`isoformat(" ")`, always UTC here), which compares in time
+    order as text; PostgreSQL takes the datetime itself.
+    """
+    if get_connection("default").capabilities.dialect == "sqlite":
+        return value.astimezone(UTC).isoformat(" ")
+    return value

@@ -722,6 +722,32 @@ async def test_api4_per_ip_budget_is_100_failures_and_successes_are_given_back(
     assert isinstance(next_window, accounts.SignInResult)
 
 
+async def test_api4_attempts_refused_by_the_address_budget_leave_the_login_budget_untouched(
+    services: Services, meta: RequestMeta
+) -> None:
+    """The budgets are counted together but checked in order: an attempt the address's budget
+    refuses gives the login's back, so a spent address cannot also spend its victims' budgets."""
+    await factories.sign_up(services, email="vic@example.test")
+    await asyncio.gather(
+        *(_sign_in_outcome(services, meta, f"u{n}@example.test", "guess!") for n in range(100))
+    )
+    from_spent_address = [
+        await _sign_in_outcome(services, meta, "vic@example.test", "guess!") for _ in range(5)
+    ]
+    elsewhere = RequestMeta(ip="198.51.100.2")
+    from_elsewhere = [
+        await _sign_in_outcome(services, elsewhere, "vic@example.test", "guess!") for _ in range(11)
+    ]
+
+    assert from_spent_address == [ErrorCode.TOO_MANY_ATTEMPTS] * 5
+    assert from_elsewhere == [ErrorCode.INVALID_CREDENTIALS] * 10 + [ErrorCode.TOO_MANY_ATTEMPTS]
+    throttled = await ActivityEvent.filter(type="sign_in.throttled").order_by("id")
+    assert [(e.ip, e.data["budget"]) for e in throttled] == [
+        (meta.ip, "ip"),
+        (elsewhere.ip, "login"),
+    ]
+
+
 # --- Passwords: NFKC and guessable shapes (NIST SP 800-63B 5.1.1.2) --------------------------
 
 

@@ -13,6 +13,7 @@ from gardien.models.ratelimits import RateLimitCounter
 from gardien.resolvers import ratelimits
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import Services
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -90,6 +91,27 @@ async def test_api4_give_back_returns_one_attempt_and_reset_clears_the_budget(
 
     assert (after_give_back.count, after_reset.count) == (3, 1)
     assert (await RateLimitCounter.get()).count == 1
+
+
+async def test_api4_consume_each_counts_every_budget_once_in_one_statement_in_order(
+    services: Services, clock: ManualClock
+) -> None:
+    """A sign-in's budgets are counted by one atomic statement; each keeps its own window."""
+    long_rule = ratelimits.Rule("test_long", 1, timedelta(hours=24))
+    await ratelimits.consume(services, long_rule, "b")
+
+    with count_queries() as statements:
+        first, second = await ratelimits.consume_each(services, [(RULE, "a"), (long_rule, "b")])
+        await ratelimits.give_back_each(services, [(RULE, "a"), (long_rule, "b")])
+    clock.advance(RULE.window)
+    again = await ratelimits.consume_each(services, [(long_rule, "b"), (RULE, "a")])
+
+    assert len(statements) == 2
+    assert (first.rule, first.count, first.allowed) == (RULE, 1, True)
+    assert (second.rule, second.count, second.allowed) == (long_rule, 2, False)
+    assert second.window_ends_at - first.window_ends_at == long_rule.window - RULE.window
+    # Given back once each; the short window has ended and restarts, the long one runs on.
+    assert [(a.rule, a.count) for a in again] == [(long_rule, 2), (RULE, 1)]
 
 
 async def test_api4_expired_counters_are_pruned_and_live_ones_kept(

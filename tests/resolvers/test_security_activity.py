@@ -542,8 +542,9 @@ async def test_act2_a_sign_in_asks_whether_seen_without_loading_the_known_device
 
     assert new_location
     devices = [q for q in statements if "known_device" in q.lower()]
-    assert [q.split()[0].upper() for q in devices] == ["SELECT", "UPDATE", "INSERT"]
+    assert [q.split()[0].upper() for q in devices] == ["SELECT", "INSERT"]
     assert "EXISTS" in devices[0].upper()  # one fixed statement, no row of the history
+    assert "ON CONFLICT" in devices[1].upper()  # seen now: one upsert, no savepoint to retry
     (mail,) = await _mails("security_new_location")
     assert mail.recipient == "ada@example.test"
 
