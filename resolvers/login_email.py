@@ -207,6 +207,24 @@ async def _new_username(display_name: str) -> str:
     return f"{prefix}{secrets.randbelow(10 ** (USERNAME_DIGITS + 4)):0{USERNAME_DIGITS + 4}d}"
 
 
+async def _claim_username(user: User) -> str:
+    """Gives the account a fresh generated username as its login. Two accounts drawing the same
+    name at the same instant both find it free; the unique column refuses the second, whose
+    savepoint alone rolls back before it draws again, instead of failing the mailbox deletion."""
+    for _ in range(USERNAME_DRAWS):
+        username = await _new_username(user.display_name)
+        try:
+            async with in_transaction():
+                await User.filter(id=user.id).update(
+                    email=None, generated_username=username, must_set_login_email=True
+                )
+        except IntegrityError:
+            continue
+        user.email, user.generated_username, user.must_set_login_email = None, username, True
+        return username
+    raise RuntimeError("no free generated username after repeated draws")
+
+
 async def login_email_deleted(
     services: Services, meta: RequestMeta, *, actor_id: int, address: str
 ) -> User | None:
@@ -218,11 +236,7 @@ async def login_email_deleted(
     user = await User.filter(email=address).select_for_update().first()
     if user is None:
         return None
-    username = await _new_username(user.display_name)
-    user.email = None
-    user.generated_username = username
-    user.must_set_login_email = True
-    await user.save(update_fields=["email", "generated_username", "must_set_login_email"])
+    username = await _claim_username(user)
     # A pending change confirmed later would still be the user's own, proved from its mailbox:
     # it is kept, and confirming it ends the recovery.
     if user.recovery_phone is not None:

@@ -313,6 +313,27 @@ async def test_rec4_deleting_the_login_mailbox_puts_the_account_in_recovery(
     assert not await Mailbox.exists(id=mailbox.id)
 
 
+async def test_rec4_a_username_drawn_by_another_account_meanwhile_is_drawn_again(
+    services: Services, meta: RequestMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two deletions at the same instant can both find a name free: the unique column refuses the
+    # second, which draws again instead of failing the mailbox deletion with a 500.
+    user, manager, mailbox = await _hosted_login(services)
+    other = await factories.sign_up(services, email="other@example.test")
+    await User.filter(id=other.user.id).update(generated_username="ael000001")
+    draws = iter(["ael000001", "ael000002"])
+
+    async def racing_draw(display_name: str) -> str:
+        return next(draws)
+
+    monkeypatch.setattr(login_email, "_new_username", racing_draw)
+    await mailboxes.delete_mailbox(services, meta, manager, mailbox.id)
+
+    stored = await User.get(id=user.id)
+    assert (stored.email, stored.generated_username) == (None, "ael000002")
+    assert not await Mailbox.exists(id=mailbox.id)
+
+
 async def test_rec4_old_address_no_longer_signs_in_the_username_with_the_password_does(
     services: Services, meta: RequestMeta
 ) -> None:
