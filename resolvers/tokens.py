@@ -160,8 +160,8 @@ async def revoke_personal_access_token(
                 label=token.name,
                 organisation_id=token.organisation_id,
             )
-            # EVT-4: sockets opened with the token authenticate again once this commits.
-            events.access_changed(services, user.id)
+            # EVT-4: the event is an access change (events.ACCESS_CHANGING_TYPES): sockets opened
+            # with the token authenticate again once this commits.
     return token
 
 
