@@ -197,6 +197,10 @@ async def check_code(services: Services, user_id: int, purpose: str, code: str) 
         id=latest.id, consumed_at=None, attempts__lt=MAX_ATTEMPTS_PER_CODE
     ).update(attempts=F("attempts") + 1)
     if counted != 1:
+        # Either the attempts ran out, or a concurrent check consumed the code since it was read
+        # above: that one is "already used", not "too many wrong codes".
+        if await OneTimeCode.filter(id=latest.id, consumed_at__isnull=False).exists():
+            return CodeCheck.REUSED if matches else CodeCheck.EXPIRED
         return CodeCheck.LOCKED
     if not matches:
         # The code of an earlier SMS, replaced by asking again: say so rather than "wrong".
