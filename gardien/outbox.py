@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -57,3 +60,48 @@ async def claim_due(
                 row.next_attempt_at = lease_until
                 claimed.append(row)
     return claimed
+
+
+class PollingWorker:
+    """What every outbox worker (e-mail, SMS, webhooks) shares around its own `run_once`: drain
+    what is due now, or poll until stopped, sleeping only when a round found less than a batch.
+
+    Subclasses set `_batch_size`, `poll_seconds` and `label` (for the logs), and may say more
+    about where they deliver in `describe()`.
+    """
+
+    _batch_size: int
+    poll_seconds: float = 2.0
+    label: str = "outbox worker"
+    logger: logging.Logger = logging.getLogger("gardien.outbox")
+
+    async def run_once(self) -> int:
+        """Claim one batch and try to deliver it; returns how many were attempted."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return ""
+
+    async def drain(self) -> int:
+        """Attempt everything due now (each at most once); returns how many were attempted."""
+        total = 0
+        while attempted := await self.run_once():
+            total += attempted
+        return total
+
+    async def run(self, stop: asyncio.Event, poll_seconds: float | None = None) -> None:
+        """Deliver until `stop` is set, polling when nothing is due."""
+        wait = self.poll_seconds if poll_seconds is None else poll_seconds
+        described = self.describe()
+        self.logger.info("%s started%s", self.label, f" ({described})" if described else "")
+        while not stop.is_set():
+            try:
+                attempted = await self.run_once()
+            except Exception:
+                # The database may be restarting; the next poll tries again.
+                self.logger.exception("%s: delivery round failed", self.label)
+                attempted = 0
+            if attempted < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        self.logger.info("%s stopped", self.label)

@@ -4,7 +4,6 @@ and disables an endpoint that keeps failing, telling the organisation's managers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import datetime, timedelta
@@ -76,13 +75,17 @@ def event_body(event: ActivityEvent) -> bytes:
     return orjson.dumps(payload)
 
 
-class WebhookWorker:
+class WebhookWorker(outbox.PollingWorker):
     """Delivers webhook deliveries; several may run at once on PostgreSQL (claims as the e-mail
     worker's, through gardien.outbox.claim_due).
 
     Delivery is at least once: a crash between the receiver's 2xx and the SENT mark sends the
     delivery again after its lease, with the same Gardien-Event-Id, so receivers dedupe on it.
     """
+
+    poll_seconds = POLL_SECONDS
+    label = "webhook worker"
+    logger = logging.getLogger("gardien.webhooks")
 
     def __init__(
         self,
@@ -123,28 +126,6 @@ class WebhookWorker:
         async with bound:
             for delivery in deliveries:
                 await self._deliver(client, delivery)
-
-    async def drain(self) -> int:
-        """Attempt every delivery due now (each at most once); returns how many were attempted."""
-        total = 0
-        while attempted := await self.run_once():
-            total += attempted
-        return total
-
-    async def run(self, stop: asyncio.Event, poll_seconds: float = POLL_SECONDS) -> None:
-        """Deliver until `stop` is set, polling when nothing is due."""
-        logger.info("webhook worker started")
-        while not stop.is_set():
-            try:
-                attempted = await self.run_once()
-            except Exception:
-                # The database may be restarting; the next poll tries again.
-                logger.exception("webhook worker: delivery round failed")
-                attempted = 0
-            if attempted < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_seconds)
-        logger.info("webhook worker stopped")
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: WebhookDelivery) -> None:
         endpoint = await WebhookEndpoint.get_or_none(id=delivery.endpoint_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -41,7 +40,7 @@ def backoff(attempts: int, rng: random.Random) -> timedelta:
     return outbox.backoff(attempts, rng, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
 
-class OutboxWorker:
+class OutboxWorker(outbox.PollingWorker):
     """Delivers the e-mail of the outbox; several may run at once on PostgreSQL.
 
     Claims go through gardien.outbox.claim_due (SKIP LOCKED, then a lease per message); on
@@ -51,6 +50,9 @@ class OutboxWorker:
     the message again after the lease, with the same Message-ID (derived from the outbox id), so
     the retry is recognisable.
     """
+
+    poll_seconds = POLL_SECONDS
+    logger = logging.getLogger("gardien.mail")
 
     def __init__(
         self,
@@ -91,27 +93,8 @@ class OutboxWorker:
             await self._deliver(batch)
         return len(batch)
 
-    async def drain(self) -> int:
-        """Attempt every message due now (each at most once); returns how many were attempted."""
-        total = 0
-        while attempted := await self.run_once():
-            total += attempted
-        return total
-
-    async def run(self, stop: asyncio.Event, poll_seconds: float = POLL_SECONDS) -> None:
-        """Deliver until `stop` is set, polling the outbox when it has nothing due."""
-        logger.info("outbox worker started (SMTP %s:%s)", *self._server_address())
-        while not stop.is_set():
-            try:
-                attempted = await self.run_once()
-            except Exception:
-                # The database may be restarting; the next poll tries again.
-                logger.exception("outbox worker: delivery round failed")
-                attempted = 0
-            if attempted < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_seconds)
-        logger.info("outbox worker stopped")
+    def describe(self) -> str:
+        return "SMTP {}:{}".format(*self._server_address())
 
     def _server_address(self) -> tuple[str, int]:
         return self._sender.server.hostname, self._sender.server.port

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -38,7 +36,7 @@ def backoff(attempts: int, rng: random.Random) -> timedelta:
     return outbox.backoff(attempts, rng, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
 
-class SmsWorker:
+class SmsWorker(outbox.PollingWorker):
     """Delivers the SMS of the outbox; several may run at once on PostgreSQL (claims as in
     gardien.outbox.claim_due). Delivery is at least once, with one reference per message so the
     gateway can drop a repeat sent after a lost answer."""
@@ -58,6 +56,13 @@ class SmsWorker:
         self._batch_size = batch_size
         self._rng = rng or random.SystemRandom()
 
+    poll_seconds = POLL_SECONDS
+    label = "SMS worker"
+    logger = logging.getLogger("gardien.sms")
+
+    def describe(self) -> str:
+        return self._sender.describe()
+
     def reference(self, outbox_id: int) -> str:
         # Keyed, so the gateway does not learn how many messages the platform sends.
         return self._keyring.token_digest(str(outbox_id), "outbox-sms-reference")[:32]
@@ -71,28 +76,6 @@ class SmsWorker:
         for message in batch:
             await self._deliver(message)
         return len(batch)
-
-    async def drain(self) -> int:
-        """Attempt every message due now (each at most once); returns how many were attempted."""
-        total = 0
-        while attempted := await self.run_once():
-            total += attempted
-        return total
-
-    async def run(self, stop: asyncio.Event, poll_seconds: float = POLL_SECONDS) -> None:
-        """Deliver until `stop` is set, polling the outbox when it has nothing due."""
-        logger.info("SMS worker started (%s)", self._sender.describe())
-        while not stop.is_set():
-            try:
-                attempted = await self.run_once()
-            except Exception:
-                # The database may be restarting; the next poll tries again.
-                logger.exception("SMS worker: delivery round failed")
-                attempted = 0
-            if attempted < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_seconds)
-        logger.info("SMS worker stopped")
 
     async def _deliver(self, message: OutboxMessage) -> None:
         sms = Sms(
