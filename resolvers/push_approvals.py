@@ -102,10 +102,9 @@ async def register_device(
             # The credential reaches the app in the same answer: there is no code to confirm.
             confirmed_at=now,
         )
-        await activity.two_factor_enrolled(
-            services, meta, user.id, kind=TwoFactorKind.PUSH.value, method_id=method.id
+        codes = await two_factor.method_enrolled(
+            services, meta, user.id, kind=TwoFactorKind.PUSH, method_id=method.id, first=first
         )
-        codes = await two_factor._replace_backup_codes(services, meta, user.id) if first else []
     return RegisteredDevice(method=method, credential=credential, backup_codes=codes)
 
 

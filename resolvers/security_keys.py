@@ -276,17 +276,13 @@ async def complete_registration(
                     "This security key is registered already.",
                     "credential",
                 ) from None
-            await activity.two_factor_enrolled(
+            codes = await two_factor.method_enrolled(
                 services,
                 meta,
                 signed_in.id,
-                kind=TwoFactorKind.SECURITY_KEY.value,
+                kind=TwoFactorKind.SECURITY_KEY,
                 method_id=method.id,
-            )
-            codes = (
-                await two_factor._replace_backup_codes(services, meta, signed_in.id)
-                if first
-                else []
+                first=first,
             )
     except SecurityKeyRefused as refused:
         async with in_transaction():

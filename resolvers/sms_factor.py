@@ -359,11 +359,9 @@ async def confirm_sms_enrolment(
         )
         if updated != 1:
             raise DomainError(ErrorCode.NOT_FOUND, NO_ENROLMENT_MESSAGE, "enrolmentId")
-        await activity.two_factor_enrolled(
-            services, meta, user.id, kind=TwoFactorKind.SMS.value, method_id=method.id
+        codes = await two_factor.method_enrolled(
+            services, meta, user.id, kind=TwoFactorKind.SMS, method_id=method.id, first=first
         )
-        # Shared with TOTP enrolment: the first method of an account comes with backup codes.
-        codes = await two_factor._replace_backup_codes(services, meta, user.id) if first else []
     return ConfirmedSms(method=await TwoFactorMethod.get(id=method.id), backup_codes=codes)
 
 

@@ -189,10 +189,9 @@ async def confirm_totp_enrolment(
             raise DomainError(
                 ErrorCode.NOT_FOUND, "No such enrolment, or it expired: begin again.", "enrolmentId"
             )
-        await activity.two_factor_enrolled(
-            services, meta, user.id, kind=TwoFactorKind.TOTP.value, method_id=method.id
+        codes = await method_enrolled(
+            services, meta, user.id, kind=TwoFactorKind.TOTP, method_id=method.id, first=first
         )
-        codes = await _replace_backup_codes(services, meta, user.id) if first else []
     await ratelimits.give_back(services, TOTP_CONFIRM_ATTEMPTS_PER_USER, f"user:{signed_in.id}")
     confirmed = await TwoFactorMethod.get(id=method.id)
     return ConfirmedTotp(method=confirmed, backup_codes=codes)
@@ -265,6 +264,24 @@ def normalise_backup_code(code: str) -> str | None:
 def _backup_digest(services: Services, normalised: str) -> str:
     # A keyed digest: ~50 random bits, tried online only under the attempt limits.
     return services.keyring.token_digest(normalised, BACKUP_CODE_PURPOSE)
+
+
+async def method_enrolled(
+    services: Services,
+    meta: RequestMeta,
+    user_id: int,
+    *,
+    kind: TwoFactorKind,
+    method_id: int,
+    first: bool,
+) -> list[str]:
+    """Every kind of second factor ends its enrolment here, in the caller's transaction (under the
+    user's row lock, where `first` was decided): the enrolment is recorded (ACT-1), and the
+    account's first method comes with its backup codes (MFA-5), returned to be shown once."""
+    await activity.two_factor_enrolled(
+        services, meta, user_id, kind=kind.value, method_id=method_id
+    )
+    return await _replace_backup_codes(services, meta, user_id) if first else []
 
 
 async def _replace_backup_codes(services: Services, meta: RequestMeta, user_id: int) -> list[str]:
