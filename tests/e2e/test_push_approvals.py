@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from starlette.applications import Starlette
 
 from gardien import devices
@@ -24,9 +23,8 @@ from tests import factories
 from tests.conftest import IN_CI, REDIS_URL
 from tests.e2e.conftest import ServedGateway, fresh_gateway_env, start_gateway
 from tests.e2e.wsclient import GraphQLWebSocketClient
-from tests.ports import free_port
+from tests.served import served_in_process
 
-HOST = "127.0.0.1"
 BROWSER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 REGISTER = """
@@ -154,28 +152,10 @@ async def served_app(app: Starlette) -> AsyncIterator[str]:
     subscriptions follow the in-process bus (the lifespan, which starts that, is off here)."""
     transport: GraphQLWebSocket = app.state.graphql_ws
     transport.hub.start()
-    port = free_port(HOST)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=HOST,
-            port=port,
-            ws="websockets-sansio",
-            ws_per_message_deflate=False,
-            lifespan="off",
-            log_level="warning",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(1000):  # uvicorn offers no event to wait on
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
     try:
-        yield f"http://{HOST}:{port}"
+        async with served_in_process(app) as base:
+            yield base
     finally:
-        server.should_exit = True
-        await task
         await transport.hub.stop()
 
 

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -25,7 +24,7 @@ from gardien.graphql.ws import GraphQLWebSocket, WebSocketLimits
 from gardien.resolvers import accounts, sessions
 from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
-from tests.ports import free_port
+from tests.served import served_in_process
 
 pytestmark = pytest.mark.usefixtures("database")
 HOST = "127.0.0.1"
@@ -34,28 +33,8 @@ HOST = "127.0.0.1"
 @pytest_asyncio.fixture
 async def served_app(app: Starlette) -> AsyncIterator[str]:
     """The app on a real socket, as `gardien serve` runs it (websockets-sansio, no deflate)."""
-    port = free_port(HOST)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=HOST,
-            port=port,
-            ws="websockets-sansio",
-            ws_per_message_deflate=False,
-            lifespan="off",
-            log_level="warning",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(1000):  # uvicorn offers no event to wait on
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    try:
-        yield f"ws://{HOST}:{port}/graphql"
-    finally:
-        server.should_exit = True
-        await task
+    async with served_in_process(app) as base:
+        yield base.replace("http://", "ws://", 1) + "/graphql"
 
 
 async def _slow_reader(url: str, token: str) -> ClientConnection:
