@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -50,6 +51,24 @@ class SignedInUser:
     platform_role: PlatformRole
     # REC-4: the login e-mail was deleted; read with the session or token (LOGIN_EMAIL_REQUIRED).
     must_set_login_email: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SignedInUser:
+        """From the account's columns, as the session and token lookups read them."""
+        return cls(
+            id=row["id"],
+            email=row["email"],
+            display_name=row["display_name"],
+            language=row["language"],
+            country=row["country"],
+            timezone=row["timezone"],
+            recovery_phone=row["recovery_phone"],
+            recovery_email=row["recovery_email"],
+            support_code_encrypted=row["support_code_encrypted"],
+            current_organisation_id=row["current_organisation_id"],
+            platform_role=PlatformRole(row["platform_role"]),
+            must_set_login_email=bool(row["must_set_login_email"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from tortoise.transactions import in_transaction
 
 from gardien.models.activity import ActivityEvent
-from gardien.models.enums import ApprovalStatus, PlatformRole, TwoFactorKind
+from gardien.models.enums import ApprovalStatus, TwoFactorKind
 from gardien.models.mfa import PushApproval, TwoFactorMethod
 from gardien.models.sessions import SignInChallenge
 from gardien.models.users import User
@@ -124,23 +124,10 @@ async def authenticate_device(services: Services, credential: str) -> Actor | No
     user = await User.get_or_none(id=method.user_id)
     if user is None:
         return None
-    return Actor(user=_signed_in_user(user), device=SignedInDevice(method_id=method.id))
-
-
-def _signed_in_user(user: User) -> SignedInUser:
-    return SignedInUser(
-        id=user.id,
-        email=user.email,
-        display_name=user.display_name,
-        language=user.language,
-        country=user.country,
-        timezone=user.timezone,
-        recovery_phone=user.recovery_phone,
-        recovery_email=user.recovery_email,
-        support_code_encrypted=user.support_code_encrypted,
-        current_organisation_id=user.current_organisation_id,
-        platform_role=PlatformRole(user.platform_role),
-    )
+    # Not held by REC-4's gate (must_set_login_email is left out): an account whose login
+    # e-mail was deleted still signs in with its username, and its phone approves that sign-in.
+    signed_in = replace(SignedInUser.from_row(vars(user)), must_set_login_email=False)
+    return Actor(user=signed_in, device=SignedInDevice(method_id=method.id))
 
 
 # --- Requests ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from gardien.models.enums import PlatformRole, SessionKind
+from gardien.models.enums import SessionKind
 from gardien.models.sessions import Session
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, events, sql
@@ -97,20 +97,7 @@ async def authenticate(services: Services, token: str) -> Actor | None:
         return None
     if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
         await Session.filter(id=session.id).update(last_seen_at=now)
-    user = SignedInUser(
-        id=row["id"],
-        email=row["email"],
-        display_name=row["display_name"],
-        language=row["language"],
-        country=row["country"],
-        timezone=row["timezone"],
-        recovery_phone=row["recovery_phone"],
-        recovery_email=row["recovery_email"],
-        support_code_encrypted=row["support_code_encrypted"],
-        current_organisation_id=row["current_organisation_id"],
-        platform_role=PlatformRole(row["platform_role"]),
-        must_set_login_email=bool(row["must_set_login_email"]),
-    )
+    user = SignedInUser.from_row(row)
     return Actor(
         user=user,
         session=session,

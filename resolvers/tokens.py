@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from gardien.models.enums import PlatformRole, Role
+from gardien.models.enums import Role
 from gardien.models.organisations import Organisation
 from gardien.models.sessions import ApiToken
 from gardien.models.users import User
@@ -226,20 +226,7 @@ async def authenticate(services: Services, meta: RequestMeta, secret: str) -> Ac
     scopes = row["scopes"]
     if isinstance(scopes, str):  # SQLite returns the JSON text, PostgreSQL may too
         scopes = json.loads(scopes)
-    user = SignedInUser(
-        id=row["id"],
-        email=row["email"],
-        display_name=row["display_name"],
-        language=row["language"],
-        country=row["country"],
-        timezone=row["timezone"],
-        recovery_phone=row["recovery_phone"],
-        recovery_email=row["recovery_email"],
-        support_code_encrypted=row["support_code_encrypted"],
-        current_organisation_id=row["current_organisation_id"],
-        platform_role=PlatformRole(row["platform_role"]),
-        must_set_login_email=bool(row["must_set_login_email"]),
-    )
+    user = SignedInUser.from_row(row)
     role = row.get("token_role")
     token = SignedInToken(
         id=row["token_id"],
