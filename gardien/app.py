@@ -51,6 +51,12 @@ def device_cookie_name(settings: Settings) -> str:
     return "__Host-gardien_device" if settings.secure_cookies else "gardien_device"
 
 
+def _scheme_and_secret(authorization: str) -> tuple[str, str]:
+    """An Authorization value split once: its scheme, lower-cased, and its secret."""
+    scheme, _, secret = authorization.partition(" ")
+    return scheme.lower(), secret.strip()
+
+
 def create_app(
     settings: Settings, *, clock: Clock | None = None, manage_database: bool = True
 ) -> Starlette:
@@ -96,9 +102,9 @@ def create_app(
         payload alike: `Bearer` carries a session or an integrator token, `Device` an approval
         app's device credential (MFA-4; the operation gate decides what that opens). None when
         the scheme is unknown or the secret opens nothing."""
-        scheme, _, secret = authorization.partition(" ")
-        secret = secret.strip()
-        scheme = scheme.lower()
+        return await _credential_actor(*_scheme_and_secret(authorization), meta)
+
+    async def _credential_actor(scheme: str, secret: str, meta: RequestMeta) -> Actor | None:
         if scheme == DEVICE_SCHEME:
             return await push_approvals.authenticate_device(services, secret)
         if scheme != "bearer":
@@ -111,14 +117,13 @@ def create_app(
     async def _actor(request: Request, meta: RequestMeta) -> Actor:
         authorization = request.headers.get("authorization")
         if authorization is not None:
-            actor = await authorization_actor(authorization, meta)
+            scheme, secret = _scheme_and_secret(authorization)
+            actor = await _credential_actor(scheme, secret, meta)
             if actor is None:
-                scheme, _, token = authorization.partition(" ")
-                token = token.strip()
-                if scheme.lower() == DEVICE_SCHEME:
+                if scheme == DEVICE_SCHEME:
                     message = "The device credential is invalid or was removed."
                     challenge = 'Device error="invalid_token"'
-                elif tokens.is_integrator_token(token):
+                elif tokens.is_integrator_token(secret):
                     message = "The access token is invalid, expired or revoked."
                     challenge = 'Bearer error="invalid_token"'
                 else:
