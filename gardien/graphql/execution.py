@@ -12,6 +12,8 @@ Anything else, and any null or coercion failure (so that errors stay graphql-cor
 through graphql-core unchanged; answers keep the order of the selection set. Tests compare both
 executors' answers, errors included.
 
+Sibling fields are gathered by gardien.graphql.gather, which never abandons a resolver unstarted.
+
 The shortcut overrides graphql-core methods (execute_field, execute_fields,
 collect_and_execute_subfields, handle_field_error): pyproject.toml pins graphql-core and
 strawberry-graphql to the minor versions it was tested on, and a test compares the signatures.
@@ -39,6 +41,8 @@ from strawberry import Schema
 from strawberry.types.base import StrawberryObjectDefinition, StrawberryOptional
 from strawberry.types.field import StrawberryField
 from strawberry.types.lazy_type import LazyType
+
+from gardien.graphql import gather
 
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
 
@@ -139,6 +143,7 @@ def plain_object_fields(schema: Schema) -> dict[tuple[str, str], PlainObjectFiel
 
 def executor_for(schema: Schema) -> type[IncrementalExecutor]:
     """An executor class for this schema; its lookup tables live with the class, per engine."""
+    gather.install()
     by_type: dict[str, dict[str, tuple[str, GraphQLScalarType | GraphQLEnumType]]] = {}
     for (type_name, field_name), plain in plain_leaf_fields(schema).items():
         by_type.setdefault(type_name, {})[field_name] = plain
