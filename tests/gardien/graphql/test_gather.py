@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ from gardien.graphql.gather import gather_settled
 from gardien.schema import schema as gardien_schema
 
 
-def _unawaited_after(run: Callable[[], Awaitable[Any]]) -> list[str]:
+def _unawaited_after(run: Callable[[], Coroutine[Any, Any, Any]]) -> list[str]:
     """The "never awaited" warnings raised once `run` has finished and garbage is collected."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
