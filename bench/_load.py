@@ -39,17 +39,29 @@ def raw_request(path: str, port: int, headers: Mapping[str, str], body: bytes) -
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status, _, body = await read_response_with_headers(reader)
+    return status, body
+
+
+async def read_response_with_headers(
+    reader: asyncio.StreamReader,
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, headers as (lower-case name, value), body) of one response."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
+    headers: list[tuple[bytes, bytes]] = []
     length: int | None = None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        if not name:
+            continue
+        headers.append((name.strip().lower(), value.strip()))
+        if headers[-1][0] == b"content-length":
             length = int(value)
     if length is None:
         raise RuntimeError(f"a response without Content-Length: {head!r}")
-    return status, await reader.readexactly(length)
+    return status, headers, await reader.readexactly(length)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from tortoise.transactions import in_transaction
 
 from gardien import db
 from gardien.clock import SystemClock
-from gardien.models.activity import ActivityEvent
 from gardien.models.domains import Domain
 from gardien.models.enums import DomainStatus, ProductKind, Role
 from gardien.models.mail import Mailbox, MailMessage
@@ -105,18 +104,18 @@ async def _create(services: Services) -> None:
                 await ProductGrant.create(
                     membership=membership, product=products[ProductKind.MAIL_SERVICE]
                 )
-            joined = await ActivityEvent.create(
-                type="member.joined",
+            await events.record(
+                type_="member.joined",
                 occurred_at=now,
-                actor=legal.user,
-                subject=user,
-                organisation=organisation,
+                actor_id=legal.user.id,
+                subject_id=user.id,
+                subject_email=None,
+                organisation_id=organisation.id,
                 ip=meta.ip,
                 country=meta.country,
                 device=meta.device,
                 data={"role": role.value},
             )
-            await events.record_audience(joined)
         await _domains(organisation, now)
         await _mailboxes(products[ProductKind.MAIL_SERVICE], now)
 

@@ -19,6 +19,7 @@ from gardien.resolvers import (
     ratelimits,
     security_notices,
     sessions,
+    sql,
     two_factor,
 )
 from gardien.resolvers.authz import Actor, require_user
@@ -213,14 +214,32 @@ async def create_organisation(services: Services, owner: User, name: str) -> Org
     return organisation
 
 
+# Read by every sign-in and recovery: fixed statements (see sql.py).
+_USER_BY_EMAIL = "SELECT * FROM user_account WHERE email = $1"
+_USER_BY_USERNAME = "SELECT * FROM user_account WHERE generated_username = $1"
+# After the password verify, one fixed statement: whether the user may still sign in (a block
+# may have landed meanwhile; BLK-3, the rule is authz's) and which second factors the challenge
+# may offer (MFA-7): one row per kind, or one row with no kind.
+_AFTER_VERIFY = (
+    f"SELECT {authz.MAY_SIGN_IN_WEB_SQL} AS may_sign_in, t.kind FROM (SELECT 1 AS one) AS o"
+    f" LEFT JOIN ({two_factor.CONFIRMED_KINDS_SQL}) AS t ON o.one = 1"
+)
+
+
 async def find_by_login(login: str) -> User | None:
     """A login is the login e-mail, or the generated username that replaced it (REC-4)."""
     cleaned = login.strip().lower()
     if not cleaned or len(cleaned) > 254 or not is_plain_text(cleaned):
         return None
-    if "@" in cleaned:
-        return await User.get_or_none(email=cleaned)
-    return await User.get_or_none(generated_username=cleaned)
+    query = _USER_BY_EMAIL if "@" in cleaned else _USER_BY_USERNAME
+    rows = await sql.fetch(query, [cleaned])
+    return sql.model_from_row(User, rows[0]) if rows else None
+
+
+async def _after_verify(user_id: int) -> tuple[bool, list[TwoFactorKind]]:
+    """(may sign in on the web, the user's second factor kinds), read in one statement."""
+    rows = await sql.fetch(_AFTER_VERIFY, [user_id])
+    return bool(rows[0]["may_sign_in"]), two_factor.kinds_of(rows)
 
 
 async def sign_in(
@@ -254,7 +273,8 @@ async def sign_in(
 
     # Read again even when trusted_device read it before the verify: a block that landed during
     # the verify must refuse the sign-in, not only the sessions it would open.
-    if not await authz.may_sign_in_web(user.id):
+    may_sign_in, methods = await _after_verify(user.id)
+    if not may_sign_in:
         await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
             ErrorCode.ACCOUNT_BLOCKED,
@@ -269,7 +289,6 @@ async def sign_in(
         user.password_hash = await hash_password(password)
         await user.save(update_fields=["password_hash"])
 
-    methods = await two_factor.confirmed_kinds(user.id)
     async with in_transaction():
         if methods:
             # No device cookie yet, and no new-location notice: the browser is known only once

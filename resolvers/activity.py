@@ -24,8 +24,8 @@ async def _record(
 ) -> ActivityEvent:
     # The event and its audience are one write, also for a caller outside any transaction.
     async with db.atomic():
-        event = await ActivityEvent.create(
-            type=type_,
+        event, audience = await events.record(
+            type_=type_,
             occurred_at=services.clock.now(),
             actor_id=actor_id,
             subject_id=subject_id,
@@ -39,7 +39,6 @@ async def _record(
             if meta.via_token is not None
             else data or {},
         )
-        audience = await events.record_audience(event)
         await webhook_fanout.enqueue_deliveries(services, event)
     events.publish_after_commit(services, event, audience)
     return event

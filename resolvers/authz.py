@@ -229,18 +229,24 @@ WEB_ACCESS_NOT_BLOCKED_SQL = (
 )
 
 
-# Read by every password sign-in: a fixed statement (see sql.py).
-_ACTIVE_BLOCK = "SELECT 1 FROM user_block WHERE user_id = $1 AND lifted_at IS NULL LIMIT 1"
-
-
-async def is_blocked(user_id: int) -> bool:
-    """BLK-3: an active block stops the user's web access (sign-in, web sessions)."""
-    return bool(await sql.fetch(_ACTIVE_BLOCK, [user_id]))
+# BLK-3: whether user $1 may sign in on the web (and so open a web session): not while an active
+# block stands. A fragment for the fixed statements that decide it (see sql.py): a password
+# sign-in reads it with the second factors it may offer, in one statement (accounts.py).
+MAY_SIGN_IN_WEB_SQL = (
+    "NOT EXISTS (SELECT 1 FROM user_block WHERE user_id = $1 AND lifted_at IS NULL)"
+)
+_MAY_SIGN_IN_WEB = f"SELECT {MAY_SIGN_IN_WEB_SQL} AS may_sign_in"
 
 
 async def may_sign_in_web(user_id: int) -> bool:
     """BLK-3: a web sign-in (and so a new web session) is refused while the user is blocked."""
-    return not await is_blocked(user_id)
+    (row,) = await sql.fetch(_MAY_SIGN_IN_WEB, [user_id])
+    return bool(row["may_sign_in"])
+
+
+async def is_blocked(user_id: int) -> bool:
+    """BLK-3: an active block stops the user's web access (sign-in, web sessions)."""
+    return not await may_sign_in_web(user_id)
 
 
 async def membership_of(scope: RequestScope, organisation_id: int) -> CallerMembership | None:

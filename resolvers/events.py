@@ -43,26 +43,102 @@ ACTIVITY = "activity"
 ACCESS = "access"
 
 
-# One statement whether the member belongs to no organisation, one or many, and whether the
-# subject exists at all (NULL matches no row): an answer about an unknown login (REC-1) costs the
-# same statements as one about a member, so their timing tells them apart no more than their text.
-_MEMBER_AUDIENCE = (
-    "INSERT INTO activity_event_organisation (event_id, organisation_id)"
-    " SELECT $1, organisation_id FROM membership WHERE user_id = $2"
-    " RETURNING organisation_id"
+# ACT-4: the organisations whose managers see the event `event` (id, organisation_id,
+# subject_id): its own organisation, or, for a member's account security event (the parameter
+# given as `security`), every organisation the member belongs to now. One statement whether the
+# member belongs to no organisation, one or many, and whether the subject exists at all (NULL
+# matches no row): an answer about an unknown login (REC-1) costs the same statements as one
+# about a member, so their timing tells them apart no more than their text.
+def _audience_insert(security: str) -> str:
+    return (
+        "INSERT INTO activity_event_organisation (event_id, organisation_id)"
+        " SELECT event.id, event.organisation_id FROM event"
+        " WHERE event.organisation_id IS NOT NULL"
+        " UNION ALL SELECT event.id, m.organisation_id FROM event"
+        " JOIN membership m ON m.user_id = event.subject_id"
+        f" WHERE event.organisation_id IS NULL AND {security}"
+        " RETURNING organisation_id"
+    )
+
+
+# The audience of an event already written.
+_AUDIENCE = (
+    "WITH event AS (SELECT CAST($1 AS BIGINT) AS id, CAST($2 AS INTEGER) AS organisation_id,"
+    f" CAST($3 AS INTEGER) AS subject_id) {_audience_insert('$4')}"
+)
+# PostgreSQL writes an event and its audience in one statement, on every event's path (every
+# part of a WITH sees the event the INSERT returns); SQLite has no writing WITH and runs the
+# ORM's INSERT, then _AUDIENCE.
+_EVENT_AND_AUDIENCE = (
+    "WITH event AS (INSERT INTO activity_event (type, occurred_at, actor_id, subject_id,"
+    " subject_email, organisation_id, ip, country, device, data)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *),"
+    f" audience AS ({_audience_insert('$11')})"
+    " SELECT event.*, audience.organisation_id AS audience_organisation_id"
+    " FROM event LEFT JOIN audience ON TRUE"
 )
 
 
+async def record(
+    *,
+    type_: str,
+    occurred_at: datetime,
+    actor_id: int | None,
+    subject_id: int | None,
+    subject_email: str | None,
+    organisation_id: int | None,
+    ip: str | None,
+    country: str | None,
+    device: str | None,
+    data: dict[str, Any],
+) -> tuple[ActivityEvent, list[int]]:
+    """ACT-1, ACT-4: the event and its audience, in the caller's transaction; answers both."""
+    if not sql.writes_in_with():
+        event = await ActivityEvent.create(
+            type=type_,
+            occurred_at=occurred_at,
+            actor_id=actor_id,
+            subject_id=subject_id,
+            subject_email=subject_email,
+            organisation_id=organisation_id,
+            ip=ip,
+            country=country,
+            device=device,
+            data=data,
+        )
+        return event, await record_audience(event)
+    encoded = ActivityEvent._meta.fields_map["data"].to_db_value(data, ActivityEvent)
+    security = activity_log.is_account_security_event(type_)
+    rows = await sql.fetch(
+        _EVENT_AND_AUDIENCE,
+        [
+            type_,
+            occurred_at,
+            actor_id,
+            subject_id,
+            subject_email,
+            organisation_id,
+            ip,
+            country,
+            device,
+            encoded,
+            security,
+        ],
+    )
+    audience = sorted(
+        int(row["audience_organisation_id"])
+        for row in rows
+        if row["audience_organisation_id"] is not None
+    )
+    row = {key: value for key, value in rows[0].items() if key != "audience_organisation_id"}
+    return sql.model_from_row(ActivityEvent, row), audience
+
+
 async def record_audience(event: ActivityEvent) -> list[int]:
-    """ACT-4: store, with the event and in its transaction, the organisations whose managers see
-    it: its own organisation, or for a member's account security event, every organisation the
-    member belongs to now. History, replay and live delivery all read this, so they agree."""
-    if event.organisation_id is not None:
-        await ActivityEventAudience.create(event_id=event.id, organisation_id=event.organisation_id)
-        return [event.organisation_id]
-    if not activity_log.is_account_security_event(event.type):
-        return []
-    rows = await sql.fetch(_MEMBER_AUDIENCE, [event.id, event.subject_id])
+    """ACT-4: store the audience of an event already written (in its transaction). History,
+    replay and live delivery all read it, so they agree."""
+    security = activity_log.is_account_security_event(event.type)
+    rows = await sql.fetch(_AUDIENCE, [event.id, event.organisation_id, event.subject_id, security])
     return sorted(int(row["organisation_id"]) for row in rows)
 
 

@@ -44,6 +44,10 @@ _SEEN_NOW = (
     " VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, country, device_hash)"
     " DO UPDATE SET last_seen_at = excluded.last_seen_at"
 )
+# PostgreSQL does both in one statement: every part of a WITH reads the snapshot taken before
+# any of them writes, so `seen` answers as _SEEN_BEFORE alone would. (SQLite has no writing
+# WITH: it runs the two statements.)
+_SEEN_BEFORE_AND_NOW = f"WITH noted AS ({_SEEN_NOW}) {_SEEN_BEFORE}"
 # Stale pairs, each user's newest excepted (see KNOWN_DEVICE_RETENTION).
 _PURGE_STALE = (
     "DELETE FROM known_device WHERE last_seen_at < $1 AND EXISTS (SELECT 1 FROM known_device"
@@ -96,10 +100,14 @@ async def note_sign_in(
     now = services.clock.now()
     country = meta.country or NO_COUNTRY
     digest = _device_digest(services, device_nonce, meta)
-    (seen,) = await sql.fetch(_SEEN_BEFORE, [user.id, country, digest])
+    params = [user.id, country, digest, sql.moment(now)]
+    if sql.writes_in_with():
+        (seen,) = await sql.fetch(_SEEN_BEFORE_AND_NOW, params)
+    else:
+        (seen,) = await sql.fetch(_SEEN_BEFORE, params[:3])
+        await sql.execute(_SEEN_NOW, params)
     new_country = meta.country is not None and not seen["country_seen"]
     new_device = not seen["device_seen"]
-    await sql.execute(_SEEN_NOW, [user.id, country, digest, sql.moment(now)])
     # The first sign-in with no history at all (a new account, or one older than this record)
     # only sets the baseline: with nothing to compare to, an alert would say nothing, and every
     # existing user would get one at once when the record starts.

@@ -12,9 +12,12 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from tortoise.connection import get_connection
+from tortoise.models import Model
+
+M = TypeVar("M", bound=Model)
 
 _PLACEHOLDER = re.compile(r"\$\d+")
 
@@ -38,6 +41,19 @@ async def execute(query: str, params: Sequence[Any] = ()) -> int:
         query = _for_sqlite(query)
     changed, _ = await connection.execute_query(query, list(params))
     return int(changed)
+
+
+def writes_in_with() -> bool:
+    """Whether the database runs INSERT/UPDATE inside WITH (PostgreSQL does, SQLite does not),
+    for a hot path that saves a round trip where it can."""
+    return get_connection("default").capabilities.dialect == "postgres"
+
+
+def model_from_row(model: type[M], row: dict[str, Any]) -> M:
+    """The model instance of a fixed statement's whole row (SELECT *), saved and complete, as
+    the ORM makes it from its own query's row, with the same conversions (SQLite's text
+    timestamps and integer booleans included)."""
+    return model._init_from_db(**row)
 
 
 def as_datetime(value: datetime | str) -> datetime:

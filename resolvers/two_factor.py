@@ -4,6 +4,7 @@ removal (MFA-9)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,16 +41,21 @@ _BACKUP_CODE_LENGTH = 10
 DEFAULT_TOTP_LABEL = "Authenticator app"
 
 
-# Read by every password sign-in: a fixed statement (see sql.py).
-_CONFIRMED_KINDS = (
+# The kinds of second factor of user $1. Read by every password sign-in, in a fixed statement
+# (see sql.py) with the block check (accounts.py).
+CONFIRMED_KINDS_SQL = (
     "SELECT DISTINCT kind FROM two_factor_method WHERE user_id = $1 AND confirmed_at IS NOT NULL"
 )
 
 
 async def confirmed_kinds(user_id: int) -> list[TwoFactorKind]:
     """The kinds of second factor a sign-in challenge may offer (MFA-7)."""
-    rows = await sql.fetch(_CONFIRMED_KINDS, [user_id])
-    return sorted({TwoFactorKind(row["kind"]) for row in rows})
+    return kinds_of(await sql.fetch(CONFIRMED_KINDS_SQL, [user_id]))
+
+
+def kinds_of(rows: Sequence[Mapping[str, Any]]) -> list[TwoFactorKind]:
+    """The kinds of CONFIRMED_KINDS_SQL's rows (a NULL kind, of an outer join, is none)."""
+    return sorted({TwoFactorKind(row["kind"]) for row in rows if row["kind"] is not None})
 
 
 async def own_methods(actor: Actor, user_id: int) -> list[TwoFactorMethod]:

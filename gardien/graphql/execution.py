@@ -44,6 +44,8 @@ from strawberry.types.lazy_type import LazyType
 
 from gardien.graphql import gather
 
+gather.install()
+
 PlainFields = dict[tuple[str, str], tuple[str, GraphQLScalarType | GraphQLEnumType]]
 
 
@@ -143,7 +145,6 @@ def plain_object_fields(schema: Schema) -> dict[tuple[str, str], PlainObjectFiel
 
 def executor_for(schema: Schema) -> type[IncrementalExecutor]:
     """An executor class for this schema; its lookup tables live with the class, per engine."""
-    gather.install()
     by_type: dict[str, dict[str, tuple[str, GraphQLScalarType | GraphQLEnumType]]] = {}
     for (type_name, field_name), plain in plain_leaf_fields(schema).items():
         by_type.setdefault(type_name, {})[field_name] = plain

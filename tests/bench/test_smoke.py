@@ -79,11 +79,18 @@ def test_evt1_fanout_benchmark_smoke_delivers_every_event_to_every_subscriber() 
     ], output
 
 
-def test_mfa7_sign_in_benchmark_smoke_runs_and_both_sides_agree() -> None:
+@pytest.mark.parametrize(
+    ("arguments", "browsers"),
+    [([], "returning browsers"), (["--new-browsers"], "new browsers (no device cookie)")],
+)
+def test_mfa7_sign_in_benchmark_smoke_runs_and_both_sides_agree(
+    arguments: list[str], browsers: str
+) -> None:
     """bench/sign_in.py must not rot: the gateway and the bare argon2id verify must accept the
     right password and refuse a wrong one on the same stored hash, then a few sign-ins run with
-    the cheap query beside them; any disagreement or failed answer exits non-zero."""
-    finished = _run_smoke("bench.sign_in")
+    the cheap query beside them (from browsers that send their device cookie back, or not); any
+    disagreement or failed answer exits non-zero."""
+    finished = _run_smoke("bench.sign_in", *arguments)
 
     output = f"stdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
     assert finished.returncode == 0, output
@@ -95,5 +102,6 @@ def test_mfa7_sign_in_benchmark_smoke_runs_and_both_sides_agree() -> None:
         "cheap query under sign-ins p50 / p99 ms",
         "ratio gateway/bare: ",
         "cheap query p99 under load: ",
+        f"windows; {browsers}\n",
     ):
         assert line in finished.stdout, output

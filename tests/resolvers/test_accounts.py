@@ -23,6 +23,8 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import DEVICE_COOKIE_LIFETIME, hash_password
 from tests import factories
+from tests.conftest import BACKEND
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -800,3 +802,29 @@ def test_org1_password_policy_refuses_repetitions_and_plain_sequences(password: 
 )
 def test_org1_password_policy_accepts_what_is_not_a_plain_run(password: str) -> None:
     accounts.check_password_policy(password)
+
+
+async def test_mfa7_a_returning_browsers_password_sign_in_is_nine_statements_on_postgresql(
+    services: Services,
+) -> None:
+    """The password step is on every sign-in's path: each statement is a round trip and its
+    share of a core (bench/sign_in.py). After the verify, whether the user may still sign in
+    and the second factors are one read; PostgreSQL writes the event with its audience, and
+    notes the browser as it asks about it, in one statement each (SQLite, which has no writing
+    WITH, takes two for each)."""
+    await factories.sign_up(services, email="ada@example.test")
+    meta = RequestMeta(ip="198.51.100.1")
+
+    with count_queries() as statements:
+        result = await accounts.sign_in(
+            services,
+            meta,
+            login="ada@example.test",
+            password=factories.PASSWORD,
+            device_cookie=factories.device_cookie("ada@example.test"),
+        )
+
+    assert result.session is not None
+    assert len(statements) == (9 if BACKEND == "postgres" else 11), statements
+    after_verify = [s for s in statements if "two_factor_method" in s]
+    assert len(after_verify) == 1 and "user_block" in after_verify[0], statements

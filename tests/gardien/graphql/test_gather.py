@@ -42,9 +42,11 @@ def _unawaited_after(run: Callable[[], Coroutine[Any, Any, Any]]) -> list[str]:
 def _sibling_failure_schema(log: list[str]) -> GraphQLSchema:
     """An object whose non-null field fails while its sibling is completing its own fields."""
 
+    never = asyncio.Event()
+
     async def leaf(_source: object, _info: object) -> str:
         try:
-            await asyncio.sleep(0)
+            await never.wait()
             log.append("leaf finished")
             return "leaf"
         finally:
@@ -161,6 +163,6 @@ async def test_api2_cancelled_gather_starts_then_stops_every_sibling() -> None:
 
 
 def test_api2_the_engine_gathers_with_gather_settled() -> None:
-    executor_for(gardien_schema)
-
+    """Importing the engine's executor is what puts gather_settled in place."""
+    assert executor_for(gardien_schema)
     assert vars(graphql_executor)["gather_with_cancel"] is gather_settled
