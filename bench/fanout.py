@@ -33,6 +33,15 @@ Measured on the 2-core machine when quiet, 20 events, 2026-11-26:
            5000          1     100000/100000         0      41      91     115     35.8  1.8→1.8
           10000          1     200000/200000         0      74     203     256     35.7  1.8→1.8
 
+One and two processes sharing Redis, in the same minutes, the machine quiet again (though `top`
+showed the host taking CPU as steal time that day), 20 events:
+
+    subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn  load
+           5000          1     100000/100000         0      58     152     228     35.7  0.5→0.8
+           5000          2     100000/100000         0      41     153     181     35.6  0.8→1.2
+          10000          1     200000/200000         0      87     242     341     35.2  1.3→1.6
+          10000          2     200000/200000         0      85     259     315     35.8  1.6→2.7
+
 And with other work running (load 5-9), the same day:
 
     subscribers  processes  delivered/expected  failed  p50 ms  p99 ms  max ms  KB/conn  load
