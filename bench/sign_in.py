@@ -329,9 +329,8 @@ async def sign_ins(
 
     async def sign_in_loop(login: str, deadline: float) -> int:
         body = sign_in_body(login, PASSWORD)
-        request = raw_post(server.port, body, cookie=browsers.get(login, b""))
-        if options.new_browsers:
-            request = raw_post(server.port, body)
+        cookie = b"" if options.new_browsers else browsers.get(login, b"")
+        request = raw_post(server.port, body, cookie=cookie)
         reader, writer = await asyncio.open_connection(HOST, server.port)
         done = 0
         try:

@@ -224,17 +224,17 @@ def can_read_support_code(actor: Actor, user_id: int) -> bool:
 # through support (resolvers/support.py unblock_user). The session
 # lookup (resolvers/sessions.py) reads this condition in the statement that finds the session,
 # so no request slips between the block and a revocation; `u` is the session's user there.
-WEB_ACCESS_NOT_BLOCKED_SQL = (
-    "NOT EXISTS (SELECT 1 FROM user_block b WHERE b.user_id = u.id AND b.lifted_at IS NULL)"
-)
+def _not_blocked_sql(user: str) -> str:
+    return (
+        f"NOT EXISTS (SELECT 1 FROM user_block b WHERE b.user_id = {user} AND b.lifted_at IS NULL)"
+    )
 
 
-# BLK-3: whether user $1 may sign in on the web (and so open a web session): not while an active
-# block stands. A fragment for the fixed statements that decide it (see sql.py): a password
-# sign-in reads it with the second factors it may offer, in one statement (accounts.py).
-MAY_SIGN_IN_WEB_SQL = (
-    "NOT EXISTS (SELECT 1 FROM user_block WHERE user_id = $1 AND lifted_at IS NULL)"
-)
+WEB_ACCESS_NOT_BLOCKED_SQL = _not_blocked_sql("u.id")
+# The same rule for user $1: whether they may sign in on the web (and so open a web session).
+# A password sign-in reads it with the second factors it may offer, in one statement
+# (accounts.py).
+MAY_SIGN_IN_WEB_SQL = _not_blocked_sql("$1")
 _MAY_SIGN_IN_WEB = f"SELECT {MAY_SIGN_IN_WEB_SQL} AS may_sign_in"
 
 

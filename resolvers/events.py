@@ -93,38 +93,24 @@ async def record(
     data: dict[str, Any],
 ) -> tuple[ActivityEvent, list[int]]:
     """ACT-1, ACT-4: the event and its audience, in the caller's transaction; answers both."""
+    # In the column order of _EVENT_AND_AUDIENCE.
+    columns: dict[str, Any] = {
+        "type": type_,
+        "occurred_at": occurred_at,
+        "actor_id": actor_id,
+        "subject_id": subject_id,
+        "subject_email": subject_email,
+        "organisation_id": organisation_id,
+        "ip": ip,
+        "country": country,
+        "device": device,
+    }
     if not sql.writes_in_with():
-        event = await ActivityEvent.create(
-            type=type_,
-            occurred_at=occurred_at,
-            actor_id=actor_id,
-            subject_id=subject_id,
-            subject_email=subject_email,
-            organisation_id=organisation_id,
-            ip=ip,
-            country=country,
-            device=device,
-            data=data,
-        )
+        event = await ActivityEvent.create(**columns, data=data)
         return event, await record_audience(event)
     encoded = ActivityEvent._meta.fields_map["data"].to_db_value(data, ActivityEvent)
     security = activity_log.is_account_security_event(type_)
-    rows = await sql.fetch(
-        _EVENT_AND_AUDIENCE,
-        [
-            type_,
-            occurred_at,
-            actor_id,
-            subject_id,
-            subject_email,
-            organisation_id,
-            ip,
-            country,
-            device,
-            encoded,
-            security,
-        ],
-    )
+    rows = await sql.fetch(_EVENT_AND_AUDIENCE, [*columns.values(), encoded, security])
     audience = sorted(
         int(row["audience_organisation_id"])
         for row in rows
