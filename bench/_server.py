@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gardien.app import create_app
+from gardien.cli import UVICORN_OPTIONS
 from gardien.observability import configure_logging
 from gardien.security import Keyring
 from gardien.settings import Settings, load_settings
@@ -419,10 +420,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=1,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
+        **UVICORN_OPTIONS,
     )
 
 

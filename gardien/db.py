@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connections
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as tortoise_migrate
@@ -23,7 +24,7 @@ _AFTER_COMMIT = "_gardien_after_commit"
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             APP_LABEL: {
                 "models": MODEL_MODULES,
@@ -34,6 +35,25 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def _connection(database_url: str) -> str | dict[str, Any]:
+    """Tortoise's connection settings for the URL. On PostgreSQL, a connection goes back to the
+    pool without asyncpg's reset query (advisory unlocks, CLOSE ALL, UNLISTEN, RESET ALL): that
+    would be one more round trip after every statement run outside a transaction, and the
+    gateway leaves nothing for it to reset, since it takes no session-level advisory lock,
+    opens no cursor, LISTENs to nothing and sets nothing outside a transaction (SET LOCAL ends
+    with its transaction). asyncpg still rolls back a transaction left open before the
+    connection is reused."""
+    if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        return database_url
+    settings = expand_db_url(database_url)
+    settings["credentials"]["reset"] = _keep_session
+    return settings
+
+
+async def _keep_session(connection: object) -> None:
+    """asyncpg's pool `reset` hook: nothing to reset (see _connection)."""
 
 
 async def open_database(database_url: str) -> TortoiseContext:

@@ -214,9 +214,18 @@ async def create_organisation(services: Services, owner: User, name: str) -> Org
     return organisation
 
 
-# Read by every sign-in and recovery: fixed statements (see sql.py).
-_USER_BY_EMAIL = "SELECT * FROM user_account WHERE email = $1"
-_USER_BY_USERNAME = "SELECT * FROM user_account WHERE generated_username = $1"
+def _user_by(column: str) -> str:
+    """Read by every sign-in and recovery: a fixed statement (see sql.py) for the account, with
+    whether it may sign in on the web (BLK-3, authz's rule), which decides before any budget is
+    chosen whether a device cookie still vouches for the browser."""
+    return (
+        f"SELECT u.*, {authz.WEB_ACCESS_NOT_BLOCKED_SQL} AS may_sign_in"
+        f" FROM user_account u WHERE u.{column} = $1"
+    )
+
+
+_USER_BY_EMAIL = _user_by("email")
+_USER_BY_USERNAME = _user_by("generated_username")
 # After the password verify, one fixed statement: whether the user may still sign in (a block
 # may have landed meanwhile; BLK-3, the rule is authz's) and which second factors the challenge
 # may offer (MFA-7): one row per kind, or one row with no kind.
@@ -228,18 +237,45 @@ _AFTER_VERIFY = (
 
 async def find_by_login(login: str) -> User | None:
     """A login is the login e-mail, or the generated username that replaced it (REC-4)."""
+    user, _ = await _find_signer(login)
+    return user
+
+
+async def _find_signer(login: str) -> tuple[User | None, bool]:
+    """The login's account (None: no such login) and whether it may sign in on the web."""
     cleaned = login.strip().lower()
     if not cleaned or len(cleaned) > 254 or not is_plain_text(cleaned):
-        return None
+        return None, False
     query = _USER_BY_EMAIL if "@" in cleaned else _USER_BY_USERNAME
     rows = await sql.fetch(query, [cleaned])
-    return sql.model_from_row(User, rows[0]) if rows else None
+    if not rows:
+        return None, False
+    row = rows[0]
+    may_sign_in = bool(row.pop("may_sign_in"))
+    return sql.model_from_row(User, row), may_sign_in
 
 
-async def _after_verify(user_id: int) -> tuple[bool, list[TwoFactorKind]]:
-    """(may sign in on the web, the user's second factor kinds), read in one statement."""
+async def _after_verify(
+    services: Services, user_id: int, budgets: list[ratelimits.Budget]
+) -> tuple[bool, list[TwoFactorKind]]:
+    """(may sign in on the web, the user's second factor kinds), read in one statement. A user
+    who may sign in gets the attempt back from each budget (PostgreSQL: in that statement).
+
+    A success gives back its own attempt only; the failures of the window stay counted. Clearing
+    a budget on success would hand whoever is guessing a fresh one each time the owner signs in
+    (from a new browser for the login's budget, or with a cookie a thief holds a copy of). A
+    blocked user's right password gives nothing back."""
+    if sql.writes_in_with():
+        give_back, params = ratelimits.give_back_if(
+            services, budgets, authz.MAY_SIGN_IN_WEB_SQL, first=2
+        )
+        rows = await sql.fetch(f"WITH given AS ({give_back}) {_AFTER_VERIFY}", [user_id, *params])
+        return bool(rows[0]["may_sign_in"]), two_factor.kinds_of(rows)
     rows = await sql.fetch(_AFTER_VERIFY, [user_id])
-    return bool(rows[0]["may_sign_in"]), two_factor.kinds_of(rows)
+    may_sign_in = bool(rows[0]["may_sign_in"])
+    if may_sign_in:
+        await ratelimits.give_back_each(services, budgets)
+    return may_sign_in, two_factor.kinds_of(rows)
 
 
 async def sign_in(
@@ -261,8 +297,8 @@ async def sign_in(
     """
     login_key = login.strip().lower()
     ip_key = ratelimits.ip_subject(meta.ip)
-    user = await find_by_login(login)
-    device = await trusted_device(services, user, device_cookie)
+    user, may_sign_in = await _find_signer(login)
+    device = await trusted_device(services, user, device_cookie, may_sign_in=may_sign_in)
     await _count_attempt(services, meta, device, user, login_key, ip_key)
 
     valid = await verify_password(user.password_hash if user else None, password[:1024])
@@ -273,7 +309,9 @@ async def sign_in(
 
     # Read again even when trusted_device read it before the verify: a block that landed during
     # the verify must refuse the sign-in, not only the sessions it would open.
-    may_sign_in, methods = await _after_verify(user.id)
+    may_sign_in, methods = await _after_verify(
+        services, user.id, _sign_in_budgets(device, user, login_key, ip_key)
+    )
     if not may_sign_in:
         await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
@@ -281,10 +319,6 @@ async def sign_in(
             "Web access to this account is blocked. Contact your organisation's administrator.",
         )
 
-    # A success gives back its own attempt only; the failures of the window stay counted. Clearing
-    # a budget on success would hand whoever is guessing a fresh one each time the owner signs in
-    # (from a new browser for the login's budget, or with a cookie a thief holds a copy of).
-    await ratelimits.give_back_each(services, _sign_in_budgets(device, user, login_key, ip_key))
     if password_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
         await user.save(update_fields=["password_hash"])
@@ -340,21 +374,28 @@ def _user_subject(user: User) -> str:
 
 
 async def trusted_device(
-    services: Services, user: User | None, value: str | None
+    services: Services,
+    user: User | None,
+    value: str | None,
+    *,
+    may_sign_in: bool | None = None,
 ) -> DeviceCookie | None:
     """The presented device cookie when it still vouches for this browser, else None.
 
     Genuine, unexpired, issued to this user under the current password, and the user not blocked:
-    a block (BLK-3) withdraws the trust of every browser along with the sessions.
+    a block (BLK-3) withdraws the trust of every browser along with the sessions. `may_sign_in`
+    is the block rule as read with the user, if it was; otherwise it is read here.
     """
     if user is None or not value:
         return None
     device = read_device_cookie(
         services.keyring, value, user.id, _credential_version(user), services.clock.now()
     )
-    if device is None or not await authz.may_sign_in_web(user.id):
+    if device is None:
         return None
-    return device
+    if may_sign_in is None:
+        may_sign_in = await authz.may_sign_in_web(user.id)
+    return device if may_sign_in else None
 
 
 async def _sign_in_failed(
@@ -426,13 +467,16 @@ async def _count_attempt(
     """Count the attempt against every budget it spends, in one statement, then check them in
     order. The budgets after the first refused one are given back: they end as they would if
     each were counted only once the ones before it had allowed the attempt."""
-    if device is not None:
-        # A locked cookie is refused without counting or verifying anything until the lock ends.
-        lock = await ratelimits.current(services, ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
-        if lock is not None and not lock.allowed:
-            raise ratelimits.refusal(services, lock)
     budgets = _sign_in_budgets(device, user, login_key, ip_key)
-    attempts = await ratelimits.consume_each(services, budgets)
+    if device is None:
+        attempts = await ratelimits.consume_each(services, budgets)
+    else:
+        # A locked cookie is refused without counting or verifying anything until the lock ends.
+        lock, attempts = await ratelimits.consume_each_unless_held(
+            services, budgets, (ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
+        )
+        if lock is not None:
+            raise ratelimits.refusal(services, lock)
     for index, attempt in enumerate(attempts):
         if attempt.allowed:
             continue

@@ -223,7 +223,8 @@ def can_read_support_code(actor: Actor, user_id: int) -> bool:
 # and survives the user's removal from that organisation; that organisation's managers lift it
 # through support (resolvers/support.py unblock_user). The session
 # lookup (resolvers/sessions.py) reads this condition in the statement that finds the session,
-# so no request slips between the block and a revocation; `u` is the session's user there.
+# so no request slips between the block and a revocation; `u` is the session's user there. A
+# sign-in reads it with the account (resolvers/accounts.py), `u` being that account.
 def _not_blocked_sql(user: str) -> str:
     return (
         f"NOT EXISTS (SELECT 1 FROM user_block b WHERE b.user_id = {user} AND b.lifted_at IS NULL)"

@@ -113,13 +113,15 @@ def _consume_statement(budgets: int) -> str:
     )
 
 
-# Given back in one statement too: each key on its own terms, as one UPDATE per key would.
-@lru_cache(maxsize=8)
-def _give_back_statement(budgets: int) -> str:
-    keys = ", ".join(f"${row + 1}" for row in range(budgets))
+# Given back in one statement too: each key on its own terms, as one UPDATE per key would. Its
+# placeholders are the keys, then now, numbered from `first` (1, unless it runs inside another
+# statement, see give_back_if).
+@lru_cache(maxsize=16)
+def _give_back_statement(budgets: int, first: int = 1) -> str:
+    keys = ", ".join(f"${first + row}" for row in range(budgets))
     return (
         "UPDATE rate_limit_counter SET count = count - 1"
-        f" WHERE key IN ({keys}) AND count > 0 AND window_ends_at > ${budgets + 1}"
+        f" WHERE key IN ({keys}) AND count > 0 AND window_ends_at > ${first + budgets}"
     )
 
 
@@ -143,19 +145,73 @@ async def consume_each(services: Services, budgets: Sequence[Budget]) -> list[At
     if not budgets:
         return []
     now = services.clock.now()
-    params: list[Any] = []
-    for rule, subject in budgets:
-        params += [_key(services, rule, subject), sql.moment(now + rule.window)]
+    params = _consume_params(services, budgets, now)
     rows = await sql.fetch(_consume_statement(len(budgets)), [*params, sql.moment(now)])
     # RETURNING gives no promise of order: match the rows by key.
     by_key = {row["key"]: row for row in rows}
     return [
-        Attempt(
-            rule=rule,
-            count=int(by_key[key]["count"]),
-            window_ends_at=sql.as_datetime(by_key[key]["window_ends_at"]),
-        )
-        for (rule, _), key in zip(budgets, params[::2], strict=True)
+        _attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, params[::2], strict=True)
+    ]
+
+
+def _consume_params(services: Services, budgets: Sequence[Budget], now: datetime) -> list[Any]:
+    """Each budget's key and the end its window would have if it started now."""
+    params: list[Any] = []
+    for rule, subject in budgets:
+        params += [_key(services, rule, subject), sql.moment(now + rule.window)]
+    return params
+
+
+def _attempt(rule: Rule, row: dict[str, Any]) -> Attempt:
+    return Attempt(
+        rule=rule, count=int(row["count"]), window_ends_at=sql.as_datetime(row["window_ends_at"])
+    )
+
+
+# consume_each unless a hold (a lock: a budget spent in its running window) is on, in one
+# statement on PostgreSQL (one round trip where a read and a write were two). The placeholders
+# are those of _consume_statement, then the hold's key and its rule's limit. VALUES outside an
+# INSERT gives its placeholders no type: hence the casts.
+@lru_cache(maxsize=8)
+def _consume_unless_held_statement(budgets: int) -> str:
+    now, hold, limit = 2 * budgets + 1, 2 * budgets + 2, 2 * budgets + 3
+    rows = ", ".join(f"(${2 * row + 1}, ${2 * row + 2}::timestamptz)" for row in range(budgets))
+    return (
+        "WITH held AS (SELECT key, count, window_ends_at FROM rate_limit_counter"
+        f" WHERE key = ${hold} AND window_ends_at > ${now} AND count > ${limit}),"
+        " counted AS (INSERT INTO rate_limit_counter (key, count, window_ends_at)"
+        f" SELECT v.key, 1, v.window_ends_at FROM (VALUES {rows}) AS v (key, window_ends_at)"
+        " WHERE NOT EXISTS (SELECT 1 FROM held)"
+        + _CONSUME_UPDATE.replace("{now}", str(now))
+        + ") SELECT key, count, window_ends_at FROM held"
+        " UNION ALL SELECT key, count, window_ends_at FROM counted"
+    )
+
+
+async def consume_each_unless_held(
+    services: Services, budgets: Sequence[Budget], hold: Budget
+) -> tuple[Attempt | None, list[Attempt]]:
+    """consume_each, unless the `hold` budget is spent in its running window: then nothing is
+    counted and the answer is (the hold's attempt, []); otherwise (None, the attempts). One
+    statement on PostgreSQL, two elsewhere."""
+    hold_rule, hold_subject = hold
+    if not sql.writes_in_with():
+        held = await current(services, hold_rule, hold_subject)
+        if held is not None and not held.allowed:
+            return held, []
+        return None, await consume_each(services, budgets)
+    now = services.clock.now()
+    params = _consume_params(services, budgets, now)
+    hold_key = _key(services, hold_rule, hold_subject)
+    rows = await sql.fetch(
+        _consume_unless_held_statement(len(budgets)),
+        [*params, sql.moment(now), hold_key, hold_rule.limit],
+    )
+    by_key = {row["key"]: row for row in rows}
+    if hold_key in by_key:
+        return _attempt(hold_rule, by_key[hold_key]), []
+    return None, [
+        _attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, params[::2], strict=True)
     ]
 
 
@@ -164,12 +220,7 @@ async def current(services: Services, rule: Rule, subject: str) -> Attempt | Non
     rows = await sql.fetch(
         _CURRENT, [_key(services, rule, subject), sql.moment(services.clock.now())]
     )
-    if not rows:
-        return None
-    row = rows[0]
-    return Attempt(
-        rule=rule, count=int(row["count"]), window_ends_at=sql.as_datetime(row["window_ends_at"])
-    )
+    return _attempt(rule, rows[0]) if rows else None
 
 
 def refusal(services: Services, attempt: Attempt) -> DomainError:
@@ -207,8 +258,25 @@ async def give_back_each(services: Services, budgets: Sequence[Budget]) -> None:
     """give_back for each budget, in one statement."""
     if not budgets:
         return
+    await sql.fetch(_give_back_statement(len(budgets)), _give_back_params(services, budgets))
+
+
+def give_back_if(
+    services: Services, budgets: Sequence[Budget], condition: str, first: int
+) -> tuple[str, list[Any]]:
+    """give_back_each as a statement to run inside another one's WITH (PostgreSQL), so that a
+    caller that reads something anyway gives back in the same round trip: only when
+    `condition` holds (an SQL condition on the caller's placeholders), and with this statement's
+    own placeholders numbered from `first`. Answers the statement and its parameters."""
+    if not budgets:
+        raise ValueError("nothing to give back")
+    statement = _give_back_statement(len(budgets), first)
+    return f"{statement} AND {condition}", _give_back_params(services, budgets)
+
+
+def _give_back_params(services: Services, budgets: Sequence[Budget]) -> list[Any]:
     keys = [_key(services, rule, subject) for rule, subject in budgets]
-    await sql.fetch(_give_back_statement(len(keys)), [*keys, sql.moment(services.clock.now())])
+    return [*keys, sql.moment(services.clock.now())]
 
 
 async def reset(services: Services, rule: Rule, subject: str) -> None:

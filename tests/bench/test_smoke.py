@@ -97,7 +97,7 @@ def test_mfa7_sign_in_benchmark_smoke_runs_and_both_sides_agree(
     assert "[bench] both sides agree: the right password passes" in finished.stderr, output
     assert "[bench] dropped database gardien_bench_" in finished.stderr, output
     for line in (
-        "bare argon2id verifies/s (",
+        "bare argon2id verifies/s",
         "gateway sign-ins/s (SignIn over HTTP)",
         "cheap query under sign-ins p50 / p99 ms",
         "ratio gateway/bare: ",

@@ -18,7 +18,7 @@ from gardien.models.organisations import Membership, SecurityPolicy, UserBlock
 from gardien.models.outbox import OutboxMessage
 from gardien.models.sessions import Session
 from gardien.models.users import PendingSignUp, User
-from gardien.resolvers import accounts, profile, sessions, sign_ups
+from gardien.resolvers import accounts, profile, ratelimits, sessions, sign_ups
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import DEVICE_COOKIE_LIFETIME, hash_password
@@ -804,14 +804,15 @@ def test_org1_password_policy_accepts_what_is_not_a_plain_run(password: str) -> 
     accounts.check_password_policy(password)
 
 
-async def test_mfa7_a_returning_browsers_password_sign_in_is_nine_statements_on_postgresql(
+async def test_mfa7_a_returning_browsers_password_sign_in_is_six_statements_on_postgresql(
     services: Services,
 ) -> None:
     """The password step is on every sign-in's path: each statement is a round trip and its
-    share of a core (bench/sign_in.py). After the verify, whether the user may still sign in
-    and the second factors are one read; PostgreSQL writes the event with its audience, and
-    notes the browser as it asks about it, in one statement each (SQLite, which has no writing
-    WITH, takes two for each)."""
+    share of a core (bench/sign_in.py). On PostgreSQL: the account with its block rule; the
+    budgets counted unless the cookie is locked; after the verify, the block rule and the second
+    factors read as the attempt is given back; then, in the transaction, the session, the event
+    with its audience, and the browser noted as it is asked about. SQLite, which has no writing
+    WITH, takes two statements for each of the three merged writes, and one more for the lock."""
     await factories.sign_up(services, email="ada@example.test")
     meta = RequestMeta(ip="198.51.100.1")
 
@@ -825,6 +826,43 @@ async def test_mfa7_a_returning_browsers_password_sign_in_is_nine_statements_on_
         )
 
     assert result.session is not None
-    assert len(statements) == (9 if BACKEND == "postgres" else 11), statements
+    assert len(statements) == (6 if BACKEND == "postgres" else 10), statements
+    assert "user_block" in statements[0] and "user_account" in statements[0], statements
     after_verify = [s for s in statements if "two_factor_method" in s]
     assert len(after_verify) == 1 and "user_block" in after_verify[0], statements
+    if BACKEND == "postgres":
+        assert "held" in statements[1] and "INSERT INTO rate_limit_counter" in statements[1]
+        assert "UPDATE rate_limit_counter" in after_verify[0], statements
+
+
+async def test_blk3_api4_blocked_users_right_password_gives_no_attempt_back(
+    services: Services, meta: RequestMeta
+) -> None:
+    """A success gives its attempt back to every budget it spent; a right password refused for a
+    block (BLK-3) is no success and stays counted, as a wrong one does."""
+    blocked = await factories.sign_up(services, email="bea@example.test")
+    await factories.sign_up(services, email="cid@example.test")
+    await UserBlock.create(
+        organisation_id=blocked.organisation.id,
+        user_id=blocked.user.id,
+        justification="Account shared outside the company",
+        created_at=services.clock.now(),
+    )
+
+    refused = await _sign_in_outcome(services, meta, "bea@example.test", factories.PASSWORD)
+    signed_in = await _sign_in_outcome(services, meta, "cid@example.test", factories.PASSWORD)
+
+    assert refused == ErrorCode.ACCOUNT_BLOCKED
+    assert isinstance(signed_in, accounts.SignInResult)
+    spent = {
+        login: await ratelimits.current(services, ratelimits.SIGN_IN_ATTEMPTS_PER_LOGIN, login)
+        for login in ("bea@example.test", "cid@example.test")
+    }
+    assert {login: a.count if a else None for login, a in spent.items()} == {
+        "bea@example.test": 1,
+        "cid@example.test": 0,
+    }
+    by_address = await ratelimits.current(
+        services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ratelimits.ip_subject(meta.ip) or ""
+    )
+    assert by_address is not None and by_address.count == 1

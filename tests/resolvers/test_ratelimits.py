@@ -10,9 +10,10 @@ import pytest
 from gardien import jobs
 from gardien.clock import ManualClock
 from gardien.models.ratelimits import RateLimitCounter
-from gardien.resolvers import ratelimits
+from gardien.resolvers import ratelimits, sql
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import Services
+from tests.conftest import BACKEND
 from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -184,3 +185,50 @@ async def test_api4_refusal_counts_a_long_wait_in_hours(
 
     assert refused.retry_after_seconds == 21 * 3600 + 30 * 60
     assert refused.message == "Too many attempts. Wait 22 hours before trying again."
+
+
+async def test_api4_consume_each_unless_held_counts_nothing_while_the_hold_is_on(
+    services: Services, clock: ManualClock
+) -> None:
+    """A locked device cookie is refused without spending any budget: while the hold (a rule of
+    limit 0 with a count in its window) is on, nothing is counted; once its window ends, the
+    budgets are counted as consume_each counts them. One statement on PostgreSQL."""
+    hold = (ratelimits.Rule("test_hold", 0, timedelta(hours=1)), "cookie")
+    other = ratelimits.Rule("test_other", 3, timedelta(minutes=5))
+    budgets = [(RULE, "a"), (other, "b")]
+    with count_queries() as free_statements:
+        free = await ratelimits.consume_each_unless_held(services, budgets, hold)
+    await ratelimits.consume(services, *hold)
+
+    with count_queries() as held_statements:
+        held, counted = await ratelimits.consume_each_unless_held(services, budgets, hold)
+    clock.advance(timedelta(hours=1))
+    after = await ratelimits.consume_each_unless_held(services, budgets, hold)
+
+    assert free[0] is None and [(a.rule, a.count) for a in free[1]] == [(RULE, 1), (other, 1)]
+    assert held is not None and counted == []
+    assert (held.rule, held.count, held.allowed) == (hold[0], 1, False)
+    assert held.window_ends_at == clock.now()
+    assert len(free_statements) == (1 if BACKEND == "postgres" else 2), free_statements
+    assert len(held_statements) == 1, held_statements
+    # The windows of both budgets ended meanwhile: each restarts at 1, nothing was spent held.
+    assert after[0] is None and [(a.rule, a.count) for a in after[1]] == [(RULE, 1), (other, 1)]
+
+
+@pytest.mark.parametrize("condition", [True, False])
+async def test_api4_give_back_if_gives_back_only_when_its_condition_holds(
+    services: Services, condition: bool
+) -> None:
+    """The give-back a caller runs inside its own statement: numbered after the caller's
+    placeholders, and limited by the caller's condition."""
+    await ratelimits.consume_each(services, [(RULE, "a"), (RULE, "b")])
+    await ratelimits.consume(services, RULE, "a")
+    statement, params = ratelimits.give_back_if(
+        services, [(RULE, "a"), (RULE, "b")], "$1 = 'yes'", first=2
+    )
+
+    await sql.fetch(statement, ["yes" if condition else "no", *params])
+
+    counts = [await ratelimits.current(services, RULE, subject) for subject in ("a", "b")]
+    expected = [1, 0] if condition else [2, 1]
+    assert [attempt.count if attempt else None for attempt in counts] == expected
