@@ -334,12 +334,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the server process (Linux /proc), or None elsewhere."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -366,6 +361,20 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def process_cpu_seconds(pid: int, name_prefix: str = "") -> float | None:
+    """User + system CPU time of a process of this machine (Linux /proc, all its threads); None
+    elsewhere, or when the process is gone or its name does not start with `name_prefix`."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            name, fields = stat.read().split(" (", 1)[1].rsplit(")", 1)
+    except (OSError, IndexError, ValueError):
+        return None
+    if not name.startswith(name_prefix):
+        return None
+    values = fields.split()
+    return (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

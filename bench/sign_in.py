@@ -14,23 +14,29 @@ is ever in the way), then:
 1. checks that both sides agree: the gateway signs the right password in and refuses a wrong
    one, and the bare verify (gardien.security's own hasher and parameters, on the stored hash)
    says the same;
-2. measures the bare rate: one thread per CPU verifying the stored hash in a loop, in this
-   process, while the server idles — the most a machine of this many cores can verify;
-3. serves the gateway (bench/_server.py: one uvicorn process, the options of `gardien serve`)
-   and measures the `{ viewer { id } }` latency of one signed-in client alone; then
-   `--concurrency` kept-alive connections send SignIn mutations as fast as answered, counted
-   in a window of their own (the cheap query, sent about 80 times a second, would take its
-   share of the CPU from them), then again with the cheap query beside them, for its latency.
-   Each connection is a returning browser: it sends back the device cookie its first sign-in
-   set, as a browser does (ACT-2 knows it). With `--new-browsers` it never does: every sign-in
-   comes from a browser never seen, and records a new-location event and queues its e-mail;
-4. prints the table: sign-ins/s against bare verifies/s (target >= 0.8x) and the cheap query's
-   p99 under that load (target < 50 ms: hashing must never block the event loop).
+2. serves the gateway (bench/_server.py: one uvicorn process, the options of `gardien serve`)
+   and measures the `{ viewer { id } }` latency of one signed-in client alone;
+3. `--rounds` times, one window each: the bare rate (one thread per CPU verifying the stored
+   hash in a loop, in this process, while the server idles — the most a machine of this many
+   cores can verify), then the gateway's: `--concurrency` kept-alive connections send SignIn
+   mutations as fast as answered. Each connection is a returning browser: it sends back the
+   device cookie its first sign-in set, as a browser does (ACT-2 knows it). With
+   `--new-browsers` it never does: every sign-in comes from a browser never seen, and records a
+   new-location event and queues its e-mail. Alternating keeps each ratio to windows a few
+   seconds apart: on a shared machine the CPU the host leaves drifts over a minute;
+4. one more gateway window with the cheap query beside the sign-ins (sent about 80 times a
+   second, it takes its own share of the CPU), for its latency;
+5. prints the table: the median of the rounds' sign-ins/s against bare verifies/s (target >=
+   0.8x), and the cheap query's p99 under load (target < 50 ms: hashing must never block the
+   event loop).
 
 The load generator and PostgreSQL share the machine with the server; on a 2-core machine they
-take some of the CPU the server could have used (PostgreSQL about a tenth), so the ratio is a
-lower bound. "CPU per sign-in, bare/gateway" compares the server's own CPU time with the bare
-verify's, which neither of them takes from.
+take some of the CPU the server could have used, so the ratio is a lower bound. Two CPU figures,
+steadier than rates on a shared machine, are medians of each round's bare verify CPU time over a
+sign-in's: of the server process alone ("bare/gateway"), and of the server, the PostgreSQL
+processes (the bench database's backends and the server's background writers; a backend that
+exits inside a window loses its share) and the load generator ("bare/server + PostgreSQL + load
+generator"), which is what the throughput ratio tends to when the cores are the limit.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ import asyncpg
 import httpx
 
 from bench._load import HOST, percentile, read_response, read_response_with_headers
-from bench._server import ServerProcess, served
+from bench._server import ServerProcess, process_cpu_seconds, served
 from bench.members_query import gardien_settings, throwaway_database
 from gardien import db
 from gardien.clock import SystemClock
@@ -92,7 +98,8 @@ class Options:
     rounds: int = 3
 
 
-SMOKE = Options(seconds=1.0, concurrency=2, max_requests=3, rounds=1)
+# Two rounds: the report's choice of a median round runs too.
+SMOKE = Options(seconds=1.0, concurrency=2, max_requests=3, rounds=2)
 # One sign-in per connection before the windows (the browsers' first visit).
 WARM_UP = Options(seconds=60.0, concurrency=0, max_requests=1)
 
@@ -136,7 +143,7 @@ async def run(options: Options) -> None:
             if not options.new_browsers:
                 await sign_ins(server, logins[:-1], None, WARM_UP, browsers)
             rounds: list[tuple[BareRate, Loaded]] = []
-            async with PostgresBackends.of(url) as postgres:
+            async with PostgresProcesses.of(url) as postgres:
                 for _ in range(options.rounds):
                     bare = bare_verify_rate(stored_hash, threads, options)
                     progress(f"bare argon2id verify: {bare.per_second:,.1f}/s on {threads} threads")
@@ -333,7 +340,7 @@ async def sign_ins(
     probe_token: str | None,
     options: Options,
     browsers: dict[str, bytes],
-    postgres: PostgresBackends | None = None,
+    postgres: PostgresProcesses | None = None,
 ) -> Loaded:
     """One kept-alive connection per login sending its SignIn for `options.seconds`; with a
     probe token, the cheap query beside them over the same window. `browsers` holds each
@@ -392,53 +399,45 @@ async def sign_ins(
     return Loaded(sum(counts), elapsed, latencies, cpu, Probe(probe_latencies), machine)
 
 
-class PostgresBackends:
-    """CPU time of the PostgreSQL backends serving the bench database (Linux /proc: the server
-    runs on this machine), read through one connection of this process's own, left out."""
+class PostgresProcesses:
+    """CPU time of the PostgreSQL processes a sign-in makes work: the bench database's backends
+    and the server's own background processes (WAL writer, background writer, checkpointer),
+    read from Linux /proc (the server runs on this machine), through one connection of this
+    process's own, left out."""
 
-    def __init__(self, connection: asyncpg.Connection | None) -> None:
+    def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def of(cls, url: str) -> AsyncIterator[PostgresBackends]:
-        connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    async def of(cls, url: str) -> AsyncIterator[PostgresProcesses]:
+        connection = await asyncpg.connect(url)
         try:
             yield cls(connection)
         finally:
             await connection.close()
 
     async def cpu_seconds(self) -> dict[int, float] | None:
-        """Each backend's CPU seconds so far, by process id; None without /proc."""
-        assert self._connection is not None
-        pids = await self._connection.fetch(
+        """Each process's CPU seconds so far, by process id; None without /proc or when a
+        process id is not one of this machine's PostgreSQL processes."""
+        rows = await self._connection.fetch(
             "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE (datname = current_database() OR datname IS NULL) AND pid <> pg_backend_pid()"
         )
         seconds: dict[int, float] = {}
-        for row in pids:
-            used = process_cpu_seconds(row["pid"])
+        for row in rows:
+            used = process_cpu_seconds(row["pid"], name_prefix="postgres")
             if used is None:
                 return None
             seconds[row["pid"]] = used
         return seconds
 
     async def cpu_seconds_since(self, before: dict[int, float]) -> float | None:
-        """CPU seconds the backends used since `before` (a backend opened since: all of its)."""
+        """CPU seconds the processes used since `before` (one started since: all of its)."""
         after = await self.cpu_seconds()
         if after is None:
             return None
         return sum(used - before.get(pid, 0.0) for pid, used in after.items())
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process of this machine (Linux /proc), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def device_cookie(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
@@ -462,12 +461,15 @@ def print_report(
     ratio = statistics.median(ratios)
     # The round of the median (of an even count, the one just above it).
     bare, alone = rounds[ratios.index(statistics.median_high(ratios))]
-    bare_cpu_ms = statistics.median(b.cpu_seconds / b.verifies * 1000 for b, _ in rounds)
+    # Each round's CPU figures, bare and gateway side by side, as the rates are.
+    bare_ms = [b.cpu_seconds / b.verifies * 1000 for b, _ in rounds]
+    server_ms = _per_sign_in([a.server_cpu_seconds for _, a in rounds], rounds)
+    machine_ms = _per_sign_in([a.machine_cpu_seconds for _, a in rounds], rounds)
     print()
     print(
         f"Sign-in: argon2id m=19 MiB, t=2, p=1; {os.cpu_count()} CPUs; one uvicorn process; "
         f"{options.concurrency} sign-in connections; {options.seconds:g} s windows; "
-        f"{len(rounds)} rounds of bare then gateway; "
+        f"{len(rounds)} round{'s' if len(rounds) != 1 else ''} of bare then gateway; "
         + ("new browsers (no device cookie)" if options.new_browsers else "returning browsers")
     )
     print(f"{'measure (per round)':<44}{'value':>30}")
@@ -476,46 +478,48 @@ def print_report(
     gateway_rates = _each(a.sign_ins_per_second for _, a in rounds)
     print(f"{'gateway sign-ins/s (SignIn over HTTP)':<44}{gateway_rates:>30}")
     print(f"{'ratio gateway/bare':<44}{_each(ratios, '.2f'):>30}")
-    bare_cpu = _each(b.cpu_seconds / b.verifies * 1000 for b, _ in rounds)
-    print(f"{'bare CPU ms per verify':<44}{bare_cpu:>30}")
-    server_ms = [
-        a.server_cpu_seconds / a.sign_ins * 1000
-        for _, a in rounds
-        if a.server_cpu_seconds is not None
-    ]
-    machine_ms = [
-        a.machine_cpu_seconds / a.sign_ins * 1000
-        for _, a in rounds
-        if a.machine_cpu_seconds is not None
-    ]
+    print(f"{'bare CPU ms per verify':<44}{_each(bare_ms):>30}")
     if server_ms:
         print(f"{'gateway server CPU ms per sign-in':<44}{_each(server_ms):>30}")
     if machine_ms:
-        print(f"{'  with PostgreSQL and the load generator':<44}{_each(machine_ms):>30}")
+        print(f"{'  + PostgreSQL + load generator':<44}{_each(machine_ms):>30}")
     print(f"{'sign-in p50 / p99 ms (median round)':<44}{_p50_p99(alone.sign_in_latencies):>30}")
     print(f"{'cheap query alone p50 / p99 ms':<44}{_p50_p99(idle.latencies):>30}")
     print(f"{'cheap query under sign-ins p50 / p99 ms':<44}{_p50_p99(loaded.probe.latencies):>30}")
     print(f"{'  sign-ins/s meanwhile':<44}{loaded.sign_ins_per_second:30,.1f}")
     print()
     print(
-        f"ratio gateway/bare: {ratio:.2f}, the median of {len(rounds)} rounds (target >= "
-        f"{RATIO_TARGET}: {'met' if ratio >= RATIO_TARGET else 'NOT met'}); "
-        f"{loaded.sign_ins_per_second / bare.per_second:.2f} with the cheap query beside"
+        f"ratio gateway/bare: {ratio:.2f}, the median of {len(rounds)} round"
+        f"{'s' if len(rounds) != 1 else ''} (target >= {RATIO_TARGET}: "
+        f"{'met' if ratio >= RATIO_TARGET else 'NOT met'}); "
+        f"{loaded.sign_ins_per_second / bare.per_second:.2f} with the cheap query beside "
+        "(against the median round's bare rate)"
     )
     if server_ms:
         # The steadier figures on a shared machine: CPU time does not count the waits for cores
         # that other processes hold.
-        efficiency = bare_cpu_ms / statistics.median(server_ms)
+        efficiency = statistics.median(b / g for b, g in zip(bare_ms, server_ms, strict=True))
         print(f"CPU per sign-in, bare/gateway: {efficiency:.2f} (1.0: the gateway adds nothing)")
     if machine_ms:
-        # What the throughput ratio tends to when the cores are the limit: everything a sign-in
-        # costs the machine, the database and the load generator included, against a verify.
-        whole = bare_cpu_ms / statistics.median(machine_ms)
-        print(f"CPU per sign-in, bare/whole machine: {whole:.2f}")
+        # What the throughput ratio tends to when the cores are the limit.
+        whole = statistics.median(b / m for b, m in zip(bare_ms, machine_ms, strict=True))
+        print(f"CPU per sign-in, bare/server + PostgreSQL + load generator: {whole:.2f}")
     print(
         f"cheap query p99 under load: {loaded.probe.p99_ms:.1f} ms (target < {P99_TARGET_MS:g} ms: "
         f"{'met' if loaded.probe.p99_ms < P99_TARGET_MS else 'NOT met'})"
     )
+
+
+def _per_sign_in(
+    seconds: Sequence[float | None], rounds: Sequence[tuple[BareRate, Loaded]]
+) -> list[float]:
+    """CPU milliseconds per sign-in of each round; none at all if a round could not tell."""
+    if any(value is None for value in seconds):
+        return []
+    return [
+        (value or 0.0) / alone.sign_ins * 1000
+        for value, (_, alone) in zip(seconds, rounds, strict=True)
+    ]
 
 
 def _each(values: Iterable[float], spec: str = ",.1f") -> str:
@@ -531,12 +535,19 @@ def _p50_p99(latencies: Sequence[float]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each window")
     parser.add_argument("--concurrency", type=int, default=8, help="sign-in connections")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="bare and gateway windows, alternated"
+        "--rounds", type=_at_least_one, default=3, help="bare and gateway windows, alternated"
     )
     parser.add_argument(
         "--smoke",

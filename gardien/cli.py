@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from gardien.settings import Settings, SettingsError, load_settings
 
@@ -276,24 +277,26 @@ def _outbox(settings: Settings, show_all: bool, limit: int, show: int | None) ->
 
 # How `gardien serve` runs uvicorn, apart from the app, address and workers (the benchmarks serve
 # the gateway with the same options).
-UVICORN_OPTIONS: dict[str, Any] = {
-    "log_config": None,
-    "access_log": False,
-    # The client address is decided once, by gardien.proxies from GARDIEN_TRUSTED_PROXIES;
-    # uvicorn's own rule (which trusts 127.0.0.1 by default) would be a second one.
-    "proxy_headers": False,
-    "server_header": False,
-    # EVT-1: the websockets implementation (C-accelerated framing) rather than wsproto, and
-    # no per-message compression: fan-out sends the same frame to thousands of clients, and
-    # deflate would cost CPU and a compression context (~100 KB) per connection.
-    "ws": "websockets-sansio",
-    "ws_per_message_deflate": False,
-    "ws_max_size": 65_536,
-    # One keepalive, not two: the protocol's ping (graphql/ws.py), sent to every connection
-    # by one task, keeps idle sockets open through proxies; uvicorn's WebSocket-level ping
-    # would be a second timer and frame per connection.
-    "ws_ping_interval": None,
-}
+UVICORN_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "log_config": None,
+        "access_log": False,
+        # The client address is decided once, by gardien.proxies from GARDIEN_TRUSTED_PROXIES;
+        # uvicorn's own rule (which trusts 127.0.0.1 by default) would be a second one.
+        "proxy_headers": False,
+        "server_header": False,
+        # EVT-1: the websockets implementation (C-accelerated framing) rather than wsproto, and
+        # no per-message compression: fan-out sends the same frame to thousands of clients, and
+        # deflate would cost CPU and a compression context (~100 KB) per connection.
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+        "ws_max_size": 65_536,
+        # One keepalive, not two: the protocol's ping (graphql/ws.py), sent to every connection
+        # by one task, keeps idle sockets open through proxies; uvicorn's WebSocket-level ping
+        # would be a second timer and frame per connection.
+        "ws_ping_interval": None,
+    }
+)
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:

@@ -307,7 +307,7 @@ async def sign_in(
         await _sign_in_failed(services, meta, user, login_key, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
 
-    # Read again even when trusted_device read it before the verify: a block that landed during
+    # The block rule is read again, though it came with the account: a block that landed during
     # the verify must refuse the sign-in, not only the sessions it would open.
     may_sign_in, methods = await _after_verify(
         services, user.id, _sign_in_budgets(device, user, login_key, ip_key)

@@ -147,11 +147,7 @@ async def consume_each(services: Services, budgets: Sequence[Budget]) -> list[At
     now = services.clock.now()
     params = _consume_params(services, budgets, now)
     rows = await sql.fetch(_consume_statement(len(budgets)), [*params, sql.moment(now)])
-    # RETURNING gives no promise of order: match the rows by key.
-    by_key = {row["key"]: row for row in rows}
-    return [
-        _attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, params[::2], strict=True)
-    ]
+    return _attempts(budgets, params, rows)
 
 
 def _consume_params(services: Services, budgets: Sequence[Budget], now: datetime) -> list[Any]:
@@ -160,6 +156,17 @@ def _consume_params(services: Services, budgets: Sequence[Budget], now: datetime
     for rule, subject in budgets:
         params += [_key(services, rule, subject), sql.moment(now + rule.window)]
     return params
+
+
+def _attempts(
+    budgets: Sequence[Budget], params: list[Any], rows: list[dict[str, Any]]
+) -> list[Attempt]:
+    """The counted rows as attempts in the order of `budgets` (`params` as _consume_params made
+    them): RETURNING gives no promise of order, so rows are matched by key."""
+    by_key = {row["key"]: row for row in rows}
+    return [
+        _attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, params[::2], strict=True)
+    ]
 
 
 def _attempt(rule: Rule, row: dict[str, Any]) -> Attempt:
@@ -207,12 +214,10 @@ async def consume_each_unless_held(
         _consume_unless_held_statement(len(budgets)),
         [*params, sql.moment(now), hold_key, hold_rule.limit],
     )
-    by_key = {row["key"]: row for row in rows}
-    if hold_key in by_key:
-        return _attempt(hold_rule, by_key[hold_key]), []
-    return None, [
-        _attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, params[::2], strict=True)
-    ]
+    hold_rows = [row for row in rows if row["key"] == hold_key]
+    if hold_rows:
+        return _attempt(hold_rule, hold_rows[0]), []
+    return None, _attempts(budgets, params, rows)
 
 
 async def current(services: Services, rule: Rule, subject: str) -> Attempt | None:
@@ -271,7 +276,7 @@ def give_back_if(
     if not budgets:
         raise ValueError("nothing to give back")
     statement = _give_back_statement(len(budgets), first)
-    return f"{statement} AND {condition}", _give_back_params(services, budgets)
+    return f"{statement} AND ({condition})", _give_back_params(services, budgets)
 
 
 def _give_back_params(services: Services, budgets: Sequence[Budget]) -> list[Any]:

@@ -63,8 +63,10 @@ async def open_session(
 
 
 # Every sign-in opens one: a fixed statement (see sql.py) instead of the ORM's create, which
-# builds, validates and compiles anew each time. The request's address, country and device are
-# bounded where they are read (proxies.py, geo.py, devices.py), as for the events beside them.
+# builds, validates and compiles anew each time. What the ORM would check is bounded where it is
+# read, as for the events written beside (events.py): the address is a parsed IP address, or the
+# peer as the server itself names it (proxies.py), the country two letters (geo.py), the device
+# label cut to its column (devices.py).
 _OPEN_SESSION = (
     "INSERT INTO session (user_id, token_hash, kind, persistent, ip, country, device,"
     " created_at, last_seen_at, expires_at, app_password_id)"

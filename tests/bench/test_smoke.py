@@ -102,6 +102,6 @@ def test_mfa7_sign_in_benchmark_smoke_runs_and_both_sides_agree(
         "cheap query under sign-ins p50 / p99 ms",
         "ratio gateway/bare: ",
         "cheap query p99 under load: ",
-        f"windows; {browsers}\n",
+        f"of bare then gateway; {browsers}\n",
     ):
         assert line in finished.stdout, output

@@ -46,7 +46,8 @@ async def test_ops_a_connection_goes_back_to_the_pool_without_a_reset_round_trip
 @pytest.mark.usefixtures("database")
 async def test_ops_a_connection_released_inside_a_transaction_comes_back_outside_it() -> None:
     """What the reset query did that still matters is kept: a transaction left open (a task
-    cancelled mid-way) is rolled back before the connection is used again."""
+    cancelled mid-way) is rolled back before the connection is used again. asyncpg does this
+    with or without a reset query; the test guards the promise gardien/db.py relies on."""
     pool = await _pool()
     async with pool.acquire() as connection:
         server_pid = connection.get_server_pid()

@@ -202,11 +202,13 @@ async def test_api4_consume_each_unless_held_counts_nothing_while_the_hold_is_on
 
     with count_queries() as held_statements:
         held, counted = await ratelimits.consume_each_unless_held(services, budgets, hold)
+    while_held = [await ratelimits.current(services, *budget) for budget in budgets]
     clock.advance(timedelta(hours=1))
     after = await ratelimits.consume_each_unless_held(services, budgets, hold)
 
     assert free[0] is None and [(a.rule, a.count) for a in free[1]] == [(RULE, 1), (other, 1)]
     assert held is not None and counted == []
+    assert [a.count if a else None for a in while_held] == [1, 1]
     assert (held.rule, held.count, held.allowed) == (hold[0], 1, False)
     assert held.window_ends_at == clock.now()
     assert len(free_statements) == (1 if BACKEND == "postgres" else 2), free_statements
