@@ -89,6 +89,12 @@ def _key(services: Services, rule: Rule, subject: str) -> str:
     return f"{rule.name}:{services.keyring.token_digest(subject.lower(), 'rate-limit')}"
 
 
+# _IN_KEY_ORDER: every statement that changes several counters (counting a sign-in's budgets,
+# giving them back) locks their rows in key order. Two attempts over the same budgets then wait
+# for each other in turn; locked in different orders, PostgreSQL would find them deadlocked and
+# abort one, after a second holding two pooled connections: a flood of refused attempts would
+# turn into errors and a stalled pool for everyone. SQLite writes one statement at a time.
+#
 # One statement that counts the attempt and answers the new count, so two concurrent attempts can
 # never both read the old one (an upsert is atomic on PostgreSQL and on SQLite ≥ 3.35). An expired
 # window restarts at 1. Runs outside any transaction: a counted attempt stays counted. A sign-in
@@ -115,14 +121,19 @@ def _consume_statement(budgets: int) -> str:
 
 # Given back in one statement too: each key on its own terms, as one UPDATE per key would. Its
 # placeholders are the keys, then now, numbered from `first` (1, unless it runs inside another
-# statement, see give_back_if).
+# statement, see give_back_if). On PostgreSQL the rows are locked in key order first (see
+# _IN_KEY_ORDER): an UPDATE by itself locks them in the order it finds them on disk.
 @lru_cache(maxsize=16)
-def _give_back_statement(budgets: int, first: int = 1) -> str:
+def _give_back_statement(budgets: int, first: int, in_key_order: bool) -> str:
     keys = ", ".join(f"${first + row}" for row in range(budgets))
-    return (
-        "UPDATE rate_limit_counter SET count = count - 1"
-        f" WHERE key IN ({keys}) AND count > 0 AND window_ends_at > ${first + budgets}"
-    )
+    live = f"count > 0 AND window_ends_at > ${first + budgets}"
+    if in_key_order:
+        return (
+            "UPDATE rate_limit_counter SET count = count - 1 WHERE key IN (SELECT key FROM"
+            f" rate_limit_counter WHERE key IN ({keys}) AND {live} ORDER BY key FOR UPDATE)"
+            f" AND {live}"
+        )
+    return f"UPDATE rate_limit_counter SET count = count - 1 WHERE key IN ({keys}) AND {live}"
 
 
 _CURRENT = (
@@ -130,6 +141,12 @@ _CURRENT = (
 )
 _RESET = "DELETE FROM rate_limit_counter WHERE key = $1"
 _PRUNE = "DELETE FROM rate_limit_counter WHERE window_ends_at <= $1"
+# On PostgreSQL the job leaves alone the rows an attempt holds (they go at its next run), rather
+# than lock expired rows in disk order against attempts locking them in key order.
+_PRUNE_SKIPPING_LOCKED = (
+    "DELETE FROM rate_limit_counter WHERE key IN (SELECT key FROM rate_limit_counter"
+    " WHERE window_ends_at <= $1 FOR UPDATE SKIP LOCKED) AND window_ends_at <= $1"
+)
 
 
 async def consume(services: Services, rule: Rule, subject: str) -> Attempt:
@@ -145,28 +162,30 @@ async def consume_each(services: Services, budgets: Sequence[Budget]) -> list[At
     if not budgets:
         return []
     now = services.clock.now()
-    params = _consume_params(services, budgets, now)
+    keys, params = _consume_params(services, budgets, now)
     rows = await sql.fetch(_consume_statement(len(budgets)), [*params, sql.moment(now)])
-    return _attempts(budgets, params, rows)
+    return _attempts(budgets, keys, rows)
 
 
-def _consume_params(services: Services, budgets: Sequence[Budget], now: datetime) -> list[Any]:
-    """Each budget's key and the end its window would have if it started now."""
-    params: list[Any] = []
-    for rule, subject in budgets:
-        params += [_key(services, rule, subject), sql.moment(now + rule.window)]
-    return params
+def _consume_params(
+    services: Services, budgets: Sequence[Budget], now: datetime
+) -> tuple[list[str], list[Any]]:
+    """Each budget's key, in the order of `budgets`; and the statement's rows, in key order:
+    each key and the end its window would have if it started now (see _IN_KEY_ORDER)."""
+    keys = [_key(services, rule, subject) for rule, subject in budgets]
+    rows = sorted(
+        (key, sql.moment(now + rule.window)) for key, (rule, _) in zip(keys, budgets, strict=True)
+    )
+    return keys, [value for row in rows for value in row]
 
 
 def _attempts(
-    budgets: Sequence[Budget], params: list[Any], rows: list[dict[str, Any]]
+    budgets: Sequence[Budget], keys: list[str], rows: list[dict[str, Any]]
 ) -> list[Attempt]:
-    """The counted rows as attempts in the order of `budgets` (`params` as _consume_params made
-    them): RETURNING gives no promise of order, so rows are matched by key."""
+    """The counted rows as attempts in the order of `budgets`, whose keys are `keys`: RETURNING
+    gives no promise of order, so rows are matched by key."""
     by_key = {row["key"]: row for row in rows}
-    return [
-        _attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, params[::2], strict=True)
-    ]
+    return [_attempt(rule, by_key[key]) for (rule, _), key in zip(budgets, keys, strict=True)]
 
 
 def _attempt(rule: Rule, row: dict[str, Any]) -> Attempt:
@@ -188,7 +207,7 @@ def _consume_unless_held_statement(budgets: int) -> str:
         f" WHERE key = ${hold} AND window_ends_at > ${now} AND count > ${limit}),"
         " counted AS (INSERT INTO rate_limit_counter (key, count, window_ends_at)"
         f" SELECT v.key, 1, v.window_ends_at FROM (VALUES {rows}) AS v (key, window_ends_at)"
-        " WHERE NOT EXISTS (SELECT 1 FROM held)"
+        " WHERE NOT EXISTS (SELECT 1 FROM held) ORDER BY v.key"
         + _CONSUME_UPDATE.replace("{now}", str(now))
         + ") SELECT key, count, window_ends_at FROM held"
         " UNION ALL SELECT key, count, window_ends_at FROM counted"
@@ -208,7 +227,7 @@ async def consume_each_unless_held(
             return held, []
         return None, await consume_each(services, budgets)
     now = services.clock.now()
-    params = _consume_params(services, budgets, now)
+    keys, params = _consume_params(services, budgets, now)
     hold_key = _key(services, hold_rule, hold_subject)
     rows = await sql.fetch(
         _consume_unless_held_statement(len(budgets)),
@@ -217,7 +236,7 @@ async def consume_each_unless_held(
     hold_rows = [row for row in rows if row["key"] == hold_key]
     if hold_rows:
         return _attempt(hold_rule, hold_rows[0]), []
-    return None, _attempts(budgets, params, rows)
+    return None, _attempts(budgets, keys, rows)
 
 
 async def current(services: Services, rule: Rule, subject: str) -> Attempt | None:
@@ -263,7 +282,8 @@ async def give_back_each(services: Services, budgets: Sequence[Budget]) -> None:
     """give_back for each budget, in one statement."""
     if not budgets:
         return
-    await sql.fetch(_give_back_statement(len(budgets)), _give_back_params(services, budgets))
+    statement = _give_back_statement(len(budgets), 1, sql.locks_rows())
+    await sql.fetch(statement, _give_back_params(services, budgets))
 
 
 def give_back_if(
@@ -275,7 +295,7 @@ def give_back_if(
     own placeholders numbered from `first`. Answers the statement and its parameters."""
     if not budgets:
         raise ValueError("nothing to give back")
-    statement = _give_back_statement(len(budgets), first)
+    statement = _give_back_statement(len(budgets), first, sql.locks_rows())
     return f"{statement} AND ({condition})", _give_back_params(services, budgets)
 
 
@@ -290,4 +310,5 @@ async def reset(services: Services, rule: Rule, subject: str) -> None:
 
 async def prune_expired(services: Services) -> None:
     """Drop counters whose window has ended (each guessed login leaves one); for a periodic job."""
-    await sql.fetch(_PRUNE, [sql.moment(services.clock.now())])
+    statement = _PRUNE_SKIPPING_LOCKED if sql.locks_rows() else _PRUNE
+    await sql.fetch(statement, [sql.moment(services.clock.now())])

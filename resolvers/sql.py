@@ -49,6 +49,12 @@ def writes_in_with() -> bool:
     return get_connection("default").capabilities.dialect == "postgres"
 
 
+def locks_rows() -> bool:
+    """Whether the database locks rows (PostgreSQL; SQLite locks the whole database for each
+    write), for statements that must take several row locks in a chosen order."""
+    return get_connection("default").capabilities.dialect == "postgres"
+
+
 def model_from_row(model: type[M], row: dict[str, Any]) -> M:
     """The model instance of a fixed statement's whole row (SELECT *), saved and complete, as
     the ORM makes it from its own query's row, with the same conversions (SQLite's text

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from tortoise.connection import get_connection
 
 from gardien import jobs
 from gardien.clock import ManualClock
@@ -234,3 +235,52 @@ async def test_api4_give_back_if_gives_back_only_when_its_condition_holds(
     counts = [await ratelimits.current(services, RULE, subject) for subject in ("a", "b")]
     expected = [1, 0] if condition else [2, 1]
     assert [attempt.count if attempt else None for attempt in counts] == expected
+
+
+async def test_api4_counting_and_giving_back_never_deadlock(services: Services) -> None:
+    """Counting and giving back lock the same counter rows; a sign-in refused by one budget gives
+    the later ones back while other attempts count them. Both lock rows in key order, so
+    concurrent attempts over the same budgets queue instead of deadlocking (PostgreSQL would
+    abort one of each pair after a second, as a 500, holding two pooled connections meanwhile)."""
+    budgets = [(RULE, subject) for subject in ("ip", "device", "trusted", "login")]
+    await ratelimits.consume_each(services, budgets)
+
+    async def count() -> None:
+        await ratelimits.consume_each(services, budgets)
+
+    async def give_back(order: int) -> None:
+        await ratelimits.give_back_each(services, budgets[::order])
+
+    async def count_unless_held() -> None:
+        await ratelimits.consume_each_unless_held(
+            services, budgets[::-1], (ratelimits.Rule("test_hold", 0, timedelta(hours=1)), "h")
+        )
+
+    tasks = [
+        work
+        for _ in range(15)
+        for work in (count(), give_back(1), give_back(-1), count_unless_held())
+    ]
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite has no row locks to wait for")
+async def test_api4_pruning_leaves_a_counter_an_attempt_holds_for_the_next_run(
+    services: Services, clock: ManualClock
+) -> None:
+    """The job takes no row lock an attempt holds (it would wait on it, holding the others it
+    has taken, in disk order, not in the attempts' key order): a held expired row stays until the
+    next run, the others go at once."""
+    await ratelimits.consume_each(services, [(RULE, "held"), (RULE, "free")])
+    clock.advance(RULE.window)
+    pool = get_connection("default")._pool
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT 1 FROM rate_limit_counter ORDER BY key LIMIT 1 FOR UPDATE")
+        await asyncio.wait_for(ratelimits.prune_expired(services), timeout=10)
+        left = await RateLimitCounter.all().count()
+    await ratelimits.prune_expired(services)
+
+    assert left == 1
+    assert await RateLimitCounter.all().count() == 0
