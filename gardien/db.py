@@ -38,14 +38,15 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 
 
 def _connection(database_url: str) -> str | dict[str, Any]:
-    """Tortoise's connection settings for the URL. On PostgreSQL, a connection goes back to the
-    pool without asyncpg's reset query (advisory unlocks, CLOSE ALL, UNLISTEN, RESET ALL): that
-    would be one more round trip at every release, and so after every statement run outside a
-    transaction (each takes a connection of its own), and the
-    gateway leaves nothing for it to reset, since it takes no session-level advisory lock,
-    opens no cursor, LISTENs to nothing and sets nothing outside a transaction (SET LOCAL ends
-    with its transaction). asyncpg still rolls back a transaction left open before the
-    connection is reused."""
+    """Tortoise's connection settings for the URL.
+
+    On PostgreSQL, a connection goes back to the pool without asyncpg's reset query (advisory
+    unlocks, CLOSE ALL, UNLISTEN, RESET ALL). It would be one more round trip at every release,
+    so after every statement run outside a transaction (each takes a connection of its own), and
+    the gateway leaves nothing for it to reset: it takes no session-level advisory lock, opens
+    no cursor, LISTENs to nothing and sets nothing outside a transaction (SET LOCAL ends with
+    its transaction). asyncpg still rolls back a transaction left open before the connection is
+    reused."""
     if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
         return database_url
     settings = expand_db_url(database_url)

@@ -299,7 +299,8 @@ async def sign_in(
     ip_key = ratelimits.ip_subject(meta.ip)
     user, may_sign_in = await _find_signer(login)
     device = await trusted_device(services, user, device_cookie, may_sign_in=may_sign_in)
-    await _count_attempt(services, meta, device, user, login_key, ip_key)
+    budgets = _sign_in_budgets(device, user, login_key, ip_key)
+    await _count_attempt(services, meta, device, user, login_key, budgets)
 
     valid = await verify_password(user.password_hash if user else None, password[:1024])
     if user is None or not valid:
@@ -309,9 +310,7 @@ async def sign_in(
 
     # The block rule is read again, though it came with the account: a block that landed during
     # the verify must refuse the sign-in, not only the sessions it would open.
-    may_sign_in, methods = await _after_verify(
-        services, user.id, _sign_in_budgets(device, user, login_key, ip_key)
-    )
+    may_sign_in, methods = await _after_verify(services, user.id, budgets)
     if not may_sign_in:
         await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
@@ -462,21 +461,16 @@ async def _count_attempt(
     device: DeviceCookie | None,
     user: User | None,
     login_key: str,
-    ip_key: str | None,
+    budgets: list[ratelimits.Budget],
 ) -> None:
-    """Count the attempt against every budget it spends, in one statement, then check them in
-    order. The budgets after the first refused one are given back: they end as they would if
-    each were counted only once the ones before it had allowed the attempt."""
-    budgets = _sign_in_budgets(device, user, login_key, ip_key)
-    if device is None:
-        attempts = await ratelimits.consume_each(services, budgets)
-    else:
-        # A locked cookie is refused without counting or verifying anything until the lock ends.
-        lock, attempts = await ratelimits.consume_each_unless_held(
-            services, budgets, (ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce)
-        )
-        if lock is not None:
-            raise ratelimits.refusal(services, lock)
+    """Count the attempt against every budget it spends (_sign_in_budgets), in one statement,
+    then check them in order. The budgets after the first refused one are given back: they end
+    as they would if each were counted only once the ones before it had allowed the attempt."""
+    # A locked cookie is refused without counting or verifying anything until the lock ends.
+    lock_of_cookie = (ratelimits.SIGN_IN_DEVICE_LOCK, device.nonce) if device else None
+    lock, attempts = await ratelimits.consume_each_unless_held(services, budgets, lock_of_cookie)
+    if lock is not None:
+        raise ratelimits.refusal(services, lock)
     for index, attempt in enumerate(attempts):
         if attempt.allowed:
             continue

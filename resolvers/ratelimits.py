@@ -215,11 +215,13 @@ def _consume_unless_held_statement(budgets: int) -> str:
 
 
 async def consume_each_unless_held(
-    services: Services, budgets: Sequence[Budget], hold: Budget
+    services: Services, budgets: Sequence[Budget], hold: Budget | None
 ) -> tuple[Attempt | None, list[Attempt]]:
     """consume_each, unless the `hold` budget is spent in its running window: then nothing is
     counted and the answer is (the hold's attempt, []); otherwise (None, the attempts). One
-    statement on PostgreSQL, two elsewhere."""
+    statement on PostgreSQL, two elsewhere; with no hold, consume_each."""
+    if hold is None:
+        return None, await consume_each(services, budgets)
     hold_rule, hold_subject = hold
     if not sql.writes_in_with():
         held = await current(services, hold_rule, hold_subject)

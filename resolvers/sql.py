@@ -27,9 +27,14 @@ def _for_sqlite(query: str) -> str:
     return _PLACEHOLDER.sub(lambda match: "?" + match.group()[1:], query)
 
 
+def _is_postgres() -> bool:
+    """The other database is SQLite (settings.py accepts no third)."""
+    return get_connection("default").capabilities.dialect == "postgres"
+
+
 async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     connection = get_connection("default")
-    if connection.capabilities.dialect == "sqlite":
+    if not _is_postgres():
         query = _for_sqlite(query)
     return await connection.execute_query_dict(query, list(params))
 
@@ -37,7 +42,7 @@ async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
 async def execute(query: str, params: Sequence[Any] = ()) -> int:
     """A fixed write statement; answers the number of rows it changed."""
     connection = get_connection("default")
-    if connection.capabilities.dialect == "sqlite":
+    if not _is_postgres():
         query = _for_sqlite(query)
     changed, _ = await connection.execute_query(query, list(params))
     return int(changed)
@@ -46,13 +51,13 @@ async def execute(query: str, params: Sequence[Any] = ()) -> int:
 def writes_in_with() -> bool:
     """Whether the database runs INSERT/UPDATE inside WITH (PostgreSQL does, SQLite does not),
     for a hot path that saves a round trip where it can."""
-    return get_connection("default").capabilities.dialect == "postgres"
+    return _is_postgres()
 
 
 def locks_rows() -> bool:
     """Whether the database locks rows (PostgreSQL; SQLite locks the whole database for each
     write), for statements that must take several row locks in a chosen order."""
-    return get_connection("default").capabilities.dialect == "postgres"
+    return _is_postgres()
 
 
 def model_from_row(model: type[M], row: dict[str, Any]) -> M:
@@ -74,6 +79,6 @@ def moment(value: datetime) -> Any:
     SQLite keeps Tortoise's ISO text (`isoformat(" ")`, always UTC here), which compares in time
     order as text; PostgreSQL takes the datetime itself.
     """
-    if get_connection("default").capabilities.dialect == "sqlite":
+    if not _is_postgres():
         return value.astimezone(UTC).isoformat(" ")
     return value

@@ -9,9 +9,11 @@ import pytest
 from tortoise.models import Model
 
 from gardien.models.activity import ActivityEvent
+from gardien.models.enums import SessionKind
+from gardien.models.sessions import Session
 from gardien.models.users import User
-from gardien.resolvers import accounts, events
-from gardien.resolvers.services import Services
+from gardien.resolvers import accounts, events, sessions
+from gardien.resolvers.services import RequestMeta, Services
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -63,3 +65,19 @@ async def test_act1_an_event_written_with_its_audience_is_the_one_the_orm_loads(
     assert event.data == {"second_factor": "TOTP", "zone": "Europe/Zürich"}
     assert event.occurred_at == services.clock.now()
     assert audience == [ada.organisation.id]
+
+
+@pytest.mark.parametrize("kind", [SessionKind.WEB, SessionKind.APP])
+async def test_mfa7_a_session_opened_by_a_fixed_statement_is_the_one_the_orm_loads(
+    services: Services, kind: SessionKind
+) -> None:
+    ada = await factories.sign_up(services, email="ada@example.test")
+    meta = RequestMeta(ip="2001:db8::7", country="FR", device="Safari on iOS")
+
+    issued = await sessions.open_session(services, ada.user, meta, persistent=True, kind=kind)
+    loaded = await Session.get(id=issued.session.id)
+
+    assert not issued.session._partial and issued.session._saved_in_db
+    assert _columns(Session, issued.session) == _columns(Session, loaded)
+    assert (loaded.kind, loaded.persistent, loaded.device) == (kind, True, "Safari on iOS")
+    assert loaded.expires_at - loaded.created_at == sessions.ABSOLUTE_LIFETIME
