@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -299,6 +300,14 @@ def create_app(
             if settings.jobs
             else None
         )
+        if manage_database:
+            # A serving process (it owns its database; tests share one heap across many apps):
+            # what start-up built (the schema, models, templates, modules) lives as long as the
+            # process. Collected once and frozen, it is left out of every later full collection,
+            # which would otherwise walk all of it again each time (measured: about 4 % of a
+            # sign-in's event-loop time).
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -105,16 +105,18 @@ async def _create(services: Services) -> None:
                     membership=membership, product=products[ProductKind.MAIL_SERVICE]
                 )
             await events.record(
-                type_="member.joined",
-                occurred_at=now,
-                actor_id=legal.user.id,
-                subject_id=user.id,
-                subject_email=None,
-                organisation_id=organisation.id,
-                ip=meta.ip,
-                country=meta.country,
-                device=meta.device,
-                data={"role": role.value},
+                events.NewEvent(
+                    type="member.joined",
+                    occurred_at=now,
+                    actor_id=legal.user.id,
+                    subject_id=user.id,
+                    subject_email=None,
+                    organisation_id=organisation.id,
+                    ip=meta.ip,
+                    country=meta.country,
+                    device=meta.device,
+                    data={"role": role.value},
+                )
             )
         await _domains(organisation, now)
         await _mailboxes(products[ProductKind.MAIL_SERVICE], now)

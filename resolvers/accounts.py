@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import Role, TwoFactorKind
 from gardien.models.organisations import Membership, Organisation, SecurityPolicy
-from gardien.models.sessions import SignInChallenge
+from gardien.models.sessions import Session, SignInChallenge
 from gardien.models.users import User
 from gardien.resolvers import (
     activity,
     authz,
+    events,
     profile,
     ratelimits,
     security_notices,
@@ -256,26 +259,125 @@ async def _find_signer(login: str) -> tuple[User | None, bool]:
 
 
 async def _after_verify(
-    services: Services, user_id: int, budgets: list[ratelimits.Budget]
-) -> tuple[bool, list[TwoFactorKind]]:
-    """(may sign in on the web, the user's second factor kinds), read in one statement. A user
-    who may sign in gets the attempt back from each budget (PostgreSQL: in that statement).
+    services: Services,
+    meta: RequestMeta,
+    user: User,
+    device: DeviceCookie | None,
+    budgets: list[ratelimits.Budget],
+    remember_browser: bool,
+) -> tuple[bool, list[TwoFactorKind], sessions.IssuedSession | None]:
+    """(may sign in on the web, the user's second factor kinds, the session if already opened),
+    read in one statement. A user who may sign in gets the attempt back from each budget
+    (PostgreSQL: in that statement; and for a browser known here, see _known_browser_statement,
+    the sign-in is written in it too).
 
     A success gives back its own attempt only; the failures of the window stay counted. Clearing
     a budget on success would hand whoever is guessing a fresh one each time the owner signs in
     (from a new browser for the login's budget, or with a cookie a thief holds a copy of). A
     blocked user's right password gives nothing back."""
-    if sql.writes_in_with():
+    if not sql.writes_in_with():
+        rows = await sql.fetch(_AFTER_VERIFY, [user.id])
+        may_sign_in = bool(rows[0]["may_sign_in"])
+        if may_sign_in:
+            await ratelimits.give_back_each(services, budgets)
+        return may_sign_in, two_factor.kinds_of(rows), None
+    if device is None:
         give_back, params = ratelimits.give_back_if(
             services, budgets, authz.MAY_SIGN_IN_WEB_SQL, first=2
         )
-        rows = await sql.fetch(f"WITH given AS ({give_back}) {_AFTER_VERIFY}", [user_id, *params])
-        return bool(rows[0]["may_sign_in"]), two_factor.kinds_of(rows)
-    rows = await sql.fetch(_AFTER_VERIFY, [user_id])
+        rows = await sql.fetch(f"WITH given AS ({give_back}) {_AFTER_VERIFY}", [user.id, *params])
+        return bool(rows[0]["may_sign_in"]), two_factor.kinds_of(rows), None
+    return await _after_verify_on_known_browser(
+        services, meta, user, device, budgets, remember_browser
+    )
+
+
+# Whether the password alone signs user $1 in now: web access not blocked (BLK-3, authz's rule)
+# and no second factor to ask for (MFA-7).
+_PASSWORD_SUFFICES = (
+    f"{authz.MAY_SIGN_IN_WEB_SQL} AND NOT EXISTS ({two_factor.CONFIRMED_KINDS_SQL})"
+)
+_KNOWN_BROWSER_ANSWER = (
+    "SELECT a.may_sign_in, a.kind AS second_factor_kind, opened.*, event.id AS event_id,"
+    f" audience.organisation_id AS {events.AUDIENCE_COLUMN} FROM ({_AFTER_VERIFY}) AS a"
+    " LEFT JOIN opened ON TRUE LEFT JOIN event ON TRUE LEFT JOIN audience ON TRUE"
+)
+
+
+@lru_cache(maxsize=16)
+def _known_browser_statement(give_back: str, seen_count: int, session_count: int) -> str:
+    """A returning browser's after-verify on PostgreSQL. When the password suffices and the
+    browser's (country, device) pair is known, which is when ACT-2 has nothing to announce, the
+    statement also writes what the transaction in sign_in would: the session, sign_in.succeeded
+    with its audience, the pair seen again. One statement is atomic by itself, and every part of
+    it reads one snapshot, so the block rule the writes obey is the one answered. Otherwise it
+    writes none of them (the session columns come back NULL) and sign_in carries on as for any
+    browser; a session refused because the credentials changed meanwhile (session_insert) still
+    has its pair seen: a pair the right password was just given from.
+
+    Each part numbers its own parameters from $1, the user in every one; they follow one another
+    here: the pair's, the session's, the event's, then the give-back's (already numbered)."""
+    session = sessions.session_insert(locking=True, source="seen")
+    event = events.event_and_audience("opened")
+    return (
+        f"WITH given AS ({give_back}),"
+        f" seen AS ({security_notices.seen_again(_PASSWORD_SUFFICES)}),"
+        f" opened AS ({sql.shift_placeholders(session, seen_count)}),"
+        f" {sql.shift_placeholders(event, seen_count + session_count)}"
+        f" {_KNOWN_BROWSER_ANSWER}"
+    )
+
+
+@dataclass(frozen=True)
+class _KnownBrowserQuery:
+    statement: str
+    params: list[Any]
+    token: str
+    event: events.NewEvent
+
+
+def _known_browser_query(
+    services: Services,
+    meta: RequestMeta,
+    user: User,
+    device: DeviceCookie,
+    budgets: list[ratelimits.Budget],
+    remember_browser: bool,
+) -> _KnownBrowserQuery:
+    now = services.clock.now()
+    seen_params = security_notices.known_device_params(services, meta, user.id, device.nonce, now)
+    token, session_params = sessions.new_session(services, user, meta, persistent=remember_browser)
+    new_event = activity.sign_in_succeeded_event(services, meta, user.id, second_factor=None)
+    written = [*seen_params, *session_params, *new_event.params()]
+    give_back, give_back_params = ratelimits.give_back_if(
+        services, budgets, authz.MAY_SIGN_IN_WEB_SQL, first=len(written) + 1
+    )
+    statement = _known_browser_statement(give_back, len(seen_params), len(session_params))
+    return _KnownBrowserQuery(statement, [*written, *give_back_params], token, new_event)
+
+
+async def _after_verify_on_known_browser(
+    services: Services,
+    meta: RequestMeta,
+    user: User,
+    device: DeviceCookie,
+    budgets: list[ratelimits.Budget],
+    remember_browser: bool,
+) -> tuple[bool, list[TwoFactorKind], sessions.IssuedSession | None]:
+    query = _known_browser_query(services, meta, user, device, budgets, remember_browser)
+    rows = await sql.fetch(query.statement, query.params)
     may_sign_in = bool(rows[0]["may_sign_in"])
-    if may_sign_in:
-        await ratelimits.give_back_each(services, budgets)
-    return may_sign_in, two_factor.kinds_of(rows)
+    methods = two_factor.kinds_of(rows, "second_factor_kind")
+    row = rows[0]
+    if row["id"] is None:
+        return may_sign_in, methods, None
+    audience = events.audience_in(rows)
+    event = query.event.as_written(row["event_id"])
+    for column in ("may_sign_in", "second_factor_kind", "event_id", events.AUDIENCE_COLUMN):
+        del row[column]
+    activity.publish_written(services, event, audience)
+    issued = sessions.IssuedSession(session=sql.model_from_row(Session, row), token=query.token)
+    return may_sign_in, methods, issued
 
 
 async def sign_in(
@@ -308,9 +410,19 @@ async def sign_in(
         await _sign_in_failed(services, meta, user, login_key, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE)
 
+    if password_needs_rehash(user.password_hash):
+        # Before anything of the sign-in is written, and over the hash just verified only: a
+        # password reset that landed meanwhile stays.
+        rehashed = await hash_password(password)
+        await User.filter(id=user.id, password_hash=user.password_hash).update(
+            password_hash=rehashed
+        )
+
     # The block rule is read again, though it came with the account: a block that landed during
     # the verify must refuse the sign-in, not only the sessions it would open.
-    may_sign_in, methods = await _after_verify(services, user.id, budgets)
+    may_sign_in, methods, issued = await _after_verify(
+        services, meta, user, device, budgets, remember_browser
+    )
     if not may_sign_in:
         await _sign_in_failed(services, meta, user, login_key, "blocked")
         raise DomainError(
@@ -318,10 +430,12 @@ async def sign_in(
             "Web access to this account is blocked. Contact your organisation's administrator.",
         )
 
-    if password_needs_rehash(user.password_hash):
-        user.password_hash = await hash_password(password)
-        await user.save(update_fields=["password_hash"])
-
+    if issued is not None:
+        # Written with the after-verify read: a returning browser, its place known (ACT-2).
+        assert device is not None
+        return SignInResult(
+            session=issued, device_cookie=_issue_device_cookie(services, user, device).value
+        )
     async with in_transaction():
         if methods:
             # No device cookie yet, and no new-location notice: the browser is known only once

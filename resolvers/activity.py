@@ -1,4 +1,7 @@
-"""Security activity (ACT-1): one function per event type, written in the caller's transaction."""
+"""Security activity (ACT-1): one function per event type, written in the caller's transaction.
+
+One hot path writes its event inside a statement of its own: a returning browser's sign-in
+(accounts.py), with sign_in_succeeded_event's values and publish_written after it."""
 
 from __future__ import annotations
 
@@ -9,6 +12,34 @@ from gardien.models.activity import ActivityEvent
 from gardien.resolvers import events, webhook_fanout
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.resolvers.text import is_plain_text
+
+
+def _new_event(
+    services: Services,
+    type_: str,
+    meta: RequestMeta,
+    *,
+    actor_id: int | None = None,
+    subject_id: int | None = None,
+    subject_email: str | None = None,
+    organisation_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> events.NewEvent:
+    return events.NewEvent(
+        type=type_,
+        occurred_at=services.clock.now(),
+        actor_id=actor_id,
+        subject_id=subject_id,
+        subject_email=subject_email,
+        organisation_id=organisation_id,
+        ip=meta.ip,
+        country=meta.country,
+        device=meta.device,
+        # API-6: an action through a token is the token's as much as its person's.
+        data={**(data or {}), "via_token": meta.via_token.as_dict()}
+        if meta.via_token is not None
+        else data or {},
+    )
 
 
 async def _record(
@@ -22,26 +53,35 @@ async def _record(
     organisation_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
+    new = _new_event(
+        services,
+        type_,
+        meta,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        subject_email=subject_email,
+        organisation_id=organisation_id,
+        data=data,
+    )
+    return await _write(services, new)
+
+
+async def _write(services: Services, new: events.NewEvent) -> ActivityEvent:
     # The event and its audience are one write, also for a caller outside any transaction.
     async with db.atomic():
-        event, audience = await events.record(
-            type_=type_,
-            occurred_at=services.clock.now(),
-            actor_id=actor_id,
-            subject_id=subject_id,
-            subject_email=subject_email,
-            organisation_id=organisation_id,
-            ip=meta.ip,
-            country=meta.country,
-            device=meta.device,
-            # API-6: an action through a token is the token's as much as its person's.
-            data={**(data or {}), "via_token": meta.via_token.as_dict()}
-            if meta.via_token is not None
-            else data or {},
-        )
+        event, audience = await events.record(new)
         await webhook_fanout.enqueue_deliveries(services, event)
     events.publish_after_commit(services, event, audience)
     return event
+
+
+def publish_written(services: Services, event: ActivityEvent, audience: list[int]) -> None:
+    """What follows an event written by another module's statement, once its transaction
+    commits: its publication (EVT-1). Only a user's own event (no organisation) may be written
+    so, since an organisation's needs its webhook deliveries (EVT-5), which _write queues."""
+    if event.organisation_id is not None:
+        raise ValueError("an organisation's event is written by _write, with its deliveries")
+    events.publish_after_commit(services, event, audience)
 
 
 async def signed_up(
@@ -57,16 +97,25 @@ async def signed_up(
     )
 
 
-async def sign_in_succeeded(
+def sign_in_succeeded_event(
     services: Services, meta: RequestMeta, user_id: int, *, second_factor: str | None
-) -> None:
-    await _record(
+) -> events.NewEvent:
+    """The event of a completed sign-in, for a statement that writes it with the session."""
+    return _new_event(
         services,
         "sign_in.succeeded",
         meta,
         actor_id=user_id,
         subject_id=user_id,
         data={"second_factor": second_factor},
+    )
+
+
+async def sign_in_succeeded(
+    services: Services, meta: RequestMeta, user_id: int, *, second_factor: str | None
+) -> None:
+    await _write(
+        services, sign_in_succeeded_event(services, meta, user_id, second_factor=second_factor)
     )
 
 

@@ -66,58 +66,87 @@ _AUDIENCE = (
     "WITH event AS (SELECT CAST($1 AS BIGINT) AS id, CAST($2 AS INTEGER) AS organisation_id,"
     f" CAST($3 AS INTEGER) AS subject_id) {_audience_insert('$4')}"
 )
-# PostgreSQL writes an event and its audience in one statement, on every event's path (every
-# part of a WITH sees the event the INSERT returns); SQLite has no writing WITH and runs the
-# ORM's INSERT, then _AUDIENCE.
+
+
+def event_and_audience(source: str | None = None) -> str:
+    """The WITH parts `event` (the INSERT, RETURNING the row) and `audience` that write an event
+    and its audience in one statement on PostgreSQL (every part of a WITH sees the event the
+    INSERT returns), with NewEvent.params as $1…$11. Given a `source` (an earlier part of the
+    WITH), the event is written once per row it returns: with another write of the same
+    statement, and only if that write was made. SQLite has no writing WITH: see record."""
+    origin = f" FROM {source}" if source is not None else ""
+    return (
+        "event AS (INSERT INTO activity_event (type, occurred_at, actor_id, subject_id,"
+        " subject_email, organisation_id, ip, country, device, data)"
+        f" SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10{origin} RETURNING *),"
+        f" audience AS ({_audience_insert('$11')})"
+    )
+
+
 _EVENT_AND_AUDIENCE = (
-    "WITH event AS (INSERT INTO activity_event (type, occurred_at, actor_id, subject_id,"
-    " subject_email, organisation_id, ip, country, device, data)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *),"
-    f" audience AS ({_audience_insert('$11')})"
+    f"WITH {event_and_audience()}"
     " SELECT event.*, audience.organisation_id AS audience_organisation_id"
     " FROM event LEFT JOIN audience ON TRUE"
 )
+# The column a statement built on event_and_audience answers each audience organisation in
+# (one row per organisation, one row with NULL for none).
+AUDIENCE_COLUMN = "audience_organisation_id"
 
 
-async def record(
-    *,
-    type_: str,
-    occurred_at: datetime,
-    actor_id: int | None,
-    subject_id: int | None,
-    subject_email: str | None,
-    organisation_id: int | None,
-    ip: str | None,
-    country: str | None,
-    device: str | None,
-    data: dict[str, Any],
-) -> tuple[ActivityEvent, list[int]]:
+@dataclass(frozen=True)
+class NewEvent:
+    """An ActivityEvent to write (ACT-1): its columns but the id."""
+
+    type: str
+    occurred_at: datetime
+    actor_id: int | None
+    subject_id: int | None
+    subject_email: str | None
+    organisation_id: int | None
+    ip: str | None
+    country: str | None
+    device: str | None
+    data: dict[str, Any]
+
+    def params(self) -> list[Any]:
+        """The parameters of event_and_audience, in its order."""
+        encoded = ActivityEvent._meta.fields_map["data"].to_db_value(self.data, ActivityEvent)
+        security = activity_log.is_account_security_event(self.type)
+        return [*self.columns().values(), encoded, security]
+
+    def as_written(self, event_id: int) -> ActivityEvent:
+        """The event as written under this id, for publication (never saved again)."""
+        return ActivityEvent(id=event_id, **self.columns(), data=self.data)
+
+    def columns(self) -> dict[str, Any]:
+        """The columns but the id and data, by name (the ORM's create takes them so), in the
+        column order of event_and_audience's INSERT: params() follows it."""
+        return {
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "actor_id": self.actor_id,
+            "subject_id": self.subject_id,
+            "subject_email": self.subject_email,
+            "organisation_id": self.organisation_id,
+            "ip": self.ip,
+            "country": self.country,
+            "device": self.device,
+        }
+
+
+async def record(new: NewEvent) -> tuple[ActivityEvent, list[int]]:
     """ACT-1, ACT-4: the event and its audience, in the caller's transaction; answers both."""
-    # In the column order of _EVENT_AND_AUDIENCE.
-    columns: dict[str, Any] = {
-        "type": type_,
-        "occurred_at": occurred_at,
-        "actor_id": actor_id,
-        "subject_id": subject_id,
-        "subject_email": subject_email,
-        "organisation_id": organisation_id,
-        "ip": ip,
-        "country": country,
-        "device": device,
-    }
     if not sql.writes_in_with():
-        event = await ActivityEvent.create(**columns, data=data)
+        event = await ActivityEvent.create(**new.columns(), data=new.data)
         return event, await record_audience(event)
-    encoded = ActivityEvent._meta.fields_map["data"].to_db_value(data, ActivityEvent)
-    security = activity_log.is_account_security_event(type_)
-    rows = await sql.fetch(_EVENT_AND_AUDIENCE, [*columns.values(), encoded, security])
-    audience = sorted(
-        int(row["audience_organisation_id"])
-        for row in rows
-        if row["audience_organisation_id"] is not None
-    )
-    row = {key: value for key, value in rows[0].items() if key != "audience_organisation_id"}
-    return sql.model_from_row(ActivityEvent, row), audience
+    rows = await sql.fetch(_EVENT_AND_AUDIENCE, new.params())
+    row = {key: value for key, value in rows[0].items() if key != AUDIENCE_COLUMN}
+    return sql.model_from_row(ActivityEvent, row), audience_in(rows)
+
+
+def audience_in(rows: list[dict[str, Any]]) -> list[int]:
+    """The audience a statement built on event_and_audience answered (AUDIENCE_COLUMN)."""
+    return sorted(int(row[AUDIENCE_COLUMN]) for row in rows if row[AUDIENCE_COLUMN] is not None)
 
 
 async def record_audience(event: ActivityEvent) -> list[int]:

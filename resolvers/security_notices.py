@@ -4,7 +4,8 @@ of them a user receives (ACT-4)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -48,6 +49,21 @@ _SEEN_NOW = (
 # any of them writes, so `seen` answers as _SEEN_BEFORE alone would. (SQLite has no writing
 # WITH: it runs the two statements.)
 _SEEN_BEFORE_AND_NOW = f"WITH noted AS ({_SEEN_NOW}) {_SEEN_BEFORE}"
+
+
+def seen_again(condition: str) -> str:
+    """A pair already known, seen again, when `condition` holds (SQL on the same parameters):
+    the sign-in has nothing to announce (note_sign_in would find all of the pair seen and write
+    only this). RETURNING the user, so that the other writes of a statement (PostgreSQL, in its
+    WITH) are made only if the pair was known; with known_device_params's parameters."""
+    # The condition is a caller's fixed text, never a value: values are all parameters.
+    return (
+        "UPDATE known_device SET last_seen_at = $4"  # noqa: S608
+        f" WHERE user_id = $1 AND country = $2 AND device_hash = $3 AND ({condition})"
+        " RETURNING user_id"
+    )
+
+
 # Stale pairs, each user's newest excepted (see KNOWN_DEVICE_RETENTION).
 _PURGE_STALE = (
     "DELETE FROM known_device WHERE last_seen_at < $1 AND EXISTS (SELECT 1 FROM known_device"
@@ -98,9 +114,7 @@ async def note_sign_in(
     Answers whether the sign-in was from a new location.
     """
     now = services.clock.now()
-    country = meta.country or NO_COUNTRY
-    digest = _device_digest(services, device_nonce, meta)
-    params = [user.id, country, digest, sql.moment(now)]
+    params = known_device_params(services, meta, user.id, device_nonce, now)
     if sql.writes_in_with():
         (seen,) = await sql.fetch(_SEEN_BEFORE_AND_NOW, params)
     else:
@@ -136,6 +150,16 @@ async def note_sign_in(
             },
         )
     return True
+
+
+def known_device_params(
+    services: Services, meta: RequestMeta, user_id: int, device_nonce: str, now: datetime
+) -> list[Any]:
+    """The parameters of seen_again (and of _SEEN_BEFORE, _SEEN_NOW): the user's pair of the
+    country and the browser, seen now."""
+    country = meta.country or NO_COUNTRY
+    digest = _device_digest(services, device_nonce, meta)
+    return [user_id, country, digest, sql.moment(now)]
 
 
 async def purge_stale_known_devices(services: Services) -> int:

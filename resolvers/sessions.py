@@ -13,6 +13,7 @@ from gardien.models.sessions import Session
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, events, sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
+from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import new_token
 
@@ -22,6 +23,8 @@ IDLE_TIMEOUT = timedelta(minutes=30)
 # last_seen_at is written at most this often, so reads do not each cost a write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 TOKEN_PURPOSE = "session"
+# A sign-in whose credentials changed while it ran (see session_insert).
+CREDENTIALS_CHANGED_MESSAGE = "The account's credentials changed meanwhile; sign in again."
 
 
 @dataclass(frozen=True)
@@ -41,37 +44,92 @@ async def open_session(
 ) -> IssuedSession:
     """A new token at every sign-in, so a planted session id is never promoted (ASVS V3.2.1).
 
-    An APP session (MFA-6) is opened by an app password and stays an app session for its life."""
-    now = services.clock.now()
-    token = new_token()
-    rows = await sql.fetch(
-        _OPEN_SESSION,
-        [
-            user.id,
-            services.keyring.token_digest(token, TOKEN_PURPOSE),
-            kind.value,
-            persistent,
-            meta.ip,
-            meta.country,
-            meta.device,
-            sql.moment(now),
-            sql.moment(now + ABSOLUTE_LIFETIME),
-            app_password_id,
-        ],
+    An APP session (MFA-6) is opened by an app password and stays an app session for its life.
+    `user` is the account as the caller verified it: if its credentials changed since (see
+    session_insert), no session is opened and the sign-in is refused."""
+    token, params = new_session(
+        services,
+        user,
+        meta,
+        persistent=persistent,
+        kind=kind,
+        app_password_id=app_password_id,
     )
+    statement = _OPEN_SESSION_LOCKING if sql.locks_rows() else _OPEN_SESSION
+    rows = await sql.fetch(statement, params)
+    if not rows:
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, CREDENTIALS_CHANGED_MESSAGE)
     return IssuedSession(session=sql.model_from_row(Session, rows[0]), token=token)
 
 
-# Every sign-in opens one: a fixed statement (see sql.py) instead of the ORM's create, which
-# builds, validates and compiles anew each time. What the ORM would check is bounded where it is
-# read, as for the events written beside (events.py): the address is a parsed IP address, or the
-# peer as the server itself names it (proxies.py), the country two letters (geo.py), the device
-# label cut to its column (devices.py).
-_OPEN_SESSION = (
-    "INSERT INTO session (user_id, token_hash, kind, persistent, ip, country, device,"
-    " created_at, last_seen_at, expires_at, app_password_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING *"
+CREDENTIALS_CHANGED_MESSAGE = (
+    "The password or the account's access changed meanwhile; sign in again."
 )
+
+
+def new_session(
+    services: Services,
+    user: User,
+    meta: RequestMeta,
+    *,
+    persistent: bool,
+    kind: SessionKind = SessionKind.WEB,
+    app_password_id: int | None = None,
+) -> tuple[str, list[Any]]:
+    """A new session's token, and the parameters of session_insert that store it."""
+    now = services.clock.now()
+    token = new_token()
+    params = [
+        user.id,
+        services.keyring.token_digest(token, TOKEN_PURPOSE),
+        kind.value,
+        persistent,
+        meta.ip,
+        meta.country,
+        meta.device,
+        sql.moment(now),
+        sql.moment(now + ABSOLUTE_LIFETIME),
+        app_password_id,
+        sql.moment(user.password_changed_at),
+        user.credential_generation,
+    ]
+    return token, params
+
+
+def session_insert(*, locking: bool, source: str | None = None) -> str:
+    """The INSERT of a session for user $1, RETURNING its row, with new_session's parameters;
+    no row when the user's credentials are no longer those the sign-in verified.
+
+    A password reset, "secure my account" and a support block each move the user's credential
+    generation, under the user's row lock, before they revoke the sessions they see (ACT-5,
+    REC-1, BLK-3). A sign-in verified against the old credentials must not add a session they
+    do not see: the INSERT reads the user's row as it is now and opens nothing if the password
+    changed or the generation moved. `locking` (PostgreSQL) takes the row in share mode: a
+    revocation still running makes the INSERT wait for it and then read the row it committed,
+    and a revocation that starts later waits for the INSERT's transaction, then revokes its
+    session too. SQLite runs one write at a time.
+
+    Given a `source` (an earlier part of a WITH, on PostgreSQL), once per row it returns: with
+    another write of the same statement, and only if that write was made.
+
+    Every sign-in opens one: a fixed statement (see sql.py) instead of the ORM's create, which
+    builds, validates and compiles anew each time. What the ORM would check is bounded where it
+    is read, as for the events written beside (events.py): the address is a parsed IP address,
+    or the peer as the server itself names it (proxies.py), the country two letters (geo.py),
+    the device label cut to its column (devices.py)."""
+    origin = f", {source}" if source is not None else ""
+    lock = " FOR SHARE OF u" if locking else ""
+    return (
+        "INSERT INTO session (user_id, token_hash, kind, persistent, ip, country, device,"
+        " created_at, last_seen_at, expires_at, app_password_id)"
+        f" SELECT u.id, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10 FROM user_account u{origin}"
+        f" WHERE u.id = $1 AND u.password_changed_at = $11 AND u.credential_generation = $12{lock}"
+        " RETURNING *"
+    )
+
+
+_OPEN_SESSION = session_insert(locking=False)
+_OPEN_SESSION_LOCKING = session_insert(locking=True)
 
 
 # Read on every request: one fixed statement (see sql.py) for the session and its account, which

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 from tortoise.models import Model
 
@@ -29,12 +30,16 @@ def _for_sqlite(query: str) -> str:
 
 def _is_postgres() -> bool:
     """The other database is SQLite (settings.py accepts no third)."""
-    return get_connection("default").capabilities.dialect == "postgres"
+    return _speaks_postgres(get_connection("default"))
+
+
+def _speaks_postgres(connection: BaseDBAsyncClient) -> bool:
+    return connection.capabilities.dialect == "postgres"
 
 
 async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     connection = get_connection("default")
-    if not _is_postgres():
+    if not _speaks_postgres(connection):
         query = _for_sqlite(query)
     return await connection.execute_query_dict(query, list(params))
 
@@ -42,10 +47,16 @@ async def fetch(query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
 async def execute(query: str, params: Sequence[Any] = ()) -> int:
     """A fixed write statement; answers the number of rows it changed."""
     connection = get_connection("default")
-    if not _is_postgres():
+    if not _speaks_postgres(connection):
         query = _for_sqlite(query)
     changed, _ = await connection.execute_query(query, list(params))
     return int(changed)
+
+
+def shift_placeholders(part: str, by: int) -> str:
+    """A statement's part with its parameters renumbered from $(1 + by): parts written each with
+    their own $1… are put together in one statement, their parameters one list after another."""
+    return _PLACEHOLDER.sub(lambda match: f"${int(match.group()[1:]) + by}", part)
 
 
 def writes_in_with() -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography.exceptions import InvalidTag
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import PlatformRole
@@ -148,6 +149,12 @@ async def block_user(
             agent_id=agent.id,
             justification=justification,
             created_at=services.clock.now(),
+        )
+        # The trust of every browser ends with the block (device cookies are bound to the
+        # generation), and a sign-in still opening a session sees it (sessions.session_insert):
+        # moved before the sessions are revoked, under the row lock taken above.
+        await User.filter(id=target.user_id).update(
+            credential_generation=F("credential_generation") + 1
         )
         # Revoked too, not only refused while blocked: lifting the block must not revive them.
         revoked = await sessions.revoke_all_sessions(services, target.user_id)

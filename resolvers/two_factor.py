@@ -53,9 +53,10 @@ async def confirmed_kinds(user_id: int) -> list[TwoFactorKind]:
     return kinds_of(await sql.fetch(CONFIRMED_KINDS_SQL, [user_id]))
 
 
-def kinds_of(rows: Sequence[Mapping[str, Any]]) -> list[TwoFactorKind]:
-    """The kinds of CONFIRMED_KINDS_SQL's rows (a NULL kind, of an outer join, is none)."""
-    return sorted({TwoFactorKind(row["kind"]) for row in rows if row["kind"] is not None})
+def kinds_of(rows: Sequence[Mapping[str, Any]], column: str = "kind") -> list[TwoFactorKind]:
+    """The kinds of CONFIRMED_KINDS_SQL's rows (a NULL kind, of an outer join, is none), in
+    `column` when a statement names it otherwise."""
+    return sorted({TwoFactorKind(row[column]) for row in rows if row[column] is not None})
 
 
 async def own_methods(actor: Actor, user_id: int) -> list[TwoFactorMethod]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import count
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tortoise.models import Model
 
 from gardien.mail.templates import Template, links_in
 from gardien.models.domains import Domain
@@ -150,3 +153,12 @@ async def signed_in_scope(services: Services, email: str) -> RequestScope:
     actor = await sessions.authenticate(services, result.session.token)
     assert actor is not None
     return RequestScope(actor)
+
+
+def columns(instance: Model) -> dict[str, Any]:
+    """A saved model's stored columns and values, to compare rows written by different means."""
+    meta = instance._meta
+    return {
+        column: getattr(instance, meta.fields_db_projection_reverse.get(column, column))
+        for column in meta.db_fields
+    }

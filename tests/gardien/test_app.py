@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -178,3 +181,51 @@ async def test_api4_device_cookie_is_host_prefixed_and_secure_over_https(
     (device,) = [c for c in succeeded.headers.get_list("set-cookie") if "_device=" in c]
     assert device.startswith("__Host-gardien_device=")
     assert "; secure" in device.lower()
+
+
+# Run in a process of its own: a serving app opens its own database (the tests' is open here)
+# and freezes its heap (this one is shared by every test).
+_FROZEN_ONCE_SERVING = """
+import asyncio, gc
+from gardien.app import create_app
+from gardien.settings import load_settings
+
+async def main():
+    settings = load_settings()
+    handed, serving = create_app(settings, manage_database=False), create_app(settings)
+    async with handed.router.lifespan_context(handed):
+        print(gc.get_freeze_count())
+    async with serving.router.lifespan_context(serving):
+        print(gc.get_freeze_count())
+
+asyncio.run(main())
+"""
+
+
+def test_ops2_a_serving_process_freezes_the_heap_its_start_up_built(tmp_path: Path) -> None:
+    """A process that opens its own database serves (gardien serve, each of its workers): once
+    started, it moves what start-up built out of the collector's reach, so full collections no
+    longer walk the schema and the models each time. An app handed a database (the tests')
+    leaves the collector alone: many apps share one heap there."""
+    environment = {
+        **os.environ,
+        "GARDIEN_VAR_DIR": str(tmp_path),
+        "GARDIEN_SECRET_KEY": secrets.token_urlsafe(48),
+        "GARDIEN_JOBS": "off",
+        "GARDIEN_OUTBOX_WORKER": "off",
+    }
+    environment.pop("GARDIEN_DATABASE_URL", None)
+    environment.pop("GARDIEN_REDIS_URL", None)
+
+    ran = subprocess.run(
+        [sys.executable, "-c", _FROZEN_ONCE_SERVING],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    handed, serving = (int(line) for line in ran.stdout.split())
+    assert handed == 0
+    assert serving > 10_000

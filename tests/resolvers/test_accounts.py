@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
+import argon2
+import asyncpg
 import pytest
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
+from gardien import security
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
-from gardien.models.enums import Role, TwoFactorKind
+from gardien.models.enums import Role, SessionKind, TwoFactorKind
 from gardien.models.organisations import Membership, SecurityPolicy, UserBlock
 from gardien.models.outbox import OutboxMessage
-from gardien.models.sessions import Session
+from gardien.models.sessions import KnownDevice, Session
 from gardien.models.users import PendingSignUp, User
-from gardien.resolvers import accounts, profile, ratelimits, sessions, sign_ups
+from gardien.resolvers import (
+    accounts,
+    events,
+    profile,
+    ratelimits,
+    recovery,
+    sessions,
+    sign_ups,
+)
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
-from gardien.security import DEVICE_COOKIE_LIFETIME, hash_password
+from gardien.security import DEVICE_COOKIE_LIFETIME, DeviceCookie, hash_password
 from tests import factories
 from tests.conftest import BACKEND
 from tests.querycount import count_queries
@@ -804,15 +818,16 @@ def test_org1_password_policy_accepts_what_is_not_a_plain_run(password: str) -> 
     accounts.check_password_policy(password)
 
 
-async def test_mfa7_a_returning_browsers_password_sign_in_is_six_statements_on_postgresql(
+async def test_mfa7_a_returning_browsers_password_sign_in_is_three_statements_on_postgresql(
     services: Services,
 ) -> None:
     """The password step is on every sign-in's path: each statement is a round trip and its
     share of a core (bench/sign_in.py). On PostgreSQL: the account with its block rule; the
     budgets counted unless the cookie is locked; after the verify, the block rule and the second
-    factors read as the attempt is given back; then, in the transaction, the session, the event
-    with its audience, and the browser noted as it is asked about. SQLite, which has no writing
-    WITH, takes two statements for each of the three merged writes, and one more for the lock."""
+    factors read as the attempt is given back and, the browser's place being known, the
+    session, the event with its audience and the place seen again written: no transaction.
+    SQLite, which has no writing WITH, takes two statements for each of the three merged reads,
+    one more for the lock, and writes the sign-in in a transaction."""
     await factories.sign_up(services, email="ada@example.test")
     meta = RequestMeta(ip="198.51.100.1")
 
@@ -826,13 +841,256 @@ async def test_mfa7_a_returning_browsers_password_sign_in_is_six_statements_on_p
         )
 
     assert result.session is not None
-    assert len(statements) == (6 if BACKEND == "postgres" else 10), statements
+    assert len(statements) == (3 if BACKEND == "postgres" else 10), statements
     assert "user_block" in statements[0] and "user_account" in statements[0], statements
     after_verify = [s for s in statements if "two_factor_method" in s]
     assert len(after_verify) == 1 and "user_block" in after_verify[0], statements
     if BACKEND == "postgres":
         assert "held" in statements[1] and "INSERT INTO rate_limit_counter" in statements[1]
         assert "UPDATE rate_limit_counter" in after_verify[0], statements
+        assert "UPDATE known_device" in after_verify[0], statements
+        assert "INSERT INTO session" in after_verify[0], statements
+
+
+async def _known_browser_state(user_id: int) -> tuple[int, int, list[object]]:
+    """What a returning browser's sign-in writes: sessions, sign_in.succeeded, when the
+    browser's places were last seen."""
+    return (
+        await Session.filter(user_id=user_id).count(),
+        await ActivityEvent.filter(type="sign_in.succeeded", subject_id=user_id).count(),
+        [pair.last_seen_at for pair in await KnownDevice.filter(user_id=user_id).order_by("id")],
+    )
+
+
+async def _device_budget_spent(services: Services, cookie: str | None) -> int:
+    assert cookie is not None
+    nonce = cookie.split(".")[0]
+    attempt = await ratelimits.current(services, ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, nonce)
+    return attempt.count if attempt else 0
+
+
+async def test_mfa7_act2_a_known_browser_owing_a_second_factor_gets_the_challenge_and_no_write(
+    services: Services, clock: ManualClock
+) -> None:
+    """A returning browser whose place is known, for a user with a second factor: the password
+    step writes no session and does not touch the browser's place (that is for the completed
+    sign-in); it gives its attempt back and asks for the second factor (MFA-7)."""
+    zurich = RequestMeta(ip="195.176.96.1", country="CH", device_family="Firefox/Linux")
+    signed_up = await factories.sign_up(services, email="ada@example.test", meta=zurich)
+    await factories.confirm_totp(services, signed_up.user)
+    clock.advance(timedelta(minutes=3))
+    before = await _known_browser_state(signed_up.user.id)
+
+    result = await accounts.sign_in(
+        services,
+        zurich,
+        login="ada@example.test",
+        password=factories.PASSWORD,
+        device_cookie=signed_up.device_cookie,
+    )
+
+    assert result.second_factor is not None and result.session is None
+    assert result.second_factor.methods == [TwoFactorKind.TOTP]
+    assert await _known_browser_state(signed_up.user.id) == before
+    assert await _device_budget_spent(services, signed_up.device_cookie) == 0
+
+
+async def test_blk3_a_block_landing_during_the_verify_refuses_a_known_browser_and_writes_nothing(
+    services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block rule is read again after the password verify, with the writes of a returning
+    browser's sign-in: a block that lands while the password is being verified refuses the
+    sign-in, and nothing of it is written, nor its attempt given back."""
+    zurich = RequestMeta(ip="195.176.96.1", country="CH", device_family="Firefox/Linux")
+    signed_up = await factories.sign_up(services, email="ada@example.test", meta=zurich)
+    clock.advance(timedelta(minutes=3))
+    before = await _known_browser_state(signed_up.user.id)
+    real_verify = security.verify_password
+
+    async def verify_while_blocked(stored: str | None, password: str) -> bool:
+        await UserBlock.create(
+            organisation_id=signed_up.organisation.id,
+            user_id=signed_up.user.id,
+            justification="Blocked by the administrator during the sign-in",
+            created_at=services.clock.now(),
+        )
+        return await real_verify(stored, password)
+
+    monkeypatch.setattr(accounts, "verify_password", verify_while_blocked)
+
+    outcome = await _sign_in_outcome(
+        services, zurich, "ada@example.test", factories.PASSWORD, signed_up.device_cookie
+    )
+
+    assert outcome == ErrorCode.ACCOUNT_BLOCKED
+    assert await _known_browser_state(signed_up.user.id) == before
+    assert await _device_budget_spent(services, signed_up.device_cookie) == 1
+    refused = await ActivityEvent.get(type="sign_in.failed", subject_id=signed_up.user.id)
+    assert refused.data == {"reason": "blocked"}
+
+
+NEW_PASSWORD = "lantern over quiet harbour"
+
+
+async def _reset_password(services: Services, user_id: int) -> None:
+    """REC-1's end, as a reset by e-mail code commits it: the new password, every way in ended."""
+    user = await User.get(id=user_id)
+    async with in_transaction():
+        await recovery.reset_credentials(
+            services,
+            RequestMeta(ip="192.0.2.99"),
+            user,
+            await hash_password(NEW_PASSWORD),
+            via="code",
+        )
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_rec1_act5_a_reset_landing_during_the_verify_opens_no_session(
+    services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    """A sign-in verifies the password it was given against the account as it read it; a reset
+    that commits meanwhile ends every way in. The session is written only if the credentials
+    are still those verified: otherwise the old password opens nothing, returning browser
+    (one statement on PostgreSQL) or new."""
+    zurich = RequestMeta(ip="195.176.96.1", country="CH", device_family="Firefox/Linux")
+    signed_up = await factories.sign_up(services, email="ada@example.test", meta=zurich)
+    clock.advance(timedelta(minutes=3))
+    real_verify = security.verify_password
+
+    async def verify_while_reset(stored: str | None, password: str) -> bool:
+        await _reset_password(services, signed_up.user.id)
+        return await real_verify(stored, password)
+
+    monkeypatch.setattr(accounts, "verify_password", verify_while_reset)
+
+    outcome = await _sign_in_outcome(
+        services,
+        zurich,
+        "ada@example.test",
+        factories.PASSWORD,
+        signed_up.device_cookie if returning else None,
+    )
+
+    assert outcome == ErrorCode.INVALID_CREDENTIALS
+    assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
+    monkeypatch.setattr(accounts, "verify_password", real_verify)
+    with_new = await _sign_in_outcome(services, zurich, "ada@example.test", NEW_PASSWORD)
+    assert isinstance(with_new, accounts.SignInResult) and with_new.session is not None
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite runs one write at a time: no row lock")
+async def test_rec1_act5_a_sign_in_waiting_on_a_resets_row_lock_opens_no_session(
+    services: Services, clock: ManualClock
+) -> None:
+    """The reset holds the account's row while it revokes what it sees; a returning browser's
+    sign-in whose statement arrives meanwhile waits for it, then finds the credentials changed
+    and opens nothing (before, its session committed after the revocation and stayed open).
+    While it waits it holds no counter shared with other users: sign-ins from the same address
+    go on (API-4's counters are given back last, once the account's row was had)."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    clock.advance(timedelta(minutes=3))
+    user_id = signed_up.user.id
+    reset_holds_the_row = asyncio.Event()
+    sign_in_waits = asyncio.Event()
+    office = RequestMeta(ip="192.0.2.5")
+    address_free: list[bool] = []
+
+    async def reset_held_until_the_sign_in_waits() -> None:
+        user = await User.get(id=user_id)
+        async with in_transaction():
+            await recovery.reset_credentials(
+                services, RequestMeta(ip=None), user, await hash_password(NEW_PASSWORD), via="code"
+            )
+            reset_holds_the_row.set()
+            await sign_in_waits.wait()
+
+    async def sign_in_while_the_row_is_held() -> ErrorCode | accounts.SignInResult:
+        await reset_holds_the_row.wait()
+        outcome = asyncio.create_task(
+            _sign_in_outcome(
+                services, office, "ada@example.test", factories.PASSWORD, signed_up.device_cookie
+            )
+        )
+        # PostgreSQL's own view of who waits: there is no event to await.
+        while not outcome.done() and not await _waiting_on_a_lock():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        waited = not outcome.done()
+        address_free.append(await _counter_free(services, office))
+        sign_in_waits.set()
+        assert waited, "the sign-in did not wait for the reset's row lock"
+        return await outcome
+
+    _, outcome = await asyncio.gather(
+        reset_held_until_the_sign_in_waits(), sign_in_while_the_row_is_held()
+    )
+
+    assert outcome == ErrorCode.INVALID_CREDENTIALS
+    assert not await Session.filter(user_id=user_id, revoked_at=None).exists()
+    assert address_free == [True]
+
+
+async def _counter_free(services: Services, meta: RequestMeta) -> bool:
+    """Whether the address's sign-in counter can be locked now (another user's sign-in would)."""
+    key = ratelimits._key(
+        services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ratelimits.ip_subject(meta.ip) or ""
+    )
+    try:
+        async with in_transaction() as connection:
+            await connection.execute_query(
+                "SELECT 1 FROM rate_limit_counter WHERE key = $1 FOR UPDATE NOWAIT", [key]
+            )
+    except asyncpg.exceptions.LockNotAvailableError:
+        return False
+    return True
+
+
+async def _waiting_on_a_lock() -> bool:
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    return bool(rows)
+
+
+async def test_rec1_a_reset_landing_during_the_rehash_stays(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hash made with older parameters is replaced at the next sign-in, but only the hash that
+    was verified: a reset that lands while the new hash is computed keeps its password."""
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    outdated = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    await User.filter(id=signed_up.user.id).update(password_hash=outdated.hash(factories.PASSWORD))
+    real_hash = security.hash_password
+
+    async def hash_while_reset(password: str) -> str:
+        await _reset_password(services, signed_up.user.id)
+        return await real_hash(password)
+
+    monkeypatch.setattr(accounts, "hash_password", hash_while_reset)
+    await _sign_in_outcome(services, RequestMeta(ip=None), "ada@example.test", factories.PASSWORD)
+    monkeypatch.setattr(accounts, "hash_password", real_hash)
+
+    stored = (await User.get(id=signed_up.user.id)).password_hash
+    assert await security.verify_password(stored, NEW_PASSWORD)
+    assert not await security.verify_password(stored, factories.PASSWORD)
+
+
+async def test_org1_a_hash_with_older_parameters_is_replaced_at_sign_in(
+    services: Services,
+) -> None:
+    signed_up = await factories.sign_up(services, email="ada@example.test")
+    outdated = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    await User.filter(id=signed_up.user.id).update(password_hash=outdated.hash(factories.PASSWORD))
+
+    result = await accounts.sign_in(
+        services, RequestMeta(ip=None), login="ada@example.test", password=factories.PASSWORD
+    )
+
+    stored = (await User.get(id=signed_up.user.id)).password_hash
+    assert result.session is not None
+    assert not security.password_needs_rehash(stored)
+    assert await security.verify_password(stored, factories.PASSWORD)
 
 
 async def test_blk3_api4_blocked_users_right_password_gives_no_attempt_back(
@@ -866,3 +1124,169 @@ async def test_blk3_api4_blocked_users_right_password_gives_no_attempt_back(
         services, ratelimits.SIGN_IN_ATTEMPTS_PER_IP, ratelimits.ip_subject(meta.ip) or ""
     )
     assert by_address is not None and by_address.count == 1
+
+
+KNOWN_BROWSER_ZURICH = RequestMeta(
+    ip="195.176.96.1", country="CH", device="Firefox 125 on Linux", device_family="Firefox/Linux"
+)
+
+
+@pytest.mark.parametrize("remember_browser", [False, True])
+async def test_act1_act2_a_known_browsers_sign_in_writes_what_any_sign_in_writes(
+    services: Services, clock: ManualClock, remember_browser: bool
+) -> None:
+    """A returning browser whose country and device are known signs in by one statement on
+    PostgreSQL (accounts.py); what it writes is what the transaction of any other sign-in writes:
+    the session the ORM loads, sign_in.succeeded with its audience, published once written, and
+    the pair seen now; no new-location notice. SQLite runs the transaction."""
+    ada = await factories.sign_up(services, email="ada@example.test", meta=KNOWN_BROWSER_ZURICH)
+    pairs_before = await KnownDevice.filter(user_id=ada.user.id).count()
+    heard: list[dict[str, Any]] = []
+    services.events.listen(heard.append)
+    clock.advance(timedelta(minutes=7))
+
+    with count_queries() as statements:
+        result = await accounts.sign_in(
+            services,
+            KNOWN_BROWSER_ZURICH,
+            login="ada@example.test",
+            password=factories.PASSWORD,
+            remember_browser=remember_browser,
+            device_cookie=ada.device_cookie,
+        )
+    await asyncio.sleep(0)  # the bus delivers on the loop's next turn
+
+    assert result.session is not None and result.device_cookie is not None
+    issued = result.session.session
+    loaded = await Session.get(id=issued.id)
+    assert not issued._partial and issued._saved_in_db
+    assert factories.columns(issued) == factories.columns(loaded)
+    assert (loaded.user_id, loaded.kind, loaded.persistent) == (
+        ada.user.id,
+        SessionKind.WEB,
+        remember_browser,
+    )
+    assert (loaded.ip, loaded.country, loaded.device) == (
+        KNOWN_BROWSER_ZURICH.ip,
+        KNOWN_BROWSER_ZURICH.country,
+        KNOWN_BROWSER_ZURICH.device,
+    )
+    assert loaded.created_at == loaded.last_seen_at == clock.now()
+    assert await sessions.authenticate(services, result.session.token) is not None
+
+    (event,) = await ActivityEvent.filter(type="sign_in.succeeded", occurred_at=clock.now())
+    assert (event.actor_id, event.subject_id, event.organisation_id) == (ada.user.id,) * 2 + (None,)
+    assert (event.ip, event.country, event.device) == (
+        KNOWN_BROWSER_ZURICH.ip,
+        KNOWN_BROWSER_ZURICH.country,
+        KNOWN_BROWSER_ZURICH.device,
+    )
+    assert event.data == {"second_factor": None}
+    assert await events.audience_of(event.id) == [ada.organisation.id]
+    activity = [message for message in heard if message["kind"] == events.ACTIVITY]
+    assert activity == [
+        {"kind": events.ACTIVITY, "audience": [ada.organisation.id], **events.event_fields(event)}
+    ]
+
+    pairs = await KnownDevice.filter(user_id=ada.user.id)
+    assert len(pairs) == pairs_before == 1
+    assert pairs[0].last_seen_at == clock.now()
+    assert not await ActivityEvent.filter(type="sign_in.new_location").exists()
+    if BACKEND == "postgres":
+        (written,) = [s for s in statements if "INSERT INTO session" in s]
+        assert all(table in written for table in ("known_device", "activity_event")), statements
+        assert "UPDATE rate_limit_counter" in written, statements  # the attempt given back
+
+
+async def test_act2_a_known_cookie_from_another_country_writes_once_and_is_announced(
+    services: Services, clock: ManualClock
+) -> None:
+    """A cookie known in Zürich, coming from Paris: the one-statement sign-in finds no known
+    pair and writes nothing, and the transaction writes the sign-in and the new location once."""
+    ada = await factories.sign_up(services, email="ada@example.test", meta=KNOWN_BROWSER_ZURICH)
+    paris = RequestMeta(
+        ip="80.12.0.1",
+        country="FR",
+        device=KNOWN_BROWSER_ZURICH.device,
+        device_family=KNOWN_BROWSER_ZURICH.device_family,
+    )
+    clock.advance(timedelta(minutes=7))
+
+    result = await accounts.sign_in(
+        services,
+        paris,
+        login="ada@example.test",
+        password=factories.PASSWORD,
+        device_cookie=ada.device_cookie,
+    )
+
+    assert result.session is not None
+    assert await Session.filter(user_id=ada.user.id, created_at=clock.now()).count() == 1
+    signed_in = await ActivityEvent.filter(type="sign_in.succeeded", occurred_at=clock.now())
+    assert [event.country for event in signed_in] == ["FR"]
+    (announced,) = await ActivityEvent.filter(type="sign_in.new_location")
+    assert announced.data == {"new_country": True, "new_device": False, "notified": True}
+    pairs = await KnownDevice.filter(user_id=ada.user.id).order_by("id")
+    assert [(pair.country, pair.last_seen_at == clock.now()) for pair in pairs] == [
+        ("CH", False),
+        ("FR", True),
+    ]
+
+
+async def test_act4_a_known_browsers_sign_in_shows_in_each_of_the_users_organisations(
+    services: Services,
+) -> None:
+    """The one-statement sign-in answers one row per audience organisation: a member of three
+    organisations has the event in each, once, and one session."""
+    ada = await factories.sign_up(services, email="ada@example.test", meta=KNOWN_BROWSER_ZURICH)
+    others = [await factories.sign_up(services, email=f"owner{n}@example.test") for n in (1, 2)]
+    for other in others:
+        await Membership.create(
+            organisation=other.organisation,
+            user=ada.user,
+            role=Role.COLLABORATOR,
+            created_at=services.clock.now(),
+        )
+    heard: list[dict[str, Any]] = []
+    services.events.listen(heard.append)
+
+    result = await accounts.sign_in(
+        services,
+        KNOWN_BROWSER_ZURICH,
+        login="ada@example.test",
+        password=factories.PASSWORD,
+        device_cookie=ada.device_cookie,
+    )
+    await asyncio.sleep(0)  # the bus delivers on the loop's next turn
+
+    assert result.session is not None
+    organisations = sorted([ada.organisation.id, *(other.organisation.id for other in others)])
+    event = await ActivityEvent.filter(type="sign_in.succeeded").order_by("-id").first()
+    assert event is not None and event.subject_id == ada.user.id
+    assert await events.audience_of(event.id) == organisations
+    assert [m["audience"] for m in heard if m["kind"] == events.ACTIVITY] == [organisations]
+    assert await Session.filter(user_id=ada.user.id).count() == 2  # the sign-up's and this one
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+def test_api4_the_known_browser_statement_numbers_its_parameters_one_after_another(
+    services: Services, budgets: int
+) -> None:
+    """Its parts each number their parameters from $1 and are put one after another: every
+    parameter passed has its placeholder, and none is left without one."""
+    user = User(
+        id=7, password_changed_at=services.clock.now(), credential_generation=3, email="a@b.test"
+    )
+    device = DeviceCookie(nonce="nonce", value="nonce.1.signature")
+    spent = [
+        (ratelimits.SIGN_IN_ATTEMPTS_PER_IP, "ip"),
+        (ratelimits.SIGN_IN_ATTEMPTS_PER_DEVICE, "nonce"),
+        (ratelimits.SIGN_IN_TRUSTED_ATTEMPTS_PER_USER, "user:7"),
+    ][3 - budgets :]
+
+    query = accounts._known_browser_query(
+        services, RequestMeta(ip="192.0.2.1"), user, device, spent, False
+    )
+
+    numbers = {int(n) for n in re.findall(r"\$(\d+)", query.statement)}
+    assert numbers == set(range(1, len(query.params) + 1))

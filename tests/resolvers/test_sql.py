@@ -3,10 +3,7 @@ model with one give its callers the same object on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from tortoise.models import Model
 
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import SessionKind
@@ -19,14 +16,6 @@ from tests import factories
 pytestmark = pytest.mark.usefixtures("database")
 
 
-def _columns(model: type[Model], instance: Model) -> dict[str, Any]:
-    meta = model._meta
-    return {
-        column: getattr(instance, meta.fields_db_projection_reverse.get(column, column))
-        for column in meta.db_fields
-    }
-
-
 async def test_mfa7_an_account_read_by_a_fixed_statement_is_the_one_the_orm_loads(
     services: Services,
 ) -> None:
@@ -37,7 +26,7 @@ async def test_mfa7_an_account_read_by_a_fixed_statement_is_the_one_the_orm_load
     loaded = await User.get(id=ada.user.id)
 
     assert found is not None and not found._partial and found._saved_in_db
-    assert _columns(User, found) == _columns(User, loaded)
+    assert factories.columns(found) == factories.columns(loaded)
     assert await accounts.find_by_login("nobody@example.test") is None
 
 
@@ -47,21 +36,23 @@ async def test_act1_an_event_written_with_its_audience_is_the_one_the_orm_loads(
     ada = await factories.sign_up(services, email="ada@example.test")
 
     event, audience = await events.record(
-        type_="sign_in.succeeded",
-        occurred_at=services.clock.now(),
-        actor_id=ada.user.id,
-        subject_id=ada.user.id,
-        subject_email=None,
-        organisation_id=None,
-        ip="203.0.113.7",
-        country="CH",
-        device="Firefox on Linux",
-        data={"second_factor": "TOTP", "zone": "Europe/Zürich"},
+        events.NewEvent(
+            type="sign_in.succeeded",
+            occurred_at=services.clock.now(),
+            actor_id=ada.user.id,
+            subject_id=ada.user.id,
+            subject_email=None,
+            organisation_id=None,
+            ip="203.0.113.7",
+            country="CH",
+            device="Firefox on Linux",
+            data={"second_factor": "TOTP", "zone": "Europe/Zürich"},
+        )
     )
     loaded = await ActivityEvent.get(id=event.id)
 
     assert not event._partial and event._saved_in_db
-    assert _columns(ActivityEvent, event) == _columns(ActivityEvent, loaded)
+    assert factories.columns(event) == factories.columns(loaded)
     assert event.data == {"second_factor": "TOTP", "zone": "Europe/Zürich"}
     assert event.occurred_at == services.clock.now()
     assert audience == [ada.organisation.id]
@@ -78,6 +69,6 @@ async def test_mfa7_a_session_opened_by_a_fixed_statement_is_the_one_the_orm_loa
     loaded = await Session.get(id=issued.session.id)
 
     assert not issued.session._partial and issued.session._saved_in_db
-    assert _columns(Session, issued.session) == _columns(Session, loaded)
+    assert factories.columns(issued.session) == factories.columns(loaded)
     assert (loaded.kind, loaded.persistent, loaded.device) == (kind, True, "Safari on iOS")
     assert loaded.expires_at - loaded.created_at == sessions.ABSOLUTE_LIFETIME

@@ -149,6 +149,33 @@ async def test_blk3_act1_unblock_lets_the_user_sign_in_again_but_old_sessions_st
     assert event.data["justification"] == "Laptop found."
 
 
+async def test_blk3_a_block_ends_the_trust_of_every_browser_and_of_sign_ins_under_way(
+    services: Services, meta: RequestMeta
+) -> None:
+    """The block moves the user's credential generation under the row lock it takes before
+    revoking: a session that a sign-in verified before the block has not opened yet is not
+    opened after it (sessions.session_insert), and a browser's device cookie from before the
+    block no longer vouches for it once the block is lifted: trust is earned again."""
+    case = await _case(services)
+    signed_in = await accounts.sign_in(
+        services, meta, login="t@example.test", password=factories.PASSWORD
+    )
+    verified_before = await User.get(id=case.target.id)
+
+    await support.block_user(services, meta, case.agent, case.request)
+    await support.unblock_user(
+        services, meta, case.agent, replace(case.request, justification="Laptop found.")
+    )
+
+    with pytest.raises(DomainError) as refused:
+        await sessions.open_session(services, verified_before, meta, persistent=False)
+    assert refused.value.code == ErrorCode.INVALID_CREDENTIALS
+    assert await Session.filter(user_id=case.target.id, revoked_at=None).count() == 0
+    after = await User.get(id=case.target.id)
+    assert after.credential_generation == verified_before.credential_generation + 1
+    assert await accounts.trusted_device(services, after, signed_in.device_cookie) is None
+
+
 async def test_blk3_wrong_support_code_refused_and_recorded(
     services: Services, meta: RequestMeta
 ) -> None:
