@@ -144,11 +144,12 @@ async def complete(
     device = await accounts.trusted_device(services, user, device_cookie)
     now = services.clock.now()
     async with in_transaction():
-        finished = await SignInChallenge.filter(id=challenge.id, completed_at=None).update(
-            completed_at=now
-        )
+        finished = await SignInChallenge.filter(
+            id=challenge.id, completed_at=None, expires_at__gt=now
+        ).update(completed_at=now)
         if finished != 1:
-            # A concurrent request completed it first: one challenge, one session.
+            # A concurrent request completed it first (one challenge, one session), or the
+            # credentials changed meanwhile and ended it (sessions.revoke_all_sessions).
             raise DomainError(ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId")
         issued = await sessions.open_session(
             services, user, meta, persistent=challenge.remember_browser

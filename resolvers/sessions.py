@@ -9,7 +9,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import SessionKind
-from gardien.models.sessions import Session
+from gardien.models.sessions import Session, SignInChallenge
 from gardien.models.users import User
 from gardien.resolvers import activity, authz, events, sql
 from gardien.resolvers.authz import Actor, SignedInSession, SignedInUser
@@ -186,15 +186,27 @@ async def revoke(services: Services, session_id: int) -> None:
 
 
 async def revoke_all_sessions(services: Services, user_id: int) -> int:
-    """Every open session of the user in one statement, in the caller's transaction (BLK-3).
+    """Every open session of the user in one statement, and the sign-ins under way, in the
+    caller's transaction (BLK-3, REC-1).
 
     The session lookup reads revoked_at on every request, so the next request of any of these
     sessions is refused; live subscriptions are told once this commits (EVT-4)."""
     revoked = await Session.filter(user_id=user_id, revoked_at=None).update(
         revoked_at=services.clock.now()
     )
+    await _end_sign_ins_under_way(services, user_id)
     events.access_changed(services, user_id)
     return revoked
+
+
+async def _end_sign_ins_under_way(services: Services, user_id: int) -> None:
+    """The sign-ins still owing their second factor end with the sessions (MFA-7): whoever
+    passed the password step before the credentials changed must not finish it afterwards
+    (second_factor.complete finishes only a challenge still unexpired)."""
+    now = services.clock.now()
+    await SignInChallenge.filter(user_id=user_id, completed_at=None, expires_at__gt=now).update(
+        expires_at=now
+    )
 
 
 # --- The user's own sessions (ACT-6) -----------------------------------------------------------
@@ -250,12 +262,14 @@ async def revoke_own_session(
 
 
 async def revoke_other_sessions(services: Services, user_id: int, keep_session_id: int) -> int:
-    """Every session of the user but the one kept, in the caller's transaction (ACT-5)."""
+    """Every session of the user but the one kept, and the sign-ins under way, in the caller's
+    transaction (ACT-5)."""
     revoked = await (
         Session.filter(user_id=user_id, revoked_at=None)
         .exclude(id=keep_session_id)
         .update(revoked_at=services.clock.now())
     )
+    await _end_sign_ins_under_way(services, user_id)
     # EVT-4: the live subscriptions opened with those sessions end once this commits.
     events.access_changed(services, user_id)
     return revoked

@@ -21,6 +21,7 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
+from tortoise.transactions import in_transaction
 
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
@@ -34,6 +35,7 @@ from gardien.resolvers import (
     accounts,
     app_passwords,
     authz,
+    recovery,
     second_factor,
     security_policy,
     sessions,
@@ -45,6 +47,7 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.relay import encode_id
+from gardien.security import hash_password
 from tests import factories
 from tests.conftest import GraphQLClient
 
@@ -367,6 +370,30 @@ async def test_mfa7_expired_challenge_is_refused(
         )  # fmt: skip
 
     assert (expired.value.code, expired.value.field) == (ErrorCode.CHALLENGE_EXPIRED, "challengeId")
+
+
+async def test_mfa7_rec1_act5_a_password_reset_ends_the_sign_ins_owing_their_second_factor(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """Whoever passed the password step before a reset (or "secure my account", or a block)
+    must not finish the sign-in afterwards with the second factor: the change ends every
+    challenge still open, along with the sessions."""
+    signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    challenge = await _challenge(services, meta, "ada@example.test")
+    user = await User.get(id=signed_up.user.id)
+    async with in_transaction():
+        await recovery.reset_credentials(
+            services, meta, user, await hash_password("lantern over quiet harbour"), via="code"
+        )
+
+    with pytest.raises(DomainError) as ended:
+        await second_factor.complete(
+            services, meta, challenge_id=challenge, method=METHOD.TOTP,
+            code=_now_code(secret, clock),
+        )  # fmt: skip
+
+    assert (ended.value.code, ended.value.field) == (ErrorCode.CHALLENGE_EXPIRED, "challengeId")
+    assert not await Session.filter(user_id=user.id, revoked_at=None).exists()
 
 
 async def test_mfa7_completed_or_forged_challenge_is_refused(
