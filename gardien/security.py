@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import hmac
 import os
 import secrets
@@ -107,13 +106,18 @@ class Keyring:
     def __init__(self, secret_key: bytes) -> None:
         self._secret_key = secret_key
         self._aead = AESGCM(self._derive(b"encryption-at-rest"))
+        # Derived once per purpose: a sign-in signs and checks a device cookie.
+        self._signing_keys: dict[str, bytes] = {}
 
     def _derive(self, purpose: bytes) -> bytes:
-        return hmac.new(self._secret_key, b"gardien/" + purpose, hashlib.sha256).digest()
+        return hmac.digest(self._secret_key, b"gardien/" + purpose, "sha256")
 
     def sign(self, message: bytes, purpose: str) -> bytes:
         """A MAC under the purpose's own derived key (a device cookie's, say)."""
-        return hmac.new(self._derive(purpose.encode()), message, hashlib.sha256).digest()
+        key = self._signing_keys.get(purpose)
+        if key is None:
+            key = self._signing_keys[purpose] = self._derive(purpose.encode())
+        return hmac.digest(key, message, "sha256")
 
     def verify_signature(self, message: bytes, signature: bytes, purpose: str) -> bool:
         return hmac.compare_digest(self.sign(message, purpose), signature)
@@ -124,9 +128,10 @@ class Keyring:
         A keyed HMAC rather than a password hash: tokens carry 256 random bits, so a fast digest
         is safe, and a stolen database alone does not let anyone forge a matching token.
         """
-        return hmac.new(
-            self._secret_key, purpose.encode() + b"\x00" + token.encode(), hashlib.sha256
-        ).hexdigest()
+        # hmac.digest: the one-shot form of hmac.new(...).hexdigest(), the same value, in C.
+        return hmac.digest(
+            self._secret_key, purpose.encode() + b"\x00" + token.encode(), "sha256"
+        ).hex()
 
     def encrypt(self, plaintext: bytes, context: str) -> bytes:
         nonce = os.urandom(12)
