@@ -327,6 +327,8 @@ def create_app(
                 await redis.aclose()
             if database is not None:
                 await db.close_database(database)
+            if manage_database:
+                gc.unfreeze()  # what it froze is garbage now, or soon
 
     app = Starlette(
         routes=[

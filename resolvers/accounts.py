@@ -316,7 +316,12 @@ def _known_browser_statement(give_back: str, seen_count: int, session_count: int
     has its pair seen: a pair the right password was just given from.
 
     Each part numbers its own parameters from $1, the user in every one; they follow one another
-    here: the pair's, the session's, the event's, then the give-back's (already numbered)."""
+    here: the pair's, the session's, the event's, then the give-back's (already numbered).
+
+    `given` must stay unread by the rest: PostgreSQL runs a writing part that nothing reads
+    after the main query, so the rate-limit counters, which other users' sign-ins share, are
+    locked only once the session's share lock on the user's row is had (a sign-in waiting on a
+    credential change holds none of them; tested)."""
     session = sessions.session_insert(locking=True, source="seen")
     event = events.event_and_audience("opened")
     return (
@@ -436,16 +441,21 @@ async def sign_in(
         return SignInResult(
             session=issued, device_cookie=_issue_device_cookie(services, user, device).value
         )
-    async with in_transaction():
-        if methods:
-            # No device cookie yet, and no new-location notice: the browser is known only once
-            # the second factor is passed (second_factor.complete calls session_opened then).
-            challenge = await _open_challenge(services, user, meta, methods, remember_browser)
-            await activity.sign_in_password_verified(services, meta, user.id)
-            return SignInResult(second_factor=challenge)
-        issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
-        await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
-        cookie = await session_opened(services, meta, user, device)
+    try:
+        async with in_transaction():
+            if methods:
+                # No device cookie yet, and no new-location notice: the browser is known only
+                # once the second factor is passed (second_factor.complete calls session_opened).
+                challenge = await _open_challenge(services, user, meta, methods, remember_browser)
+                await activity.sign_in_password_verified(services, meta, user.id)
+                return SignInResult(second_factor=challenge)
+            issued = await sessions.open_session(services, user, meta, persistent=remember_browser)
+            await activity.sign_in_succeeded(services, meta, user.id, second_factor=None)
+            cookie = await session_opened(services, meta, user, device)
+    except sessions.CredentialsChanged:
+        # The old password, given as the credentials changed: the owner should see it (ACT-1).
+        await _sign_in_failed(services, meta, user, login_key, "credentials_changed")
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS_MESSAGE) from None
     return SignInResult(session=issued, device_cookie=cookie)
 
 
@@ -607,6 +617,9 @@ async def _open_challenge(
 ) -> SecondFactorChallenge:
     now = services.clock.now()
     token = new_token()
+    # A reset, "secure my account" or a block that commits meanwhile ends the challenges it
+    # sees: this one is written before it (and ended by it) or not at all.
+    await sessions.hold_credentials(user)
     await SignInChallenge.create(
         user=user,
         token_hash=services.keyring.token_digest(token, CHALLENGE_PURPOSE),

@@ -142,10 +142,24 @@ async def authenticate_app(
     if ip_key is not None:
         await ratelimits.give_back(services, APP_SIGN_IN_ATTEMPTS_PER_IP, ip_key)
     now = services.clock.now()
-    async with in_transaction():
-        await AppPassword.filter(id=found.id).update(last_used_at=now)
-        issued = await sessions.open_session(
-            services, user, meta, persistent=False, kind=SessionKind.APP, app_password_id=found.id
-        )
-        await activity.app_signed_in(services, meta, user.id, app_password_id=found.id)
+    try:
+        async with in_transaction():
+            await sessions.hold_credentials(user)
+            # Unrevoked still: revoked meanwhile (alone, or by a reset), it opens nothing.
+            used = await AppPassword.filter(id=found.id, revoked_at=None).update(last_used_at=now)
+            if used != 1:
+                raise sessions.CredentialsChanged
+            issued = await sessions.open_session(
+                services,
+                user,
+                meta,
+                persistent=False,
+                kind=SessionKind.APP,
+                app_password_id=found.id,
+            )
+            await activity.app_signed_in(services, meta, user.id, app_password_id=found.id)
+    except sessions.CredentialsChanged:
+        async with in_transaction():
+            await activity.app_sign_in_failed(services, meta, user_id=user.id, login=login_key)
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_MESSAGE) from None
     return issued

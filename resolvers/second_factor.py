@@ -26,6 +26,7 @@ from gardien.resolvers import (
 )
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
+from gardien.security import DeviceCookie
 
 
 class SecondFactorMethod(StrEnum):
@@ -142,8 +143,31 @@ async def complete(
     user = await User.get(id=user_id)
     # The browser's cookie, if it still vouches for it, keeps its nonce (see session_opened).
     device = await accounts.trusted_device(services, user, device_cookie)
+    try:
+        issued, cookie = await _finish(services, meta, challenge, user, device, method)
+    except sessions.CredentialsChanged:
+        # A credential change ends the sign-ins under way (sessions.revoke_all_sessions).
+        await _failed(services, meta, user_id, method, "credentials_changed")
+        raise DomainError(
+            ErrorCode.CHALLENGE_EXPIRED, CHALLENGE_EXPIRED_MESSAGE, "challengeId"
+        ) from None
+    # A success gives back its own attempts only (see accounts.sign_in).
+    await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(user_id))
+    return CompletedSignIn(session=issued, device_cookie=cookie)
+
+
+async def _finish(
+    services: Services,
+    meta: RequestMeta,
+    challenge: SignInChallenge,
+    user: User,
+    device: DeviceCookie | None,
+    method: SecondFactorMethod,
+) -> tuple[sessions.IssuedSession, str]:
+    """The challenge finished and the session opened, in one transaction (see complete)."""
     now = services.clock.now()
     async with in_transaction():
+        await sessions.hold_credentials(user)
         finished = await SignInChallenge.filter(
             id=challenge.id, completed_at=None, expires_at__gt=now
         ).update(completed_at=now)
@@ -157,9 +181,7 @@ async def complete(
         await activity.sign_in_succeeded(services, meta, user.id, second_factor=method.value)
         # ACT-2: the new-location notice belongs to the completed sign-in, as without 2FA.
         cookie = await accounts.session_opened(services, meta, user, device)
-    # A success gives back its own attempts only (see accounts.sign_in).
-    await ratelimits.give_back(services, ATTEMPTS_PER_USER, _user_subject(user_id))
-    return CompletedSignIn(session=issued, device_cookie=cookie)
+    return issued, cookie
 
 
 async def begin_security_key_sign_in(

@@ -23,8 +23,17 @@ IDLE_TIMEOUT = timedelta(minutes=30)
 # last_seen_at is written at most this often, so reads do not each cost a write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 TOKEN_PURPOSE = "session"
-# A sign-in whose credentials changed while it ran (see session_insert).
-CREDENTIALS_CHANGED_MESSAGE = "The account's credentials changed meanwhile; sign in again."
+
+
+class CredentialsChanged(DomainError):
+    """The account's credentials changed while a sign-in ran (see session_insert): it opens
+    nothing. The sign-in answers as for a wrong password, and records why."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorCode.INVALID_CREDENTIALS,
+            "The account's credentials changed meanwhile; sign in again.",
+        )
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,8 @@ async def open_session(
     statement = _OPEN_SESSION_LOCKING if sql.locks_rows() else _OPEN_SESSION
     rows = await sql.fetch(statement, params)
     if not rows:
-        raise DomainError(ErrorCode.INVALID_CREDENTIALS, CREDENTIALS_CHANGED_MESSAGE)
+        raise CredentialsChanged
     return IssuedSession(session=sql.model_from_row(Session, rows[0]), token=token)
-
-
-CREDENTIALS_CHANGED_MESSAGE = (
-    "The password or the account's access changed meanwhile; sign in again."
-)
 
 
 def new_session(
@@ -90,7 +94,6 @@ def new_session(
         sql.moment(now),
         sql.moment(now + ABSOLUTE_LIFETIME),
         app_password_id,
-        sql.moment(user.password_changed_at),
         user.credential_generation,
     ]
     return token, params
@@ -100,14 +103,14 @@ def session_insert(*, locking: bool, source: str | None = None) -> str:
     """The INSERT of a session for user $1, RETURNING its row, with new_session's parameters;
     no row when the user's credentials are no longer those the sign-in verified.
 
-    A password reset, "secure my account" and a support block each move the user's credential
-    generation, under the user's row lock, before they revoke the sessions they see (ACT-5,
-    REC-1, BLK-3). A sign-in verified against the old credentials must not add a session they
-    do not see: the INSERT reads the user's row as it is now and opens nothing if the password
-    changed or the generation moved. `locking` (PostgreSQL) takes the row in share mode: a
-    revocation still running makes the INSERT wait for it and then read the row it committed,
-    and a revocation that starts later waits for the INSERT's transaction, then revokes its
-    session too. SQLite runs one write at a time.
+    Every change of credentials moves the user's credential generation, under the user's row
+    lock held until it commits: a password reset or change (REC-1), "secure my account" (ACT-5),
+    a support block (BLK-3); each then revokes the sessions it sees. A sign-in verified against
+    the old credentials must not add a session it does not see: the INSERT reads the user's row
+    as it is now and opens nothing if the generation moved. `locking` (PostgreSQL) takes the row
+    in share mode: a change still running makes the INSERT wait for it and then read the row it
+    committed, and a change that starts later waits for the INSERT's transaction, then revokes
+    its session too. SQLite runs one write at a time.
 
     Given a `source` (an earlier part of a WITH, on PostgreSQL), once per row it returns: with
     another write of the same statement, and only if that write was made.
@@ -123,13 +126,30 @@ def session_insert(*, locking: bool, source: str | None = None) -> str:
         "INSERT INTO session (user_id, token_hash, kind, persistent, ip, country, device,"
         " created_at, last_seen_at, expires_at, app_password_id)"
         f" SELECT u.id, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10 FROM user_account u{origin}"
-        f" WHERE u.id = $1 AND u.password_changed_at = $11 AND u.credential_generation = $12{lock}"
+        f" WHERE u.id = $1 AND u.credential_generation = $11{lock}"
         " RETURNING *"
     )
 
 
 _OPEN_SESSION = session_insert(locking=False)
 _OPEN_SESSION_LOCKING = session_insert(locking=True)
+_CREDENTIALS_UNCHANGED = (
+    "SELECT 1 FROM user_account u WHERE u.id = $1 AND u.credential_generation = $2"
+)
+
+
+async def hold_credentials(user: User) -> None:
+    """In the caller's transaction, before it writes anything else: the user's credentials are
+    still those of `user` as the caller verified it, and stay so until it commits (share lock
+    on PostgreSQL, see session_insert); else CredentialsChanged.
+
+    For a sign-in step that writes other rows than the session (a challenge, an app password's
+    last use): taken first, the user's row is locked before any row that a credential change
+    also locks after it (challenges, app passwords), so the two lock in one order and never
+    deadlock."""
+    statement = _CREDENTIALS_UNCHANGED + (" FOR SHARE" if sql.locks_rows() else "")
+    if not await sql.fetch(statement, [user.id, user.credential_generation]):
+        raise CredentialsChanged
 
 
 # Read on every request: one fixed statement (see sql.py) for the session and its account, which

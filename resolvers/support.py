@@ -151,8 +151,9 @@ async def block_user(
             created_at=services.clock.now(),
         )
         # The trust of every browser ends with the block (device cookies are bound to the
-        # generation), and a sign-in still opening a session sees it (sessions.session_insert):
-        # moved before the sessions are revoked, under the row lock taken above.
+        # generation, so after the block is lifted each browser is new again, and announced),
+        # and a sign-in still opening a session sees it (sessions.session_insert): the row lock
+        # taken above is held until this commits.
         await User.filter(id=target.user_id).update(
             credential_generation=F("credential_generation") + 1
         )

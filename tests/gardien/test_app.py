@@ -202,7 +202,7 @@ asyncio.run(main())
 """
 
 
-def test_ops2_a_serving_process_freezes_the_heap_its_start_up_built(tmp_path: Path) -> None:
+def test_ops1_a_serving_process_freezes_the_heap_its_start_up_built(tmp_path: Path) -> None:
     """A process that opens its own database serves (gardien serve, each of its workers): once
     started, it moves what start-up built out of the collector's reach, so full collections no
     longer walk the schema and the models each time. An app handed a database (the tests')

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from gardien.security import Keyring
 
 SECRET = bytes(range(32))
@@ -32,3 +34,13 @@ def test_api4_signatures_use_each_purposes_own_derived_key_every_time() -> None:
     assert keyring.sign(b"message", "other") != expected
     assert keyring.verify_signature(b"message", expected, "device-cookie")
     assert not keyring.verify_signature(b"massage", expected, "device-cookie")
+
+
+def test_mfa1_secrets_encrypted_at_rest_stay_readable_under_the_derived_key() -> None:
+    """TOTP secrets, support codes and the like are sealed under a key derived from the secret:
+    a sealed value made with that derivation, independently, opens."""
+    at_rest = hmac.new(SECRET, b"gardien/encryption-at-rest", hashlib.sha256).digest()
+    nonce = bytes(12)
+    sealed = nonce + AESGCM(at_rest).encrypt(nonce, b"JBSWY3DPEHPK3PXP", b"totp")
+
+    assert Keyring(SECRET).decrypt(sealed, "totp") == b"JBSWY3DPEHPK3PXP"

@@ -946,7 +946,7 @@ async def _reset_password(services: Services, user_id: int) -> None:
 
 
 @pytest.mark.parametrize("returning", [True, False])
-async def test_rec1_act5_a_reset_landing_during_the_verify_opens_no_session(
+async def test_rec1_act1_a_reset_landing_during_the_verify_opens_no_session(
     services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, returning: bool
 ) -> None:
     """A sign-in verifies the password it was given against the account as it read it; a reset
@@ -974,13 +974,15 @@ async def test_rec1_act5_a_reset_landing_during_the_verify_opens_no_session(
 
     assert outcome == ErrorCode.INVALID_CREDENTIALS
     assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
+    (failed,) = await ActivityEvent.filter(type="sign_in.failed", subject_id=signed_up.user.id)
+    assert failed.data == {"reason": "credentials_changed"}
     monkeypatch.setattr(accounts, "verify_password", real_verify)
     with_new = await _sign_in_outcome(services, zurich, "ada@example.test", NEW_PASSWORD)
     assert isinstance(with_new, accounts.SignInResult) and with_new.session is not None
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="SQLite runs one write at a time: no row lock")
-async def test_rec1_act5_a_sign_in_waiting_on_a_resets_row_lock_opens_no_session(
+async def test_rec1_a_sign_in_waiting_on_a_resets_row_lock_opens_no_session(
     services: Services, clock: ManualClock
 ) -> None:
     """The reset holds the account's row while it revokes what it sees; a returning browser's
@@ -1068,9 +1070,13 @@ async def test_rec1_a_reset_landing_during_the_rehash_stays(
         return await real_hash(password)
 
     monkeypatch.setattr(accounts, "hash_password", hash_while_reset)
-    await _sign_in_outcome(services, RequestMeta(ip=None), "ada@example.test", factories.PASSWORD)
+    outcome = await _sign_in_outcome(
+        services, RequestMeta(ip=None), "ada@example.test", factories.PASSWORD
+    )
     monkeypatch.setattr(accounts, "hash_password", real_hash)
 
+    assert outcome == ErrorCode.INVALID_CREDENTIALS
+    assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
     stored = (await User.get(id=signed_up.user.id)).password_hash
     assert await security.verify_password(stored, NEW_PASSWORD)
     assert not await security.verify_password(stored, factories.PASSWORD)
@@ -1269,7 +1275,7 @@ async def test_act4_a_known_browsers_sign_in_shows_in_each_of_the_users_organisa
 
 
 @pytest.mark.parametrize("budgets", [2, 3])
-def test_api4_the_known_browser_statement_numbers_its_parameters_one_after_another(
+def test_mfa7_the_known_browser_statement_numbers_its_parameters_one_after_another(
     services: Services, budgets: int
 ) -> None:
     """Its parts each number their parameters from $1 and are put one after another: every

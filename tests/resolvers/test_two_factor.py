@@ -21,17 +21,20 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
+from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
+from gardien import security
 from gardien.clock import ManualClock
 from gardien.models.activity import ActivityEvent
 from gardien.models.enums import Role, SessionKind, TwoFactorKind
 from gardien.models.mfa import AppPassword, BackupCode, TwoFactorMethod
 from gardien.models.organisations import UserBlock
 from gardien.models.outbox import OutboxMessage
-from gardien.models.sessions import Session
+from gardien.models.sessions import Session, SignInChallenge
 from gardien.models.users import User
 from gardien.resolvers import (
+    account_security,
     accounts,
     app_passwords,
     authz,
@@ -49,7 +52,7 @@ from gardien.schema import schema
 from gardien.schema.relay import encode_id
 from gardien.security import hash_password
 from tests import factories
-from tests.conftest import GraphQLClient
+from tests.conftest import BACKEND, GraphQLClient
 
 pytestmark = pytest.mark.usefixtures("database")
 METHOD = second_factor.SecondFactorMethod
@@ -122,6 +125,27 @@ def _now_code(secret: str, clock: ManualClock, offset: int = 0) -> str:
 
 async def _events(type_: str) -> list[ActivityEvent]:
     return await ActivityEvent.filter(type=type_).order_by("id")
+
+
+async def _completion_refused(
+    services: Services, meta: RequestMeta, clock: ManualClock, challenge: str, secret: str
+) -> ErrorCode:
+    """The code a completion with the current TOTP code is refused with."""
+    with pytest.raises(DomainError) as refused:
+        await second_factor.complete(
+            services, meta, challenge_id=challenge, method=METHOD.TOTP,
+            code=_now_code(secret, clock),
+        )  # fmt: skip
+    return refused.value.code
+
+
+async def _reset_password(services: Services, meta: RequestMeta, user_id: int) -> None:
+    """REC-1's end, as a reset by e-mail code commits it."""
+    user = await User.get(id=user_id)
+    async with in_transaction():
+        await recovery.reset_credentials(
+            services, meta, user, await hash_password("lantern over quiet harbour"), via="code"
+        )
 
 
 # --- MFA-1 enrolment -------------------------------------------------------------------------
@@ -372,7 +396,7 @@ async def test_mfa7_expired_challenge_is_refused(
     assert (expired.value.code, expired.value.field) == (ErrorCode.CHALLENGE_EXPIRED, "challengeId")
 
 
-async def test_mfa7_rec1_act5_a_password_reset_ends_the_sign_ins_owing_their_second_factor(
+async def test_mfa7_rec1_a_password_reset_ends_the_sign_ins_owing_their_second_factor(
     services: Services, meta: RequestMeta, clock: ManualClock
 ) -> None:
     """Whoever passed the password step before a reset (or "secure my account", or a block)
@@ -380,20 +404,174 @@ async def test_mfa7_rec1_act5_a_password_reset_ends_the_sign_ins_owing_their_sec
     challenge still open, along with the sessions."""
     signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
     challenge = await _challenge(services, meta, "ada@example.test")
-    user = await User.get(id=signed_up.user.id)
-    async with in_transaction():
-        await recovery.reset_credentials(
-            services, meta, user, await hash_password("lantern over quiet harbour"), via="code"
+    await _reset_password(services, meta, signed_up.user.id)
+
+    refused = await _completion_refused(services, meta, clock, challenge, secret)
+
+    assert refused == ErrorCode.CHALLENGE_EXPIRED
+    assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
+
+
+async def test_mfa7_rec1_a_reset_landing_during_the_password_step_leaves_no_challenge(
+    services: Services, meta: RequestMeta, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The challenge is written only while the credentials are those the password step
+    verified: a reset committed meanwhile, which ends the challenges it sees, leaves none
+    written after it either."""
+    signed_up, _, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    real_verify = security.verify_password
+
+    async def verify_while_reset(stored: str | None, password: str) -> bool:
+        await _reset_password(services, meta, signed_up.user.id)
+        return await real_verify(stored, password)
+
+    monkeypatch.setattr(accounts, "verify_password", verify_while_reset)
+
+    with pytest.raises(DomainError) as refused:
+        await accounts.sign_in(
+            services, meta, login="ada@example.test", password=factories.PASSWORD
         )
 
-    with pytest.raises(DomainError) as ended:
-        await second_factor.complete(
-            services, meta, challenge_id=challenge, method=METHOD.TOTP,
-            code=_now_code(secret, clock),
-        )  # fmt: skip
+    assert refused.value.code == ErrorCode.INVALID_CREDENTIALS
+    assert not await SignInChallenge.filter(user_id=signed_up.user.id).exists()
 
-    assert (ended.value.code, ended.value.field) == (ErrorCode.CHALLENGE_EXPIRED, "challengeId")
-    assert not await Session.filter(user_id=user.id, revoked_at=None).exists()
+
+async def test_mfa7_rec1_a_reset_during_the_second_factor_check_ends_the_challenge(
+    services: Services, meta: RequestMeta, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The challenge was live when read, the reset lands while the code is checked: the
+    challenge is finished only while still unexpired, so the right code opens nothing."""
+    signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    challenge = await _challenge(services, meta, "ada@example.test")
+    real_check = two_factor.check_totp
+
+    async def check_while_reset(services_: Services, user_id: int, code: str) -> Any:
+        await _reset_password(services, meta, user_id)
+        return await real_check(services_, user_id, code)
+
+    monkeypatch.setattr(two_factor, "check_totp", check_while_reset)
+
+    refused = await _completion_refused(services, meta, clock, challenge, secret)
+
+    assert refused == ErrorCode.CHALLENGE_EXPIRED
+    assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
+
+
+async def test_mfa7_act5_securing_the_account_ends_the_sign_ins_owing_their_second_factor(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    """Whoever passed the password step of someone else's browser, before the owner secured
+    the account, cannot finish it with the second factor afterwards."""
+    signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    challenge = await _challenge(services, meta, "ada@example.test")
+    owner = await _actor(services, signed_up.session.token)
+
+    await account_security.secure_account(services, meta, owner)
+
+    refused = await _completion_refused(services, meta, clock, challenge, secret)
+    assert refused == ErrorCode.CHALLENGE_EXPIRED
+    sessions_left = await Session.filter(user_id=signed_up.user.id, revoked_at=None)
+    assert [session.id for session in sessions_left] == [signed_up.session.session.id]
+
+
+postgres_only = pytest.mark.skipif(
+    BACKEND != "postgres", reason="SQLite runs one write at a time: no row locks to order"
+)
+
+
+async def _reset_once_waiting(
+    services: Services, meta: RequestMeta, user_id: int, step: Any
+) -> Any:
+    """Holds the user's row as a reset does, lets `step` start and wait for it, then resets
+    (ending challenges and app passwords, rows the step writes too) and commits. Answers the
+    step's outcome: before, the step locked its own row first and the two deadlocked."""
+    holding = asyncio.Event()
+    step_waits = asyncio.Event()
+
+    async def reset() -> None:
+        user = await User.get(id=user_id)
+        new_hash = await hash_password("lantern over quiet harbour")
+        async with in_transaction():
+            await User.select_for_update().filter(id=user_id).first()
+            holding.set()
+            await step_waits.wait()
+            await recovery.reset_credentials(services, meta, user, new_hash, via="code")
+
+    async def run_step() -> Any:
+        await holding.wait()
+        task = asyncio.create_task(_outcome(step()))
+        # PostgreSQL's own view of who waits: there is no event to await.
+        while not task.done() and not await _waiting_on_a_lock():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        waited = not task.done()
+        step_waits.set()
+        assert waited, "the step did not wait for the user's row"
+        return await task
+
+    _, outcome = await asyncio.gather(reset(), run_step())
+    return outcome
+
+
+async def _outcome(step: Any) -> Any:
+    try:
+        return await step
+    except DomainError as error:
+        return error.code
+
+
+async def _waiting_on_a_lock() -> bool:
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    return bool(rows)
+
+
+@postgres_only
+async def test_mfa7_rec1_completing_a_challenge_during_a_reset_waits_and_never_deadlocks(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    challenge = await _challenge(services, meta, "ada@example.test")
+
+    outcome = await _reset_once_waiting(
+        services,
+        meta,
+        signed_up.user.id,
+        lambda: second_factor.complete(
+            services,
+            meta,
+            challenge_id=challenge,
+            method=METHOD.TOTP,
+            code=_now_code(secret, clock),
+        ),
+    )
+
+    assert outcome == ErrorCode.CHALLENGE_EXPIRED
+    assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
+    (failed,) = await _events("sign_in.second_factor_failed")
+    assert failed.data["reason"] == "credentials_changed"
+
+
+@postgres_only
+async def test_mfa6_rec1_an_app_sign_in_during_a_reset_waits_and_never_deadlocks(
+    services: Services, meta: RequestMeta, clock: ManualClock
+) -> None:
+    signed_up, _, _ = await _enrolled(services, meta, clock, "ada@example.test")
+    actor = await _actor(services, signed_up.session.token)
+    created = await app_passwords.create(services, meta, actor, label="Thunderbird")
+
+    outcome = await _reset_once_waiting(
+        services,
+        meta,
+        signed_up.user.id,
+        lambda: app_passwords.authenticate_app(
+            services, meta, login="ada@example.test", app_password=created.secret
+        ),
+    )
+
+    assert outcome == ErrorCode.INVALID_CREDENTIALS
+    assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
 
 
 async def test_mfa7_completed_or_forged_challenge_is_refused(
