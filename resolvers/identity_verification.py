@@ -196,6 +196,8 @@ async def complete_reset(
     user = await User.get(id=case.user_id)
     password_hash = await recovery.checked_password_hash(user, new_password)
     async with in_transaction():
+        # The user's row first, as every credential change takes it (see recovery.reset_password).
+        await User.select_for_update().filter(id=user.id).first()
         claimed = await IdentityVerificationCase.filter(id=case.id, reset_used_at=None).update(
             reset_used_at=now
         )

@@ -285,6 +285,10 @@ async def reset_password(
     user = await User.get(id=request.user_id)
     password_hash = await checked_password_hash(user, new_password)
     async with in_transaction():
+        # The user's row first, as every credential change takes it (reset_credentials, "secure
+        # my account", a block), before the rows they also change: two such changes then wait
+        # for each other instead of deadlocking.
+        await User.select_for_update().filter(id=user.id).first()
         # Single use: one conditional update wins under concurrency.
         claimed = await RecoveryRequest.filter(
             id=request.id, used_at=None, code_hash=request.code_hash
@@ -309,7 +313,8 @@ async def checked_password_hash(user: User, new_password: str) -> str:
 async def reset_credentials(
     services: Services, meta: RequestMeta, user: User, password_hash: str, *, via: str
 ) -> CredentialsReset:
-    """The new password, and every other way in ends, in the caller's transaction: sessions,
+    """The new password, and every other way in ends, in the caller's transaction (which takes
+    the user's row first, before any other row it changes: see reset_password): sessions,
     app passwords, personal access tokens, service accounts the user made, device cookies (the
     credential generation moves, as "secure my account" does), other recovery requests, and the
     changes still on their way: a pending login e-mail change and an approved identity

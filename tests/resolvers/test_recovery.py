@@ -3,6 +3,7 @@ single-use and short-lived codes, counted attempts, and a reset that ends every 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable
@@ -11,6 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from tortoise.connection import get_connection
+from tortoise.transactions import in_transaction
 
 from gardien import jobs
 from gardien.clock import ManualClock
@@ -23,6 +26,7 @@ from gardien.models.recovery import RecoveryRequest
 from gardien.models.sessions import ApiToken, Session
 from gardien.models.users import EmailChange, User
 from gardien.resolvers import (
+    account_security,
     accounts,
     app_passwords,
     authz,
@@ -36,6 +40,7 @@ from gardien.resolvers.recovery_options import decoy_destinations, mask_email, m
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import verify_password
 from tests import factories
+from tests.conftest import BACKEND
 from tests.querycount import count_queries
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -695,3 +700,61 @@ async def test_rec1_the_job_runner_forgets_expired_requests(
     await jobs.run_due(services)
 
     assert await RecoveryRequest.all().count() == 1
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite runs one write at a time: no row locks")
+async def test_rec1_act5_a_reset_and_securing_the_account_at_once_never_deadlock(
+    services: Services,
+) -> None:
+    """A reset takes the user's row before the recovery request it claims, as "secure my
+    account" does before the requests it ends: while securing holds the row, the reset waits,
+    holding nothing, then finds its request ended (before, each waited for the other until
+    PostgreSQL cancelled one: an internal error, sometimes the owner's)."""
+    owner = await _owner(services)
+    recovery_id = await _ask_code(services, OWNER)
+    code = await _code_sent_to(OWNER)
+    actor = await sessions.authenticate(services, await _session_token(services, owner))
+    assert actor is not None
+    holding = asyncio.Event()
+    reset_waits = asyncio.Event()
+
+    async def secure_once_the_reset_waits() -> None:
+        async with in_transaction():
+            await User.select_for_update().filter(id=owner.id).first()
+            holding.set()
+            await reset_waits.wait()
+            await account_security.secure_account(services, META, actor)
+
+    async def reset_while_the_row_is_held() -> DomainError | None:
+        await holding.wait()
+        reset = asyncio.create_task(
+            recovery.reset_password(
+                services, META, recovery_id=recovery_id, code=code, new_password=NEW_PASSWORD
+            )
+        )
+        # PostgreSQL's own view of who waits: there is no event to await.
+        while not reset.done() and not await _waiting_on_a_lock():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        waited = not reset.done()
+        reset_waits.set()
+        assert waited, "the reset did not wait for the user's row"
+        try:
+            await reset
+        except DomainError as refused:
+            return refused
+        return None
+
+    _, refused = await asyncio.gather(secure_once_the_reset_waits(), reset_while_the_row_is_held())
+
+    assert refused is not None and refused.code == ErrorCode.RECOVERY_CODE_INVALID
+    assert await ActivityEvent.filter(type="account.secured", subject_id=owner.id).exists()
+    user = await User.get(id=owner.id)
+    assert await verify_password(user.password_hash, factories.PASSWORD)
+
+
+async def _waiting_on_a_lock() -> bool:
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    return bool(rows)
