@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.models.mfa import AppPassword
@@ -81,7 +80,6 @@ async def secure_account(
                 token_id=account.id,
                 name=account.name,
             )
-        await User.filter(id=user_id).update(credential_generation=F("credential_generation") + 1)
         # Ways in still on their way: whoever held a session may have asked to move the login
         # e-mail to an address of theirs (PRO-5), or started a password reset (REC-1).
         await EmailChange.filter(user_id=user_id, confirmed_at=None).delete()

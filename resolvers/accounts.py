@@ -287,9 +287,8 @@ async def _after_verify(
         )
         rows = await sql.fetch(f"WITH given AS ({give_back}) {_AFTER_VERIFY}", [user.id, *params])
         return bool(rows[0]["may_sign_in"]), two_factor.kinds_of(rows), None
-    return await _after_verify_on_known_browser(
-        services, meta, user, device, budgets, remember_browser
-    )
+    query = _known_browser_query(services, meta, user, device, budgets, remember_browser)
+    return _known_browser_answer(services, query, await sql.fetch(query.statement, query.params))
 
 
 # Whether the password alone signs user $1 in now: web access not blocked (BLK-3, authz's rule)
@@ -361,16 +360,10 @@ def _known_browser_query(
     return _KnownBrowserQuery(statement, [*written, *give_back_params], token, new_event)
 
 
-async def _after_verify_on_known_browser(
-    services: Services,
-    meta: RequestMeta,
-    user: User,
-    device: DeviceCookie,
-    budgets: list[ratelimits.Budget],
-    remember_browser: bool,
+def _known_browser_answer(
+    services: Services, query: _KnownBrowserQuery, rows: list[dict[str, Any]]
 ) -> tuple[bool, list[TwoFactorKind], sessions.IssuedSession | None]:
-    query = _known_browser_query(services, meta, user, device, budgets, remember_browser)
-    rows = await sql.fetch(query.statement, query.params)
+    """_after_verify's answer from the statement's rows; the event published if it was written."""
     may_sign_in = bool(rows[0]["may_sign_in"])
     methods = two_factor.kinds_of(rows, "second_factor_kind")
     row = rows[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -120,18 +120,9 @@ class NewEvent:
 
     def columns(self) -> dict[str, Any]:
         """The columns but the id and data, by name (the ORM's create takes them so), in the
-        column order of event_and_audience's INSERT: params() follows it."""
-        return {
-            "type": self.type,
-            "occurred_at": self.occurred_at,
-            "actor_id": self.actor_id,
-            "subject_id": self.subject_id,
-            "subject_email": self.subject_email,
-            "organisation_id": self.organisation_id,
-            "ip": self.ip,
-            "country": self.country,
-            "device": self.device,
-        }
+        order the fields are declared, which is the column order of event_and_audience's
+        INSERT: params() follows it, data last."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
 
 
 async def record(new: NewEvent) -> tuple[ActivityEvent, list[int]]:

@@ -13,7 +13,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.mail.templates import Template
@@ -324,7 +323,6 @@ async def reset_credentials(
     await User.filter(id=user.id).update(
         password_hash=password_hash,
         password_changed_at=now,
-        credential_generation=F("credential_generation") + 1,
     )
     await RecoveryRequest.filter(user_id=user.id, used_at=None).update(used_at=now)
     # A login e-mail change asked before the reset may be the intruder's, to an address of theirs:

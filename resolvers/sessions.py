@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import SessionKind
@@ -103,9 +104,10 @@ def session_insert(*, locking: bool, source: str | None = None) -> str:
     """The INSERT of a session for user $1, RETURNING its row, with new_session's parameters;
     no row when the user's credentials are no longer those the sign-in verified.
 
-    Every change of credentials moves the user's credential generation, under the user's row
-    lock held until it commits: a password reset or change (REC-1), "secure my account" (ACT-5),
-    a support block (BLK-3); each then revokes the sessions it sees. A sign-in verified against
+    Every change of credentials moves the user's credential generation as it revokes the
+    sessions it sees (revoke_all_sessions, revoke_other_sessions), under the user's row lock
+    held until it commits: a password reset or change (REC-1), "secure my account" (ACT-5), a
+    support block (BLK-3). A sign-in verified against
     the old credentials must not add a session it does not see: the INSERT reads the user's row
     as it is now and opens nothing if the generation moved. `locking` (PostgreSQL) takes the row
     in share mode: a change still running makes the INSERT wait for it and then read the row it
@@ -206,24 +208,27 @@ async def revoke(services: Services, session_id: int) -> None:
 
 
 async def revoke_all_sessions(services: Services, user_id: int) -> int:
-    """Every open session of the user in one statement, and the sign-ins under way, in the
-    caller's transaction (BLK-3, REC-1).
+    """Every open session of the user in one statement, with _credentials_changed, in the
+    caller's transaction, which holds the user's row (BLK-3, REC-1).
 
     The session lookup reads revoked_at on every request, so the next request of any of these
     sessions is refused; live subscriptions are told once this commits (EVT-4)."""
     revoked = await Session.filter(user_id=user_id, revoked_at=None).update(
         revoked_at=services.clock.now()
     )
-    await _end_sign_ins_under_way(services, user_id)
+    await _credentials_changed(services, user_id)
     events.access_changed(services, user_id)
     return revoked
 
 
-async def _end_sign_ins_under_way(services: Services, user_id: int) -> None:
-    """The sign-ins still owing their second factor end with the sessions (MFA-7): whoever
-    passed the password step before the credentials changed must not finish it afterwards
-    (second_factor.complete finishes only a challenge still unexpired)."""
+async def _credentials_changed(services: Services, user_id: int) -> None:
+    """What every change of credentials does with its revocation, under the user's row lock the
+    caller took first: the credential generation moves, so no sign-in verified before opens a
+    session after (session_insert) and every device cookie is void (accounts.py); and the
+    sign-ins still owing their second factor end (MFA-7; second_factor.complete finishes only a
+    challenge still unexpired)."""
     now = services.clock.now()
+    await User.filter(id=user_id).update(credential_generation=F("credential_generation") + 1)
     await SignInChallenge.filter(user_id=user_id, completed_at=None, expires_at__gt=now).update(
         expires_at=now
     )
@@ -282,14 +287,14 @@ async def revoke_own_session(
 
 
 async def revoke_other_sessions(services: Services, user_id: int, keep_session_id: int) -> int:
-    """Every session of the user but the one kept, and the sign-ins under way, in the caller's
-    transaction (ACT-5)."""
+    """Every session of the user but the one kept, with _credentials_changed, in the caller's
+    transaction, which holds the user's row (ACT-5)."""
     revoked = await (
         Session.filter(user_id=user_id, revoked_at=None)
         .exclude(id=keep_session_id)
         .update(revoked_at=services.clock.now())
     )
-    await _end_sign_ins_under_way(services, user_id)
+    await _credentials_changed(services, user_id)
     # EVT-4: the live subscriptions opened with those sessions end once this commits.
     events.access_changed(services, user_id)
     return revoked

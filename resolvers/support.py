@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography.exceptions import InvalidTag
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from gardien.models.enums import PlatformRole
@@ -150,14 +149,9 @@ async def block_user(
             justification=justification,
             created_at=services.clock.now(),
         )
-        # The trust of every browser ends with the block (device cookies are bound to the
-        # generation, so after the block is lifted each browser is new again, and announced),
-        # and a sign-in still opening a session sees it (sessions.session_insert): the row lock
-        # taken above is held until this commits.
-        await User.filter(id=target.user_id).update(
-            credential_generation=F("credential_generation") + 1
-        )
         # Revoked too, not only refused while blocked: lifting the block must not revive them.
+        # The trust of every browser ends with them (the credential generation moves), so after
+        # the block is lifted each browser is new again, and announced.
         revoked = await sessions.revoke_all_sessions(services, target.user_id)
         await activity.user_blocked_by_support(
             services,

@@ -29,14 +29,13 @@ from gardien.resolvers import (
     events,
     profile,
     ratelimits,
-    recovery,
     sessions,
     sign_ups,
 )
 from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import DEVICE_COOKIE_LIFETIME, DeviceCookie, hash_password
-from tests import factories
+from tests import factories, locks
 from tests.conftest import BACKEND
 from tests.querycount import count_queries
 
@@ -929,22 +928,6 @@ async def test_blk3_a_block_landing_during_the_verify_refuses_a_known_browser_an
     assert refused.data == {"reason": "blocked"}
 
 
-NEW_PASSWORD = "lantern over quiet harbour"
-
-
-async def _reset_password(services: Services, user_id: int) -> None:
-    """REC-1's end, as a reset by e-mail code commits it: the new password, every way in ended."""
-    user = await User.get(id=user_id)
-    async with in_transaction():
-        await recovery.reset_credentials(
-            services,
-            RequestMeta(ip="192.0.2.99"),
-            user,
-            await hash_password(NEW_PASSWORD),
-            via="code",
-        )
-
-
 @pytest.mark.parametrize("returning", [True, False])
 async def test_rec1_act1_a_reset_landing_during_the_verify_opens_no_session(
     services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, returning: bool
@@ -959,7 +942,7 @@ async def test_rec1_act1_a_reset_landing_during_the_verify_opens_no_session(
     real_verify = security.verify_password
 
     async def verify_while_reset(stored: str | None, password: str) -> bool:
-        await _reset_password(services, signed_up.user.id)
+        await factories.reset_password(services, signed_up.user.id)
         return await real_verify(stored, password)
 
     monkeypatch.setattr(accounts, "verify_password", verify_while_reset)
@@ -977,7 +960,7 @@ async def test_rec1_act1_a_reset_landing_during_the_verify_opens_no_session(
     (failed,) = await ActivityEvent.filter(type="sign_in.failed", subject_id=signed_up.user.id)
     assert failed.data == {"reason": "credentials_changed"}
     monkeypatch.setattr(accounts, "verify_password", real_verify)
-    with_new = await _sign_in_outcome(services, zurich, "ada@example.test", NEW_PASSWORD)
+    with_new = await _sign_in_outcome(services, zurich, "ada@example.test", factories.NEW_PASSWORD)
     assert isinstance(with_new, accounts.SignInResult) and with_new.session is not None
 
 
@@ -993,38 +976,19 @@ async def test_rec1_a_sign_in_waiting_on_a_resets_row_lock_opens_no_session(
     signed_up = await factories.sign_up(services, email="ada@example.test")
     clock.advance(timedelta(minutes=3))
     user_id = signed_up.user.id
-    reset_holds_the_row = asyncio.Event()
-    sign_in_waits = asyncio.Event()
     office = RequestMeta(ip="192.0.2.5")
     address_free: list[bool] = []
 
-    async def reset_held_until_the_sign_in_waits() -> None:
-        user = await User.get(id=user_id)
-        async with in_transaction():
-            await recovery.reset_credentials(
-                services, RequestMeta(ip=None), user, await hash_password(NEW_PASSWORD), via="code"
-            )
-            reset_holds_the_row.set()
-            await sign_in_waits.wait()
-
-    async def sign_in_while_the_row_is_held() -> ErrorCode | accounts.SignInResult:
-        await reset_holds_the_row.wait()
-        outcome = asyncio.create_task(
-            _sign_in_outcome(
-                services, office, "ada@example.test", factories.PASSWORD, signed_up.device_cookie
-            )
-        )
-        # PostgreSQL's own view of who waits: there is no event to await.
-        while not outcome.done() and not await _waiting_on_a_lock():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        waited = not outcome.done()
+    async def check_the_address() -> None:
         address_free.append(await _counter_free(services, office))
-        sign_in_waits.set()
-        assert waited, "the sign-in did not wait for the reset's row lock"
-        return await outcome
 
-    _, outcome = await asyncio.gather(
-        reset_held_until_the_sign_in_waits(), sign_in_while_the_row_is_held()
+    outcome = await locks.change_while_waited_on(
+        user_id,
+        lambda: factories.reset_password(services, user_id),
+        lambda: _sign_in_outcome(
+            services, office, "ada@example.test", factories.PASSWORD, signed_up.device_cookie
+        ),
+        while_waiting=check_the_address,
     )
 
     assert outcome == ErrorCode.INVALID_CREDENTIALS
@@ -1047,14 +1011,6 @@ async def _counter_free(services: Services, meta: RequestMeta) -> bool:
     return True
 
 
-async def _waiting_on_a_lock() -> bool:
-    rows = await get_connection("default").execute_query_dict(
-        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-    return bool(rows)
-
-
 async def test_rec1_a_reset_landing_during_the_rehash_stays(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1066,7 +1022,7 @@ async def test_rec1_a_reset_landing_during_the_rehash_stays(
     real_hash = security.hash_password
 
     async def hash_while_reset(password: str) -> str:
-        await _reset_password(services, signed_up.user.id)
+        await factories.reset_password(services, signed_up.user.id)
         return await real_hash(password)
 
     monkeypatch.setattr(accounts, "hash_password", hash_while_reset)
@@ -1078,7 +1034,7 @@ async def test_rec1_a_reset_landing_during_the_rehash_stays(
     assert outcome == ErrorCode.INVALID_CREDENTIALS
     assert not await Session.filter(user_id=signed_up.user.id, revoked_at=None).exists()
     stored = (await User.get(id=signed_up.user.id)).password_hash
-    assert await security.verify_password(stored, NEW_PASSWORD)
+    assert await security.verify_password(stored, factories.NEW_PASSWORD)
     assert not await security.verify_password(stored, factories.PASSWORD)
 
 

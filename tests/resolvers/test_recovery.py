@@ -3,7 +3,6 @@ single-use and short-lived codes, counted attempts, and a reset that ends every 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Awaitable
@@ -12,8 +11,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tortoise.connection import get_connection
-from tortoise.transactions import in_transaction
 
 from gardien import jobs
 from gardien.clock import ManualClock
@@ -39,7 +36,7 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.recovery_options import decoy_destinations, mask_email, mask_phone
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.security import verify_password
-from tests import factories
+from tests import factories, locks
 from tests.conftest import BACKEND
 from tests.querycount import count_queries
 
@@ -715,46 +712,22 @@ async def test_rec1_act5_a_reset_and_securing_the_account_at_once_never_deadlock
     code = await _code_sent_to(OWNER)
     actor = await sessions.authenticate(services, await _session_token(services, owner))
     assert actor is not None
-    holding = asyncio.Event()
-    reset_waits = asyncio.Event()
 
-    async def secure_once_the_reset_waits() -> None:
-        async with in_transaction():
-            await User.select_for_update().filter(id=owner.id).first()
-            holding.set()
-            await reset_waits.wait()
-            await account_security.secure_account(services, META, actor)
+    async def secure() -> None:
+        await account_security.secure_account(services, META, actor)
 
-    async def reset_while_the_row_is_held() -> DomainError | None:
-        await holding.wait()
-        reset = asyncio.create_task(
-            recovery.reset_password(
+    async def reset() -> DomainError | None:
+        try:
+            await recovery.reset_password(
                 services, META, recovery_id=recovery_id, code=code, new_password=NEW_PASSWORD
             )
-        )
-        # PostgreSQL's own view of who waits: there is no event to await.
-        while not reset.done() and not await _waiting_on_a_lock():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        waited = not reset.done()
-        reset_waits.set()
-        assert waited, "the reset did not wait for the user's row"
-        try:
-            await reset
         except DomainError as refused:
             return refused
         return None
 
-    _, refused = await asyncio.gather(secure_once_the_reset_waits(), reset_while_the_row_is_held())
+    refused = await locks.change_while_waited_on(owner.id, secure, reset)
 
     assert refused is not None and refused.code == ErrorCode.RECOVERY_CODE_INVALID
     assert await ActivityEvent.filter(type="account.secured", subject_id=owner.id).exists()
     user = await User.get(id=owner.id)
     assert await verify_password(user.password_hash, factories.PASSWORD)
-
-
-async def _waiting_on_a_lock() -> bool:
-    rows = await get_connection("default").execute_query_dict(
-        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-    return bool(rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -21,8 +22,6 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
-from tortoise.connection import get_connection
-from tortoise.transactions import in_transaction
 
 from gardien import security
 from gardien.clock import ManualClock
@@ -38,7 +37,6 @@ from gardien.resolvers import (
     accounts,
     app_passwords,
     authz,
-    recovery,
     second_factor,
     security_policy,
     sessions,
@@ -50,8 +48,7 @@ from gardien.resolvers.errors import DomainError, ErrorCode
 from gardien.resolvers.services import RequestMeta, Services
 from gardien.schema import schema
 from gardien.schema.relay import encode_id
-from gardien.security import hash_password
-from tests import factories
+from tests import factories, locks
 from tests.conftest import BACKEND, GraphQLClient
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -137,15 +134,6 @@ async def _completion_refused(
             code=_now_code(secret, clock),
         )  # fmt: skip
     return refused.value.code
-
-
-async def _reset_password(services: Services, meta: RequestMeta, user_id: int) -> None:
-    """REC-1's end, as a reset by e-mail code commits it."""
-    user = await User.get(id=user_id)
-    async with in_transaction():
-        await recovery.reset_credentials(
-            services, meta, user, await hash_password("lantern over quiet harbour"), via="code"
-        )
 
 
 # --- MFA-1 enrolment -------------------------------------------------------------------------
@@ -404,7 +392,7 @@ async def test_mfa7_rec1_a_password_reset_ends_the_sign_ins_owing_their_second_f
     challenge still open, along with the sessions."""
     signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
     challenge = await _challenge(services, meta, "ada@example.test")
-    await _reset_password(services, meta, signed_up.user.id)
+    await factories.reset_password(services, signed_up.user.id, meta)
 
     refused = await _completion_refused(services, meta, clock, challenge, secret)
 
@@ -422,7 +410,7 @@ async def test_mfa7_rec1_a_reset_landing_during_the_password_step_leaves_no_chal
     real_verify = security.verify_password
 
     async def verify_while_reset(stored: str | None, password: str) -> bool:
-        await _reset_password(services, meta, signed_up.user.id)
+        await factories.reset_password(services, signed_up.user.id, meta)
         return await real_verify(stored, password)
 
     monkeypatch.setattr(accounts, "verify_password", verify_while_reset)
@@ -446,7 +434,7 @@ async def test_mfa7_rec1_a_reset_during_the_second_factor_check_ends_the_challen
     real_check = two_factor.check_totp
 
     async def check_while_reset(services_: Services, user_id: int, code: str) -> Any:
-        await _reset_password(services, meta, user_id)
+        await factories.reset_password(services, user_id, meta)
         return await real_check(services_, user_id, code)
 
     monkeypatch.setattr(two_factor, "check_totp", check_while_reset)
@@ -479,52 +467,11 @@ postgres_only = pytest.mark.skipif(
 )
 
 
-async def _reset_once_waiting(
-    services: Services, meta: RequestMeta, user_id: int, step: Any
-) -> Any:
-    """Holds the user's row as a reset does, lets `step` start and wait for it, then resets
-    (ending challenges and app passwords, rows the step writes too) and commits. Answers the
-    step's outcome: before, the step locked its own row first and the two deadlocked."""
-    holding = asyncio.Event()
-    step_waits = asyncio.Event()
-
-    async def reset() -> None:
-        user = await User.get(id=user_id)
-        new_hash = await hash_password("lantern over quiet harbour")
-        async with in_transaction():
-            await User.select_for_update().filter(id=user_id).first()
-            holding.set()
-            await step_waits.wait()
-            await recovery.reset_credentials(services, meta, user, new_hash, via="code")
-
-    async def run_step() -> Any:
-        await holding.wait()
-        task = asyncio.create_task(_outcome(step()))
-        # PostgreSQL's own view of who waits: there is no event to await.
-        while not task.done() and not await _waiting_on_a_lock():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        waited = not task.done()
-        step_waits.set()
-        assert waited, "the step did not wait for the user's row"
-        return await task
-
-    _, outcome = await asyncio.gather(reset(), run_step())
-    return outcome
-
-
-async def _outcome(step: Any) -> Any:
+async def _outcome(step: Awaitable[Any]) -> Any:
     try:
         return await step
     except DomainError as error:
         return error.code
-
-
-async def _waiting_on_a_lock() -> bool:
-    rows = await get_connection("default").execute_query_dict(
-        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-    return bool(rows)
 
 
 @postgres_only
@@ -534,16 +481,19 @@ async def test_mfa7_rec1_completing_a_challenge_during_a_reset_waits_and_never_d
     signed_up, secret, _ = await _enrolled(services, meta, clock, "ada@example.test")
     challenge = await _challenge(services, meta, "ada@example.test")
 
-    outcome = await _reset_once_waiting(
-        services,
-        meta,
+    # Held as a reset holds it, the user's row is waited for by the completion, which locks
+    # nothing before it; then the reset ends the challenge (before, the two deadlocked).
+    outcome = await locks.change_while_waited_on(
         signed_up.user.id,
-        lambda: second_factor.complete(
-            services,
-            meta,
-            challenge_id=challenge,
-            method=METHOD.TOTP,
-            code=_now_code(secret, clock),
+        lambda: factories.reset_password(services, signed_up.user.id, meta),
+        lambda: _outcome(
+            second_factor.complete(
+                services,
+                meta,
+                challenge_id=challenge,
+                method=METHOD.TOTP,
+                code=_now_code(secret, clock),
+            )
         ),
     )
 
@@ -561,12 +511,13 @@ async def test_mfa6_rec1_an_app_sign_in_during_a_reset_waits_and_never_deadlocks
     actor = await _actor(services, signed_up.session.token)
     created = await app_passwords.create(services, meta, actor, label="Thunderbird")
 
-    outcome = await _reset_once_waiting(
-        services,
-        meta,
+    outcome = await locks.change_while_waited_on(
         signed_up.user.id,
-        lambda: app_passwords.authenticate_app(
-            services, meta, login="ada@example.test", app_password=created.secret
+        lambda: factories.reset_password(services, signed_up.user.id, meta),
+        lambda: _outcome(
+            app_passwords.authenticate_app(
+                services, meta, login="ada@example.test", app_password=created.secret
+            )
         ),
     )
 
